@@ -1,0 +1,52 @@
+"""What runs a task: the interface every platform implements, and the way to pick one.
+
+A platform knows registers and memory, nothing else. It creates address spaces
+(`AddressSpace`: map/unmap/protect/read/write, no bookkeeping: the
+MemoryManager keeps the record) and CPUs (`Cpu`: run until the next stop).
+`Cpu.run()` returns one of the stops below; the kernel decides what it means.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SyscallStop:
+    nr: int
+    args: tuple
+
+
+@dataclass(slots=True)
+class FaultStop:
+    """The CPU faulted: signo is what Linux would deliver (SIGSEGV, SIGILL, ...)."""
+    signo: int
+    addr: int
+    pc: int
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ExitStop:
+    """The host side of the task is gone (killed from outside the sentry)."""
+    signo: int
+
+
+PLATFORMS = ("ptrace", "unicorn")
+
+
+def default_platform() -> str:
+    import platform
+    return "ptrace" if platform.machine() == "x86_64" else "unicorn"
+
+
+def create(name: str, arch: str):
+    """The platform object for `name` running `arch` programs. Imports its
+    library only now, so one platform's import cost never slows the other."""
+    from sentry.errors import SentryError
+    if name == "ptrace":
+        from sentry.platform.ptrace import PtracePlatform
+        if arch != "x86_64":
+            raise SentryError(f"the ptrace platform runs x86_64 programs only, not {arch}: use --platform unicorn", 126)
+        return PtracePlatform()
+    if name == "unicorn":
+        from sentry.platform.unicorn import UnicornPlatform
+        return UnicornPlatform(arch)
+    raise SentryError(f"unknown platform {name!r} (choose from {', '.join(PLATFORMS)})")

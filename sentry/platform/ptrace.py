@@ -288,6 +288,14 @@ class PtraceCpu:
     def pc(self) -> int:
         return self.regs.rip
 
+    def cpu_time_ns(self) -> int:
+        """CPU time the host thread has used (schedstat's first field, in ns)."""
+        try:
+            with open(f"/proc/{self.tid}/schedstat", "rb") as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
     def kill(self) -> None:
         if self.gone is None:
             try:

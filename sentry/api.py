@@ -1,0 +1,136 @@
+"""The embedding API: Sandbox(...).run(argv) -> Result, and the one function
+that runs a program for both the API and the CLI."""
+import os
+import stat as S
+import time
+from dataclasses import dataclass, field
+
+from sentry.errors import SentryError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Limits:
+    memory: int | None = None
+    cpu_time: float | None = None
+    timeout: float | None = None
+    max_procs: int | None = None
+    max_output: int | None = None
+
+
+@dataclass
+class Result:
+    exit_code: int          # as a shell reports it: the status, or 128+signal
+    signal: int             # the signal that killed the program, or 0
+    stdout: bytes
+    stderr: bytes
+    cpu_time: float
+    wall_time: float
+    peak_memory: int
+    limit_hit: str | None = None
+
+
+def resolve_program(program: str) -> str:
+    """The host file the user named, as an absolute path (PATH searched for a bare name)."""
+    if "/" not in program:
+        for d in os.environ.get("PATH", DEFAULT_PATH).split(":"):
+            candidate = os.path.join(d or ".", program)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return os.path.abspath(candidate)
+        raise SentryError(f"{program}: command not found", 127)
+    return os.path.abspath(program)
+
+
+def read_program(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not S.S_ISREG(st.st_mode):
+                raise SentryError(f"{path}: not a regular file", 126)
+            if not st.st_mode & 0o111:
+                raise SentryError(f"{path}: Permission denied", 126)
+            return f.read()
+    except FileNotFoundError:
+        raise SentryError(f"{path}: No such file or directory", 127) from None
+    except IsADirectoryError:
+        raise SentryError(f"{path}: Is a directory", 126) from None
+    except NotADirectoryError:
+        raise SentryError(f"{path}: Not a directory", 127) from None
+    except PermissionError:
+        raise SentryError(f"{path}: Permission denied", 126) from None
+    except OSError as e:
+        raise SentryError(f"{path}: {e.strerror}", 126) from None
+
+
+def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
+            workdir=None):
+    """Run one program in a fresh sandbox; returns (exit_code, signo)."""
+    from sentry import platform as platforms
+    from sentry.kernel import Kernel
+    path = resolve_program(program)
+    data = read_program(path)
+    arch = _elf_machine(data)
+    plat = platforms.create(platform or platforms.default_platform(), arch)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace)
+    kernel.vfs.add_file(path, data)
+    envp = [b"PATH=" + DEFAULT_PATH.encode()]
+    for item in env:
+        key = item.split(b"=", 1)[0]
+        envp = [e for e in envp if e.split(b"=", 1)[0] != key] + [item]
+    argv = [path.encode() if program == path else program.encode()] + [a for a in args]
+    kernel.spawn(path, argv, envp, [f(kernel) for f in stdio], cwd=workdir)
+    return kernel.run()
+
+
+def _elf_machine(data: bytes) -> str:
+    """The architecture an ELF asks for, from its header alone (the loader checks the rest)."""
+    if data[:4] == b"\x7fELF" and len(data) >= 20:
+        machine = int.from_bytes(data[18:20], "little")
+        return {62: "x86_64", 183: "aarch64"}.get(machine, "x86_64")
+    return "x86_64"
+
+
+@dataclass
+class Sandbox:
+    """An isolated place to run programs; each run() starts from a clean state."""
+    rootfs: str | None = None
+    mounts: list = field(default_factory=list)
+    net: str = "none"
+    limits: Limits = field(default_factory=Limits)
+    platform: str | None = None
+    seed: int | None = None
+
+    def run(self, argv, stdin: bytes = b"", env=None) -> Result:
+        from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
+        from sentry.vfs.inode import Inode
+        unsupported = [name for name, value in (
+            ("rootfs", self.rootfs), ("mounts", self.mounts), ("limits.memory", self.limits.memory),
+            ("limits.cpu_time", self.limits.cpu_time), ("limits.timeout", self.limits.timeout),
+            ("limits.max_procs", self.limits.max_procs)) if value]
+        if self.net != "none":
+            unsupported.append("net")
+        if unsupported:
+            raise SentryError(f"not supported yet: {', '.join(unsupported)}")
+        out, err, log = [], [], []
+        limit = self.limits.max_output
+
+        def stream(flags, data=b"", sink=None):
+            def make(kernel):
+                f = BufferStream(Inode(0), flags, data, limit)
+                if sink is not None:
+                    sink.append(f)
+                return f
+            return make
+
+        env_items = [f"{k}={v}".encode() for k, v in (env or {}).items()]
+        start, cpu0 = time.monotonic(), time.process_time()
+        code, signo = execute(argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
+                              platform=self.platform, seed=self.seed, log=log.append,
+                              stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out),
+                                     stream(O_WRONLY, sink=err)])
+        truncated = any(f.truncated for f in out + err)
+        return Result(exit_code=128 + signo if signo else code, signal=signo,
+                      stdout=bytes(out[0].data), stderr=bytes(err[0].data),
+                      cpu_time=time.process_time() - cpu0, wall_time=time.monotonic() - start,
+                      peak_memory=0, limit_hit="max_output" if truncated else None)

@@ -1,0 +1,299 @@
+"""MemoryManager: the sentry's own record of a process's mappings, and every
+change to them; guest memory is read and written only through it.
+
+The platform's address space holds the pages; this keeps what Linux's
+mm_struct keeps (areas with protections and names, brk, the mmap area) and
+checks guest pointers against it, so a bad pointer is EFAULT on every
+platform. Addresses here are always guest (mapped) addresses.
+"""
+import bisect
+import errno as E
+from dataclasses import dataclass
+
+from sentry.errors import Errno
+
+PAGE = 4096
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT_ALL = 7
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
+MAP_FIXED, MAP_ANONYMOUS, MAP_32BIT, MAP_GROWSDOWN = 0x10, 0x20, 0x40, 0x100
+MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED, MAP_NORESERVE = 0x800, 0x1000, 0x2000, 0x4000
+MAP_POPULATE, MAP_NONBLOCK, MAP_STACK, MAP_HUGETLB = 0x8000, 0x10000, 0x20000, 0x40000
+MAP_SYNC, MAP_FIXED_NOREPLACE = 0x80000, 0x100000
+MAP_KNOWN = (0x03 | MAP_FIXED | MAP_ANONYMOUS | MAP_32BIT | MAP_GROWSDOWN | MAP_DENYWRITE
+             | MAP_EXECUTABLE | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK
+             | MAP_STACK | MAP_FIXED_NOREPLACE)
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+MADV_DONTNEED, MADV_REMOVE = 4, 9
+TASK_SIZE = 1 << 47
+MMAP_MIN_ADDR = 0x10000
+
+
+def page_up(n: int) -> int:
+    return (n + PAGE - 1) & ~(PAGE - 1)
+
+
+@dataclass(slots=True)
+class Vma:
+    start: int
+    end: int
+    prot: int
+    name: str = ""      # what /proc/self/maps shows
+    shared: bool = False
+
+
+class MemoryManager:
+    def __init__(self, space, *, mmap_base: int, brk: int):
+        self.space = space
+        self.vmas: list[Vma] = []   # sorted, non-overlapping
+        self.starts: list[int] = [] # vma starts, for bisect
+        self.mmap_base = mmap_base
+        self.brk_start = self.brk = brk
+        self.reserved = list(space.reserved)
+
+    # --- the record -------------------------------------------------------------------
+    def _find(self, addr: int) -> int:
+        """Index of the vma containing addr, or -1."""
+        i = bisect.bisect_right(self.starts, addr) - 1
+        if i >= 0 and addr < self.vmas[i].end:
+            return i
+        return -1
+
+    def _carve(self, start: int, end: int) -> list[Vma]:
+        """Remove [start, end) from the record (splitting areas); return what was there."""
+        out, keep = [], []
+        for v in self.vmas:
+            if v.end <= start or v.start >= end:
+                keep.append(v)
+                continue
+            if v.start < start:
+                keep.append(Vma(v.start, start, v.prot, v.name, v.shared))
+            if v.end > end:
+                keep.append(Vma(end, v.end, v.prot, v.name, v.shared))
+            out.append(Vma(max(v.start, start), min(v.end, end), v.prot, v.name, v.shared))
+        keep.sort(key=lambda v: v.start)
+        self.vmas = keep
+        self.starts = [v.start for v in keep]
+        return out
+
+    def _insert(self, vma: Vma) -> None:
+        i = bisect.bisect_left(self.starts, vma.start)
+        self.vmas.insert(i, vma)
+        self.starts.insert(i, vma.start)
+
+    def is_free(self, start: int, end: int) -> bool:
+        if start < MMAP_MIN_ADDR or end > TASK_SIZE or start >= end:
+            return False
+        if any(lo < end and start < hi for lo, hi in self.reserved):
+            return False
+        i = bisect.bisect_left(self.starts, end) - 1
+        return i < 0 or self.vmas[i].end <= start
+
+    def _find_free(self, length: int, below: int) -> int:
+        """Highest free range of `length` ending at or below `below` (top-down, as Linux)."""
+        top = below
+        taken = sorted([(v.start, v.end) for v in self.vmas] + self.reserved, reverse=True)
+        for lo, hi in taken:
+            if lo >= top:
+                continue
+            if top - hi >= length:
+                return top - length
+            top = lo
+        if top - MMAP_MIN_ADDR >= length:
+            return top - length
+        raise Errno(E.ENOMEM)
+
+    # --- building and changing the address space ----------------------------------------
+    def map_fixed(self, start: int, length: int, prot: int, name: str = "", shared=False) -> None:
+        """Fresh zeroed pages at exactly [start, start+length), replacing what was there."""
+        end = start + length
+        if any(lo < end and start < hi for lo, hi in self.reserved):
+            raise Errno(E.ENOMEM)
+        self.space.map(start, length, prot)
+        self._carve(start, end)
+        self._insert(Vma(start, end, prot, name, shared))
+
+    def load(self, plan) -> None:
+        """Carry out a loader plan's mappings."""
+        for m in plan.mappings:
+            self.map_fixed(m.start, m.length, m.prot, m.name)
+            for offset, data in m.contents:
+                if data:
+                    self.space.write(m.start + offset, data)
+
+    def mmap(self, addr: int, length: int, prot: int, flags: int, file=None, offset: int = 0) -> int:
+        if length == 0 or addr & (PAGE - 1) and flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            raise Errno(E.EINVAL)
+        if offset & (PAGE - 1) or flags & ~MAP_KNOWN or (flags & 3) == 0:
+            raise Errno(E.EINVAL)
+        length = page_up(length)
+        if length == 0 or length >= TASK_SIZE:
+            raise Errno(E.ENOMEM)
+        if flags & MAP_FIXED_NOREPLACE:
+            if not self.is_free(addr, addr + length):
+                raise Errno(E.EEXIST)
+        elif flags & MAP_FIXED:
+            if addr < MMAP_MIN_ADDR or addr + length > TASK_SIZE:
+                raise Errno(E.EPERM if addr < MMAP_MIN_ADDR else E.ENOMEM)
+        else:
+            hint = addr & ~(PAGE - 1)
+            if hint and self.is_free(hint, hint + length):
+                addr = hint
+            else:
+                addr = self._find_free(length, 1 << 31 if flags & MAP_32BIT else self.mmap_base)
+        name = ""
+        if file is not None:
+            data = file.mmap_bytes(offset, length, prot, bool(flags & MAP_SHARED))
+            name = file.path
+        self.map_fixed(addr, length, prot, name, shared=bool(flags & MAP_SHARED))
+        if file is not None and data:
+            self.space.write(addr, data)
+        return addr
+
+    def munmap(self, addr: int, length: int) -> None:
+        if addr & (PAGE - 1) or length == 0 or addr + length > TASK_SIZE:
+            raise Errno(E.EINVAL)
+        length = page_up(length)
+        for v in self._carve(addr, addr + length):
+            self.space.unmap(v.start, v.end - v.start)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        if addr & (PAGE - 1) or prot & ~(PROT_ALL | 0x03000000):
+            raise Errno(E.EINVAL)
+        end = addr + page_up(length)
+        if not self.covered(addr, end):
+            raise Errno(E.ENOMEM)
+        prot &= PROT_ALL
+        for v in self._carve(addr, end):
+            v.prot = prot
+            self._insert(v)
+        if end > addr:
+            self.space.protect(addr, end - addr, prot)
+
+    def covered(self, start: int, end: int) -> bool:
+        """Is every page of [start, end) mapped?"""
+        while start < end:
+            i = self._find(start)
+            if i < 0:
+                return False
+            start = self.vmas[i].end
+        return True
+
+    def mremap(self, old: int, old_len: int, new_len: int, flags: int, new: int) -> int:
+        if old & (PAGE - 1) or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+            raise Errno(E.EINVAL)
+        if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE or flags & MREMAP_DONTUNMAP:
+            raise Errno(E.EINVAL)
+        old_len, new_len = page_up(old_len), page_up(new_len)
+        if new_len == 0 or old_len == 0:
+            raise Errno(E.EINVAL)
+        i = self._find(old)
+        if i < 0 or self.vmas[i].end < old + old_len:
+            raise Errno(E.EFAULT)
+        vma = self.vmas[i]
+        if not flags & MREMAP_FIXED:
+            if new_len <= old_len:
+                if new_len < old_len:
+                    self.munmap(old + new_len, old_len - new_len)
+                return old
+            if self.is_free(old + old_len, old + new_len):
+                self.space.map(old + old_len, new_len - old_len, vma.prot)
+                vma_at = self._find(old)
+                v = self.vmas[vma_at]
+                if v.end == old + old_len:
+                    v.end = old + new_len
+                else:
+                    self._insert(Vma(old + old_len, old + new_len, vma.prot, vma.name, vma.shared))
+                return old
+            if not flags & MREMAP_MAYMOVE:
+                raise Errno(E.ENOMEM)
+            new = self._find_free(new_len, self.mmap_base)
+        else:
+            if new & (PAGE - 1) or new < old + old_len and old < new + new_len:
+                raise Errno(E.EINVAL)
+            self.munmap(new, new_len)
+        self.space.move(old, old_len, new, new_len)
+        self._carve(old, old + old_len)
+        self._carve(new, new + new_len)
+        self._insert(Vma(new, new + new_len, vma.prot, vma.name, vma.shared))
+        return new
+
+    def set_brk(self, addr: int) -> int:
+        """brk(2): returns the new break, or the old one when the request is refused."""
+        if addr < self.brk_start:
+            return self.brk
+        old_top, new_top = page_up(self.brk), page_up(addr)
+        if new_top > old_top:
+            if not self.is_free(old_top, new_top):
+                return self.brk
+            self.map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]")
+        elif new_top < old_top:
+            self.munmap(new_top, old_top - new_top)
+        self.brk = addr
+        return addr
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        if addr & (PAGE - 1):
+            raise Errno(E.EINVAL)
+        end = addr + page_up(length)
+        if advice in (MADV_DONTNEED, MADV_REMOVE):
+            if not self.covered(addr, end):
+                raise Errno(E.ENOMEM)
+            # Private anonymous pages read back as zero afterwards: fresh pages give exactly that.
+            for v in self._carve(addr, end):
+                self.space.map(v.start, v.end - v.start, v.prot)
+                self._insert(v)
+
+    # --- guest memory -----------------------------------------------------------------
+    def check(self, addr: int, size: int, prot: int) -> None:
+        """EFAULT unless every byte of [addr, addr+size) is mapped with `prot`."""
+        end = addr + size
+        vmas = self.vmas
+        i = bisect.bisect_right(self.starts, addr) - 1
+        while True:
+            if i < 0 or i >= len(vmas):
+                raise Errno(E.EFAULT)
+            v = vmas[i]
+            if addr >= v.end or addr < v.start or v.prot & prot != prot:
+                raise Errno(E.EFAULT)
+            if end <= v.end:
+                return
+            addr = v.end
+            i += 1
+
+    def read(self, addr: int, size: int) -> bytes:
+        if size <= 0:
+            return b""
+        self.check(addr, size, PROT_READ)
+        return self.space.read(addr, size)
+
+    def write(self, addr: int, data) -> None:
+        if not data:
+            return
+        self.check(addr, len(data), PROT_WRITE)
+        self.space.write(addr, data)
+
+    def read_cstring(self, addr: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string; ENAMETOOLONG past `limit` bytes (PATH_MAX)."""
+        out = b""
+        while len(out) < limit:
+            chunk = min(PAGE - (addr & (PAGE - 1)), limit - len(out))
+            self.check(addr, 1, PROT_READ)
+            i = self.vmas[self._find(addr)]
+            chunk = min(chunk, i.end - addr)
+            data = self.space.read(addr, chunk)
+            nul = data.find(b"\0")
+            if nul >= 0:
+                return out + data[:nul]
+            out += data
+            addr += chunk
+        raise Errno(E.ENAMETOOLONG)
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))

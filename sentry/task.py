@@ -1,0 +1,49 @@
+"""Task: one thread of a sandboxed program, as the syscall handlers see it."""
+RLIM_INFINITY = (1 << 64) - 1
+
+# What a fresh sandboxed process starts with (soft, hard), as Linux's defaults,
+# keyed by Linux's RLIMIT_* numbers: CPU, FSIZE, DATA, STACK, CORE, RSS, NPROC,
+# NOFILE, MEMLOCK, AS, LOCKS, SIGPENDING, MSGQUEUE, NICE, RTPRIO, RTTIME.
+DEFAULT_RLIMITS = {
+    0: (RLIM_INFINITY, RLIM_INFINITY),
+    1: (RLIM_INFINITY, RLIM_INFINITY),
+    2: (RLIM_INFINITY, RLIM_INFINITY),
+    3: (8 << 20, RLIM_INFINITY),
+    4: (0, RLIM_INFINITY),
+    5: (RLIM_INFINITY, RLIM_INFINITY),
+    6: (4096, 4096),
+    7: (1024, 4096),
+    8: (8 << 20, 8 << 20),
+    9: (RLIM_INFINITY, RLIM_INFINITY),
+    10: (RLIM_INFINITY, RLIM_INFINITY),
+    11: (4096, 4096),
+    12: (819200, 819200),
+    13: (0, 0),
+    14: (0, 0),
+    15: (RLIM_INFINITY, RLIM_INFINITY),
+}
+
+
+class Task:
+    def __init__(self, kernel, tid: int, cpu, mm, fds, exe_path: str, argv, envp):
+        self.kernel = kernel
+        self.vfs = kernel.vfs
+        self.tid = self.tgid = tid
+        self.ppid = 0
+        self.cpu = cpu
+        self.mm = mm
+        self.fds = fds
+        self.exe_path = exe_path
+        self.argv, self.envp = argv, envp
+        self.cwd = kernel.vfs.root
+        self.umask = 0o022
+        self.uid = self.euid = self.gid = self.egid = 0
+        self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as given
+        self.sigmask = 0
+        self.clear_child_tid = 0
+        self.robust_list = (0, 0)
+        self.rlimits = dict(DEFAULT_RLIMITS)
+        self.comm = exe_path.rsplit("/", 1)[-1][:15]
+        self.exit_status = None   # (code, signo) once ended
+        self.blocked = None       # the Wait it is parked on
+        self.pending_stop = None  # the syscall stop to run again when woken

@@ -1,0 +1,237 @@
+"""Open files: what a file descriptor points at. Each kind answers the
+operations it supports; the rest fail as Linux fails them."""
+import errno as E
+import os
+import stat as S
+
+from sentry.errors import Errno
+from sentry.vfs.inode import DirInode, Inode
+
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
+O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND, O_NONBLOCK = 0o100, 0o200, 0o400, 0o1000, 0o2000, 0o4000
+O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC, O_PATH, O_TMPFILE = 0o200000, 0o400000, 0o2000000, 0o10000000, 0o20000000
+O_LARGEFILE = 0o100000
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+DT_TYPES = {S.S_IFREG: 8, S.S_IFDIR: 4, S.S_IFLNK: 10, S.S_IFCHR: 2, S.S_IFBLK: 6, S.S_IFIFO: 1,
+            S.S_IFSOCK: 12}
+
+
+class File:
+    """Base open file. `flags` are the open flags that stay with the description."""
+
+    def __init__(self, inode: Inode, flags: int, path: str = ""):
+        self.inode = inode
+        self.flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)
+        self.path = path
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & O_ACCMODE in (O_RDONLY, O_RDWR) and not self.flags & O_PATH
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & O_ACCMODE in (O_WRONLY, O_RDWR) and not self.flags & O_PATH
+
+    def read(self, size: int) -> bytes:
+        raise Errno(E.EINVAL)
+
+    def write(self, data: bytes) -> int:
+        raise Errno(E.EINVAL)
+
+    def pread(self, size: int, offset: int) -> bytes:
+        raise Errno(E.ESPIPE)
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        raise Errno(E.ESPIPE)
+
+    def seek(self, offset: int, whence: int) -> int:
+        raise Errno(E.ESPIPE)
+
+    def getdents(self, size: int, pack) -> bytes:
+        raise Errno(E.ENOTDIR)
+
+    def ioctl(self, task, request: int, arg: int) -> int:
+        raise Errno(E.ENOTTY)
+
+    def mmap_bytes(self, offset: int, length: int, prot: int, shared: bool) -> bytes:
+        raise Errno(E.ENODEV)
+
+    def stat_inode(self) -> Inode:
+        return self.inode
+
+    def close(self) -> None:
+        pass
+
+
+class RegularFile(File):
+    """An open tmpfs file: bytes in memory, with an offset."""
+
+    def __init__(self, inode, flags, path=""):
+        super().__init__(inode, flags, path)
+        self.offset = 0
+
+    def read(self, size: int) -> bytes:
+        data = self.pread(size, self.offset)
+        self.offset += len(data)
+        return data
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        return bytes(self.inode.data[offset:offset + size])
+
+    def write(self, data: bytes) -> int:
+        if self.flags & O_APPEND:
+            self.offset = len(self.inode.data)
+        n = self.pwrite(data, self.offset)
+        self.offset += n
+        return n
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        buf = self.inode.data
+        if offset > len(buf):
+            buf.extend(bytes(offset - len(buf)))
+        buf[offset:offset + len(data)] = data
+        self.inode.touch()
+        return len(data)
+
+    def seek(self, offset: int, whence: int) -> int:
+        size = len(self.inode.data)
+        if whence == SEEK_SET:
+            pos = offset
+        elif whence == SEEK_CUR:
+            pos = self.offset + offset
+        elif whence == SEEK_END:
+            pos = size + offset
+        elif whence in (SEEK_DATA, SEEK_HOLE):
+            if offset < 0 or offset >= size:
+                raise Errno(E.ENXIO)
+            pos = offset if whence == SEEK_DATA else size  # no holes in memory files
+        else:
+            raise Errno(E.EINVAL)
+        if pos < 0:
+            raise Errno(E.EINVAL)
+        self.offset = pos
+        return pos
+
+    def mmap_bytes(self, offset, length, prot, shared):
+        return bytes(self.inode.data[offset:offset + length])
+
+    def truncate(self, length: int) -> None:
+        buf = self.inode.data
+        if length < len(buf):
+            del buf[length:]
+        else:
+            buf.extend(bytes(length - len(buf)))
+        self.inode.touch()
+
+
+class DirFile(File):
+    """An open directory: getdents64 walks a snapshot of its entries."""
+
+    def __init__(self, inode: DirInode, flags, path=""):
+        super().__init__(inode, flags, path)
+        self.offset = 0
+
+    def read(self, size):
+        raise Errno(E.EISDIR)
+
+    def write(self, data):
+        raise Errno(E.EBADF)
+
+    def seek(self, offset, whence):
+        if whence != SEEK_SET or offset < 0:
+            raise Errno(E.EINVAL)
+        self.offset = offset
+        return offset
+
+    def getdents(self, size: int, pack) -> bytes:
+        """Entries from self.offset that fit in size bytes; pack(ino, off, type, name) -> bytes."""
+        d = self.inode
+        entries = [(d.ino, b"."), (d.parent.ino, b"..")]
+        entries += [(i.ino, name) for name, i in d.children.items()]
+        out = bytearray()
+        kinds = {b".": S.S_IFDIR, b"..": S.S_IFDIR}
+        while self.offset < len(entries):
+            ino, name = entries[self.offset]
+            child = d.children.get(name)
+            kind = kinds.get(name) if child is None else S.S_IFMT(child.mode)
+            rec = pack(ino, self.offset + 1, DT_TYPES.get(kind, 0), name)
+            if len(out) + len(rec) > size:
+                if not out:
+                    raise Errno(E.EINVAL)
+                break
+            out += rec
+            self.offset += 1
+        return bytes(out)
+
+
+class HostStream(File):
+    """One of the sentry's own stdio descriptors, lent to the guest as a stream.
+    Only read/write go through; fstat reports its type (tty, pipe, file) and
+    terminal queries (TCGETS, TIOCGWINSZ) are forwarded read-only."""
+
+    def __init__(self, inode, host_fd: int, flags: int):
+        super().__init__(inode, flags, f"pipe:[{inode.ino}]")
+        self.host_fd = host_fd
+        try:
+            self.inode.mode = S.S_IFMT(os.fstat(host_fd).st_mode) | 0o620
+        except OSError:
+            pass
+
+    def read(self, size: int) -> bytes:
+        import select
+        from sentry.sched import Wait
+        if not select.select([self.host_fd], [], [], 0)[0]:
+            if self.flags & O_NONBLOCK:
+                raise Errno(E.EAGAIN)
+            raise Wait(fd=self.host_fd, events=1)
+        try:
+            return os.read(self.host_fd, size)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return os.write(self.host_fd, data)
+        except BrokenPipeError:
+            raise Errno(E.EPIPE) from None
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def ioctl(self, task, request, arg):
+        import fcntl
+        import termios
+        sizes = {termios.TCGETS: 60, termios.TIOCGWINSZ: 8}
+        if request not in sizes or not os.isatty(self.host_fd):
+            raise Errno(E.ENOTTY)
+        buf = fcntl.ioctl(self.host_fd, request, bytes(sizes[request]))
+        task.mm.write(arg, buf)
+        return 0
+
+
+class BufferStream(File):
+    """Guest stdio held in memory (the embedding API): stdin from bytes, output captured."""
+
+    def __init__(self, inode, flags: int, data: bytes = b"", limit: int | None = None):
+        super().__init__(inode, flags, f"pipe:[{inode.ino}]")
+        self.inode.mode = S.S_IFIFO | 0o600
+        self.data = bytearray(data)
+        self.pos = 0
+        self.limit = limit
+        self.truncated = False
+
+    def read(self, size: int) -> bytes:
+        out = bytes(self.data[self.pos:self.pos + size])
+        self.pos += len(out)
+        return out
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if self.limit is not None and len(self.data) + n > self.limit:
+            self.truncated = True  # the rest is dropped; the program is not told
+            data = data[:max(0, self.limit - len(self.data))]
+        self.data += data
+        return n

@@ -1,0 +1,107 @@
+"""Linux ABI structures the handlers read and write: stat, statx, dirent64,
+timespec, utsname, iovec. One place for layouts, per architecture."""
+import errno as E
+import stat as S
+import struct
+
+from sentry.errors import Errno
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EACCESS, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
+AT_NO_AUTOMOUNT, AT_EMPTY_PATH, AT_STATX_SYNC_TYPE = 0x800, 0x1000, 0x6000
+IOV_MAX = 1024
+MAX_RW_COUNT = 0x7FFFF000
+
+
+def s32(v: int) -> int:
+    """The low 32 bits of a raw argument as a C int (fds, dirfds, flags)."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def s64(v: int) -> int:
+    return v - (1 << 64) if v & (1 << 63) else v
+
+
+def _split_ns(ns: int):
+    return ns // 1_000_000_000, ns % 1_000_000_000
+
+
+def _blocks(inode) -> int:
+    return (inode.size + 511) // 512 if S.S_ISREG(inode.mode) else 0
+
+
+_STAT_X86_64 = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
+_STAT_AARCH64 = struct.Struct("<QQIIIIQQqiiqqqqqqq8x")
+
+
+def pack_stat(arch: str, inode) -> bytes:
+    at, an = _split_ns(inode.atime)
+    mt, mn = _split_ns(inode.mtime)
+    ct, cn = _split_ns(inode.ctime)
+    if arch == "x86_64":
+        return _STAT_X86_64.pack(inode.dev, inode.ino, inode.nlink, inode.mode, inode.uid, inode.gid, 0,
+                                 inode.rdev, inode.size, 4096, _blocks(inode), at, an, mt, mn, ct, cn)
+    return _STAT_AARCH64.pack(inode.dev, inode.ino, inode.mode, inode.nlink, inode.uid, inode.gid,
+                              inode.rdev, 0, inode.size, 4096, 0, _blocks(inode), at, an, mt, mn, ct, cn)
+
+
+STATX_BASIC_STATS = 0x7FF
+_STATX = struct.Struct("<IIQIIIHxxQQQQ" + "qI4x" * 4 + "IIII")
+
+
+def pack_statx(inode) -> bytes:
+    times = []
+    for ns in (inode.atime, inode.ctime, inode.ctime, inode.mtime):  # atime, btime, ctime, mtime
+        times += _split_ns(ns)
+    head = _STATX.pack(STATX_BASIC_STATS, 4096, 0, inode.nlink, inode.uid, inode.gid, inode.mode,
+                       inode.ino, inode.size, _blocks(inode), 0, *times,
+                       inode.rdev >> 8, inode.rdev & 0xFF, inode.dev >> 8, inode.dev & 0xFF)
+    return head.ljust(256, b"\0")
+
+
+_DIRENT_HEAD = struct.Struct("<QqHB")
+
+
+def pack_dirent64(ino: int, off: int, dtype: int, name: bytes) -> bytes:
+    reclen = (_DIRENT_HEAD.size + len(name) + 1 + 7) & ~7
+    return _DIRENT_HEAD.pack(ino, off, reclen, dtype) + name + bytes(reclen - _DIRENT_HEAD.size - len(name))
+
+
+_TIMESPEC = struct.Struct("<qq")
+
+
+def read_timespec(mm, addr: int) -> int:
+    """A struct timespec as nanoseconds; EINVAL if malformed."""
+    sec, nsec = _TIMESPEC.unpack(mm.read(addr, 16))
+    if sec < 0 or not 0 <= nsec < 1_000_000_000:
+        raise Errno(E.EINVAL)
+    return sec * 1_000_000_000 + nsec
+
+
+def write_timespec(mm, addr: int, ns: int) -> None:
+    mm.write(addr, _TIMESPEC.pack(*_split_ns(ns)))
+
+
+def write_timeval(mm, addr: int, ns: int) -> None:
+    sec, nsec = _split_ns(ns)
+    mm.write(addr, _TIMESPEC.pack(sec, nsec // 1000))
+
+
+def read_iovec(mm, addr: int, count: int) -> list[tuple[int, int]]:
+    if count < 0 or count > IOV_MAX:
+        raise Errno(E.EINVAL)
+    raw = mm.read(addr, 16 * count)
+    iov = list(struct.iter_unpack("<QQ", raw))
+    total = 0
+    for _, length in iov:
+        if length >= 1 << 63:
+            raise Errno(E.EINVAL)
+        total += length
+    if total >= 1 << 63:
+        raise Errno(E.EINVAL)
+    return iov
+
+
+def pack_utsname(*fields: bytes) -> bytes:
+    return b"".join(f[:64].ljust(65, b"\0") for f in fields)

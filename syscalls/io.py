@@ -1,0 +1,122 @@
+"""read(2), write(2) and their vector and positioned forms; lseek(2); ioctl(2)."""
+import errno as E
+
+from sentry.errors import Errno
+from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
+from syscalls.registry import PARTIAL, syscall
+
+FIOCLEX, FIONCLEX = 0x5451, 0x5450
+
+
+def _readable(t, fd):
+    f = t.fds.get(s32(fd))
+    if not f.readable:
+        raise Errno(E.EBADF)
+    return f
+
+
+def _writable(t, fd):
+    f = t.fds.get(s32(fd))
+    if not f.writable:
+        raise Errno(E.EBADF)
+    return f
+
+
+@syscall("read")
+def read(t, fd, buf, count):
+    f = _readable(t, fd)
+    data = f.read(min(count, MAX_RW_COUNT))
+    t.mm.write(buf, data)
+    return len(data)
+
+
+@syscall("write")
+def write(t, fd, buf, count):
+    f = _writable(t, fd)
+    return f.write(t.mm.read(buf, min(count, MAX_RW_COUNT)))
+
+
+@syscall("pread64")
+def pread64(t, fd, buf, count, offset):
+    f = _readable(t, fd)
+    if s64(offset) < 0:
+        raise Errno(E.EINVAL)
+    data = f.pread(min(count, MAX_RW_COUNT), offset)
+    t.mm.write(buf, data)
+    return len(data)
+
+
+@syscall("pwrite64")
+def pwrite64(t, fd, buf, count, offset):
+    f = _writable(t, fd)
+    if s64(offset) < 0:
+        raise Errno(E.EINVAL)
+    return f.pwrite(t.mm.read(buf, min(count, MAX_RW_COUNT)), offset)
+
+
+def _scatter(t, iov, data: bytes) -> None:
+    pos = 0
+    for base, length in iov:
+        if pos >= len(data):
+            break
+        chunk = data[pos:pos + length]
+        t.mm.write(base, chunk)
+        pos += len(chunk)
+
+
+def _gather(t, iov) -> bytes:
+    return b"".join(t.mm.read(base, length) for base, length in iov if length)
+
+
+@syscall("readv")
+def readv(t, fd, iov_addr, iovcnt):
+    f = _readable(t, fd)
+    iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
+    data = f.read(min(sum(n for _, n in iov), MAX_RW_COUNT))
+    _scatter(t, iov, data)
+    return len(data)
+
+
+@syscall("writev")
+def writev(t, fd, iov_addr, iovcnt):
+    f = _writable(t, fd)
+    data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
+    return f.write(data[:MAX_RW_COUNT]) if data else 0
+
+
+@syscall("preadv")
+def preadv(t, fd, iov_addr, iovcnt, offset):
+    f = _readable(t, fd)
+    iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
+    if s64(offset) < 0:
+        raise Errno(E.EINVAL)
+    data = f.pread(min(sum(n for _, n in iov), MAX_RW_COUNT), offset)
+    _scatter(t, iov, data)
+    return len(data)
+
+
+@syscall("pwritev")
+def pwritev(t, fd, iov_addr, iovcnt, offset):
+    f = _writable(t, fd)
+    if s64(offset) < 0:
+        raise Errno(E.EINVAL)
+    return f.pwrite(_gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
+
+
+@syscall("lseek")
+def lseek(t, fd, offset, whence):
+    return t.fds.get(s32(fd)).seek(s64(offset), s32(whence))
+
+
+@syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX; TCGETS and TIOCGWINSZ forwarded for a terminal on stdio, ENOTTY otherwise")
+def ioctl(t, fd, request, arg):
+    fd = s32(fd)
+    f = t.fds.get(fd)
+    request &= 0xFFFFFFFF
+    if request == FIOCLEX:
+        t.fds.cloexec.add(fd)
+        return 0
+    if request == FIONCLEX:
+        t.fds.cloexec.discard(fd)
+        return 0
+    return f.ioctl(t, request, arg)

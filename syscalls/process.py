@@ -1,0 +1,125 @@
+"""Who the process is and how it ends: getpid(2) and friends, exit(2),
+set_tid_address(2), set_robust_list(2), arch_prctl(2), prlimit64(2), rseq(2)."""
+import errno as E
+import struct
+
+from sentry.errors import Errno
+from sentry.sched import TaskExit
+from syscalls.abi import s32
+from syscalls.registry import PARTIAL, refuse, syscall
+
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+NR_OPEN = 1 << 20
+
+
+@syscall("getpid")
+def getpid(t):
+    return t.tgid
+
+
+@syscall("gettid")
+def gettid(t):
+    return t.tid
+
+
+@syscall("getppid", note="0 for the sandbox's first process, as for init")
+def getppid(t):
+    return t.ppid
+
+
+@syscall("getuid")
+def getuid(t):
+    return t.uid
+
+
+@syscall("geteuid")
+def geteuid(t):
+    return t.euid
+
+
+@syscall("getgid")
+def getgid(t):
+    return t.gid
+
+
+@syscall("getegid")
+def getegid(t):
+    return t.egid
+
+
+@syscall("exit_group")
+def exit_group(t, status):
+    t.kernel.exit_group(t, status & 0xFF)
+    raise TaskExit
+
+
+@syscall("exit", status=PARTIAL, note="ends the whole process: threads come later")
+def exit_(t, status):
+    return exit_group(t, status)
+
+
+@syscall("set_tid_address")
+def set_tid_address(t, tidptr):
+    t.clear_child_tid = tidptr
+    return t.tid
+
+
+@syscall("set_robust_list", status=PARTIAL, note="recorded; the list is walked at thread death once threads exist")
+def set_robust_list(t, head, length):
+    if length != 24:
+        raise Errno(E.EINVAL)
+    t.robust_list = (head, length)
+    return 0
+
+
+@syscall("arch_prctl", status=PARTIAL, note="ARCH_SET_FS/ARCH_GET_FS; GS and CPUID control answer EINVAL")
+def arch_prctl(t, code, addr):
+    if code == ARCH_SET_FS:
+        if addr >= 1 << 47:
+            raise Errno(E.EPERM)
+        t.cpu.set_tls(addr)
+        return 0
+    if code == ARCH_GET_FS:
+        t.mm.write_u64(addr, t.cpu.get_tls())
+        return 0
+    raise Errno(E.EINVAL)
+
+
+_RLIMIT = struct.Struct("<QQ")
+
+
+@syscall("prlimit64")
+def prlimit64(t, pid, resource, new, old):
+    pid, resource = s32(pid), s32(resource)
+    if pid not in (0, t.tgid):
+        raise Errno(E.ESRCH)
+    if resource not in t.rlimits:
+        raise Errno(E.EINVAL)
+    current = t.rlimits[resource]
+    wanted = _RLIMIT.unpack(t.mm.read(new, 16)) if new else None
+    if wanted is not None:
+        soft, hard = wanted
+        if soft > hard:
+            raise Errno(E.EINVAL)
+        if resource == 7 and hard > NR_OPEN:  # RLIMIT_NOFILE
+            raise Errno(E.EPERM)
+    if old:
+        t.mm.write(old, _RLIMIT.pack(*current))
+    if wanted is not None:
+        t.rlimits[resource] = wanted
+        if resource == 7:
+            t.fds.limit = min(wanted[0], NR_OPEN)
+    return 0
+
+
+@syscall("getrlimit")
+def getrlimit(t, resource, rlim):
+    return prlimit64(t, 0, resource, 0, rlim)
+
+
+@syscall("setrlimit")
+def setrlimit(t, resource, rlim):
+    return prlimit64(t, 0, resource, rlim, 0)
+
+
+refuse("rseq", E.ENOSYS, "restartable sequences need preemption notices the sentry does not give; glibc falls back")

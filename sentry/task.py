@@ -44,6 +44,9 @@ class Task:
         self.robust_list = (0, 0)
         self.rlimits = dict(DEFAULT_RLIMITS)
         self.comm = exe_path.rsplit("/", 1)[-1][:15]
+        self.pdeathsig = 0
+        self.dumpable = 1
+        self.no_new_privs = False
         self.exit_status = None   # (code, signo) once ended
         self.blocked = None       # the Wait it is parked on
         self.pending_stop = None  # the syscall stop to run again when woken

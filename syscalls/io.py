@@ -120,3 +120,22 @@ def ioctl(t, fd, request, arg):
         t.fds.cloexec.discard(fd)
         return 0
     return f.ioctl(t, request, arg)
+
+
+@syscall("sendfile", status=PARTIAL, note="copies through the sentry (read then write); no zero-copy")
+def sendfile(t, out_fd, in_fd, offset_ptr, count):
+    out_file, in_file = _writable(t, out_fd), _readable(t, in_fd)
+    count = min(count, MAX_RW_COUNT)
+    if offset_ptr:
+        offset = s64(t.mm.read_u64(offset_ptr))
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        data = in_file.pread(count, offset)
+    else:
+        data = in_file.read(count)
+    written = out_file.write(data) if data else 0
+    if offset_ptr:
+        t.mm.write_u64(offset_ptr, offset + written)
+    elif written < len(data):
+        in_file.seek(written - len(data), 1)
+    return written

@@ -123,3 +123,41 @@ def setrlimit(t, resource, rlim):
 
 
 refuse("rseq", E.ENOSYS, "restartable sequences need preemption notices the sentry does not give; glibc falls back")
+
+
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38, 39
+
+
+@syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig (recorded); other options EINVAL")
+def prctl(t, option, arg2, arg3, arg4, arg5):
+    option = s32(option)
+    if option == PR_SET_NAME:
+        t.comm = t.mm.read_cstring(arg2, 1 << 20)[:15].decode(errors="replace") if arg2 else ""
+        return 0
+    if option == PR_GET_NAME:
+        t.mm.write(arg2, t.comm.encode()[:15].ljust(16, b"\0"))
+        return 0
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= arg2 <= 64:
+            raise Errno(E.EINVAL)
+        t.pdeathsig = arg2
+        return 0
+    if option == PR_GET_PDEATHSIG:
+        t.mm.write_u32(arg2, t.pdeathsig)
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return t.dumpable
+    if option == PR_SET_DUMPABLE:
+        if arg2 not in (0, 1):
+            raise Errno(E.EINVAL)
+        t.dumpable = arg2
+        return 0
+    if option == PR_SET_NO_NEW_PRIVS:
+        if arg2 != 1 or arg3 or arg4 or arg5:
+            raise Errno(E.EINVAL)
+        t.no_new_privs = True
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        return int(t.no_new_privs)
+    raise Errno(E.EINVAL)

@@ -81,3 +81,7 @@ def memfd_with(name: str, data: bytes) -> int:
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW |
                 fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
     return fd
+
+
+def current_cpu() -> int:
+    return _libc.sched_getcpu()

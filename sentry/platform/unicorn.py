@@ -380,10 +380,9 @@ class UnicornCpu:
         _, _, _, stop_regs, self._sp_reg, self._pc_reg, result_reg, self._tls_reg, self._cs = _ARCHS[arch]
         self.space = space
         self.arch = arch
-        uch = self._uch = space._uch
+        self._uch = space._uch
         self._why = _NOTHING
         self._info = None       # what the fault hooks recorded
-        self._running = False
         self._killed = False
         self._pc = 0
         # one batched read of [nr, a0..a5, pc] into preallocated buffers
@@ -402,6 +401,9 @@ class UnicornCpu:
         if arch == "x86_64":
             self._add_hook(UC.UC_HOOK_INSN, _HOOK_SYSCALL(self._on_syscall), ctypes.c_int(X86.UC_X86_INS_SYSCALL))
             self._add_hook(UC.UC_HOOK_INTR, _HOOK_INTR(self._on_intr))
+            # SSE on, as Linux leaves it: CR0.EM clear, CR0.MP set; CR4.OSFXSR and CR4.OSXMMEXCPT set
+            self._reg_write(X86.UC_X86_REG_CR0, (self._reg_read(X86.UC_X86_REG_CR0) & ~0x4) | 0x2)
+            self._reg_write(X86.UC_X86_REG_CR4, self._reg_read(X86.UC_X86_REG_CR4) | 0x600)
         else:
             self._add_hook(UC.UC_HOOK_INTR, _HOOK_INTR(self._on_intr_a64))
             # FP/SIMD on at EL0 and EL1 (CPACR_EL1.FPEN = 0b11)
@@ -409,7 +411,9 @@ class UnicornCpu:
             self._reg_write(A64.UC_ARM64_REG_CPACR_EL1, cpacr | (3 << 20))
         self._add_hook(UC.UC_HOOK_MEM_INVALID, _HOOK_MEM_INVALID(self._on_mem_invalid))
         self._stop = _lib.uc_emu_stop
-        del uch
+        self._emu_start = _lib.uc_emu_start
+        self._read_batch = _lib.uc_reg_read_batch
+        self._write = _lib.uc_reg_write
 
     def _add_hook(self, kind: int, cb, *extra) -> None:
         handle = ctypes.c_size_t()
@@ -455,7 +459,7 @@ class UnicornCpu:
 
     def set_result(self, value: int) -> None:
         self._result.value = value & MASK64
-        _lib.uc_reg_write(self._uch, self._result_reg, self._result_ptr)
+        self._write(self._uch, self._result_reg, self._result_ptr)
 
     def set_tls(self, value: int) -> None:
         self._reg_write(self._tls_reg, value)
@@ -473,10 +477,8 @@ class UnicornCpu:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
-        self._running = True
-        err = _lib.uc_emu_start(uch, self._pc, _END, 0, 0)
-        self._running = False
-        _lib.uc_reg_read_batch(uch, self._ids, self._ptrs, self._n)
+        err = self._emu_start(uch, self._pc, _END, 0, 0)
+        self._read_batch(uch, self._ids, self._ptrs, self._n)
         v = _STOP_REGS(self._vals)
         self._pc = v[7]
         if self._why == _SYSCALL and not err:
@@ -548,5 +550,5 @@ class UnicornCpu:
     def kill(self) -> None:
         """Stop for good (there is nothing to reap)."""
         self._killed = True
-        if self._running and self._uch is not None:
-            self._stop(self._uch)
+        if self._uch is not None:
+            self._stop(self._uch)  # in case it is running (from another thread): a no-op otherwise

@@ -25,6 +25,7 @@ MAP_KNOWN = (0x03 | MAP_FIXED | MAP_ANONYMOUS | MAP_32BIT | MAP_GROWSDOWN | MAP_
              | MAP_STACK | MAP_FIXED_NOREPLACE)
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 MADV_DONTNEED, MADV_REMOVE = 4, 9
+MADV_KNOWN = set(range(0, 5)) | set(range(8, 26)) | {100, 101}
 TASK_SIZE = 1 << 47
 MMAP_MIN_ADDR = 0x10000
 
@@ -236,9 +237,11 @@ class MemoryManager:
         if addr & (PAGE - 1):
             raise Errno(E.EINVAL)
         end = addr + page_up(length)
+        if advice not in MADV_KNOWN:
+            raise Errno(E.EINVAL)
+        if not self.covered(addr, end):
+            raise Errno(E.ENOMEM)
         if advice in (MADV_DONTNEED, MADV_REMOVE):
-            if not self.covered(addr, end):
-                raise Errno(E.ENOMEM)
             # Private anonymous pages read back as zero afterwards: fresh pages give exactly that.
             for v in self._carve(addr, end):
                 self.space.map(v.start, v.end - v.start, v.prot)
@@ -260,6 +263,17 @@ class MemoryManager:
                 return
             addr = v.end
             i += 1
+
+    def writable_prefix(self, addr: int, size: int) -> int:
+        """How many bytes from addr (up to size) the program could write, as a
+        copy to user memory that stops at the first fault."""
+        done = 0
+        while done < size:
+            i = self._find(addr + done)
+            if i < 0 or not self.vmas[i].prot & PROT_WRITE:
+                break
+            done = min(size, self.vmas[i].end - addr)
+        return done
 
     def read(self, addr: int, size: int) -> bytes:
         if size <= 0:

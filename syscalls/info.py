@@ -1,9 +1,11 @@
 """What the system says about itself: uname(2), getrandom(2), sysinfo(2)."""
 import errno as E
+import struct
+import time as host_time
 
 from sentry.errors import Errno
 from syscalls.abi import pack_utsname
-from syscalls.registry import syscall
+from syscalls.registry import PARTIAL, syscall
 
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 KERNEL_RELEASE = b"6.1.0-sentry"
@@ -23,3 +25,16 @@ def getrandom(t, buf, count, flags):
     count = min(count, 0x1FFFFFF)
     t.mm.write(buf, t.kernel.random_bytes(count))
     return count
+
+
+_SYSINFO = struct.Struct("<q3Q6QHxxxxxxQQI4x")
+VIRTUAL_RAM = 4 << 30
+
+
+@syscall("sysinfo", status=PARTIAL, note="the sandbox's own figures: uptime since it started, 4 GiB of RAM less what its mappings use, no swap, load 0")
+def sysinfo(t, info):
+    used = sum(v.end - v.start for v in t.mm.vmas)
+    uptime = int(host_time.monotonic() - t.kernel.boot_time) + 1
+    t.mm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, VIRTUAL_RAM, max(0, VIRTUAL_RAM - used), 0, 0, 0, 0,
+                                   len(t.kernel.tasks), 0, 0, 1))
+    return 0

@@ -5,7 +5,7 @@ from sentry.errors import Errno
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from syscalls.registry import PARTIAL, syscall
 
-FIOCLEX, FIONCLEX = 0x5451, 0x5450
+FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
 
 
 def _readable(t, fd):
@@ -22,12 +22,40 @@ def _writable(t, fd):
     return f
 
 
+def _deliver(t, f, data: bytes, iov) -> int:
+    """Copy what was read into the program's buffers, as Linux's copy_to_user:
+    up to the first bad page; what could not be copied goes back to the file."""
+    done = 0
+    for base, length in iov:
+        want = min(length, len(data) - done)
+        if want <= 0:
+            break
+        ok = t.mm.writable_prefix(base, want)
+        t.mm.write(base, data[done:done + ok])
+        done += ok
+        if ok < want:
+            break
+    if done < len(data):
+        f.unread(data[done:])
+        if done == 0:
+            raise Errno(E.EFAULT)
+    return done
+
+
+def _deliver_at(t, data: bytes, iov) -> int:
+    """As _deliver, for positioned reads: nothing to give back."""
+    class _Nowhere:
+        @staticmethod
+        def unread(rest):
+            pass
+    return _deliver(t, _Nowhere, data, iov)
+
+
 @syscall("read")
 def read(t, fd, buf, count):
     f = _readable(t, fd)
     data = f.read(min(count, MAX_RW_COUNT))
-    t.mm.write(buf, data)
-    return len(data)
+    return _deliver(t, f, data, ((buf, len(data)),))
 
 
 @syscall("write")
@@ -42,8 +70,7 @@ def pread64(t, fd, buf, count, offset):
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
     data = f.pread(min(count, MAX_RW_COUNT), offset)
-    t.mm.write(buf, data)
-    return len(data)
+    return _deliver_at(t, data, ((buf, len(data)),))
 
 
 @syscall("pwrite64")
@@ -52,16 +79,6 @@ def pwrite64(t, fd, buf, count, offset):
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
     return f.pwrite(t.mm.read(buf, min(count, MAX_RW_COUNT)), offset)
-
-
-def _scatter(t, iov, data: bytes) -> None:
-    pos = 0
-    for base, length in iov:
-        if pos >= len(data):
-            break
-        chunk = data[pos:pos + length]
-        t.mm.write(base, chunk)
-        pos += len(chunk)
 
 
 def _gather(t, iov) -> bytes:
@@ -73,8 +90,7 @@ def readv(t, fd, iov_addr, iovcnt):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     data = f.read(min(sum(n for _, n in iov), MAX_RW_COUNT))
-    _scatter(t, iov, data)
-    return len(data)
+    return _deliver(t, f, data, iov)
 
 
 @syscall("writev")
@@ -91,8 +107,7 @@ def preadv(t, fd, iov_addr, iovcnt, offset):
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
     data = f.pread(min(sum(n for _, n in iov), MAX_RW_COUNT), offset)
-    _scatter(t, iov, data)
-    return len(data)
+    return _deliver_at(t, data, iov)
 
 
 @syscall("pwritev")
@@ -108,7 +123,7 @@ def lseek(t, fd, offset, whence):
     return t.fds.get(s32(fd)).seek(s64(offset), s32(whence))
 
 
-@syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX; TCGETS and TIOCGWINSZ forwarded for a terminal on stdio, ENOTTY otherwise")
+@syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX/FIONBIO; TCGETS and TIOCGWINSZ forwarded for a terminal on stdio, ENOTTY otherwise")
 def ioctl(t, fd, request, arg):
     fd = s32(fd)
     f = t.fds.get(fd)
@@ -118,6 +133,10 @@ def ioctl(t, fd, request, arg):
         return 0
     if request == FIONCLEX:
         t.fds.cloexec.discard(fd)
+        return 0
+    if request == FIONBIO:
+        on = int.from_bytes(t.mm.read(arg, 4), "little")
+        f.flags = f.flags | 0o4000 if on else f.flags & ~0o4000
         return 0
     return f.ioctl(t, request, arg)
 

@@ -76,6 +76,7 @@ _X86_VECTOR = {
 }
 # aarch64 (QEMU) exception numbers
 _EXCP_UDEF, _EXCP_SWI, _EXCP_BKPT = 1, 2, 7
+_A64_WFI = bytes.fromhex("7f2003d5")
 
 _ARCHS = {
     # arch: (uc arch, uc mode, cpu model, syscall stop registers [nr, a0..a5, pc], sp, pc, result, tls,
@@ -103,6 +104,7 @@ _CLEARED = {
 }
 
 _STOP_REGS = struct.Struct("<8Q").unpack_from
+_CTL_REMOVE_CACHE = (UC.UC_CTL_IO_WRITE << 30) | (2 << 26) | UC.UC_CTL_TB_REMOVE_CACHE
 
 
 def _check(err: int, what: str) -> None:
@@ -268,6 +270,8 @@ class UnicornSpace:
     # --- the interface ----------------------------------------------------------------------
     def map(self, start: int, length: int, prot: int) -> None:
         """Anonymous zeroed pages at exactly [start, start+length), replacing what was there."""
+        if (start | length) & (PAGE - 1):
+            raise Errno(errno.EINVAL)
         if length <= 0:
             return
         self._release(self._remove(start, start + length))
@@ -280,11 +284,16 @@ class UnicornSpace:
             raise
 
     def unmap(self, start: int, length: int) -> None:
+        """Unmap whatever is mapped in [start, start+length); holes are fine."""
+        if (start | length) & (PAGE - 1):
+            raise Errno(errno.EINVAL)
         if length > 0:
             self._release(self._remove(start, start + length))
 
     def protect(self, start: int, length: int, prot: int) -> None:
         """Change the protection of the mapped pages in [start, start+length)."""
+        if (start | length) & (PAGE - 1):
+            raise Errno(errno.EINVAL)
         self._protect(start, length, _UC_PROT[prot & 7])
 
     def _protect(self, start: int, length: int, perms: int) -> None:
@@ -292,11 +301,15 @@ class UnicornSpace:
         for r in self._regions[i:j]:
             if r[2] != perms:
                 _check(_lib.uc_mem_protect(self._uch, r[0], r[1] - r[0], perms), f"cannot protect {r[0]:#x}")
+                if perms & ~r[2] & UC.UC_PROT_EXEC:
+                    self._drop_code(r[0], r[1])  # written while not executable: translate afresh
                 r[2] = perms
 
     def move(self, old: int, old_len: int, new: int, new_len: int) -> None:
         """mremap: the first min(old_len, new_len) bytes of old appear at new, the rest
         is zero; the old range is unmapped; protections follow the pages."""
+        if (old | old_len | new | new_len) & (PAGE - 1) or new_len <= 0:
+            raise Errno(errno.EINVAL)
         old_regions = self._remove(old, old + old_len)
         self._release(self._remove(new, new + new_len))
         keep = min(old_len, new_len)
@@ -339,10 +352,26 @@ class UnicornSpace:
         return buf.raw
 
     def write(self, addr: int, data) -> None:
+        """Store data, whatever the protections. Unicorn does not drop code it has translated
+        from pages written this way (guest stores are tracked, uc_mem_write is not), so a
+        write into an executable page also drops the translations of those bytes."""
         if data.__class__ is not bytes:
             data = bytes(data)
-        if data and _lib.uc_mem_write(self._uch, addr, data, len(data)):
+        if not data:
+            return
+        if _lib.uc_mem_write(self._uch, addr, data, len(data)):
             raise Errno(errno.EFAULT)
+        end = addr + len(data)
+        regions = self._regions
+        i = bisect.bisect_right(self._starts, addr) - 1
+        while i < len(regions) and regions[i][0] < end:
+            if regions[i][2] & UC.UC_PROT_EXEC:
+                self._drop_code(addr, end)
+                return
+            i += 1
+
+    def _drop_code(self, start: int, end: int) -> None:
+        _lib.uc_ctl(self._uch, _CTL_REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
 
     def regions(self) -> list:
         """(start, end, PROT_* bits) of every mapped region, for tests and debugging."""
@@ -499,34 +528,36 @@ class UnicornCpu:
             return FaultStop(_ERR_SIGNAL.get(err, signal.SIGSEGV), addr, pc,
                              f"invalid {what} at {addr:#x}{cause} by {self._insn(pc)}")
         if why == _INTR:
+            at = pc
             if self.arch == "x86_64":
                 signo, what = _X86_VECTOR.get(info, (signal.SIGSEGV, f"CPU exception {info}"))
+                if info == 3 or info == 0x80:
+                    at = pc - (1 if info == 3 else 2)  # a software interrupt: pc is already past it
             elif info == _EXCP_BKPT:
                 signo, what = signal.SIGTRAP, "breakpoint"
             elif info == _EXCP_UDEF:
                 signo, what = signal.SIGILL, "invalid instruction"
             else:
                 signo, what = signal.SIGILL, f"CPU exception {info}"
-            return FaultStop(signo, pc, pc, f"{what} at {pc:#x}: {self._insn(pc)}")
+            return FaultStop(signo, at, pc, f"{what} at {at:#x}: {self._insn(at)}")
         if err == UC.UC_ERR_INSN_INVALID:
             return FaultStop(signal.SIGILL, pc, pc, f"invalid instruction at {pc:#x}: {self._insn(pc)}")
         if err in _ERR_SIGNAL:
             return FaultStop(_ERR_SIGNAL[err], pc, pc, f"{_lib.uc_strerror(err).decode()} at {self._insn(pc)}")
         if err:
             return FaultStop(signal.SIGSEGV, pc, pc, f"emulation failed at {pc:#x}: {_lib.uc_strerror(err).decode()}")
-        # Stopped with nothing recorded: x86 `hlt` (privileged: #GP on Linux) or the like.
-        insn = self._insn(self._previous_insn(pc))
-        return FaultStop(signal.SIGSEGV, 0, pc, f"privileged instruction before {pc:#x}: {insn}")
-
-    def _previous_insn(self, pc: int) -> int:
-        if self.arch == "x86_64":
+        # Stopped with nothing recorded: the CPU halted. aarch64 `wfi` is a hint in user mode
+        # on Linux: carry on; x86 `hlt` is privileged: #GP, SIGSEGV.
+        if self.arch == "aarch64":
             try:
-                if self.space.read(pc - 1, 1) == b"\xf4":
-                    return pc - 1  # hlt
+                if self.space.read(pc - 4, 4) == _A64_WFI:
+                    return self.run()
             except Errno:
                 pass
-            return pc
-        return pc - 4
+            at = self._pc = pc - 4
+        else:
+            at = self._pc = pc - 1  # a fault: the pc stays on the instruction
+        return FaultStop(signal.SIGSEGV, 0, at, f"privileged instruction at {at:#x}: {self._insn(at)}")
 
     def _insn(self, pc: int) -> str:
         """`mnemonic operands` of the instruction at pc, decoded with capstone."""

@@ -38,6 +38,9 @@ class File:
     def write(self, data: bytes) -> int:
         raise Errno(E.EINVAL)
 
+    def unread(self, data: bytes) -> None:
+        """Give back the tail of what read() returned (the program's buffer faulted)."""
+
     def pread(self, size: int, offset: int) -> bytes:
         raise Errno(E.ESPIPE)
 
@@ -74,6 +77,9 @@ class RegularFile(File):
         data = self.pread(size, self.offset)
         self.offset += len(data)
         return data
+
+    def unread(self, data: bytes) -> None:
+        self.offset -= len(data)
 
     def pread(self, size: int, offset: int) -> bytes:
         if offset < 0:
@@ -176,14 +182,21 @@ class HostStream(File):
     def __init__(self, inode, host_fd: int, flags: int):
         super().__init__(inode, flags, f"pipe:[{inode.ino}]")
         self.host_fd = host_fd
+        self.pushback = b""
         try:
             self.inode.mode = S.S_IFMT(os.fstat(host_fd).st_mode) | 0o620
         except OSError:
             pass
 
+    def unread(self, data: bytes) -> None:
+        self.pushback = data + self.pushback
+
     def read(self, size: int) -> bytes:
         import select
         from sentry.sched import Wait
+        if self.pushback:
+            out, self.pushback = self.pushback[:size], self.pushback[size:]
+            return out
         if not select.select([self.host_fd], [], [], 0)[0]:
             if self.flags & O_NONBLOCK:
                 raise Errno(E.EAGAIN)
@@ -227,6 +240,9 @@ class BufferStream(File):
         out = bytes(self.data[self.pos:self.pos + size])
         self.pos += len(out)
         return out
+
+    def unread(self, data: bytes) -> None:
+        self.pos -= len(data)
 
     def write(self, data: bytes) -> int:
         n = len(data)

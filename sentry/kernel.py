@@ -32,8 +32,14 @@ class Kernel:
         self.timers: list = []  # heap of (deadline, seq, task)
         self.selector = selectors.DefaultSelector()
         self.exit_status = None  # (code, signo) of the first program
+        self._logged = set()
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, log, strace)
+
+    def log_once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            self.log(message)
 
     def random_bytes(self, n: int) -> bytes:
         return self._rng.randbytes(n) if self._rng else os.urandom(n)

@@ -40,6 +40,7 @@ class Task:
         self.uid = self.euid = self.gid = self.egid = 0
         self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as given
         self.sigmask = 0
+        self.pending_signals = 0
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.rlimits = dict(DEFAULT_RLIMITS)

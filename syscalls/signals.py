@@ -1,10 +1,12 @@
-"""Signal dispositions and masks: rt_sigaction(2), rt_sigprocmask(2).
+"""Signal dispositions, masks and sending: rt_sigaction(2), rt_sigprocmask(2),
+kill(2), tgkill(2), tkill(2), rt_sigpending(2).
 
-Recorded exactly as Linux keeps them; delivery is not implemented yet, so a
-handler that is installed is never called (faults end the program)."""
+Dispositions and masks are kept exactly as Linux keeps them; delivery to a
+handler is not implemented yet (sentry/signals.py)."""
 import errno as E
 
 from sentry.errors import Errno
+from sentry.signals import send
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
 
@@ -48,4 +50,50 @@ def rt_sigprocmask(t, how, set_, oset, sigsetsize):
         else:
             t.sigmask = new
         t.sigmask &= ~UNBLOCKABLE
+    return 0
+
+
+def _check_sig(sig: int) -> int:
+    sig = s32(sig)
+    if not 0 <= sig <= 64:
+        raise Errno(E.EINVAL)
+    return sig
+
+
+@syscall("kill", status=PARTIAL, note="the sandbox has one process: pid, 0, -1 and its own group reach it; handlers are not run yet")
+def kill(t, pid, sig):
+    pid, sig = s32(pid), _check_sig(sig)
+    if pid not in (t.tgid, 0, -1, -t.tgid):
+        raise Errno(E.ESRCH)
+    send(t, sig)
+    return 0
+
+
+@syscall("tgkill", status=PARTIAL, note="as kill")
+def tgkill(t, tgid, tid, sig):
+    tgid, tid, sig = s32(tgid), s32(tid), _check_sig(sig)
+    if tgid <= 0 or tid <= 0:
+        raise Errno(E.EINVAL)
+    if (tgid, tid) != (t.tgid, t.tid):
+        raise Errno(E.ESRCH)
+    send(t, sig)
+    return 0
+
+
+@syscall("tkill", status=PARTIAL, note="as kill")
+def tkill(t, tid, sig):
+    tid, sig = s32(tid), _check_sig(sig)
+    if tid <= 0:
+        raise Errno(E.EINVAL)
+    if tid != t.tid:
+        raise Errno(E.ESRCH)
+    send(t, sig)
+    return 0
+
+
+@syscall("rt_sigpending", status=PARTIAL, note="signals sent while blocked are kept pending, never delivered yet")
+def rt_sigpending(t, set_, sigsetsize):
+    if sigsetsize > 8:
+        raise Errno(E.EINVAL)
+    t.mm.write(set_, t.pending_signals.to_bytes(8, "little")[:sigsetsize])
     return 0

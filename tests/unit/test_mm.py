@@ -1,0 +1,161 @@
+"""MemoryManager against a fake address space: the record, placement and EFAULT rules."""
+import errno
+
+import pytest
+
+from sentry.errors import Errno
+from sentry.mm import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE, PROT_READ,
+                       PROT_WRITE, MemoryManager)
+
+
+class FakeSpace:
+    """Pages as a dict; records the calls the MemoryManager makes."""
+    reserved = [(0x7FFFF8000000, 0x7FFFF8002000)]
+
+    def __init__(self):
+        self.pages = {}
+        self.calls = []
+
+    def map(self, start, length, prot):
+        self.calls.append(("map", start, length, prot))
+        for p in range(start, start + length, PAGE):
+            self.pages[p] = bytearray(PAGE)
+
+    def unmap(self, start, length):
+        self.calls.append(("unmap", start, length))
+        for p in range(start, start + length, PAGE):
+            self.pages.pop(p, None)
+
+    def protect(self, start, length, prot):
+        self.calls.append(("protect", start, length, prot))
+
+    def move(self, old, old_len, new, new_len):
+        saved = [self.pages.pop(p, bytearray(PAGE)) for p in range(old, old + old_len, PAGE)]
+        for i, p in enumerate(range(new, new + new_len, PAGE)):
+            self.pages[p] = saved[i] if i < len(saved) else bytearray(PAGE)
+
+    def read(self, addr, size):
+        out = bytearray()
+        while size:
+            page, off = addr & ~(PAGE - 1), addr & (PAGE - 1)
+            n = min(size, PAGE - off)
+            out += self.pages[page][off:off + n]
+            addr, size = addr + n, size - n
+        return bytes(out)
+
+    def write(self, addr, data):
+        pos = 0
+        while pos < len(data):
+            page, off = (addr + pos) & ~(PAGE - 1), (addr + pos) & (PAGE - 1)
+            n = min(len(data) - pos, PAGE - off)
+            self.pages[page][off:off + n] = data[pos:pos + n]
+            pos += n
+
+
+RW = PROT_READ | PROT_WRITE
+ANON = MAP_PRIVATE | MAP_ANONYMOUS
+TOP = 0x7FFFF7FFF000
+
+
+@pytest.fixture
+def mm():
+    return MemoryManager(FakeSpace(), mmap_base=TOP, brk=0x600000)
+
+
+def test_mmap_is_top_down_below_the_base(mm):
+    a = mm.mmap(0, 3 * PAGE, RW, ANON)
+    b = mm.mmap(0, PAGE, RW, ANON)
+    assert a == TOP - 3 * PAGE and b == a - PAGE
+
+
+def test_fixed_replaces_and_noreplace_refuses(mm):
+    a = mm.mmap(0, 4 * PAGE, RW, ANON)
+    mm.write(a, b"x" * 10)
+    assert mm.mmap(a + PAGE, PAGE, PROT_READ, ANON | MAP_FIXED) == a + PAGE
+    assert [(v.start, v.prot) for v in mm.vmas] == [(a, RW), (a + PAGE, PROT_READ), (a + 2 * PAGE, RW)]
+    with pytest.raises(Errno) as e:
+        mm.mmap(a, PAGE, RW, ANON | MAP_FIXED_NOREPLACE)
+    assert e.value.errno == errno.EEXIST
+
+
+def test_bad_arguments(mm):
+    for args in [(0, 0, RW, ANON), (1, PAGE, RW, ANON | MAP_FIXED), (0, PAGE, RW, MAP_ANONYMOUS),
+                 (0, PAGE, RW, ANON | 0x80000000)]:
+        with pytest.raises(Errno) as e:
+            mm.mmap(*args)
+        assert e.value.errno == errno.EINVAL, args
+
+
+def test_partial_munmap_splits(mm):
+    a = mm.mmap(0, 5 * PAGE, RW, ANON)
+    mm.munmap(a + PAGE, 2 * PAGE)
+    assert [(v.start, v.end) for v in mm.vmas] == [(a, a + PAGE), (a + 3 * PAGE, a + 5 * PAGE)]
+    with pytest.raises(Errno) as e:
+        mm.read(a + PAGE, 1)
+    assert e.value.errno == errno.EFAULT
+    mm.munmap(a + PAGE, 2 * PAGE)  # unmapping a hole is fine
+
+
+def test_access_checks_protection_across_areas(mm):
+    a = mm.mmap(0, 2 * PAGE, RW, ANON)
+    mm.write(a + PAGE - 2, b"abcd")        # spans two areas with the same protection
+    assert mm.read(a + PAGE - 2, 4) == b"abcd"
+    mm.mprotect(a + PAGE, PAGE, PROT_READ)
+    with pytest.raises(Errno):
+        mm.write(a + PAGE - 2, b"abcd")
+    assert mm.writable_prefix(a + PAGE - 2, 4) == 2
+    with pytest.raises(Errno) as e:
+        mm.mprotect(a, 4 * PAGE, PROT_READ)
+    assert e.value.errno == errno.ENOMEM
+
+
+def test_cstring(mm):
+    a = mm.mmap(0, 2 * PAGE, RW, ANON)
+    mm.write(a + PAGE - 3, b"abcdef\0")
+    assert mm.read_cstring(a + PAGE - 3) == b"abcdef"
+    mm.write(a, b"x" * (2 * PAGE))
+    with pytest.raises(Errno) as e:
+        mm.read_cstring(a + PAGE + 10)
+    assert e.value.errno == errno.EFAULT   # runs off the end of the mapping
+    with pytest.raises(Errno) as e:
+        mm.read_cstring(a, limit=100)
+    assert e.value.errno == errno.ENAMETOOLONG
+
+
+def test_brk_grows_shrinks_and_refuses_collisions(mm):
+    assert mm.set_brk(0) == 0x600000
+    assert mm.set_brk(0x600000 + 10000) == 0x600000 + 10000
+    mm.write(0x600000 + 9000, b"z")
+    assert mm.set_brk(0x600000 + 10) == 0x600000 + 10
+    mm.mmap(0x610000, PAGE, RW, ANON | MAP_FIXED)
+    assert mm.set_brk(0x620000) == 0x600000 + 10    # would run into a mapping: refused
+
+
+def test_mremap_grow_in_place_then_move(mm):
+    a = mm.mmap(0x10000000, PAGE, RW, ANON)
+    mm.write(a, b"keep")
+    assert mm.mremap(a, PAGE, 2 * PAGE, 0, 0) == a
+    mm.mmap(a + 2 * PAGE, PAGE, RW, ANON | MAP_FIXED)
+    with pytest.raises(Errno) as e:
+        mm.mremap(a, 2 * PAGE, 4 * PAGE, 0, 0)
+    assert e.value.errno == errno.ENOMEM
+    b = mm.mremap(a, 2 * PAGE, 4 * PAGE, 1, 0)
+    assert b != a and mm.read(b, 4) == b"keep"
+    with pytest.raises(Errno):
+        mm.read(a, 1)
+
+
+def test_madvise_dontneed_zeroes(mm):
+    a = mm.mmap(0, 2 * PAGE, RW, ANON)
+    mm.write(a, b"data")
+    mm.madvise(a, PAGE, 4)
+    assert mm.read(a, 4) == bytes(4)
+    with pytest.raises(Errno) as e:
+        mm.madvise(a, PAGE, 7)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_reserved_ranges_are_never_given_out(mm):
+    with pytest.raises(Errno):
+        mm.mmap(0x7FFFF8000000, PAGE, RW, ANON | MAP_FIXED)
+    assert not mm.is_free(0x7FFFF8000000, 0x7FFFF8001000)

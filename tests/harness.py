@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
 BUILD = FIXTURES / "build"
@@ -160,7 +162,7 @@ class Run:
 
     def headline(self) -> str:
         if self.timed_out:
-            return f"{self.where}: TIMED OUT after {RUN_TIMEOUT}s"
+            return f"{self.where}: TIMED OUT after {self.extra.get('timeout', RUN_TIMEOUT)}s"
         return f"{self.where}: exit {self.status}"
 
     def stderr_text(self, limit: int = 1500) -> str:
@@ -204,7 +206,7 @@ def _communicate(argv, *, stdin, env, cwd, timeout, where) -> Run:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        return Run(where, list(argv), None, out or b"", err or b"", timed_out=True)
+        return Run(where, list(argv), None, out or b"", err or b"", timed_out=True, extra={"timeout": timeout})
     return Run(where, list(argv), _status(proc.returncode), out, err)
 
 
@@ -241,6 +243,13 @@ def run_sandbox(platform: str, program, args=(), *, stdin: bytes | None = None,
     argv = sentry_argv(platform, program, args, env=env, options=options)
     return _communicate(argv, stdin=stdin, env=sentry_host_env(), cwd=str(REPO),
                         timeout=timeout, where=f"sentry/{platform}")
+
+
+def run_sentry_cli(args, *, stdin: bytes | None = None, timeout: float = RUN_TIMEOUT) -> Run:
+    """Run `python -m sentry ARGS...` as given (for command-line tests)."""
+    argv = [sys.executable, "-m", "sentry", *map(str, args)]
+    return _communicate(argv, stdin=stdin, env=sentry_host_env(), cwd=str(REPO),
+                        timeout=timeout, where="sentry")
 
 
 # --------------------------------------------------------------------------
@@ -292,50 +301,66 @@ def bytes_diff(a: bytes, b: bytes, a_name: str = "native", b_name: str = "sandbo
     )
 
 
+def fail(msg: str) -> None:
+    """Fail the test with just this message (no harness traceback)."""
+    pytest.fail(msg, pytrace=False)
+
+
 def check_sentry_sane(run: Run) -> None:
     """What must hold for any sentry run, whatever the program did."""
     if run.timed_out:
-        raise AssertionError(
-            f"{run.headline()}\n$ {' '.join(run.argv)}\nstderr:\n{run.stderr_text()}"
-        )
+        fail(f"{run.headline()}\n$ {' '.join(run.argv)}\n"
+             f"stdout so far: {_clip(run.stdout.decode(errors='replace'), 500)!r}\n"
+             f"stderr:\n{run.stderr_text()}")
     if b"Traceback (most recent call last)" in run.stderr:
-        raise AssertionError(
-            f"{run.where} printed a Python traceback (exit {run.status}):\n"
-            f"$ {' '.join(run.argv)}\n{run.stderr_text(3000)}"
-        )
+        fail(f"{run.where} printed a Python traceback (exit {run.status}):\n"
+             f"$ {' '.join(run.argv)}\n{run.stderr_text(3000)}")
 
 
-def compare(native: Run, sandbox: Run, *, stderr: bool = True, label: str = "") -> None:
+# How a case's stderr is compared:
+#   "exact":   byte for byte
+#   "notes":   the sentry may add its own lines starting with "sentry: " (a
+#              crash report when the guest dies of a signal, the name of an
+#              unsupported syscall); everything else must match exactly
+#   "ignore":  not compared
+STDERR_MODES = ("exact", "notes", "ignore")
+
+
+def strip_sentry_notes(stderr: bytes) -> bytes:
+    return b"".join(line for line in stderr.splitlines(keepends=True) if not line.startswith(b"sentry: "))
+
+
+def compare(native: Run, sandbox: Run, *, stderr: str = "exact", label: str = "") -> None:
     """Fail with a readable report unless the sandbox run matches native."""
+    assert stderr in STDERR_MODES, stderr
     check_sentry_sane(sandbox)
     if native.timed_out:
-        raise AssertionError(f"the native run timed out: {' '.join(native.argv)}")
+        fail(f"the native run timed out: {' '.join(native.argv)}")
     problems = []
     if native.status != sandbox.status:
         problems.append(f"exit status: native {native.status}, {sandbox.where} {sandbox.status}")
     if native.stdout != sandbox.stdout:
         problems.append("stdout differs:\n" + bytes_diff(native.stdout, sandbox.stdout, "native", sandbox.where))
-    if stderr and native.stderr != sandbox.stderr:
-        problems.append("stderr differs:\n" + bytes_diff(native.stderr, sandbox.stderr, "native", sandbox.where))
+    got_err = strip_sentry_notes(sandbox.stderr) if stderr == "notes" else sandbox.stderr
+    stderr_differs = stderr != "ignore" and native.stderr != got_err
+    if stderr_differs:
+        problems.append("stderr differs:\n" + bytes_diff(native.stderr, got_err, "native", sandbox.where))
     if not problems:
         return
+    head = f"{sandbox.where} != native{(' for ' + label) if label else ''}: "
+    head += "; ".join(p.split(":")[0] + (f" ({native.status} vs {sandbox.status})" if p.startswith("exit") else "")
+                      for p in problems)
     first = sandbox.stderr.decode(errors="replace").strip().splitlines()[:1]
-    head = f"{sandbox.where} != native{(' for ' + label) if label else ''}"
-    if first and native.status != sandbox.status:
+    if first:
         head += f" [{sandbox.where} stderr: {first[0][:200]}]"
-    msg = [
-        head,
-        f"$ {' '.join(sandbox.argv)}",
-        *problems,
-    ]
-    if not stderr or native.stderr == sandbox.stderr:
-        if sandbox.stderr:
-            msg.append(f"{sandbox.where} stderr:\n{sandbox.stderr_text()}")
-    raise AssertionError("\n".join(msg))
+    msg = [head, f"$ {' '.join(sandbox.argv)}", *problems]
+    if not stderr_differs and sandbox.stderr:
+        msg.append(f"{sandbox.where} stderr:\n{sandbox.stderr_text()}")
+    fail("\n".join(msg))
 
 
 def differential(platform: str, program, args=(), *, stdin: bytes | None = None,
-                 env: dict[str, str] | None = None, stderr: bool = True,
+                 env: dict[str, str] | None = None, stderr: str = "exact",
                  label: str = "") -> tuple[Run, Run]:
     """Run natively and under the sentry; assert they match; return both."""
     native = run_native(program, args, stdin=stdin, env=env)
@@ -351,10 +376,8 @@ def sentry_error_line(run: Run) -> str:
     text = run.stderr.decode(errors="replace")
     lines = text.splitlines()
     if len(lines) != 1 or not lines[0].startswith("sentry: ") or not text.endswith("\n"):
-        raise AssertionError(
-            f"expected exactly one stderr line starting with 'sentry: ', got {len(lines)} "
-            f"line(s) (exit {run.status}):\n$ {' '.join(run.argv)}\n{run.stderr_text()}"
-        )
+        fail(f"expected exactly one stderr line starting with 'sentry: ', got {len(lines)} "
+             f"line(s) (exit {run.status}):\n$ {' '.join(run.argv)}\n{run.stderr_text()}")
     return lines[0]
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 STUB_MARK = "sentry-stub"
 PR_SET_CHILD_SUBREAPER = 36
-GRACE_SECONDS = 3.0  # a stub that is already dying gets this long to go
+# a stub that is already dying gets this long to go
+GRACE_SECONDS = float(os.environ.get("STUBWATCH_GRACE", "3.0"))
 
 
 def _ppids() -> dict[int, int]:
@@ -100,6 +102,8 @@ def main(argv: list[str]) -> int:
         return 2
     me = os.getpid()
     proc = subprocess.Popen(cmd)
+    # a harness timeout terminates us: pass it on to the command we started
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     rc = proc.wait()
     remaining = stub_descendants(me)
     deadline = time.monotonic() + GRACE_SECONDS

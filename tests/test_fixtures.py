@@ -7,7 +7,7 @@ broken fixture shows up as such and not as a sandbox bug.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -24,24 +24,28 @@ class Case:
     id: str = ""
     stdin: bytes | None = None
     env: tuple[tuple[str, str], ...] = ()
-    stderr: bool = True  # compare stderr too
+    stderr: str = "exact"  # how stderr is compared: harness.STDERR_MODES
     status: int = 0  # the native exit status the fixture is expected to give
     expect: tuple[bytes, ...] = ()  # must appear in the native stdout
     reject: tuple[bytes, ...] = (b"fixture error",)  # must not appear
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    timeout: float = harness.RUN_TIMEOUT  # per run
+    gap: str = ""  # a known gap, named by the issue that closes it: the sandbox run must still fail
 
     @property
     def name(self) -> str:
         return f"{self.fixture}-{self.id}" if self.id else self.fixture
 
 
+SIGNAL_GAP = "issue 5: signal delivery to handlers"
 STDIN_TEXT = b"".join(b"line %d of the standard input\n" % i for i in range(5000))
 
 CASES = [
     Case("hello", id="args",
          args=("a", "b c", "", "\u00fcn\u00efc\u00f6de", "env:FOO", "env:EMPTY", "env:MISSING", "env:PATH"),
          env=(("FOO", "bar baz"), ("EMPTY", ""), ("EQ", "a=b=c")),
-         expect=(b"argc=9\n", b"env FOO=[bar baz]", b"env EMPTY=[]", b"env MISSING unset", b"envc=4\n")),
+         expect=(b"argc=9\n", b"env FOO=[bar baz]", b"env EMPTY=[]", b"env MISSING unset", b"envc=4\n",
+                 b"envp[0]=[PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin]\n"
+                 b"envp[1]=[FOO=bar baz]\nenvp[2]=[EMPTY=]\nenvp[3]=[EQ=a=b=c]\n")),
     Case("hello", id="noargs", expect=(b"argc=1\n", b"envc=1\n")),
     Case("hello", id="dashargs", args=("--help", "-v", "--platform", "x", "--"),
          expect=(b"argv[1]=[--help]", b"argv[5]=[--]")),
@@ -58,16 +62,19 @@ CASES = [
     Case("fileio", args=(TMP,), expect=(b"writev to stdout\n", b"done\n")),
     Case("paths", args=(TMP,), expect=(b"getcwd: /\n", b"exe is argv[0]: yes\n", b"done\n")),
     Case("devices", expect=(b"write /dev/full: -1 ENOSPC\n", b"done\n")),
-    Case("malloc", expect=(b"realloc_corrupt=0 ", b"done\n")),
+    # ~9000 mmap/munmap calls with musl's allocator: slow on a Python kernel
+    Case("malloc", expect=(b"realloc_corrupt=0 ", b"done\n"), timeout=180),
     Case("mmap", id="anon", args=("anon",), expect=(b"page 3 after munmap: EFAULT\n", b"done\n")),
-    Case("mmap", id="file", args=("file", TMP), expect=(b"shared write reaches file: [SHARED]\n", b"done\n")),
-    Case("mmap", id="segv", args=("segv",), status=139,
+    Case("mmap", id="file", args=("file", TMP), expect=(b"private write reaches file: no\n", b"done\n")),
+    Case("mmap", id="file-shared", args=("file-shared", TMP), expect=(b"shared write reaches file: [SHARED]\n", b"done\n"),
+         gap="issue 4: MAP_SHARED file mappings are private copies"),
+    Case("mmap", id="segv", args=("segv",), status=139, stderr="notes",
          expect=(b"writing to a read-only page\n",), reject=(b"survived", b"fixture error")),
     Case("brk", expect=(b"grow 1 MiB: exact\n", b"done\n")),
     Case("floats", expect=(b"harmonic(200000) = 12.78329081042982\n",)),
     Case("bigwrite", expect=()),
-    # the sentry may log the unknown syscall (by name, once): stderr not compared
-    Case("enosys", stderr=False, expect=(b"syscall(999): -1 ENOSYS\n", b"after\n")),
+    # the sentry may log the unknown syscall (by name, once)
+    Case("enosys", stderr="notes", expect=(b"syscall(999): -1 ENOSYS\n", b"after\n")),
     Case("badptr", stdin=b"some data on stdin\n",
          expect=(b"write(1, 1, 10): -1 EFAULT\n", b"read(0, 1, 10): -1 EFAULT\n",
                  b"openat(AT_FDCWD, 1): -1 EFAULT\n", b"good read after faults: data\n", b"done\n")),
@@ -78,12 +85,12 @@ CASES = [
     Case("clock", expect=(b"nanosleep 2 ms: 0, slept >= 2 ms: yes",)),
     Case("ioctl", expect=(b"TCGETS /dev/null: -1 ENOTTY\n", b"TIOCGWINSZ /dev/null: -1 ENOTTY\n", b"done\n")),
     Case("signals", expect=(b"handler matches: yes\n", b"done\n")),
-    Case("sigraise", id="handler", args=("handler",), expect=(b"order: 10 12 10\n", b"done\n")),
-    Case("sigraise", id="term", args=("term",), status=143, reject=(b"survived", b"fixture error")),
-    Case("sigraise", id="abort", args=("abort",), status=134),
+    Case("sigraise", id="handler", args=("handler",), expect=(b"order: 10 12 10\n", b"done\n"), gap=SIGNAL_GAP),
+    Case("sigraise", id="term", args=("term",), status=143, stderr="notes", reject=(b"survived", b"fixture error")),
+    Case("sigraise", id="abort", args=("abort",), status=134, stderr="notes"),
     Case("sigraise", id="ignored", args=("ignored",), expect=(b"done\n",)),
-    Case("sigraise", id="exit", args=("exit",), status=7, reject=(b"wrong",)),
-    Case("sigraise", id="segv", args=("segv",), expect=(b"si_addr right: yes", b"value=42", b"done\n")),
+    Case("sigraise", id="exit", args=("exit",), status=7, reject=(b"wrong",), gap=SIGNAL_GAP),
+    Case("sigraise", id="segv", args=("segv",), expect=(b"si_addr right: yes", b"value=42", b"done\n"), gap=SIGNAL_GAP),
     Case("archprctl", expect=(b"fs:0 is the self pointer: yes\n", b"done\n")),
     Case("auxv", expect=(b"AT_PAGESZ: 4096\n", b"AT_EXECFN == argv[0]: yes\n")),
     Case("readstdin", id="data", stdin=STDIN_TEXT, expect=(b"bytes=%d lines=5000 " % len(STDIN_TEXT),)),
@@ -136,10 +143,12 @@ def test_native(case: Case, variant: str, host_tmp_path_cleanup):
 @pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("case", CASES, ids=_case_ids)
-def test_differential(case: Case, variant: str, platform: str, host_tmp_path_cleanup):
+def test_differential(case: Case, variant: str, platform: str, host_tmp_path_cleanup, request):
+    if case.gap:  # strict: the day the gap closes, this fails until the mark goes
+        request.applymarker(pytest.mark.xfail(reason=case.gap, strict=True))
     prog = harness.build(case.fixture, variant)
     args, env = _resolve(case, host_tmp_path_cleanup)
     native = harness.run_native(prog, args, stdin=case.stdin, env=env)
     _check_native(case, native)
-    sandbox = harness.run_sandbox(platform, prog, args, stdin=case.stdin, env=env)
+    sandbox = harness.run_sandbox(platform, prog, args, stdin=case.stdin, env=env, timeout=case.timeout)
     harness.compare(native, sandbox, stderr=case.stderr, label=f"{case.name} ({variant})")

@@ -12,10 +12,13 @@ binding's `Uc` methods wrap every call and every hook in several Python
 layers): one emu_start, one batched register read into preallocated buffers,
 one register write for the result.
 
-Guest pages live in host memory the platform allocates (anonymous mmap) and
-hands to unicorn with uc_mem_map_ptr: unicorn then splits regions for a
-partial unmap or mprotect by re-pointing them instead of copying the whole
-region, and a large mapping costs nothing until it is touched.
+Guest pages live in host memory the platform reserves (anonymous mmap, one
+1 GiB reservation per guest window in use) and hands to unicorn with
+uc_mem_map_ptr. Unicorn then splits a region for a partial unmap or mprotect
+by re-pointing it instead of copying it, a large mapping costs nothing until
+touched, mremap moves pages on the host without copying, and adjacent guest
+regions can be merged (see UnicornSpace) to keep unicorn's region count, which
+every map and unmap pays for, low.
 """
 import bisect
 import ctypes
@@ -24,6 +27,7 @@ import mmap
 import signal
 import struct
 import sys
+from time import perf_counter_ns as _clock
 
 import unicorn.arm64_const as A64
 import unicorn.unicorn_const as UC
@@ -127,10 +131,17 @@ class UnicornPlatform:
 
 
 # --- host memory ------------------------------------------------------------------------------
+_WINDOW_SHIFT = 30 if sys.maxsize > 1 << 32 else 24
+_WINDOW = 1 << _WINDOW_SHIFT       # guest memory is backed window by window (1 GiB of host address space each)
+_MERGE_SMALL = 1 << 20             # adjacent regions whose union is at most this are always merged,
+_MERGE_MAX = 32 << 20              # larger ones if within a factor of two, up to this
+
+
 class _HostMemory:
-    """Anonymous host pages, allocated lazily by the host kernel (MAP_NORESERVE)."""
+    """Host address space reserved for guest windows, and fresh zero pages inside it."""
 
     def __init__(self):
+        linux = sys.platform.startswith("linux")
         libc = ctypes.CDLL(None, use_errno=True)
         self._mmap = libc.mmap
         self._mmap.restype = ctypes.c_void_p
@@ -138,51 +149,51 @@ class _HostMemory:
                                ctypes.c_long)
         self._munmap = libc.munmap
         self._munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-        self._madvise = getattr(libc, "madvise", None)
-        if self._madvise is not None:
-            self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        self._mremap = getattr(libc, "mremap", None) if sys.platform.startswith("linux") else None
+        self._mremap = getattr(libc, "mremap", None) if linux else None
         if self._mremap is not None:
             self._mremap.restype = ctypes.c_void_p
-            self._mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int)
+            self._mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
+                                     ctypes.c_void_p)
         self.page = mmap.PAGESIZE
-        self._flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-        if sys.platform.startswith("linux"):
-            self._flags |= 0x4000  # MAP_NORESERVE: a 100 MiB heap costs what the guest touches
-        self._dontneed = 4 if sys.platform.startswith("linux") else None  # MADV_DONTNEED
+        # With host pages larger than the guest's 4 KiB, one host page can hold guest pages
+        # that are mapped and others that are not: such hosts keep whole windows accessible.
+        self.small_pages = self.page == PAGE
+        self._flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (0x4000 if linux else 0)  # MAP_NORESERVE
+        self._failed = ctypes.c_void_p(-1).value
 
-    def round(self, size: int) -> int:
-        return (size + self.page - 1) & -self.page
-
-    def alloc(self, size: int) -> int:
-        addr = self._mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, self._flags, -1, 0)
-        if addr in (None, ctypes.c_void_p(-1).value):
+    def reserve(self, size: int) -> int:
+        """Address space for one window: inaccessible (and uncharged) until committed."""
+        prot = 0 if self.small_pages else mmap.PROT_READ | mmap.PROT_WRITE
+        addr = self._mmap(None, size, prot, self._flags, -1, 0)
+        if addr in (None, self._failed):
             raise Errno(errno.ENOMEM)
         return addr
 
     def free(self, addr: int, size: int) -> None:
         self._munmap(addr, size)
 
-    def release(self, addr: int, size: int) -> None:
-        """Give back the host pages inside [addr, addr+size) but keep the range reserved."""
-        lo, hi = self.round(addr), (addr + size) & -self.page
-        if self._dontneed is not None and hi > lo:
-            self._madvise(lo, hi - lo, self._dontneed)
+    def fresh(self, addr: int, size: int, commit: bool) -> None:
+        """Replace [addr, addr+size) (inside a window) with zero pages, accessible if commit,
+        given back to the host otherwise."""
+        lo, hi = (addr + self.page - 1) & -self.page, (addr + size) & -self.page
+        if hi <= lo:
+            ctypes.memset(addr, 0, size)
+            return
+        if lo > addr:
+            ctypes.memset(addr, 0, lo - addr)
+        if addr + size > hi:
+            ctypes.memset(hi, 0, addr + size - hi)
+        prot = mmap.PROT_READ | mmap.PROT_WRITE if commit or not self.small_pages else 0
+        if self._mmap(lo, hi - lo, prot, self._flags | 0x10, -1, 0) != lo:  # MAP_FIXED, our own range
+            raise Errno(errno.ENOMEM)
 
-    def grow(self, addr: int, size: int, new_size: int):
-        """mremap the whole block (its pages move, no copy); None where the host has no mremap."""
-        if self._mremap is None:
-            return None
-        new = self._mremap(addr, size, new_size, 1)  # MREMAP_MAYMOVE
-        return None if new in (None, ctypes.c_void_p(-1).value) else new
-
-
-class _Block:
-    """One host allocation; freed when no guest page refers to it any more."""
-    __slots__ = ("addr", "size", "live")
-
-    def __init__(self, addr: int, size: int, live: int):
-        self.addr, self.size, self.live = addr, size, live
+    def move(self, src: int, dst: int, size: int) -> None:
+        """The contents of src appear at dst (both committed): the host kernel moves the pages
+        where it can (mremap MREMAP_DONTUNMAP, Linux 5.7+), else they are copied."""
+        if (self._mremap is not None and self.small_pages
+                and self._mremap(src, size, size, 1 | 2 | 4, dst) == dst):  # MAYMOVE | FIXED | DONTUNMAP
+            return
+        ctypes.memmove(dst, src, size)
 
 
 _host = None
@@ -195,10 +206,30 @@ def _host_memory() -> _HostMemory:
     return _host
 
 
+def _chunks(start: int, end: int):
+    """[start, end) cut at window boundaries."""
+    while start < end:
+        stop = min(end, ((start >> _WINDOW_SHIFT) + 1) << _WINDOW_SHIFT)
+        yield start, stop
+        start = stop
+
+
 class UnicornSpace:
-    """One Uc: the guest's address space. Its mapped regions are recorded here
-    exactly as unicorn holds them ([start, end, uc perms, block, host address of start])
-    so that every guest page knows the host page that backs it."""
+    """One Uc: the guest's address space.
+
+    Guest memory is backed window by window: each 1 GiB-aligned guest window that
+    holds a mapping has one host reservation, so guest page P lives at host
+    `window base + P % 1 GiB`. Adjacent guest regions are then contiguous on the host
+    too, and are merged into one unicorn region (unicorn's map and unmap cost grows
+    with its number of regions: a malloc making thousands of mmaps must not leave
+    thousands of regions). Merging follows a size rule (merge when the union is at most
+    1 MiB, or the two sizes are within a factor of two and the union at most 32 MiB) so
+    that growing a region step by step keeps few regions and re-maps each byte only a
+    logarithmic number of times, while no merged region grows so large that splitting
+    it again (unicorn flushes the TLB page by page over the whole region) costs much.
+
+    `_regions` mirrors unicorn's regions exactly: [start, end, uc perms], sorted.
+    """
 
     def __init__(self, arch: str):
         uc_arch, uc_mode, model, *_ = _ARCHS[arch]
@@ -215,133 +246,219 @@ class UnicornSpace:
             _lib.uc_close(handle)
             raise
         self._starts = []   # region starts, sorted (for bisect)
-        self._regions = []  # [start, end, perms, block, host], same order
+        self._regions = []  # [start, end, uc perms], same order
+        self._windows = {}  # guest window number -> [host base, bytes mapped in it]
         self.cpu = UnicornCpu(self, arch)
 
-    # --- the region record ------------------------------------------------------------------
+    # --- host backing -------------------------------------------------------------------------
+    def _host_of(self, addr: int) -> int:
+        return self._windows[addr >> _WINDOW_SHIFT][0] + (addr & (_WINDOW - 1))
+
+    def _commit(self, start: int, end: int) -> None:
+        """Fresh zero host pages behind [start, end), which is not mapped."""
+        for lo, hi in _chunks(start, end):
+            w = self._windows.get(lo >> _WINDOW_SHIFT)
+            if w is None:
+                w = self._windows[lo >> _WINDOW_SHIFT] = [self._host.reserve(_WINDOW), 0]
+            self._host.fresh(w[0] + (lo & (_WINDOW - 1)), hi - lo, True)
+            w[1] += hi - lo
+
+    def _decommit(self, start: int, end: int) -> None:
+        """Give back the host pages behind [start, end), which was mapped."""
+        for lo, hi in _chunks(start, end):
+            n = lo >> _WINDOW_SHIFT
+            w = self._windows[n]
+            w[1] -= hi - lo
+            if w[1] == 0:
+                self._host.free(w[0], _WINDOW)
+                del self._windows[n]
+            else:
+                self._host.fresh(w[0] + (lo & (_WINDOW - 1)), hi - lo, False)
+
+    # --- unicorn's regions, mirrored ----------------------------------------------------------
     def _split_at(self, addr: int) -> None:
-        """Make addr a region boundary in the record (unicorn splits its own when asked)."""
+        """Make addr a region boundary in the record (unicorn splits its own the same way
+        when part of a region is unmapped or protected)."""
         i = bisect.bisect_right(self._starts, addr) - 1
         if i >= 0:
             r = self._regions[i]
             if r[0] < addr < r[1]:
-                right = [addr, r[1], r[2], r[3], r[4] + (addr - r[0])]
-                r[1] = addr
-                self._regions.insert(i + 1, right)
+                self._regions.insert(i + 1, [addr, r[1], r[2]])
                 self._starts.insert(i + 1, addr)
+                r[1] = addr
 
-    def _span(self, start: int, end: int):
-        """Indexes [i, j) of the regions inside [start, end), after splitting at both ends."""
+    def _unmap(self, start: int, end: int) -> None:
+        """Unmap whatever is mapped in [start, end) and give its host pages back."""
+        starts, regions = self._starts, self._regions
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or regions[i][1] <= start:
+            i += 1
+        if i == len(regions) or regions[i][0] >= end:
+            return
         self._split_at(start)
         self._split_at(end)
-        i = bisect.bisect_left(self._starts, start)
-        j = bisect.bisect_left(self._starts, end, i)
-        return i, j
-
-    def _remove(self, start: int, end: int) -> list:
-        """Unmap [start, end) from unicorn and the record; returns the removed regions
-        (their host pages still allocated: the caller releases or moves them)."""
-        i, j = self._span(start, end)
-        removed = self._regions[i:j]
-        for r in removed:
+        i = bisect.bisect_left(starts, start)
+        j = bisect.bisect_left(starts, end, i)
+        for r in regions[i:j]:
             _check(_lib.uc_mem_unmap(self._uch, r[0], r[1] - r[0]), f"cannot unmap {r[0]:#x}")
-        del self._regions[i:j]
-        del self._starts[i:j]
-        return removed
+            self._decommit(r[0], r[1])
+        del regions[i:j]
+        del starts[i:j]
 
-    def _release(self, regions) -> None:
-        host = self._host
-        for r in regions:
-            block = r[3]
-            block.live -= r[1] - r[0]
-            if block.live == 0:
-                host.free(block.addr, block.size)
-            else:
-                host.release(r[4], r[1] - r[0])
+    def _add(self, start: int, end: int, perms: int) -> None:
+        """Hand the committed pages of [start, end) to unicorn, one region per window."""
+        for lo, hi in _chunks(start, end):
+            err = _lib.uc_mem_map_ptr(self._uch, lo, hi - lo, perms, self._host_of(lo))
+            if err:  # what is left stays unmapped
+                self._decommit(lo, end)
+                raise Errno(errno.ENOMEM if err == UC.UC_ERR_NOMEM else errno.EINVAL)
+            i = bisect.bisect_left(self._starts, lo)
+            self._starts.insert(i, lo)
+            self._regions.insert(i, [lo, hi, perms])
 
-    def _add(self, start: int, end: int, perms: int, block: _Block, host: int) -> None:
-        err = _lib.uc_mem_map_ptr(self._uch, start, end - start, perms, host)
-        if err:
-            raise Errno(errno.ENOMEM if err == UC.UC_ERR_NOMEM else errno.EINVAL)
-        i = bisect.bisect_left(self._starts, start)
-        self._starts.insert(i, start)
-        self._regions.insert(i, [start, end, perms, block, host])
+    @staticmethod
+    def _mergeable(left, right) -> bool:
+        """May unicorn regions left and right ([start, end, perms]) become one?"""
+        if (left[1] != right[0] or left[2] != right[2]
+                or left[0] >> _WINDOW_SHIFT != (right[1] - 1) >> _WINDOW_SHIFT):
+            return False
+        a, b = left[1] - left[0], right[1] - right[0]
+        return a + b <= _MERGE_SMALL or (a + b <= _MERGE_MAX and max(a, b) <= 2 * min(a, b))
 
-    # --- the interface ----------------------------------------------------------------------
+    def _merge(self, k: int) -> bool:
+        """Merge regions k-1 and k into one unicorn region if they may be merged."""
+        regions = self._regions
+        if k <= 0 or k >= len(regions):
+            return False
+        left, right = regions[k - 1], regions[k]
+        if not self._mergeable(left, right):
+            return False
+        a, b = left[1] - left[0], right[1] - right[0]
+        uch = self._uch
+        _check(_lib.uc_mem_unmap(uch, left[0], a), "cannot merge regions")
+        _check(_lib.uc_mem_unmap(uch, right[0], b), "cannot merge regions")
+        _check(_lib.uc_mem_map_ptr(uch, left[0], a + b, left[2], self._host_of(left[0])), "cannot merge regions")
+        left[1] = right[1]
+        del regions[k]
+        del self._starts[k]
+        return True
+
+    def _coalesce(self, addr: int) -> None:
+        """Merge across the region boundary at addr, and on as far as the size rule allows."""
+        k = bisect.bisect_left(self._starts, addr)
+        if k == len(self._starts) or self._starts[k] != addr or not self._merge(k):
+            return
+        k -= 1
+        while True:
+            if self._merge(k):
+                k -= 1
+            elif not self._merge(k + 1):
+                return
+
+    # --- the interface ------------------------------------------------------------------------
     def map(self, start: int, length: int, prot: int) -> None:
         """Anonymous zeroed pages at exactly [start, start+length), replacing what was there."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
         if length <= 0:
             return
-        self._release(self._remove(start, start + length))
-        size = self._host.round(length)
-        block = _Block(self._host.alloc(size), size, length)
-        try:
-            self._add(start, start + length, _UC_PROT[prot & 7], block, block.addr)
-        except BaseException:
-            self._host.free(block.addr, size)
-            raise
+        end = start + length
+        if end > 1 << 64:
+            raise Errno(errno.ENOMEM)
+        perms = _UC_PROT[prot & 7]
+        self._unmap(start, end)
+        self._commit(start, end)
+        lo, hi = start, end
+        if start >> _WINDOW_SHIFT == (end - 1) >> _WINDOW_SHIFT:
+            # Join the neighbours now (one unicorn map) rather than map and merge after (three).
+            starts, regions, me = self._starts, self._regions, [start, end, perms]
+            k = bisect.bisect_left(starts, start)
+            if k < len(regions) and self._mergeable(me, regions[k]):
+                hi = me[1] = regions[k][1]
+                _check(_lib.uc_mem_unmap(self._uch, end, hi - end), "cannot merge regions")
+                del regions[k], starts[k]
+            if k > 0 and self._mergeable(regions[k - 1], me):
+                lo = regions[k - 1][0]
+                _check(_lib.uc_mem_unmap(self._uch, lo, start - lo), "cannot merge regions")
+                del regions[k - 1], starts[k - 1]
+        self._add(lo, hi, perms)
+        self._coalesce(lo)
+        self._coalesce(hi)
 
     def unmap(self, start: int, length: int) -> None:
         """Unmap whatever is mapped in [start, start+length); holes are fine."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
         if length > 0:
-            self._release(self._remove(start, start + length))
+            self._unmap(start, start + length)
 
     def protect(self, start: int, length: int, prot: int) -> None:
         """Change the protection of the mapped pages in [start, start+length)."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
-        self._protect(start, length, _UC_PROT[prot & 7])
+        self._protect(start, start + length, _UC_PROT[prot & 7])
 
-    def _protect(self, start: int, length: int, perms: int) -> None:
-        i, j = self._span(start, start + length)
-        for r in self._regions[i:j]:
-            if r[2] != perms:
-                _check(_lib.uc_mem_protect(self._uch, r[0], r[1] - r[0], perms), f"cannot protect {r[0]:#x}")
-                if perms & ~r[2] & UC.UC_PROT_EXEC:
-                    self._drop_code(r[0], r[1])  # written while not executable: translate afresh
-                r[2] = perms
+    def _protect(self, start: int, end: int, perms: int) -> None:
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        changed = []
+        for r in self._regions[i:]:
+            if r[0] >= end:
+                break
+            lo, hi = max(start, r[0]), min(end, r[1])
+            if hi > lo and r[2] != perms:
+                changed.append((lo, hi, r[2]))
+        for lo, hi, old in changed:
+            _check(_lib.uc_mem_protect(self._uch, lo, hi - lo, perms), f"cannot protect {lo:#x}")
+            self._split_at(lo)
+            self._split_at(hi)
+            self._regions[bisect.bisect_left(self._starts, lo)][2] = perms
+            if perms & ~old & UC.UC_PROT_EXEC:
+                self._drop_code(lo, hi)  # written while not executable: translate afresh
+        for lo, hi, _ in changed:
+            self._coalesce(lo)
+            self._coalesce(hi)
 
     def move(self, old: int, old_len: int, new: int, new_len: int) -> None:
         """mremap: the first min(old_len, new_len) bytes of old appear at new, the rest
-        is zero; the old range is unmapped; protections follow the pages."""
+        is zero; the old range is unmapped; each page keeps its protection."""
         if (old | old_len | new | new_len) & (PAGE - 1) or new_len <= 0:
             raise Errno(errno.EINVAL)
-        old_regions = self._remove(old, old + old_len)
-        self._release(self._remove(new, new + new_len))
-        keep = min(old_len, new_len)
-        perms = old_regions[-1][2] if old_regions else UC.UC_PROT_READ | UC.UC_PROT_WRITE
+        if new + new_len > 1 << 64:
+            raise Errno(errno.ENOMEM)
+        keep_end = old + min(old_len, new_len)
+        kept = []  # (start, end, perms) of the mapped pieces that travel
+        i = max(bisect.bisect_right(self._starts, old) - 1, 0)
+        for r in self._regions[i:]:
+            if r[0] >= old + old_len:
+                break
+            lo, hi = max(old, r[0]), min(old + old_len, r[1])
+            if hi > lo:
+                kept.append((lo, min(hi, keep_end), r[2]))
+        perms = kept[-1][2] if kept else UC.UC_PROT_READ | UC.UC_PROT_WRITE
+        kept = [k for k in kept if k[1] > k[0]]
+        delta = new - old
         host = self._host
-        size = host.round(new_len)
-        block = None
-        if len(old_regions) == 1:
-            r = old_regions[0]
-            b = r[3]
-            if r[0] == old and r[4] == b.addr and b.live == r[1] - r[0] == old_len and b.size == host.round(old_len):
-                # the whole of one host block moves: let the host kernel move its pages
-                addr = host.grow(b.addr, b.size, size)
-                if addr is not None:
-                    block = _Block(addr, size, new_len)
-                    b.live = 0
-        if block is None:
-            block = _Block(host.alloc(size), size, new_len)
-            for r in old_regions:
-                lo, hi = r[0], min(r[1], old + keep)
-                if hi > lo:
-                    ctypes.memmove(block.addr + (lo - old), r[4], hi - lo)
-            self._release(old_regions)
-        try:
-            self._add(new, new + new_len, perms, block, block.addr)
-        except BaseException:
-            host.free(block.addr, block.size)
-            raise
-        for r in old_regions:  # mixed protections: each page keeps its own
-            lo, hi = r[0], min(r[1], old + keep)
-            if hi > lo and r[2] != perms:
-                self._protect(new + (lo - old), hi - lo, r[2])
+        if new < old + old_len and old < new + new_len:  # overlapping: go through a copy
+            saved = [(lo, ctypes.string_at(self._host_of(lo), hi - lo)) for lo, hi, _ in kept]
+            self._unmap(old, old + old_len)
+            self._unmap(new, new + new_len)
+            self._commit(new, new + new_len)
+            for lo, data in saved:
+                for dlo, dhi in _chunks(lo + delta, lo + delta + len(data)):
+                    ctypes.memmove(self._host_of(dlo), data[dlo - lo - delta:dhi - lo - delta], dhi - dlo)
+        else:
+            self._unmap(new, new + new_len)
+            self._commit(new, new + new_len)
+            for lo, hi, _ in kept:
+                for dlo, dhi in _chunks(lo + delta, hi + delta):
+                    host.move(self._host_of(dlo - delta), self._host_of(dlo), dhi - dlo)
+            self._unmap(old, old + old_len)
+        self._add(new, new + new_len, perms)
+        for lo, hi, p in kept:
+            if p != perms:
+                self._protect(lo + delta, hi + delta, p)
+        self._coalesce(new)
+        self._coalesce(new + new_len)
 
     def read(self, addr: int, size: int) -> bytes:
         if size <= 0:
@@ -374,7 +491,7 @@ class UnicornSpace:
         _lib.uc_ctl(self._uch, _CTL_REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
 
     def regions(self) -> list:
-        """(start, end, PROT_* bits) of every mapped region, for tests and debugging."""
+        """(start, end, PROT_* bits) of unicorn's regions, for tests and debugging."""
         back = {v: p for p, v in enumerate(_UC_PROT)}
         return [(r[0], r[1], back[r[2]]) for r in self._regions]
 
@@ -384,14 +501,10 @@ class UnicornSpace:
             return
         self.cpu.kill()
         _lib.uc_close(self._uch)
-        self._uch = None
-        self.cpu._uch = None
-        freed = set()
-        for r in self._regions:
-            b = r[3]
-            if id(b) not in freed:
-                freed.add(id(b))
-                self._host.free(b.addr, b.size)
+        self._uch = self.cpu._uch = None
+        for base, _ in self._windows.values():
+            self._host.free(base, _WINDOW)
+        self._windows.clear()
         self._regions.clear()
         self._starts.clear()
 
@@ -414,6 +527,7 @@ class UnicornCpu:
         self._info = None       # what the fault hooks recorded
         self._killed = False
         self._pc = 0
+        self._run_ns = 0
         # one batched read of [nr, a0..a5, pc] into preallocated buffers
         n = len(stop_regs)
         self._ids = (ctypes.c_int * n)(*stop_regs)
@@ -482,6 +596,12 @@ class UnicornCpu:
     def set_entry(self, pc: int, sp: int) -> None:
         for reg in _CLEARED[self.arch]:
             self._reg_write(reg, 0)
+        if self.arch == "x86_64":
+            # The FPU as Linux hands it to a new program (unicorn starts with zeros: single
+            # precision x87, every exception unmasked): fninit's control word, MXCSR's default.
+            self._reg_write(X86.UC_X86_REG_FPCW, 0x37F)
+            self._reg_write(X86.UC_X86_REG_MXCSR, 0x1F80)
+            self._reg_write(X86.UC_X86_REG_FPTAG, 0xFFFF)
         self._reg_write(self._sp_reg, sp)
         self._reg_write(self._pc_reg, pc)
         self._pc = pc
@@ -499,6 +619,11 @@ class UnicornCpu:
     def pc(self) -> int:
         return self._pc
 
+    def cpu_time_ns(self) -> int:
+        """Time spent running guest code (the emulator is single-threaded and CPU-bound:
+        its time inside emu_start is the guest's CPU time, the syscalls' share aside)."""
+        return self._run_ns
+
     # --- running ------------------------------------------------------------------------------
     def run(self):
         """Run until the guest makes a syscall or faults."""
@@ -506,7 +631,9 @@ class UnicornCpu:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
+        t = _clock()
         err = self._emu_start(uch, self._pc, _END, 0, 0)
+        self._run_ns += _clock() - t
         self._read_batch(uch, self._ids, self._ptrs, self._n)
         v = _STOP_REGS(self._vals)
         self._pc = v[7]
@@ -546,18 +673,19 @@ class UnicornCpu:
             return FaultStop(_ERR_SIGNAL[err], pc, pc, f"{_lib.uc_strerror(err).decode()} at {self._insn(pc)}")
         if err:
             return FaultStop(signal.SIGSEGV, pc, pc, f"emulation failed at {pc:#x}: {_lib.uc_strerror(err).decode()}")
-        # Stopped with nothing recorded: the CPU halted. aarch64 `wfi` is a hint in user mode
-        # on Linux: carry on; x86 `hlt` is privileged: #GP, SIGSEGV.
-        if self.arch == "aarch64":
-            try:
-                if self.space.read(pc - 4, 4) == _A64_WFI:
-                    return self.run()
-            except Errno:
-                pass
-            at = self._pc = pc - 4
-        else:
-            at = self._pc = pc - 1  # a fault: the pc stays on the instruction
-        return FaultStop(signal.SIGSEGV, 0, at, f"privileged instruction at {at:#x}: {self._insn(at)}")
+        # Stopped with nothing recorded: the CPU halted (it runs in supervisor mode). aarch64
+        # `wfi` is a hint in user mode on Linux: carry on. x86 `hlt` is privileged: #GP, SIGSEGV,
+        # with the pc left on the instruction.
+        before = pc - 4 if self.arch == "aarch64" else pc - 1
+        try:
+            insn = self.space.read(before, pc - before)
+        except Errno:
+            insn = b""
+        if insn == _A64_WFI:
+            return self.run()
+        if insn == b"\xf4":
+            self._pc = pc = before
+        return FaultStop(signal.SIGSEGV, 0, pc, f"privileged instruction at {pc:#x}: {self._insn(pc)}")
 
     def _insn(self, pc: int) -> str:
         """`mnemonic operands` of the instruction at pc, decoded with capstone."""

@@ -37,3 +37,14 @@ def send(task, sig: int) -> None:
         return
     task.kernel.exit_group(task, 0, sig)
     raise TaskExit
+
+
+def set_mask(task, mask: int) -> None:
+    """Change the blocked set; signals pending and now unblocked take effect."""
+    task.sigmask = mask & ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)))
+    ready = task.pending_signals & ~task.sigmask
+    while ready:
+        sig = (ready & -ready).bit_length()
+        task.pending_signals &= ~(1 << (sig - 1))
+        ready &= ready - 1
+        send(task, sig)

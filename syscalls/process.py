@@ -72,15 +72,15 @@ def set_robust_list(t, head, length):
     return 0
 
 
-@syscall("arch_prctl", status=PARTIAL, note="ARCH_SET_FS/ARCH_GET_FS; GS and CPUID control answer EINVAL")
+@syscall("arch_prctl", status=PARTIAL, note="FS and GS bases; CPUID faulting, CET and AMX controls answer EINVAL")
 def arch_prctl(t, code, addr):
-    if code == ARCH_SET_FS:
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
         if addr >= 1 << 47:
             raise Errno(E.EPERM)
-        t.cpu.set_tls(addr)
+        (t.cpu.set_tls if code == ARCH_SET_FS else t.cpu.set_gs)(addr)
         return 0
-    if code == ARCH_GET_FS:
-        t.mm.write_u64(addr, t.cpu.get_tls())
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        t.mm.write_u64(addr, t.cpu.get_tls() if code == ARCH_GET_FS else t.cpu.get_gs())
         return 0
     raise Errno(E.EINVAL)
 

@@ -6,13 +6,12 @@ handler is not implemented yet (sentry/signals.py)."""
 import errno as E
 
 from sentry.errors import Errno
-from sentry.signals import send
+from sentry.signals import send, set_mask
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
 
 SIGKILL, SIGSTOP = 9, 19
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 SIGACTION_SIZE = {"x86_64": 32, "aarch64": 24}
 
 
@@ -32,7 +31,7 @@ def rt_sigaction(t, sig, act, oact, sigsetsize):
     return 0
 
 
-@syscall("rt_sigprocmask", status=PARTIAL, note="the mask is kept; nothing is delivered yet")
+@syscall("rt_sigprocmask", status=PARTIAL, note="the mask is kept; unblocking a pending signal applies its default action; handlers are not run yet")
 def rt_sigprocmask(t, how, set_, oset, sigsetsize):
     if sigsetsize != 8:
         raise Errno(E.EINVAL)
@@ -44,12 +43,11 @@ def rt_sigprocmask(t, how, set_, oset, sigsetsize):
         t.mm.write_u64(oset, t.sigmask)
     if new is not None:
         if how == SIG_BLOCK:
-            t.sigmask |= new
+            set_mask(t, t.sigmask | new)
         elif how == SIG_UNBLOCK:
-            t.sigmask &= ~new
+            set_mask(t, t.sigmask & ~new)
         else:
-            t.sigmask = new
-        t.sigmask &= ~UNBLOCKABLE
+            set_mask(t, new)
     return 0
 
 

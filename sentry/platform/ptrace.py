@@ -301,6 +301,14 @@ class PtraceCpu:
         _check(_ptrace(hc.PTRACE_GETREGS, self.tid, 0, self._regs_addr))
         return self.regs.fs_base
 
+    def set_gs(self, value: int) -> None:
+        """The second segment base (arch_prctl ARCH_SET_GS)."""
+        _check(_ptrace(hc.PTRACE_POKEUSER, self.tid, hc.Regs.gs_base.offset, value))
+
+    def get_gs(self) -> int:
+        _check(_ptrace(hc.PTRACE_GETREGS, self.tid, 0, self._regs_addr))
+        return self.regs.gs_base
+
     def pc(self) -> int:
         return self.regs.rip
 

@@ -616,6 +616,13 @@ class UnicornCpu:
     def get_tls(self) -> int:
         return self._reg_read(self._tls_reg)
 
+    def set_gs(self, value: int) -> None:
+        """x86-64's second segment base (arch_prctl ARCH_SET_GS)."""
+        self._reg_write(X86.UC_X86_REG_GS_BASE, value)
+
+    def get_gs(self) -> int:
+        return self._reg_read(X86.UC_X86_REG_GS_BASE)
+
     def pc(self) -> int:
         return self._pc
 

@@ -26,14 +26,17 @@ class Dispatcher:
         entry = table[nr] if nr < len(table) else None
         if self.strace is not None:
             return self.strace.call(self, task, nr, entry, args)
+        return self.invoke(task, nr, entry, args)
+
+    def invoke(self, task, nr: int, entry, args: tuple) -> int:
         if entry is None:
             return self.missing(nr)
         try:
             return entry.fn(task, *args[:entry.nargs]) & MASK64
         except Errno as e:
             return -e.errno & MASK64
-        except (ArithmeticError, AttributeError, IndexError, KeyError, LookupError, TypeError,
-                ValueError, AssertionError, OSError) as e:
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError,
+                AssertionError, OSError) as e:
             return self.internal_error(entry.name, e)
 
     def missing(self, nr: int) -> int:

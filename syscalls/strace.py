@@ -6,8 +6,6 @@ import errno as E
 import os
 
 from sentry.errors import Errno
-
-MASK64 = (1 << 64) - 1
 _STRING_TYPES = ("const char *", "char *", "const char __user *", "char __user *")
 _PATH_NAMES = {"filename", "pathname", "path", "oldname", "newname", "old", "new", "name"}
 _BUFFER_NAMES = {"buf", "ubuf"}
@@ -25,16 +23,7 @@ class Strace:
         before = self.format_args(task, name, args, entry)
         result = None
         try:
-            if entry is None:
-                result = dispatcher.missing(nr)
-            else:
-                try:
-                    result = entry.fn(task, *args[:entry.nargs]) & MASK64
-                except Errno as e:
-                    result = -e.errno & MASK64
-                except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError,
-                        AssertionError, OSError) as e:
-                    result = dispatcher.internal_error(name, e)
+            result = dispatcher.invoke(task, nr, entry, args)
             return result
         finally:
             self.write(f"[pid {task.tid}] {name}({before}) = {self.format_result(name, result)}\n")

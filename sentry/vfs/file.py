@@ -2,9 +2,11 @@
 operations it supports; the rest fail as Linux fails them."""
 import errno as E
 import os
+import select
 import stat as S
 
 from sentry.errors import Errno
+from sentry.sched import Wait
 from sentry.vfs.inode import DirInode, Inode
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
@@ -192,8 +194,6 @@ class HostStream(File):
         self.pushback = data + self.pushback
 
     def read(self, size: int) -> bytes:
-        import select
-        from sentry.sched import Wait
         if self.pushback:
             out, self.pushback = self.pushback[:size], self.pushback[size:]
             return out

@@ -325,6 +325,34 @@ def bench_hello(hello: str, native: Runner, plats: list[Runner], runs: int, time
         res[c.runner.name] = {"median_s": c.median, "samples": c.samples, "ratio": ratio, "goal_met": ok}
 
 
+def bench_hello_api(hello: str, plat_names: list[str], runs: int) -> None:
+    """The same hello through the embedding API, in this already-warm Python
+    process: what a FaaS host pays per run once sentry is imported."""
+    sys.path.insert(0, ROOT)
+    from sentry.api import Sandbox
+    res = results["hello_api"] = {"runs": runs}
+    for p in plat_names:
+        name = f"sentry {p}, API in-process"
+        samples = []
+        try:
+            for i in range(runs + 1):
+                t0 = time.perf_counter()
+                r = Sandbox(platform=p).run([hello])
+                dt = time.perf_counter() - t0
+                if r.exit_code != 0 or r.stdout != HELLO_OUT:
+                    raise RunFailed(f"exit {r.exit_code}, stdout {r.stdout[:80]!r}")
+                if i:  # the first run is the warm-up
+                    samples.append(dt)
+        except Exception as e:  # a report, not a crash
+            row(name, "FAILED", "", "", str(e)[:120])
+            res[p] = {"error": str(e)}
+            continue
+        median = statistics.median(samples)
+        ok = median * 1e3 <= GOAL_START_MS
+        row(name, fmt_ms(median), "", f"≤ {GOAL_START_MS:g} ms", mark(ok))
+        res[p] = {"median_s": median, "samples": samples}
+
+
 def pick_count(runner: Runner, prog: str, args_for, check_for, full: int, probe: int, target_s: float,
                timeout: float) -> int:
     """A count ≤ full for which runner takes about target_s beyond its start-up, for
@@ -539,6 +567,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     row("runner", "figure", "× native", "goal", "")
     bench_hello(bins["hello"], native, plats, hello_runs, timeout)
+    bench_hello_api(bins["hello"], plat_names, hello_runs)
     row("")
     bench_cpu(bins["cpuloop"], native, plats, cpu_runs, cpu_iters, slow_target, timeout)
     row("")

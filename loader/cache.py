@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 FORMAT = 1  # bump when the stored record changes shape or meaning
 
 
-def directory() -> Path | None:
+def directory() -> str | None:
     if os.environ.get("SENTRY_NO_CACHE", "") not in ("", "0"):
         return None
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):  # the XDG spec says to ignore a relative path
         base = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "sentry", "elf")
+    return os.path.join(base, "sentry", "elf")
 
 
 def load(key: str) -> dict | None:
@@ -31,7 +29,8 @@ def load(key: str) -> dict | None:
     if where is None:
         return None
     try:
-        record = json.loads((where / f"{key}.json").read_text())
+        with open(os.path.join(where, f"{key}.json"), "rb") as f:
+            record = json.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
@@ -43,14 +42,15 @@ def store(key: str, value: dict) -> None:
     where = directory()
     if where is None:
         return
+    import tempfile  # only on a miss: keeps the common start fast
     try:
-        where.mkdir(parents=True, exist_ok=True)
+        os.makedirs(where, exist_ok=True)
         # Write aside then rename, so a concurrent reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=where, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump({"format": FORMAT, "value": value}, f)
-            os.replace(tmp, where / f"{key}.json")
+            os.replace(tmp, os.path.join(where, f"{key}.json"))
         except BaseException:
             os.unlink(tmp)
             raise

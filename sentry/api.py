@@ -64,7 +64,7 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None):
+            workdir=None, mounts=()):
     """Run one program in a fresh sandbox; returns (exit_code, signo)."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
@@ -73,7 +73,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
     kernel = Kernel(plat, log=log, seed=seed, strace=strace)
-    kernel.vfs.add_file(path, data)
+    from sentry.view import build_default_view
+    build_default_view(kernel.vfs, path, data, mounts)
     envp = [b"PATH=" + DEFAULT_PATH.encode()]
     for item in env:
         key = item.split(b"=", 1)[0]

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--arch", choices=("x86_64", "aarch64"), help="expected architecture of PROGRAM")
     run.add_argument("--rootfs", metavar="DIR", help=f"replace the default filesystem view ({NOT_YET})")
     run.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
-                     help=f"expose a host path ({NOT_YET})")
+                     help="lend a host directory at GUEST, read-only unless :rw")
     run.add_argument("--workdir", metavar="DIR", help="working directory inside the sandbox (default /)")
     run.add_argument("--env", action="append", default=[], metavar="K=V",
                      help="add a variable to the program's environment")
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(o) -> int:
     refused = [name for name, value in (
-        ("--rootfs", o.rootfs), ("--mount", o.mount), ("--publish", o.publish), ("--memory", o.memory),
+        ("--rootfs", o.rootfs), ("--publish", o.publish), ("--memory", o.memory),
         ("--cpu-time", o.cpu_time), ("--timeout", o.timeout), ("--max-procs", o.max_procs),
         ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
@@ -97,6 +97,7 @@ def cmd_run(o) -> int:
             raise SentryError(f"{o.program}: an {actual} program, not {o.arch}", 126)
     code, signo = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
+                          mounts=o.mount,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
     return 128 + signo if signo else code
 

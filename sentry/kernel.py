@@ -48,22 +48,20 @@ class Kernel:
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes], stdio, cwd=None) -> Task:
         """Load the program at `path` (in the sandbox's filesystem) as a new process."""
         import loader
-        from sentry.vfs.inode import DirInode, RegularInode
-        cwd_inode = self.vfs.root
+        import stat as S
+        cwd_loc = self.vfs.root_loc
         if cwd:
             try:
-                cwd_inode = self.vfs.lookup(None, -100, os.path.join("/", cwd).encode())
+                cwd_loc = self.vfs.lookup_loc(None, -100, os.path.join("/", cwd).encode())
             except Errno as e:
                 raise SentryError(f"--workdir {cwd}: {os.strerror(e.errno)}") from None
-            if not isinstance(cwd_inode, DirInode):
-                raise SentryError(f"--workdir {cwd}: Not a directory")
         try:
             inode = self.vfs.lookup(None, -100, path.encode())
         except Errno as e:
             raise SentryError(f"{path}: {os.strerror(e.errno)}", 127) from None
-        if not isinstance(inode, RegularInode):
+        if not S.S_ISREG(inode.mode):
             raise SentryError(f"{path}: {os.strerror(21 if inode.is_dir() else 13)}", 126)
-        data = bytes(inode.data)
+        data = self.read_whole(inode, path)
         try:
             info = loader.parse_elf(data)
         except loader.LoadError as e:
@@ -71,12 +69,13 @@ class Kernel:
         if info.machine != self.arch:
             raise SentryError(f"{path}: exec format error: an {info.machine} program, "
                               f"this sandbox runs {self.arch}", 126)
-        if info.interp:
-            raise SentryError(f"{path}: dynamically linked programs are not supported yet "
-                              f"(needs {info.interp}); run a static build", 126)
-        plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=path.encode(),
-                                 random_bytes=self.random_bytes(16), hwcap=self.platform_hwcap(),
-                                 hwcap2=0)
+        interp = self.load_interpreter(info.interp, path) if info.interp else None
+        try:
+            plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=path.encode(),
+                                     random_bytes=self.random_bytes(16), hwcap=self.platform_hwcap(),
+                                     hwcap2=0, interp=interp)
+        except loader.LoadError as e:
+            raise SentryError(f"{path}: {e}", 126) from None
         space, cpu = self.platform.new_process()
         try:
             mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk)
@@ -89,11 +88,41 @@ class Kernel:
         for fd, f in enumerate(stdio):
             fds.install_at(fd, f)
         task = Task(self, self.next_tid, cpu, mm, fds, path, argv, envp)
-        task.cwd = cwd_inode
+        task.cwd = cwd_loc
         self.next_tid += 1
         self.tasks[task.tid] = task
         self.runq.append(task)
         return task
+
+    @staticmethod
+    def read_whole(inode, path: str) -> bytes:
+        f = inode.open(0, path)
+        try:
+            chunks, offset = [], 0
+            while True:
+                chunk = f.pread(1 << 24, offset)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+                offset += len(chunk)
+        finally:
+            f.close()
+
+    def load_interpreter(self, path: str, exe_path: str):
+        """PT_INTERP, looked up and read in the sandbox's own view, never the host's."""
+        import loader
+        import stat as S
+        try:
+            inode = self.vfs.lookup(None, -100, path.encode())
+        except Errno as e:
+            raise SentryError(f"{exe_path}: its interpreter {path}: {os.strerror(e.errno)}", 127) from None
+        if not S.S_ISREG(inode.mode):
+            raise SentryError(f"{exe_path}: its interpreter {path} is not a regular file", 126)
+        data = self.read_whole(inode, path)
+        try:
+            return loader.parse_elf(data), data, path
+        except loader.LoadError as e:
+            raise SentryError(f"{exe_path}: its interpreter {path}: {e}", 126) from None
 
     def platform_hwcap(self) -> int:
         if self.platform.name == "ptrace":

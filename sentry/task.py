@@ -35,7 +35,7 @@ class Task:
         self.fds = fds
         self.exe_path = exe_path
         self.argv, self.envp = argv, envp
-        self.cwd = kernel.vfs.root
+        self.cwd = kernel.vfs.root_loc  # a Loc: the frames from the root
         self.umask = 0o022
         self.uid = self.euid = self.gid = self.egid = 0
         self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as given

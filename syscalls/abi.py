@@ -27,36 +27,33 @@ def _split_ns(ns: int):
     return ns // 1_000_000_000, ns % 1_000_000_000
 
 
-def _blocks(inode) -> int:
-    return (inode.size + 511) // 512 if S.S_ISREG(inode.mode) else 0
-
-
 _STAT_X86_64 = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
 _STAT_AARCH64 = struct.Struct("<QQIIIIQQqiiqqqqqqq8x")
 
 
-def pack_stat(arch: str, inode) -> bytes:
-    at, an = _split_ns(inode.atime)
-    mt, mn = _split_ns(inode.mtime)
-    ct, cn = _split_ns(inode.ctime)
+def pack_stat(arch: str, st) -> bytes:
+    """struct stat from an inode's stat() snapshot."""
+    at, an = _split_ns(st.atime)
+    mt, mn = _split_ns(st.mtime)
+    ct, cn = _split_ns(st.ctime)
     if arch == "x86_64":
-        return _STAT_X86_64.pack(inode.dev, inode.ino, inode.nlink, inode.mode, inode.uid, inode.gid, 0,
-                                 inode.rdev, inode.size, 4096, _blocks(inode), at, an, mt, mn, ct, cn)
-    return _STAT_AARCH64.pack(inode.dev, inode.ino, inode.mode, inode.nlink, inode.uid, inode.gid,
-                              inode.rdev, 0, inode.size, 4096, 0, _blocks(inode), at, an, mt, mn, ct, cn)
+        return _STAT_X86_64.pack(st.dev, st.ino, st.nlink, st.mode, st.uid, st.gid, 0,
+                                 st.rdev, st.size, 4096, st.blocks, at, an, mt, mn, ct, cn)
+    return _STAT_AARCH64.pack(st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid,
+                              st.rdev, 0, st.size, 4096, 0, st.blocks, at, an, mt, mn, ct, cn)
 
 
 STATX_BASIC_STATS = 0x7FF
 _STATX = struct.Struct("<IIQIIIHxxQQQQ" + "qI4x" * 4 + "IIII")
 
 
-def pack_statx(inode) -> bytes:
+def pack_statx(st) -> bytes:
     times = []
-    for ns in (inode.atime, inode.ctime, inode.ctime, inode.mtime):  # atime, btime, ctime, mtime
+    for ns in (st.atime, st.ctime, st.ctime, st.mtime):  # atime, btime, ctime, mtime
         times += _split_ns(ns)
-    head = _STATX.pack(STATX_BASIC_STATS, 4096, 0, inode.nlink, inode.uid, inode.gid, inode.mode,
-                       inode.ino, inode.size, _blocks(inode), 0, *times,
-                       inode.rdev >> 8, inode.rdev & 0xFF, inode.dev >> 8, inode.dev & 0xFF)
+    head = _STATX.pack(STATX_BASIC_STATS, 4096, 0, st.nlink, st.uid, st.gid, st.mode,
+                       st.ino, st.size, st.blocks, 0, *times,
+                       st.rdev >> 8, st.rdev & 0xFF, st.dev >> 8, st.dev & 0xFF)
     return head.ljust(256, b"\0")
 
 

@@ -43,7 +43,7 @@ def _inode_at(t, dirfd, path, flags):
     if not name:
         if flags & AT_EMPTY_PATH:
             if s32(dirfd) == AT_FDCWD:
-                return t.cwd
+                return t.cwd[-1][1]
             return t.fds.get(s32(dirfd)).stat_inode()
         raise Errno(E.ENOENT)
     return t.vfs.lookup(t, s32(dirfd), name, follow=not flags & AT_SYMLINK_NOFOLLOW)
@@ -51,19 +51,19 @@ def _inode_at(t, dirfd, path, flags):
 
 @syscall("fstat")
 def fstat(t, fd, buf):
-    t.mm.write(buf, pack_stat(t.kernel.arch, t.fds.get(s32(fd)).stat_inode()))
+    t.mm.write(buf, pack_stat(t.kernel.arch, t.fds.get(s32(fd)).stat_inode().stat()))
     return 0
 
 
 @syscall("stat")
 def stat(t, path, buf):
-    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, AT_FDCWD, path, 0)))
+    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, AT_FDCWD, path, 0).stat()))
     return 0
 
 
 @syscall("lstat")
 def lstat(t, path, buf):
-    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, AT_FDCWD, path, AT_SYMLINK_NOFOLLOW)))
+    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, AT_FDCWD, path, AT_SYMLINK_NOFOLLOW).stat()))
     return 0
 
 
@@ -71,7 +71,7 @@ def lstat(t, path, buf):
 def newfstatat(t, dirfd, path, buf, flags):
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT):
         raise Errno(E.EINVAL)
-    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, dirfd, path, flags)))
+    t.mm.write(buf, pack_stat(t.kernel.arch, _inode_at(t, dirfd, path, flags).stat()))
     return 0
 
 
@@ -81,7 +81,7 @@ def statx(t, dirfd, path, flags, mask, buf):
         raise Errno(E.EINVAL)
     if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or mask & 0x80000000:
         raise Errno(E.EINVAL)
-    t.mm.write(buf, pack_statx(_inode_at(t, dirfd, path, flags)))
+    t.mm.write(buf, pack_statx(_inode_at(t, dirfd, path, flags).stat()))
     return 0
 
 

@@ -4,7 +4,7 @@ import errno as E
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs.inode import DirInode
+from sentry.vfs import loc_path
 from syscalls.abi import AT_EACCESS, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, s32
 from syscalls.registry import syscall
 
@@ -14,7 +14,7 @@ CWD = AT_FDCWD & 0xFFFFFFFF
 
 @syscall("getcwd")
 def getcwd(t, buf, size):
-    path = t.cwd.path() + b"\0"
+    path = loc_path(t.cwd) + b"\0"
     if size < len(path):
         raise Errno(E.ERANGE)
     t.mm.write(buf, path)
@@ -23,19 +23,16 @@ def getcwd(t, buf, size):
 
 @syscall("chdir")
 def chdir(t, path):
-    inode = t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path))
-    if not isinstance(inode, DirInode):
-        raise Errno(E.ENOTDIR)
-    t.cwd = inode
+    t.cwd = t.vfs.lookup_loc(t, AT_FDCWD, t.mm.read_cstring(path))
     return 0
 
 
 @syscall("fchdir")
 def fchdir(t, fd):
-    inode = t.fds.get(s32(fd)).inode
-    if not isinstance(inode, DirInode):
+    f = t.fds.get(s32(fd))
+    if not f.inode.is_dir() or f.loc is None:
         raise Errno(E.ENOTDIR)
-    t.cwd = inode
+    t.cwd = f.loc
     return 0
 
 

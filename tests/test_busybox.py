@@ -86,13 +86,14 @@ def _ls(platform, path, *opts):
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_ls_root_is_the_sandbox_view(platform):
-    """The sandbox's / holds dev and tmp (and the program's own path), not
-    the host's home, root or etc.  (Native `ls /` differs on purpose.)"""
+    """The sandbox's / is the default view: dev, tmp, proc, the host's system
+    directories (read-only), not the host's home, root, var or srv.
+    (Native `ls /` differs on purpose.)"""
     harness.require_busybox()
     names = _ls(platform, "/")
-    for want in ("dev", "tmp", "bin"):
+    for want in ("dev", "tmp", "bin", "usr", "etc", "proc"):
         assert want in names, f"{want!r} missing from the sandbox's /: {names}"
-    for host_only in ("home", "root", "etc"):
+    for host_only in ("home", "root", "var", "srv", "opt", "boot", "work"):
         assert host_only not in names, f"host directory {host_only!r} visible in the sandbox: {names}"
 
 

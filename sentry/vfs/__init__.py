@@ -1,192 +1,245 @@
-"""The sandbox's filesystem: one in-memory tree (tmpfs), the path walk, and the
-operations the file syscalls need. Mounts and host-backed filesystems build on
-this walk later (see README of the project).
+"""The sandbox's filesystem view: a mount table over filesystems, and the one
+path walk every file syscall goes through.
 
-Paths are bytes, as in Linux. Every walk starts at a directory inode the task
-owns (root, cwd, or a dirfd's), so nothing here can name a host path.
+A place in the tree is a `Loc`: the tuple of (name, inode) frames from the
+root. `..` pops a frame, so it can never leave the root; a symlink's target is
+walked again from the root or from the link's directory, inside the same
+view; a mount is entered when the walk reaches its path. Filesystems only ever
+see single names. Paths are bytes, as in Linux.
 """
 import errno as E
-import stat as S
+import os
 
 from sentry.errors import Errno
-from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH,
-                             O_RDONLY, O_TMPFILE, O_TRUNC, DirFile, File, RegularFile)
-from sentry.vfs.inode import (DeviceInode, DirInode, Inode, RegularInode, SymlinkInode,
-                              TaskLinkInode)
+from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY,
+                             O_TMPFILE, O_TRUNC, DirFile, File)
+from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode
 
 MAX_SYMLINKS = 40
 NAME_MAX = 255
+PATH_MAX = 4096
+AT_FDCWD = -100
 
 
-class Lookup:
-    """Where a walk ended: the directory holding the last component, its name, and
-    the inode if it exists."""
-    __slots__ = ("parent", "name", "inode")
+class Found:
+    """Where a walk ended: the directory holding the last name (`parent`, a
+    Loc), the name, and the inode if it exists (`loc` is its own place)."""
+    __slots__ = ("parent", "name", "inode", "loc")
 
-    def __init__(self, parent, name, inode):
-        self.parent, self.name, self.inode = parent, name, inode
+    def __init__(self, parent, name, inode, loc):
+        self.parent, self.name, self.inode, self.loc = parent, name, inode, loc
+
+    @property
+    def dir(self) -> Inode:
+        return self.parent[-1][1]
+
+
+def loc_path(loc) -> bytes:
+    return b"/" + b"/".join(name for name, _ in loc[1:])
 
 
 class VFS:
     def __init__(self, random_bytes):
         from sentry.vfs.devices import make_devices
-        self.root = DirInode()
-        self.root.add(b"tmp", DirInode(0o1777))
-        make_devices(self.root.add(b"dev", DirInode()), random_bytes)
-        proc = self.root.add(b"proc", DirInode(0o555))
+        root = DirInode()
+        self.root_loc = ((b"", root),)
+        self.mounts: dict[bytes, Inode] = {}
+        root.add(b"tmp", DirInode(0o1777))
+        make_devices(root.add(b"dev", DirInode()), random_bytes)
+        proc = root.add(b"proc", DirInode(0o555))
         self_dir = proc.add(b"self", DirInode(0o555))
         self_dir.add(b"exe", TaskLinkInode(lambda task: task.exe_path.encode()))
 
-    def add_file(self, path: str, data: bytes, mode=0o755) -> RegularInode:
-        """Place a file (e.g. the program) at an absolute path, creating directories."""
-        d = self.root
-        *dirs, name = [p for p in path.encode().split(b"/") if p]
-        for part in dirs:
-            nxt = d.children.get(part)
-            if not isinstance(nxt, DirInode):
-                nxt = d.add(part, DirInode())
-            d = nxt
-        return d.add(name, RegularInode(mode, data))
+    @property
+    def root(self) -> Inode:
+        return self.root_loc[0][1]
 
-    # --- the walk ---------------------------------------------------------------------
-    def walk(self, task, start: DirInode, path: bytes, follow: bool = True, _depth=None) -> Lookup:
+    # --- building the view --------------------------------------------------------------
+    def makedirs(self, path: bytes) -> DirInode:
+        """The memory directory at path, created with its parents (setting up only)."""
+        d = self.root
+        for part in [p for p in path.split(b"/") if p]:
+            nxt = d.lookup(part)
+            if nxt is None:
+                nxt = d.add(part, DirInode())
+            if not isinstance(nxt, DirInode):
+                raise Errno(E.ENOTDIR)
+            d = nxt
+        return d
+
+    def add_file(self, path: str, data: bytes, mode=0o755) -> RegularInode:
+        """Place a memory file at an absolute path, creating directories."""
+        parent, _, name = path.encode().rpartition(b"/")
+        return self.makedirs(parent).add(name, RegularInode(mode, data))
+
+    def add_symlink(self, path: bytes, target: bytes) -> None:
+        from sentry.vfs.inode import SymlinkInode
+        parent, _, name = path.rpartition(b"/")
+        self.makedirs(parent).add(name, SymlinkInode(target))
+
+    def mount(self, path: bytes, root: Inode) -> None:
+        """Make `root` appear at path (an absolute guest path; its directory is created)."""
+        path = b"/" + b"/".join(p for p in path.split(b"/") if p)
+        if path != b"/":
+            self.makedirs(path)
+            self.mounts[path] = root
+        else:
+            self.root_loc = ((b"", root),)
+
+    # --- the walk -----------------------------------------------------------------------
+    def start(self, task, dirfd: int, path: bytes):
+        """The Loc a path is walked from: root, cwd (AT_FDCWD) or a directory fd's place."""
+        if path.startswith(b"/"):
+            return self.root_loc
+        if dirfd == AT_FDCWD:
+            return task.cwd
+        f = task.fds.get(dirfd)
+        if not f.inode.is_dir():
+            raise Errno(E.ENOTDIR)
+        return f.loc
+
+    def walk(self, task, start, path: bytes, follow: bool = True, _depth=None) -> Found:
         if not path:
             raise Errno(E.ENOENT)
-        if len(path) >= 4096:
+        if len(path) >= PATH_MAX:
             raise Errno(E.ENAMETOOLONG)
         depth = _depth if _depth is not None else [0]
-        d = self.root if path.startswith(b"/") else start
+        stack = [self.root_loc[0]] if path.startswith(b"/") else list(start)
         must_be_dir = path.endswith(b"/")
         parts = [p for p in path.split(b"/") if p]
         if not parts:
-            return Lookup(d, b".", d)
+            return Found(tuple(stack[:-1]) or tuple(stack), b".", stack[-1][1], tuple(stack))
+        last_i = len(parts) - 1
         for i, name in enumerate(parts):
+            d = stack[-1][1]
+            if not d.is_dir():
+                raise Errno(E.ENOTDIR)
             if len(name) > NAME_MAX:
                 raise Errno(E.ENAMETOOLONG)
-            if not isinstance(d, DirInode):
-                raise Errno(E.ENOTDIR)
-            last = i == len(parts) - 1
-            if name == b".":
-                child = d
-            elif name == b"..":
-                child = d.parent
-            else:
-                child = d.children.get(name)
+            if name == b"." or name == b"..":
+                if name == b".." and len(stack) > 1:
+                    stack.pop()
+                if i == last_i:
+                    here = tuple(stack)
+                    return Found(here[:-1] or here, name, here[-1][1], here)
+                continue
+            child = d.lookup(name)
             if child is None:
-                if last:
-                    return Lookup(d, name, None)
+                if i == last_i:
+                    return Found(tuple(stack), name, None, None)
                 raise Errno(E.ENOENT)
-            if isinstance(child, SymlinkInode) and (not last or follow or must_be_dir):
+            if self.mounts and child.is_dir():
+                child = self.mounts.get(loc_path(stack).rstrip(b"/") + b"/" + name, child)
+            if child.is_symlink() and (i < last_i or follow or must_be_dir):
                 depth[0] += 1
                 if depth[0] > MAX_SYMLINKS:
                     raise Errno(E.ELOOP)
-                target = self.walk(task, d, child.read_target(task), True, depth)
+                target = self.walk(task, tuple(stack), child.readlink(task), True, depth)
+                if i == last_i:
+                    if must_be_dir and target.inode is not None and not target.inode.is_dir():
+                        raise Errno(E.ENOTDIR)
+                    return target
                 if target.inode is None:
-                    if last:
-                        return target
                     raise Errno(E.ENOENT)
-                child = target.inode
-            if last:
-                if must_be_dir and not isinstance(child, DirInode):
+                stack = list(target.loc)
+                continue
+            stack.append((name, child))
+            if i == last_i:
+                if must_be_dir and not child.is_dir():
                     raise Errno(E.ENOTDIR)
-                return Lookup(d, name, child)
-            d = child
+                here = tuple(stack)
+                return Found(here[:-1], name, child, here)
         raise AssertionError("unreachable")
 
-    def start_dir(self, task, dirfd: int, path: bytes) -> DirInode:
-        """The directory a relative path starts from: cwd for AT_FDCWD, else dirfd's."""
-        if path.startswith(b"/"):
-            return self.root
-        if dirfd == -100:
-            return task.cwd
-        inode = task.fds.get(dirfd).inode
-        if not isinstance(inode, DirInode):
-            raise Errno(E.ENOTDIR)
-        return inode
+    def find(self, task, dirfd: int, path: bytes, follow=True) -> Found:
+        return self.walk(task, self.start(task, dirfd, path), path, follow)
 
     def lookup(self, task, dirfd: int, path: bytes, follow=True) -> Inode:
-        found = self.walk(task, self.start_dir(task, dirfd, path), path, follow)
+        found = self.find(task, dirfd, path, follow)
         if found.inode is None:
             raise Errno(E.ENOENT)
         return found.inode
 
-    # --- operations -------------------------------------------------------------------
+    def lookup_loc(self, task, dirfd: int, path: bytes):
+        """The place of an existing directory (chdir, --workdir)."""
+        found = self.find(task, dirfd, path)
+        if found.inode is None:
+            raise Errno(E.ENOENT)
+        if not found.inode.is_dir():
+            raise Errno(E.ENOTDIR)
+        return found.loc
+
+    # --- operations -----------------------------------------------------------------------
     def open(self, task, dirfd: int, path: bytes, flags: int, mode: int) -> File:
         if flags & O_TMPFILE == O_TMPFILE:
             raise Errno(E.EOPNOTSUPP)
-        found = self.walk(task, self.start_dir(task, dirfd, path), path,
-                          follow=not flags & (O_NOFOLLOW | O_EXCL) or flags & O_PATH and not flags & O_NOFOLLOW)
+        nofollow = flags & O_NOFOLLOW or flags & O_CREAT and flags & O_EXCL
+        found = self.find(task, dirfd, path, follow=not nofollow)
         inode = found.inode
         if inode is None:
             if not flags & O_CREAT:
                 raise Errno(E.ENOENT)
             if flags & O_DIRECTORY:
                 raise Errno(E.EINVAL)
-            if found.name in (b".", b".."):
-                raise Errno(E.EISDIR)
-            inode = found.parent.add(found.name, RegularInode(mode & 0o7777 & ~task.umask))
+            inode = found.dir.create(found.name, mode & 0o7777 & ~task.umask)
+            found = Found(found.parent, found.name, inode, found.parent + ((found.name, inode),))
         elif flags & O_CREAT and flags & O_EXCL:
             raise Errno(E.EEXIST)
-        if isinstance(inode, SymlinkInode):
+        path_str = os.fsdecode(loc_path(found.loc))
+        if inode.is_symlink():
             if flags & O_PATH:
-                return File(inode, flags, self.path_of(found))
+                return File(inode, flags, path_str)
             raise Errno(E.ELOOP)
-        if flags & O_DIRECTORY and not isinstance(inode, DirInode):
+        if flags & O_DIRECTORY and not inode.is_dir():
             raise Errno(E.ENOTDIR)
-        path_str = self.path_of(found)
         if flags & O_PATH:
-            return File(inode, flags, path_str)
-        if isinstance(inode, DirInode):
+            f = File(inode, flags, path_str)
+            f.loc = found.loc
+            return f
+        if inode.is_dir():
             if flags & O_ACCMODE != O_RDONLY or flags & O_CREAT:
                 raise Errno(E.EISDIR)
-            return DirFile(inode, flags, path_str)
-        if isinstance(inode, DeviceInode):
-            return inode.opener(flags)
-        f = RegularFile(inode, flags, path_str)
-        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY:
-            f.truncate(0)
+            parent = found.loc[-2][1] if len(found.loc) > 1 else inode
+            f = DirFile(inode, flags, path_str, parent.ino)
+            f.loc = found.loc
+            return f
+        if flags & O_ACCMODE != O_RDONLY and not isinstance(inode, DeviceInode):
+            inode.fs.check_writable()
+        f = inode.open(flags, path_str)
+        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY and not isinstance(inode, DeviceInode):
+            inode.truncate(0)
         return f
 
-    def path_of(self, found: Lookup) -> str:
-        base = found.parent.path()
-        name = found.name if found.name not in (b".",) else b""
-        return (base.rstrip(b"/") + b"/" + name).decode(errors="surrogateescape").rstrip("/") or "/"
-
     def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
-        found = self.walk(task, self.start_dir(task, dirfd, path), path, follow=False)
+        found = self.find(task, dirfd, path, follow=False)
         if found.inode is not None:
             raise Errno(E.EEXIST)
-        found.parent.add(found.name, DirInode(mode & 0o7777 & ~task.umask))
+        found.dir.mkdir(found.name, mode & 0o7777 & ~task.umask)
 
     def unlink(self, task, dirfd: int, path: bytes, rmdir: bool) -> None:
-        found = self.walk(task, self.start_dir(task, dirfd, path), path, follow=False)
-        inode = found.inode
-        if inode is None:
+        found = self.find(task, dirfd, path, follow=False)
+        if found.inode is None:
             raise Errno(E.ENOENT)
         if rmdir:
             if found.name == b".":
                 raise Errno(E.EINVAL)
             if found.name == b"..":
                 raise Errno(E.ENOTEMPTY)
-            if not isinstance(inode, DirInode):
+            if not found.inode.is_dir():
                 raise Errno(E.ENOTDIR)
-            if inode.children:
-                raise Errno(E.ENOTEMPTY)
-            if inode is self.root:
+            if len(found.loc) == 1 or loc_path(found.loc) in self.mounts:
                 raise Errno(E.EBUSY)
-            found.parent.nlink -= 1
-        elif isinstance(inode, DirInode):
-            raise Errno(E.EISDIR)
-        del found.parent.children[found.name]
-        found.parent.touch()
-        inode.nlink = 0 if rmdir else inode.nlink - 1
+            found.dir.rmdir(found.name)
+        else:
+            if found.inode.is_dir():
+                raise Errno(E.EISDIR)
+            found.dir.unlink(found.name)
 
     def readlink(self, task, dirfd: int, path: bytes) -> bytes:
         inode = self.lookup(task, dirfd, path, follow=False)
-        if not isinstance(inode, SymlinkInode):
+        if not inode.is_symlink():
             raise Errno(E.EINVAL)
-        return inode.read_target(task)
+        return inode.readlink(task)
 
-    @staticmethod
-    def is_dir(inode: Inode) -> bool:
-        return S.S_ISDIR(inode.mode)
+
+__all__ = ["VFS", "Found", "FileSystem", "loc_path"]

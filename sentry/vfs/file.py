@@ -7,7 +7,7 @@ import stat as S
 
 from sentry.errors import Errno
 from sentry.sched import Wait
-from sentry.vfs.inode import DirInode, Inode
+from sentry.vfs.inode import Inode
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND, O_NONBLOCK = 0o100, 0o200, 0o400, 0o1000, 0o2000, 0o4000
@@ -25,6 +25,7 @@ class File:
         self.inode = inode
         self.flags = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)
         self.path = path
+        self.loc = None  # for directories: their place in the tree (sentry.vfs.Loc)
 
     @property
     def readable(self) -> bool:
@@ -90,7 +91,7 @@ class RegularFile(File):
 
     def write(self, data: bytes) -> int:
         if self.flags & O_APPEND:
-            self.offset = len(self.inode.data)
+            self.offset = self.inode.size
         n = self.pwrite(data, self.offset)
         self.offset += n
         return n
@@ -106,7 +107,7 @@ class RegularFile(File):
         return len(data)
 
     def seek(self, offset: int, whence: int) -> int:
-        size = len(self.inode.data)
+        size = self.inode.size
         if whence == SEEK_SET:
             pos = offset
         elif whence == SEEK_CUR:
@@ -125,23 +126,50 @@ class RegularFile(File):
         return pos
 
     def mmap_bytes(self, offset, length, prot, shared):
-        return bytes(self.inode.data[offset:offset + length])
+        return self.pread(length, offset)
 
     def truncate(self, length: int) -> None:
-        buf = self.inode.data
-        if length < len(buf):
-            del buf[length:]
-        else:
-            buf.extend(bytes(length - len(buf)))
-        self.inode.touch()
+        self.inode.truncate(length)
+
+
+class HostFile(RegularFile):
+    """An open file of a host directory the user lent: reads and writes go to the host fd."""
+
+    def __init__(self, inode, flags, path, host_fd: int):
+        super().__init__(inode, flags, path)
+        self.host_fd = host_fd
+
+    def pread(self, size: int, offset: int) -> bytes:
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        try:
+            return os.pread(self.host_fd, size, offset)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def pwrite(self, data: bytes, offset: int) -> int:
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        try:
+            return os.pwrite(self.host_fd, data, offset)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def close(self) -> None:
+        if self.host_fd is not None:
+            os.close(self.host_fd)
+            self.host_fd = None
 
 
 class DirFile(File):
-    """An open directory: getdents64 walks a snapshot of its entries."""
+    """An open directory: getdents64 walks a snapshot of its entries taken at
+    the first read (and again after a rewind)."""
 
-    def __init__(self, inode: DirInode, flags, path=""):
+    def __init__(self, inode, flags, path="", parent_ino: int = 0):
         super().__init__(inode, flags, path)
         self.offset = 0
+        self.parent_ino = parent_ino or inode.ino
+        self.snapshot = None
 
     def read(self, size):
         raise Errno(E.EISDIR)
@@ -153,19 +181,19 @@ class DirFile(File):
         if whence != SEEK_SET or offset < 0:
             raise Errno(E.EINVAL)
         self.offset = offset
+        if offset == 0:
+            self.snapshot = None
         return offset
 
     def getdents(self, size: int, pack) -> bytes:
         """Entries from self.offset that fit in size bytes; pack(ino, off, type, name) -> bytes."""
-        d = self.inode
-        entries = [(d.ino, b"."), (d.parent.ino, b"..")]
-        entries += [(i.ino, name) for name, i in d.children.items()]
+        if self.snapshot is None:
+            self.snapshot = ([(b".", self.inode.ino, S.S_IFDIR), (b"..", self.parent_ino, S.S_IFDIR)]
+                             + sorted(self.inode.entries()))
+        entries = self.snapshot
         out = bytearray()
-        kinds = {b".": S.S_IFDIR, b"..": S.S_IFDIR}
         while self.offset < len(entries):
-            ino, name = entries[self.offset]
-            child = d.children.get(name)
-            kind = kinds.get(name) if child is None else S.S_IFMT(child.mode)
+            name, ino, kind = entries[self.offset]
             rec = pack(ino, self.offset + 1, DT_TYPES.get(kind, 0), name)
             if len(out) + len(rec) > size:
                 if not out:

@@ -4,7 +4,7 @@ import errno
 import pytest
 
 from sentry.errors import Errno
-from sentry.vfs import VFS
+from sentry.vfs import VFS, loc_path
 from sentry.vfs.file import O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY
 from sentry.vfs.inode import DirInode, SymlinkInode
 
@@ -12,7 +12,7 @@ from sentry.vfs.inode import DirInode, SymlinkInode
 class T:
     """Just what the VFS asks of a task."""
     def __init__(self, vfs):
-        self.cwd = vfs.root
+        self.cwd = vfs.root_loc
         self.umask = 0o022
         self.exe_path = "/bin/prog"
 
@@ -59,7 +59,7 @@ def test_errors(fs):
 def test_dotdot_stops_at_root(fs):
     vfs, t = fs
     assert vfs.lookup(t, -100, b"/../../..") is vfs.root
-    t.cwd = vfs.lookup(t, -100, b"/tmp")
+    t.cwd = vfs.lookup_loc(t, -100, b"/tmp")
     assert vfs.lookup(t, -100, b"../../../dev") is vfs.lookup(t, -100, b"/dev")
 
 
@@ -78,9 +78,30 @@ def test_symlinks_and_loops(fs):
 def test_getdents_and_paths(fs):
     vfs, t = fs
     vfs.add_file("/work/bin/prog", b"\x7fELF")
-    d = vfs.lookup(t, -100, b"/work/bin")
-    assert isinstance(d, DirInode) and d.path() == b"/work/bin"
+    t.cwd = vfs.lookup_loc(t, -100, b"/work/bin/../bin")
+    assert isinstance(t.cwd[-1][1], DirInode) and loc_path(t.cwd) == b"/work/bin"
     f = vfs.open(t, -100, b"/work/bin", O_RDONLY | O_DIRECTORY, 0)
     names = []
     f.getdents(4096, lambda ino, off, kind, name: names.append(name) or b"x" * 24)
     assert names == [b".", b"..", b"prog"]
+
+
+def test_mounts_and_host_symlinks_stay_inside(fs, tmp_path):
+    """A host directory lent at /data: `..` and host symlinks never leave the view."""
+    from sentry.vfs.hostfs import HostFS
+    vfs, t = fs
+    (tmp_path / "lent").mkdir()
+    (tmp_path / "secret").write_text("host secret")
+    (tmp_path / "lent" / "file").write_text("ok")
+    (tmp_path / "lent" / "up").symlink_to("../secret")
+    (tmp_path / "lent" / "abs").symlink_to(str(tmp_path / "secret"))
+    (tmp_path / "lent" / "dev").symlink_to("/dev")
+    vfs.mount(b"/data", HostFS(str(tmp_path / "lent"), readonly=True).root)
+    assert vfs.open(t, -100, b"/data/file", O_RDONLY, 0).read(10) == b"ok"
+    assert err(vfs.lookup, t, -100, b"/data/up") == errno.ENOENT        # ../secret: /secret in the view
+    assert err(vfs.lookup, t, -100, b"/data/abs") == errno.ENOENT       # the host path means nothing here
+    assert vfs.lookup(t, -100, b"/data/dev/null") is vfs.lookup(t, -100, b"/dev/null")  # the sandbox's /dev
+    assert vfs.lookup(t, -100, b"/data/../data/..") is vfs.root
+    assert err(vfs.open, t, -100, b"/data/new", O_CREAT | O_WRONLY, 0o644) == errno.EROFS
+    assert err(vfs.mkdir, t, -100, b"/data/d", 0o755) == errno.EROFS
+    assert not (tmp_path / "lent" / "new").exists()

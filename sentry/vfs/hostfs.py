@@ -1,0 +1,194 @@
+"""A host directory lent to the sandbox, read-only or read-write.
+
+Every inode holds an O_PATH descriptor of its host object; a name is looked
+up with openat(dir, name, O_PATH|O_NOFOLLOW), one component at a time, so the
+host kernel never follows a symlink or a `..` for us: a host symlink becomes a
+symlink inode that the sandbox's own walk follows inside the sandbox's view.
+Nothing outside the directory the user granted can be named.
+"""
+import errno as E
+import os
+import stat as S
+
+from sentry.errors import Errno
+from sentry.vfs.inode import FileSystem, Inode
+
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+_LOOKUP = O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _host(fn, *args, **kw):
+    """Call a host os function; its OSError becomes the program's Errno."""
+    try:
+        return fn(*args, **kw)
+    except OSError as e:
+        raise Errno(e.errno or E.EIO) from None
+
+
+class HostFS(FileSystem):
+    def __init__(self, host_path: str, readonly: bool):
+        super().__init__(f"host:{host_path}", readonly, magic=0xEF53)
+        self.host_path = host_path
+        fd = _host(os.open, host_path, O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
+        self.root = HostInode(self, fd, os.fstat(fd))
+
+
+class HostStat:
+    """A host stat as the sandbox shows it: the mount's device, the rest as is."""
+    __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "blocks", "atime", "mtime", "ctime",
+                 "dev", "rdev")
+
+    def __init__(self, st: os.stat_result, dev: int):
+        self.ino, self.mode, self.nlink = st.st_ino, st.st_mode, st.st_nlink
+        self.uid, self.gid, self.size, self.blocks = st.st_uid, st.st_gid, st.st_size, st.st_blocks
+        self.atime, self.mtime, self.ctime = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        self.dev, self.rdev = dev, 0
+
+
+class HostInode(Inode):
+    __slots__ = ("fd",)
+
+    def __init__(self, fs: HostFS, fd: int, st: os.stat_result):
+        Inode.__init__(self, st.st_mode, fs, st.st_uid, st.st_gid)
+        self.fd = fd
+        self.ino = st.st_ino
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (OSError, TypeError, AttributeError):
+            pass
+
+    def stat(self):
+        return HostStat(_host(os.fstat, self.fd), self.fs.dev)
+
+    @property
+    def size(self) -> int:
+        return self.stat().size
+
+    def is_dir(self) -> bool:
+        return S.S_ISDIR(self.mode)
+
+    # --- names -------------------------------------------------------------------------
+    def _check_name(self):
+        if not self.is_dir():
+            raise Errno(E.ENOTDIR)
+
+    def lookup(self, name):
+        self._check_name()
+        try:
+            fd = os.open(name, _LOOKUP, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise Errno(e.errno or E.EIO) from None
+        return HostInode(self.fs, fd, os.fstat(fd))
+
+    def create(self, name, mode):
+        self._check_name()
+        self.fs.check_writable()
+        fd = _host(os.open, name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   mode & 0o7777, dir_fd=self.fd)
+        os.close(fd)
+        return self.lookup(name)
+
+    def mkdir(self, name, mode):
+        self._check_name()
+        self.fs.check_writable()
+        _host(os.mkdir, name, mode & 0o7777, dir_fd=self.fd)
+        return self.lookup(name)
+
+    def symlink(self, name, target):
+        self._check_name()
+        self.fs.check_writable()
+        _host(os.symlink, target, name, dir_fd=self.fd)
+        return self.lookup(name)
+
+    def link(self, name, inode):
+        self._check_name()
+        self.fs.check_writable()
+        if not isinstance(inode, HostInode) or inode.fs is not self.fs:
+            raise Errno(E.EXDEV)
+        # linkat(AT_EMPTY_PATH) on the O_PATH fd: the very file we hold, wherever it is now
+        _host(os.link, f"/proc/self/fd/{inode.fd}", name, dst_dir_fd=self.fd, follow_symlinks=True)
+
+    def unlink(self, name):
+        self._check_name()
+        self.fs.check_writable()
+        _host(os.unlink, name, dir_fd=self.fd)
+
+    def rmdir(self, name):
+        self._check_name()
+        self.fs.check_writable()
+        _host(os.rmdir, name, dir_fd=self.fd)
+
+    def rename(self, name, new_dir, new_name):
+        self._check_name()
+        self.fs.check_writable()
+        if not isinstance(new_dir, HostInode) or new_dir.fs is not self.fs:
+            raise Errno(E.EXDEV)
+        _host(os.rename, name, new_name, src_dir_fd=self.fd, dst_dir_fd=new_dir.fd)
+
+    def entries(self):
+        self._check_name()
+        fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        out = []
+        try:
+            with os.scandir(fd) as it:
+                for entry in it:
+                    try:
+                        kind = S.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+                    except OSError:
+                        kind = 0
+                    out.append((os.fsencode(entry.name), entry.inode(), kind))
+        finally:
+            os.close(fd)
+        return out
+
+    # --- other kinds -------------------------------------------------------------------
+    def readlink(self, task) -> bytes:
+        if not S.S_ISLNK(self.mode):
+            raise Errno(E.EINVAL)
+        return os.fsencode(_host(os.readlink, "", dir_fd=self.fd))  # readlinkat(fd, ""): this very link
+
+    def open(self, flags, path):
+        from sentry.vfs.file import O_ACCMODE, O_RDONLY, O_TRUNC, HostFile
+        kind = S.S_IFMT(self.mode)
+        if kind not in (S.S_IFREG,):
+            raise Errno(E.ENXIO if kind != S.S_IFIFO else E.EOPNOTSUPP)
+        writing = flags & O_ACCMODE != O_RDONLY
+        if writing:
+            self.fs.check_writable()
+        host_flags = {0: os.O_RDONLY, 1: os.O_WRONLY, 2: os.O_RDWR}.get(flags & O_ACCMODE, os.O_RDONLY)
+        if writing and flags & O_TRUNC:
+            host_flags |= os.O_TRUNC
+        fd = _host(os.open, f"/proc/self/fd/{self.fd}", host_flags | os.O_CLOEXEC)
+        return HostFile(self, flags, path, fd)
+
+    def truncate(self, length):
+        self.fs.check_writable()
+        if self.is_dir():
+            raise Errno(E.EISDIR)
+        fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _host(os.ftruncate, fd, length)
+        finally:
+            os.close(fd)
+
+    def chmod(self, mode):
+        self.fs.check_writable()
+        _host(os.chmod, f"/proc/self/fd/{self.fd}", mode & 0o7777)
+
+    def chown(self, uid, gid):
+        # The sandbox's root is not the host's: host ownership stays as it is.
+        self.fs.check_writable()
+        raise Errno(E.EPERM)
+
+    def set_times(self, atime, mtime):
+        self.fs.check_writable()
+        st = self.stat()
+        fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _host(os.utime, fd, ns=(st.atime if atime is None else atime, st.mtime if mtime is None else mtime))
+        finally:
+            os.close(fd)

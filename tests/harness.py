@@ -42,6 +42,7 @@ VARIANTS: dict[str, list[str]] = {
     "glibc-static": ["gcc", "-static"],
     "glibc-static-pie": ["gcc", "-static-pie"],
     "musl-static": ["musl-gcc", "-static"],
+    "glibc-dynamic": ["gcc"],  # ld.so and libc come from the sandbox's view of /lib and /usr
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-I", str(FIXTURES)]
 

@@ -149,9 +149,9 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         offset = s64(t.mm.read_u64(offset_ptr))
         if offset < 0:
             raise Errno(E.EINVAL)
-        data = in_file.pread(count, offset)
+        data = bytes(in_file.pread(count, offset))  # a copy: in and out may be one file
     else:
-        data = in_file.read(count)
+        data = bytes(in_file.read(count))
     written = out_file.write(data) if data else 0
     if offset_ptr:
         t.mm.write_u64(offset_ptr, offset + written)

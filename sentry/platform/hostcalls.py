@@ -85,3 +85,40 @@ def memfd_with(name: str, data: bytes) -> int:
 
 def current_cpu() -> int:
     return _libc.sched_getcpu()
+
+
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_process_vm_readv = _libc.process_vm_readv
+_process_vm_writev = _libc.process_vm_writev
+for _f in (_process_vm_readv, _process_vm_writev):
+    _f.argtypes = (ctypes.c_int, ctypes.POINTER(IoVec), ctypes.c_ulong, ctypes.POINTER(IoVec),
+                   ctypes.c_ulong, ctypes.c_ulong)
+    _f.restype = ctypes.c_ssize_t
+
+
+def process_vm_read(pid: int, addr: int, size: int) -> bytes | None:
+    """size bytes of another process's memory in one call, or None if not all could be read."""
+    buf = ctypes.create_string_buffer(size)
+    local = IoVec(ctypes.addressof(buf), size)
+    remote = IoVec(addr, size)
+    n = _process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    return buf.raw if n == size else None
+
+
+def buffer_address(data) -> int:
+    """Where the bytes of a buffer (bytes, or a writable bytearray/mmap/memoryview) live."""
+    if isinstance(data, bytes):
+        return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    return ctypes.addressof(ctypes.c_char.from_buffer(data))
+
+
+def process_vm_write(pid: int, addr: int, data) -> bool:
+    """Write data into another process's memory straight from where it lies (one
+    copy, no bounce page); False unless all of it went."""
+    size = len(data)
+    local = IoVec(buffer_address(data), size)
+    remote = IoVec(addr, size)
+    return _process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == size

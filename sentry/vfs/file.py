@@ -84,10 +84,11 @@ class RegularFile(File):
     def unread(self, data: bytes) -> None:
         self.offset -= len(data)
 
-    def pread(self, size: int, offset: int) -> bytes:
+    def pread(self, size: int, offset: int):
+        """A view of the file's bytes (no copy): valid until the file next changes."""
         if offset < 0:
             raise Errno(E.EINVAL)
-        return bytes(self.inode.data[offset:offset + size])
+        return memoryview(self.inode.data)[offset:offset + size]
 
     def write(self, data: bytes) -> int:
         if self.flags & O_APPEND:
@@ -102,7 +103,10 @@ class RegularFile(File):
         buf = self.inode.data
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
-        buf[offset:offset + len(data)] = data
+        if offset == len(buf):
+            buf += data  # appending: amortised growth, where a slice assignment reallocates
+        else:
+            buf[offset:offset + len(data)] = data
         self.inode.touch()
         return len(data)
 
@@ -126,7 +130,7 @@ class RegularFile(File):
         return pos
 
     def mmap_bytes(self, offset, length, prot, shared):
-        return self.pread(length, offset)
+        return bytes(self.pread(length, offset))
 
     def truncate(self, length: int) -> None:
         self.inode.truncate(length)

@@ -221,31 +221,26 @@ def test_kill_from_another_thread_stops_a_spinning_guest(x86):
     timer.join()
 
 
-def test_compute_runs_without_hook_overhead(x86):
+def test_compute_runs_to_the_next_syscall_and_counts_cpu_time(x86):
+    """Speed is bench/run.py's business; here: the loop runs through, and the
+    guest's CPU clock moves only while it runs."""
     _, cpu = x86(X86["busy_loop"])     # 600 million instructions
-    t = time.process_time()
     assert cpu.cpu_time_ns() == 0
+    t = time.process_time_ns()
     assert cpu.run().nr == 60
-    spent = time.process_time() - t
-    assert spent < 15
-    assert 0.5 * spent * 1e9 < cpu.cpu_time_ns() < 2 * spent * 1e9 + 1e7   # the guest's CPU clock
+    assert 0 < cpu.cpu_time_ns() <= time.process_time_ns() - t + 10_000_000
 
 
-def test_syscall_round_trip_cost(x86, capsys):
+def test_syscall_round_trips(x86):
     _, cpu = x86(X86["getppid_loop"])
     n = 0
-    t = time.process_time()
     while True:
         stop = cpu.run()
         if stop.nr != 110:
             break
         cpu.set_result(1)
         n += 1
-    us = (time.process_time() - t) / n * 1e6
     assert n == 100000 and stop.nr == 60
-    with capsys.disabled():
-        print(f"\n  unicorn x86_64: {us:.2f} us per syscall round trip (run + set_result)")
-    assert us < 60  # generous: about 3.5 us on an idle machine
 
 
 # --- aarch64 --------------------------------------------------------------------------------
@@ -387,8 +382,7 @@ def test_move_overlapping_and_in_place(space):
     assert space.read(0x13fff, 2) == b"c\x00"
 
 
-def test_large_mappings_are_cheap(space):
-    t = time.perf_counter()
+def test_large_mappings(space):
     space.map(0x10000000, 100 << 20, R | W)             # a malloc arena
     space.map(0x7FFFFF000000 - (8 << 20), 8 << 20, R | W)  # a stack
     space.write(0x10000000 + (100 << 20) - 4, b"tail")
@@ -396,7 +390,7 @@ def test_large_mappings_are_cheap(space):
     space.move(0x10000000, 100 << 20, 0x30000000, 200 << 20)
     assert space.read(0x30000000 + (100 << 20) - 4, 8) == b"tail" + bytes(4)
     space.unmap(0x30000000, 200 << 20)
-    assert time.perf_counter() - t < 2
+    assert not readable(space, 0x30000000)
 
 
 def test_regions_cross_window_boundaries(space):

@@ -226,9 +226,9 @@ def test_compute_runs_to_the_next_syscall_and_counts_cpu_time(x86):
     guest's CPU clock moves only while it runs."""
     _, cpu = x86(X86["busy_loop"])     # 600 million instructions
     assert cpu.cpu_time_ns() == 0
-    t = time.process_time_ns()
+    t = time.perf_counter_ns()
     assert cpu.run().nr == 60
-    assert 0 < cpu.cpu_time_ns() <= time.process_time_ns() - t + 10_000_000
+    assert 0 < cpu.cpu_time_ns() <= time.perf_counter_ns() - t  # time inside the emulator
 
 
 def test_syscall_round_trips(x86):

@@ -1,4 +1,4 @@
-"""The `sentry` command: run and syscalls, with the surface DESIGN.md specifies.
+"""The `sentry` command: run, test and syscalls, with the surface DESIGN.md specifies.
 
 The sentry's own failures print one line, `sentry: ...`, and exit 125-127
 (127 not found, 126 cannot execute, 125 anything else), never a traceback.
@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strace-file", metavar="FILE", help="write the --strace output to FILE instead of stderr")
     run.add_argument("program", metavar="PROGRAM")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
+
+    test = sub.add_parser("test", help="run test binaries, each in its own sandbox; report pass/fail",
+                          description="Run each binary (or every executable under each directory) in its "
+                          "own sandbox; exit status 0 passes. Exits 0 when all pass, 1 otherwise.")
+    test.add_argument("--platform", choices=PLATFORMS)
+    test.add_argument("--jobs", type=int, default=1, metavar="N", help="binaries run at once")
+    test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    test.add_argument("--timeout", type=float, default=60.0, metavar="SEC", help="per binary (default 60)")
+    test.add_argument("paths", nargs="+", metavar="BINARY_OR_DIR")
 
     table = sub.add_parser("syscalls", help="print the compatibility table",
                            description="Every syscall number, its handler's status (full, partial, "
@@ -115,6 +124,9 @@ def main(argv=None):
         if o.command is None:
             parser.print_help()
             sys.exit(0)
+        if o.command == "test":
+            from sentry.testrunner import main as run_tests
+            sys.exit(run_tests(o.paths, o.platform, o.jobs, o.junit, o.timeout))
         sys.exit(cmd_run(o) if o.command == "run" else cmd_syscalls(o))
     except SentryError as e:
         _log(str(e))

@@ -1,0 +1,45 @@
+"""The command line surface: `sentry test`, `sentry syscalls`, usage errors."""
+import json
+import shutil
+import subprocess
+import sys
+
+import harness
+
+SENTRY = [sys.executable, "-m", "sentry"]
+
+
+def test_sentry_test_reports_each_binary(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(harness.build("hello", "musl-static"), corpus / "a_passes")
+    shutil.copy(harness.build("exitcode", "musl-static"), corpus / "b_fails")  # no argument: exits 2
+    report = tmp_path / "junit.xml"
+    r = subprocess.run([*SENTRY, "test", "--jobs", "2", "--junit", str(report), str(corpus)],
+                       capture_output=True, timeout=120)
+    lines = r.stdout.decode().splitlines()
+    assert r.returncode == 1, r.stderr
+    assert lines[0].startswith("PASS") and lines[0].split()[1].endswith("a_passes")
+    assert lines[1].startswith("FAIL") and "exit 2" in lines[1]
+    assert lines[-1] == "1 passed, 1 failed"
+    xml = report.read_text()
+    assert 'tests="2" failures="1"' in xml and "exit status 2" in xml
+
+
+def test_sentry_test_missing_path_is_one_line():
+    r = subprocess.run([*SENTRY, "test", "/nonexistent/dir"], capture_output=True, timeout=60)
+    assert r.returncode == 127 and r.stderr.count(b"\n") == 1 and r.stderr.startswith(b"sentry: ")
+
+
+def test_syscalls_table_formats():
+    r = subprocess.run([*SENTRY, "syscalls", "--format", "json"], capture_output=True, timeout=60)
+    rows = json.loads(r.stdout)
+    assert {"nr": 0, "name": "read", "status": "full", "note": ""} in rows
+    r = subprocess.run([*SENTRY, "syscalls", "--arch", "aarch64"], capture_output=True, timeout=60)
+    assert b"  63  read" in r.stdout
+
+
+def test_not_yet_options_are_refused_clearly():
+    for opt in (["--timeout", "5"], ["--rootfs", "/"], ["--net", "host"], ["--deterministic"]):
+        r = subprocess.run([*SENTRY, "run", *opt, "/bin/true"], capture_output=True, timeout=60)
+        assert r.returncode == 125 and r.stderr.startswith(b"sentry: ") and r.stderr.count(b"\n") == 1, opt

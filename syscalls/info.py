@@ -5,7 +5,7 @@ import time as host_time
 
 from sentry.errors import Errno
 from syscalls.abi import pack_utsname
-from syscalls.registry import PARTIAL, refuse, syscall
+from syscalls.registry import PARTIAL, syscall
 
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 KERNEL_RELEASE = b"6.1.0-sentry"
@@ -38,8 +38,3 @@ def sysinfo(t, info):
     t.mm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, VIRTUAL_RAM, max(0, VIRTUAL_RAM - used), 0, 0, 0, 0,
                                    len(t.kernel.tasks), 0, 0, 1))
     return 0
-
-
-# Sockets are the network issue's; until then a program is told plainly there is no such family.
-refuse("socket", E.EAFNOSUPPORT, "no sockets yet: every address family is unsupported")
-refuse("socketpair", E.EAFNOSUPPORT, "no sockets yet")

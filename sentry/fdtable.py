@@ -11,6 +11,9 @@ class FDTable:
         self.files: dict[int, object] = {}
         self.cloexec: set[int] = set()
         self.limit = NOFILE
+        # The LockTable once this process has taken a POSIX record lock: closing any
+        # descriptor of a file drops the process's locks on it (fcntl(2), F_SETLK).
+        self.lock_table = None
 
     def get(self, fd: int):
         try:
@@ -49,10 +52,24 @@ class FDTable:
         self.cloexec.discard(fd)
         self._release(file)
 
+    def close_range(self, first: int, last: int, cloexec: bool = False) -> None:
+        """close_range(2): close (or mark close-on-exec) every open fd in [first, last]."""
+        for fd in sorted(fd for fd in self.files if first <= fd <= last):
+            if cloexec:
+                self.cloexec.add(fd)
+            else:
+                self.close(fd)
+
     def close_all(self) -> None:
         for fd in list(self.files):
             self.close(fd)
 
     def _release(self, file) -> None:
+        """A descriptor of file went away."""
+        if self.lock_table is not None and getattr(file, "inode", None) is not None:
+            from sentry.vfs.locks import key_of
+            self.lock_table.release(key_of(file.inode), self)
         if file not in self.files.values():
+            if getattr(file, "lock_table", None) is not None:
+                file.lock_table.release_file(file)
             file.close()

@@ -23,7 +23,7 @@ class Kernel:
         self.arch = platform.arch
         self.log = log
         self._rng = random.Random(seed) if seed is not None else None
-        self.vfs = VFS(self.random_bytes)
+        self.vfs = VFS(self.random_bytes, kernel=self)
         self.tasks: dict[int, Task] = {}
         self.next_tid = 1
         self.hostname = b"sentry"
@@ -88,6 +88,7 @@ class Kernel:
         for fd, f in enumerate(stdio):
             fds.install_at(fd, f)
         task = Task(self, self.next_tid, cpu, mm, fds, path, argv, envp)
+        task.auxv = plan.auxv  # what /proc/PID/auxv shows
         task.cwd = cwd_loc
         self.next_tid += 1
         self.tasks[task.tid] = task

@@ -102,3 +102,62 @@ def read_iovec(mm, addr: int, count: int) -> list[tuple[int, int]]:
 
 def pack_utsname(*fields: bytes) -> bytes:
     return b"".join(f[:64].ljust(65, b"\0") for f in fields)
+
+
+_STATFS = struct.Struct("<qqQQQQQiiqqq32x")
+
+
+def pack_statfs(sf) -> bytes:
+    """struct statfs (the same 120 bytes on x86-64 and aarch64); f_fsid is zero."""
+    return _STATFS.pack(sf.type, sf.bsize, sf.blocks, sf.bfree, sf.bavail, sf.files, sf.ffree,
+                        0, 0, sf.namelen, sf.bsize, sf.flags)
+
+
+FLOCK = struct.Struct("<hh4xqqi4x")  # struct flock: l_type, l_whence, l_start, l_len, l_pid
+OPEN_HOW = struct.Struct("<QQQ")     # struct open_how: flags, mode, resolve
+
+
+def read_timespec_pair(mm, addr: int) -> list[tuple[int, int]]:
+    """Two struct timespec as (sec, nsec), unchecked (utimensat's UTIME_NOW/OMIT live in nsec)."""
+    raw = mm.read(addr, 32)
+    return [_TIMESPEC.unpack_from(raw, 0), _TIMESPEC.unpack_from(raw, 16)]
+
+
+def read_timeval_pair(mm, addr: int) -> list[int]:
+    """Two struct timeval as ns; EINVAL if a tv_usec is out of range."""
+    out = []
+    raw = mm.read(addr, 32)
+    for off in (0, 16):
+        sec, usec = _TIMESPEC.unpack_from(raw, off)
+        if not 0 <= usec < 1_000_000:
+            raise Errno(E.EINVAL)
+        out.append(sec * 1_000_000_000 + usec * 1000)
+    return out
+
+
+# open(2) flags whose bits differ on aarch64 (the sentry keeps x86-64's values inside):
+# (aarch64, x86-64) for O_DIRECTORY, O_NOFOLLOW, O_DIRECT, O_LARGEFILE
+_AARCH64_OPEN_BITS = ((0o40000, 0o200000), (0o100000, 0o400000), (0o200000, 0o40000), (0o400000, 0o100000))
+_SWAPPED = 0o740000
+
+
+def open_flags_in(arch: str, flags: int) -> int:
+    """A program's open flags in the sentry's (x86-64) values."""
+    if arch != "aarch64":
+        return flags
+    out = flags & ~_SWAPPED
+    for theirs, ours in _AARCH64_OPEN_BITS:
+        if flags & theirs:
+            out |= ours
+    return out
+
+
+def open_flags_out(arch: str, flags: int) -> int:
+    """The sentry's open flags in the program's architecture's values (F_GETFL)."""
+    if arch != "aarch64":
+        return flags
+    out = flags & ~_SWAPPED
+    for theirs, ours in _AARCH64_OPEN_BITS:
+        if flags & ours:
+            out |= theirs
+    return out

@@ -1,24 +1,81 @@
-"""Opening, closing and describing files: open(2), close(2), stat(2), statx(2),
-getdents64(2), dup(2), fcntl(2)."""
+"""Opening, closing and describing files: open(2), openat2(2), close(2),
+close_range(2), memfd_create(2), stat(2), statx(2), getdents64(2), dup(2),
+fcntl(2)."""
 import errno as E
 
 from sentry.errors import Errno
-from sentry.vfs.file import O_CLOEXEC, O_PATH
+from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT
+from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH,
+                             O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, FifoFile, RegularFile)
+from sentry.vfs.inode import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK,
+                              F_SEAL_WRITE, MEMFD, RegularInode)
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE,
-                          AT_SYMLINK_NOFOLLOW, pack_dirent64, pack_stat, pack_statx, s32)
+                          AT_SYMLINK_NOFOLLOW, OPEN_HOW, open_flags_in, open_flags_out, pack_dirent64,
+                          pack_stat, pack_statx, s32)
+from syscalls.locks import RECORD_LOCK_CMDS, record_lock
+from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1031, 1032, 1033, 1034
 FD_CLOEXEC = 1
 SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000  # APPEND NONBLOCK ASYNC DIRECT NOATIME
+# what Linux's open accepts (x86-64 values): access mode, CREAT EXCL NOCTTY TRUNC APPEND NONBLOCK
+# DSYNC ASYNC DIRECT LARGEFILE DIRECTORY NOFOLLOW NOATIME CLOEXEC SYNC PATH TMPFILE
+VALID_OPEN_FLAGS = (0o3 | 0o100 | 0o200 | 0o400 | 0o1000 | 0o2000 | 0o4000 | 0o10000 | 0o20000 | 0o40000
+                    | 0o100000 | 0o200000 | 0o400000 | 0o1000000 | 0o2000000 | 0o4000000 | 0o10000000
+                    | 0o20000000)
+O_PATH_FLAGS = O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC
+__O_TMPFILE = O_TMPFILE & ~O_DIRECTORY
+RESOLVE_ALL = 0x3F
+
+
+def _open(t, dirfd, path, flags, mode, resolve=0):
+    name = t.mm.read_cstring(path)
+    file = t.vfs.open(t, s32(dirfd), name, flags, mode, resolve)
+    return t.fds.install(file, cloexec=bool(flags & O_CLOEXEC))
 
 
 @syscall("openat")
 def openat(t, dirfd, path, flags, mode):
-    name = t.mm.read_cstring(path)
-    flags &= 0xFFFFFFFF
-    file = t.vfs.open(t, s32(dirfd), name, flags, mode & 0o7777)
-    return t.fds.install(file, cloexec=bool(flags & O_CLOEXEC))
+    flags = open_flags_in(t.kernel.arch, flags & 0xFFFFFFFF) & VALID_OPEN_FLAGS
+    flags = flags & O_PATH_FLAGS if flags & O_PATH else flags | O_LARGEFILE
+    return _open(t, dirfd, path, flags, mode & 0o7777)
+
+
+@syscall("openat2", status=PARTIAL, note="every RESOLVE_* flag (RESOLVE_CACHED: everything is cached); "
+         "RESOLVE_NO_XDEV counts any change of filesystem as a mount crossing")
+def openat2(t, dirfd, path, how, size):
+    if size < OPEN_HOW.size:
+        raise Errno(E.EINVAL)
+    if size > 4096:
+        raise Errno(E.E2BIG)
+    raw = t.mm.read(how, size)
+    if any(raw[OPEN_HOW.size:]):
+        raise Errno(E.E2BIG)  # a newer struct open_how asking for what we do not know
+    flags, mode, resolve = OPEN_HOW.unpack_from(raw)
+    flags = open_flags_in(t.kernel.arch, flags)
+    if not flags & O_PATH:
+        flags |= O_LARGEFILE
+    if flags & ~O_CLOEXEC & ~VALID_OPEN_FLAGS or resolve & ~RESOLVE_ALL:
+        raise Errno(E.EINVAL)
+    if resolve & RESOLVE_BENEATH and resolve & RESOLVE_IN_ROOT:
+        raise Errno(E.EINVAL)
+    if flags & (O_CREAT | __O_TMPFILE):
+        if mode & ~0o7777:
+            raise Errno(E.EINVAL)
+    elif mode:
+        raise Errno(E.EINVAL)
+    if flags & O_DIRECTORY and flags & O_CREAT:
+        raise Errno(E.EINVAL)
+    if flags & __O_TMPFILE and (flags & (O_TMPFILE | O_CREAT) != O_TMPFILE
+                                or flags & O_ACCMODE not in (1, O_RDWR)):
+        raise Errno(E.EINVAL)
+    if flags & O_PATH and flags & ~O_PATH_FLAGS:
+        raise Errno(E.EINVAL)
+    if resolve & RESOLVE_CACHED and flags & (O_TRUNC | O_CREAT | __O_TMPFILE):
+        raise Errno(E.EAGAIN)
+    return _open(t, dirfd, path, flags, mode, resolve)
 
 
 @syscall("open")
@@ -37,16 +94,78 @@ def close(t, fd):
     return 0
 
 
-def _inode_at(t, dirfd, path, flags):
-    """The inode a *at() call names: a path, or the dirfd itself with AT_EMPTY_PATH."""
-    name = t.mm.read_cstring(path)
-    if not name:
-        if flags & AT_EMPTY_PATH:
-            if s32(dirfd) == AT_FDCWD:
-                return t.cwd[-1][1]
-            return t.fds.get(s32(dirfd)).stat_inode()
-        raise Errno(E.ENOENT)
-    return t.vfs.lookup(t, s32(dirfd), name, follow=not flags & AT_SYMLINK_NOFOLLOW)
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 0x2, 0x4
+
+
+@syscall("close_range", note="CLOSE_RANGE_UNSHARE has nothing to unshare: a process's table is its own")
+def close_range(t, first, last, flags):
+    first, last, flags = first & 0xFFFFFFFF, last & 0xFFFFFFFF, flags & 0xFFFFFFFF
+    if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
+        raise Errno(E.EINVAL)
+    t.fds.close_range(first, last, cloexec=bool(flags & CLOSE_RANGE_CLOEXEC))
+    return 0
+
+
+MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC = 0x1, 0x2, 0x4, 0x8, 0x10
+MFD_NAME_MAX = 249  # NAME_MAX less "memfd:"
+
+
+@syscall("memfd_create", status=PARTIAL, note="a memory file in no directory, with seals (F_ADD_SEALS/"
+         "F_GET_SEALS); MFD_HUGETLB answers EINVAL; a write seal does not look at mappings (file "
+         "mappings are private copies)")
+def memfd_create(t, name, flags):
+    flags &= 0xFFFFFFFF
+    if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC):
+        raise Errno(E.EINVAL)
+    if flags & MFD_NOEXEC_SEAL and flags & MFD_EXEC:
+        raise Errno(E.EINVAL)
+    try:
+        text = t.mm.read_cstring(name, MFD_NAME_MAX + 1)
+    except Errno as e:
+        raise Errno(E.EINVAL if e.errno == E.ENAMETOOLONG else e.errno) from None
+    inode = RegularInode(0o666 if flags & MFD_NOEXEC_SEAL else 0o777, fs=MEMFD)
+    inode.nlink = 0
+    if flags & MFD_NOEXEC_SEAL:
+        inode.seals = F_SEAL_EXEC
+    elif flags & MFD_ALLOW_SEALING:
+        inode.seals = 0
+    path = "/memfd:" + text.decode("utf-8", "surrogateescape") + " (deleted)"
+    f = RegularFile(inode, O_RDWR | O_LARGEFILE, path)
+    return t.fds.install(f, cloexec=bool(flags & MFD_CLOEXEC))
+
+
+F_ALL_SEALS = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC
+
+
+def _seals(t, f, cmd, arg) -> int:
+    """F_ADD_SEALS / F_GET_SEALS: memory files only (as Linux: shmem files)."""
+    inode = f.inode
+    if not isinstance(inode, RegularInode) or not isinstance(f, RegularFile):
+        raise Errno(E.EINVAL)
+    if cmd == F_GET_SEALS:
+        return inode.seals
+    seals = arg & 0xFFFFFFFF
+    if not f.writable:
+        raise Errno(E.EPERM)
+    if seals & ~F_ALL_SEALS:
+        raise Errno(E.EINVAL)
+    if inode.seals & F_SEAL_SEAL:
+        raise Errno(E.EPERM)
+    if seals & F_SEAL_EXEC and inode.mode & 0o111:
+        seals |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE  # W^X from the start
+    inode.seals |= seals
+    return 0
+
+
+def _pipe_size(f, cmd, arg) -> int:
+    if not isinstance(f, FifoFile):
+        raise Errno(E.EBADF)
+    if cmd == F_GETPIPE_SZ:
+        return f.CAPACITY
+    raise Errno(E.EPERM)  # the FIFO's size is fixed
+
+
+_inode_at = inode_at
 
 
 @syscall("fstat")
@@ -118,10 +237,21 @@ def dup3(t, oldfd, newfd, flags):
     return newfd
 
 
-@syscall("fcntl", status=PARTIAL, note="F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL; no locks, leases or signals yet (EINVAL)")
+@syscall("fcntl", status=PARTIAL, note="F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL; record locks "
+         "F_GETLK/SETLK/SETLKW and F_OFD_* (the sandbox's own; a wait answers EDEADLK: with one process "
+         "nothing could release the lock); F_ADD_SEALS/F_GET_SEALS on memory files; F_GETPIPE_SZ of FIFOs "
+         "(F_SETPIPE_SZ: EPERM); no leases, owners or signals (EINVAL)")
 def fcntl(t, fd, cmd, arg):
     fd, cmd = s32(fd), s32(cmd)
     f = t.fds.get(fd)
+    if f.flags & O_PATH and cmd not in (F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL):
+        raise Errno(E.EBADF)
+    if cmd in RECORD_LOCK_CMDS:
+        return record_lock(t, f, cmd, arg)
+    if cmd in (F_ADD_SEALS, F_GET_SEALS):
+        return _seals(t, f, cmd, arg)
+    if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ):
+        return _pipe_size(f, cmd, arg)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         if s32(arg) < 0 or s32(arg) >= t.fds.limit:
             raise Errno(E.EINVAL)
@@ -132,8 +262,8 @@ def fcntl(t, fd, cmd, arg):
         (t.fds.cloexec.add if arg & FD_CLOEXEC else t.fds.cloexec.discard)(fd)
         return 0
     if cmd == F_GETFL:
-        return f.flags
+        return open_flags_out(t.kernel.arch, f.flags)
     if cmd == F_SETFL:
-        f.flags = (f.flags & ~SETFL_MASK) | (arg & SETFL_MASK)
+        f.flags = (f.flags & ~SETFL_MASK) | (open_flags_in(t.kernel.arch, arg & 0xFFFFFFFF) & SETFL_MASK)
         return 0
     raise Errno(E.EINVAL)

@@ -1,12 +1,15 @@
-"""Names in the filesystem: getcwd(2), chdir(2), mkdir(2), unlink(2), rmdir(2),
-readlink(2), access(2), umask(2)."""
+"""Names in the filesystem: getcwd(2), chdir(2), mkdir(2), mknod(2), unlink(2),
+rmdir(2), rename(2), link(2), symlink(2), readlink(2), access(2), umask(2),
+truncate(2), statfs(2)."""
 import errno as E
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import loc_path
-from syscalls.abi import AT_EACCESS, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, s32
-from syscalls.registry import syscall
+from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path
+from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
+                          AT_SYMLINK_NOFOLLOW, pack_statfs, s32, s64)
+from syscalls.paths import inode_at
+from syscalls.registry import PARTIAL, syscall
 
 F_OK, X_OK, W_OK, R_OK = 0, 1, 2, 4
 CWD = AT_FDCWD & 0xFFFFFFFF
@@ -69,7 +72,11 @@ def rmdir(t, path):
 def readlinkat(t, dirfd, path, buf, size):
     if s32(size) <= 0:
         raise Errno(E.EINVAL)
-    target = t.vfs.readlink(t, s32(dirfd), t.mm.read_cstring(path))[:s32(size)]
+    name = t.mm.read_cstring(path)
+    inode = inode_at(t, dirfd, path, AT_SYMLINK_NOFOLLOW, empty_ok=True)  # "": the dirfd itself, if a link
+    if not inode.is_symlink():
+        raise Errno(E.EINVAL if name else E.ENOENT)
+    target = inode.readlink(t)[:s32(size)]
     t.mm.write(buf, target)
     return len(target)
 
@@ -85,8 +92,10 @@ def faccessat2(t, dirfd, path, mode, flags):
         raise Errno(E.EINVAL)
     from syscalls.files import _inode_at
     inode = _inode_at(t, dirfd, path, flags)
-    # The sandbox's user is root: everything is readable and writable; executing
-    # needs some execute bit, as for root on Linux.
+    # The sandbox's user is root: everything is readable and writable, but on a
+    # read-only mount; executing needs some execute bit, as for root on Linux.
+    if mode & W_OK and inode.fs.readonly and S.S_IFMT(inode.mode) in (S.S_IFREG, S.S_IFDIR, S.S_IFLNK):
+        raise Errno(E.EROFS)
     if mode & X_OK and not S.S_ISDIR(inode.mode) and not inode.mode & 0o111:
         raise Errno(E.EACCES)
     return 0
@@ -106,3 +115,100 @@ def access(t, path, mode):
 def umask(t, mask):
     old, t.umask = t.umask, mask & 0o777
     return old
+
+
+@syscall("mknodat", status=PARTIAL, note="regular files, FIFOs (one process: a FIFO whose other end "
+         "is not open answers EDEADLK where Linux would wait forever; host FIFOs cannot be opened) and "
+         "sockets; devices EPERM (the sandbox makes none)")
+def mknodat(t, dirfd, path, mode, dev):
+    t.vfs.mknod(t, s32(dirfd), t.mm.read_cstring(path), mode & 0xFFFF)
+    return 0
+
+
+@syscall("mknod", status=PARTIAL, note="as mknodat")
+def mknod(t, path, mode, dev):
+    return mknodat(t, CWD, path, mode, dev)
+
+
+@syscall("renameat2", status=PARTIAL, note="RENAME_NOREPLACE and RENAME_EXCHANGE (not on --rootfs "
+         "overlays: EINVAL); RENAME_WHITEOUT answers EINVAL; a directory holding a mount point "
+         "cannot move (EBUSY); open directories and the cwd keep the path they were opened by")
+def renameat2(t, olddirfd, oldpath, newdirfd, newpath, flags):
+    flags &= 0xFFFFFFFF
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+        raise Errno(E.EINVAL)
+    if flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) or flags & RENAME_WHITEOUT:
+        raise Errno(E.EINVAL)
+    old, new = t.mm.read_cstring(oldpath), t.mm.read_cstring(newpath)
+    t.vfs.rename(t, s32(olddirfd), old, s32(newdirfd), new, flags)
+    return 0
+
+
+@syscall("renameat", status=PARTIAL, note="as renameat2")
+def renameat(t, olddirfd, oldpath, newdirfd, newpath):
+    return renameat2(t, olddirfd, oldpath, newdirfd, newpath, 0)
+
+
+@syscall("rename", status=PARTIAL, note="as renameat2")
+def rename(t, oldpath, newpath):
+    return renameat2(t, CWD, oldpath, CWD, newpath, 0)
+
+
+@syscall("linkat")
+def linkat(t, olddirfd, oldpath, newdirfd, newpath, flags):
+    flags &= 0xFFFFFFFF
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise Errno(E.EINVAL)
+    source = inode_at(t, olddirfd, oldpath, (flags & AT_EMPTY_PATH)
+                      | (0 if flags & AT_SYMLINK_FOLLOW else AT_SYMLINK_NOFOLLOW))
+    t.vfs.link(t, source, s32(newdirfd), t.mm.read_cstring(newpath))
+    return 0
+
+
+@syscall("link")
+def link(t, oldpath, newpath):
+    return linkat(t, CWD, oldpath, CWD, newpath, 0)
+
+
+@syscall("symlinkat")
+def symlinkat(t, target, newdirfd, linkpath):
+    text = t.mm.read_cstring(target)
+    if not text:
+        raise Errno(E.ENOENT)
+    t.vfs.symlink(t, text, s32(newdirfd), t.mm.read_cstring(linkpath))
+    return 0
+
+
+@syscall("symlink")
+def symlink(t, target, linkpath):
+    return symlinkat(t, target, CWD, linkpath)
+
+
+@syscall("truncate", status=PARTIAL, note="memory files grow to 1 GiB at most (EFBIG beyond: they are not sparse)")
+def truncate(t, path, length):
+    length = s64(length)
+    if length < 0:
+        raise Errno(E.EINVAL)
+    inode = t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path))
+    if inode.is_dir():
+        raise Errno(E.EISDIR)
+    if not S.S_ISREG(inode.mode):
+        raise Errno(E.EINVAL)
+    inode.fs.check_writable()
+    inode.truncate(length)
+    return 0
+
+
+@syscall("statfs", status=PARTIAL, note="the sandbox's own figures (2 GiB, free space not tracked), "
+         "f_type of the filesystem (a host mount's is the host's), ST_RDONLY for read-only mounts")
+def statfs(t, path, buf):
+    inode = t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path))
+    t.mm.write(buf, pack_statfs(inode.fs.statfs()))
+    return 0
+
+
+@syscall("fstatfs", status=PARTIAL, note="as statfs")
+def fstatfs(t, fd, buf):
+    inode = t.fds.get(s32(fd)).stat_inode()
+    t.mm.write(buf, pack_statfs(inode.fs.statfs()))
+    return 0

@@ -1,8 +1,13 @@
-"""read(2), write(2) and their vector and positioned forms; lseek(2); ioctl(2)."""
+"""read(2), write(2) and their vector and positioned forms; lseek(2); ioctl(2);
+sendfile(2), copy_file_range(2); ftruncate(2), fallocate(2); fsync(2) and the
+other sync calls; posix_fadvise(2)."""
 import errno as E
+import stat as S
 
 from sentry.errors import Errno
+from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
+from syscalls.paths import file_of
 from syscalls.registry import PARTIAL, syscall
 
 FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
@@ -78,7 +83,7 @@ def pwrite64(t, fd, buf, count, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return f.pwrite(t.mm.read(buf, min(count, MAX_RW_COUNT)), offset)
+    return _write_at(f, t.mm.read(buf, min(count, MAX_RW_COUNT)), offset)
 
 
 def _gather(t, iov) -> bytes:
@@ -115,7 +120,7 @@ def pwritev(t, fd, iov_addr, iovcnt, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return f.pwrite(_gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
+    return _write_at(f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
 
 
 @syscall("lseek")
@@ -158,3 +163,214 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
     elif written < len(data):
         in_file.seek(written - len(data), 1)
     return written
+
+
+# --- preadv2/pwritev2 ---------------------------------------------------------------------------
+RWF_HIPRI, RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND = 0x1, 0x2, 0x4, 0x8, 0x10
+RWF_NOAPPEND, RWF_ATOMIC, RWF_DONTCACHE, RWF_NOSIGNAL = 0x20, 0x40, 0x80, 0x100
+RWF_KNOWN = 0x1FF
+
+
+def _rwf(f, flags: int, writing: bool) -> None:
+    """Which RWF_* flags a call may carry: unknown ones, and what memory and host
+    files cannot promise (atomic or uncached writes, non-blocking buffered writes),
+    are EOPNOTSUPP as on Linux's tmpfs."""
+    if flags & ~RWF_KNOWN:
+        raise Errno(E.EOPNOTSUPP)
+    regular = isinstance(f, RegularFile)
+    if writing and regular and flags & (RWF_NOWAIT | RWF_ATOMIC | RWF_DONTCACHE):
+        raise Errno(E.EOPNOTSUPP)
+    if not writing and flags & RWF_ATOMIC or regular and flags & RWF_DONTCACHE:
+        raise Errno(E.EOPNOTSUPP)
+
+
+def _write_at(f, data, offset: int, flags: int = 0) -> int:
+    """A positioned write (offset -1: at the file position). A regular file opened
+    O_APPEND (or written with RWF_APPEND, and not RWF_NOAPPEND) is written at its
+    end whatever the offset, as Linux does."""
+    if not isinstance(f, RegularFile):
+        return f.write(data) if offset == -1 else f.pwrite(data, offset)
+    append = flags & RWF_APPEND or f.flags & O_APPEND and not flags & RWF_NOAPPEND
+    pos = f.inode.size if append else (f.offset if offset == -1 else offset)
+    n = f.pwrite(data, pos)
+    if offset == -1:
+        f.offset = pos + n
+    return n
+
+
+@syscall("preadv2", status=PARTIAL, note="RWF_HIPRI/NOWAIT/APPEND/NOAPPEND/SYNC/DSYNC accepted (reads never wait "
+         "on memory); offset -1 reads at the file position")
+def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
+    offset = s64(offset)
+    if offset < -1:
+        raise Errno(E.EINVAL)
+    f = _readable(t, fd)
+    iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
+    _rwf(f, flags & 0xFFFFFFFF, False)
+    size = min(sum(n for _, n in iov), MAX_RW_COUNT)
+    if offset == -1:
+        return _deliver(t, f, f.read(size), iov)
+    return _deliver_at(t, f.pread(size, offset), iov)
+
+
+@syscall("pwritev2", status=PARTIAL, note="RWF_APPEND/NOAPPEND, SYNC/DSYNC/HIPRI/NOSIGNAL accepted; NOWAIT, ATOMIC "
+         "and DONTCACHE on regular files EOPNOTSUPP (as Linux's tmpfs); offset -1 writes at the file position")
+def pwritev2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
+    offset = s64(offset)
+    if offset < -1:
+        raise Errno(E.EINVAL)
+    f = _writable(t, fd)
+    iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
+    _rwf(f, flags & 0xFFFFFFFF, True)
+    data = _gather(t, iov)[:MAX_RW_COUNT]
+    return _write_at(f, data, offset, flags & 0xFFFFFFFF) if data else 0
+
+
+# --- copying ------------------------------------------------------------------------------------
+MASK64 = (1 << 64) - 1
+COPY_CHUNK = 1 << 24  # a call copies at most this much (callers loop, as for any short copy)
+
+
+@syscall("copy_file_range", status=PARTIAL, note="copies through the sentry in up to 16 MiB per call; "
+         "across filesystems EXDEV, as Linux for filesystems without their own copy")
+def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
+    f_in, f_out = file_of(t, fd_in), file_of(t, fd_out)
+    pos_in = s64(t.mm.read_u64(off_in)) if off_in else None
+    pos_out = s64(t.mm.read_u64(off_out)) if off_out else None
+    if flags & 0xFFFFFFFF:
+        raise Errno(E.EINVAL)
+    a, b = f_in.inode, f_out.inode
+    if a.is_dir() or b.is_dir():
+        raise Errno(E.EISDIR)
+    if not S.S_ISREG(a.mode) or not S.S_ISREG(b.mode):
+        raise Errno(E.EINVAL)
+    if not f_in.readable or not f_out.writable or f_out.flags & O_APPEND:
+        raise Errno(E.EBADF)
+    if a.fs is not b.fs:
+        raise Errno(E.EXDEV)
+    start_in = f_in.offset if pos_in is None else pos_in
+    start_out = f_out.offset if pos_out is None else pos_out
+    if (start_in & MASK64) + length > MASK64 or (start_out & MASK64) + length > MASK64:
+        raise Errno(E.EOVERFLOW)  # offsets may not wrap (compared unsigned, as Linux does)
+    if start_in < 0 or start_out < 0:
+        raise Errno(E.EINVAL)
+    size = a.stat().size
+    count = 0 if start_in >= size else min(length, size - start_in, MAX_RW_COUNT, COPY_CHUNK)
+    if (a is b or (a.fs is b.fs and a.ino == b.ino)) and start_out + count > start_in and start_out < start_in + count:
+        raise Errno(E.EINVAL)  # overlapping ranges of one file
+    if count == 0:
+        return 0
+    data = bytes(f_in.pread(count, start_in))  # a copy: the write may move the source's bytes
+    n = f_out.pwrite(data, start_out) if data else 0
+    if pos_in is None:
+        f_in.offset = start_in + n
+    else:
+        t.mm.write_u64(off_in, start_in + n)
+    if pos_out is None:
+        f_out.offset = start_out + n
+    else:
+        t.mm.write_u64(off_out, start_out + n)
+    return n
+
+
+# --- size and space -----------------------------------------------------------------------------
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE = 0x01, 0x02, 0x08
+FALLOC_FL_ZERO_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_UNSHARE_RANGE = 0x10, 0x20, 0x40
+FALLOC_FL_WRITE_ZEROES = 0x80
+OFFSET_MAX = (1 << 63) - 1
+
+
+@syscall("ftruncate", status=PARTIAL, note="memory files grow to 1 GiB at most (EFBIG beyond: they are not sparse)")
+def ftruncate(t, fd, length):
+    length = s64(length)
+    if length < 0:
+        raise Errno(E.EINVAL)
+    f = file_of(t, fd)
+    if not S.S_ISREG(f.inode.mode) or not f.writable or not hasattr(f, "truncate"):
+        raise Errno(E.EINVAL)
+    f.truncate(length)
+    return 0
+
+
+@syscall("fallocate", status=PARTIAL, note="memory files: mode 0, KEEP_SIZE and PUNCH_HOLE|KEEP_SIZE (as "
+         "tmpfs; 1 GiB at most, ENOSPC beyond); host files: the host's fallocate")
+def fallocate(t, fd, mode, offset, length):
+    f = file_of(t, fd)
+    mode, offset, length = s32(mode), s64(offset), s64(length)
+    if offset < 0 or length <= 0:
+        raise Errno(E.EINVAL)
+    kind = mode & ~FALLOC_FL_KEEP_SIZE
+    if mode & ~0xFF or kind not in (0, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_ZERO_RANGE,
+                                    FALLOC_FL_INSERT_RANGE, FALLOC_FL_UNSHARE_RANGE, FALLOC_FL_WRITE_ZEROES):
+        raise Errno(E.EOPNOTSUPP)
+    if kind == FALLOC_FL_PUNCH_HOLE and not mode & FALLOC_FL_KEEP_SIZE:
+        raise Errno(E.EOPNOTSUPP)
+    if kind in (FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_WRITE_ZEROES) and mode & FALLOC_FL_KEEP_SIZE:
+        raise Errno(E.EOPNOTSUPP)
+    if not f.writable:
+        raise Errno(E.EBADF)
+    ftype = S.S_IFMT(f.inode.mode)
+    if ftype == S.S_IFIFO:
+        raise Errno(E.ESPIPE)
+    if ftype == S.S_IFDIR:
+        raise Errno(E.EISDIR)
+    if ftype != S.S_IFREG:
+        raise Errno(E.ENODEV)
+    if offset + length > OFFSET_MAX:
+        raise Errno(E.EFBIG)
+    f.fallocate(mode, offset, length)
+    return 0
+
+
+# --- syncing and advice -------------------------------------------------------------------------
+@syscall("fsync", note="a no-op for memory files; host files are fsync'ed on the host")
+def fsync(t, fd):
+    file_of(t, fd).fsync(False)
+    return 0
+
+
+@syscall("fdatasync", note="as fsync")
+def fdatasync(t, fd):
+    file_of(t, fd).fsync(True)
+    return 0
+
+
+@syscall("sync", note="a no-op: the sandbox's memory needs none, and host writes are the host's to flush")
+def sync(t):
+    return 0
+
+
+@syscall("syncfs", note="as sync, once the fd is checked")
+def syncfs(t, fd):
+    file_of(t, fd)
+    return 0
+
+
+SYNC_FILE_RANGE_VALID = 0x7
+
+
+@syscall("sync_file_range", note="a no-op once the fd, range and flags are checked")
+def sync_file_range(t, fd, offset, nbytes, flags):
+    f = file_of(t, fd)
+    offset, nbytes = s64(offset), s64(nbytes)
+    if flags & 0xFFFFFFFF & ~SYNC_FILE_RANGE_VALID:
+        raise Errno(E.EINVAL)
+    end = offset + nbytes
+    if offset < 0 or end < 0 or end > OFFSET_MAX or end < offset:
+        raise Errno(E.EINVAL)
+    if S.S_IFMT(f.inode.mode) not in (S.S_IFREG, S.S_IFDIR, S.S_IFLNK, S.S_IFBLK):
+        raise Errno(E.ESPIPE)
+    return 0
+
+
+POSIX_FADV_MAX = 5  # NORMAL RANDOM SEQUENTIAL WILLNEED DONTNEED NOREUSE: 0..5
+
+
+@syscall("fadvise64", note="advice is checked and ignored (the sentry keeps no page cache)")
+def fadvise64(t, fd, offset, length, advice):
+    f = file_of(t, fd)
+    if S.S_ISFIFO(f.inode.mode):
+        raise Errno(E.ESPIPE)
+    if not 0 <= s32(advice) <= POSIX_FADV_MAX:
+        raise Errno(E.EINVAL)
+    return 0

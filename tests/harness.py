@@ -212,10 +212,12 @@ def _communicate(argv, *, stdin, env, cwd, timeout, where) -> Run:
 
 
 def run_native(program: str | os.PathLike, args=(), *, stdin: bytes | None = None,
-               env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT) -> Run:
-    """Run the program on the host, with the sandbox's env and cwd '/'."""
+               env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT,
+               cwd: str | os.PathLike = "/") -> Run:
+    """Run the program on the host, with the sandbox's env and cwd '/' (the
+    sandbox's default; pass the --workdir of the sandboxed run otherwise)."""
     argv = [str(program), *map(str, args)]
-    return _communicate(argv, stdin=stdin, env=guest_env(env), cwd="/", timeout=timeout, where="native")
+    return _communicate(argv, stdin=stdin, env=guest_env(env), cwd=str(cwd), timeout=timeout, where="native")
 
 
 def sentry_argv(platform: str, program, args=(), *, env: dict[str, str] | None = None,
@@ -307,13 +309,29 @@ def fail(msg: str) -> None:
     pytest.fail(msg, pytrace=False)
 
 
-def check_sentry_sane(run: Run) -> None:
-    """What must hold for any sentry run, whatever the program did."""
+def _sentry_traceback(stderr: bytes) -> bool:
+    """A Python traceback from the sentry itself: it names a file of this
+    repository or of the Python running the sentry (a guest python3's own
+    traceback names /usr/lib/python3... and "<string>")."""
+    if b"Traceback (most recent call last)" not in stderr:
+        return False
+    ours = (str(REPO) + "/", sys.prefix + "/", sys.base_prefix + "/", "<frozen ")
+    return any(f'File "{p}'.encode() in stderr for p in ours)
+
+
+def check_sentry_sane(run: Run, *, guest_tracebacks: bool = False) -> None:
+    """What must hold for any sentry run, whatever the program did.
+    guest_tracebacks: the guest is a Python program, whose own tracebacks on
+    stderr are its output; only one of the sentry's fails here."""
     if run.timed_out:
         fail(f"{run.headline()}\n$ {' '.join(run.argv)}\n"
              f"stdout so far: {_clip(run.stdout.decode(errors='replace'), 500)!r}\n"
              f"stderr:\n{run.stderr_text()}")
-    if b"Traceback (most recent call last)" in run.stderr:
+    if guest_tracebacks:
+        if _sentry_traceback(run.stderr):
+            fail(f"{run.where} printed a Python traceback of its own (exit {run.status}):\n"
+                 f"$ {' '.join(run.argv)}\n{run.stderr_text(3000)}")
+    elif b"Traceback (most recent call last)" in run.stderr:
         fail(f"{run.where} printed a Python traceback (exit {run.status}):\n"
              f"$ {' '.join(run.argv)}\n{run.stderr_text(3000)}")
 
@@ -331,10 +349,11 @@ def strip_sentry_notes(stderr: bytes) -> bytes:
     return b"".join(line for line in stderr.splitlines(keepends=True) if not line.startswith(b"sentry: "))
 
 
-def compare(native: Run, sandbox: Run, *, stderr: str = "exact", label: str = "") -> None:
+def compare(native: Run, sandbox: Run, *, stderr: str = "exact", label: str = "",
+            guest_tracebacks: bool = False) -> None:
     """Fail with a readable report unless the sandbox run matches native."""
     assert stderr in STDERR_MODES, stderr
-    check_sentry_sane(sandbox)
+    check_sentry_sane(sandbox, guest_tracebacks=guest_tracebacks)
     if native.timed_out:
         fail(f"the native run timed out: {' '.join(native.argv)}")
     problems = []
@@ -385,3 +404,62 @@ def sentry_error_line(run: Run) -> str:
 def unique_tmp_path(tag: str) -> str:
     """A fresh path under /tmp that neither the host nor a sandbox has."""
     return f"/tmp/sentry-test-{tag}-{uuid.uuid4().hex[:12]}"
+
+
+# --------------------------------------------------------------------------
+# directory trees on the host
+
+
+def tree_manifest(root: str | os.PathLike, *, root_times: bool = True) -> dict[str, tuple]:
+    """What a host directory tree holds, never following a symlink:
+    relative path ("." for the root) -> (kind, mode, uid, gid, nlink, size,
+    sha256 of a file or a symlink's target, mtime_ns).  Directory sizes and
+    atimes are left out (they change by themselves); root_times=False also
+    leaves out the root's mtime (it changes when anything is created in it)."""
+    import stat as S
+    out: dict[str, tuple] = {}
+
+    def visit(path: str, rel: str) -> None:
+        st = os.lstat(path)
+        kind = S.S_IFMT(st.st_mode)
+        content: str | None = None
+        size: int | None = st.st_size
+        if S.S_ISREG(st.st_mode):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            content = h.hexdigest()
+        elif S.S_ISLNK(st.st_mode):
+            content = "-> " + os.readlink(path)
+        elif S.S_ISDIR(st.st_mode):
+            size = None
+        mtime = st.st_mtime_ns if (rel != "." or root_times) else None
+        name = {S.S_IFREG: "file", S.S_IFDIR: "dir", S.S_IFLNK: "symlink"}.get(kind, oct(kind))
+        out[rel] = (name, oct(S.S_IMODE(st.st_mode)), st.st_uid, st.st_gid, st.st_nlink, size, content, mtime)
+        if S.S_ISDIR(st.st_mode):
+            for entry in sorted(os.listdir(path)):
+                visit(os.path.join(path, entry), entry if rel == "." else f"{rel}/{entry}")
+
+    visit(os.fspath(root), ".")
+    return out
+
+
+MANIFEST_FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "content", "mtime_ns")
+
+
+def manifest_diff(a: dict, b: dict, a_name: str = "native", b_name: str = "sandbox",
+                  limit: int = 40) -> str:
+    """How two tree_manifest()s differ, readably ('' when they do not)."""
+    lines = []
+    for path in sorted(set(a) | set(b)):
+        if path not in b:
+            lines.append(f"only in {a_name}: {path} {a[path][0]}")
+        elif path not in a:
+            lines.append(f"only in {b_name}: {path} {b[path][0]}")
+        elif a[path] != b[path]:
+            fields = [f"{n} {x!r} vs {y!r}" for n, x, y in zip(MANIFEST_FIELDS, a[path], b[path]) if x != y]
+            lines.append(f"differs: {path}: " + ", ".join(fields))
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... [{len(lines) - limit} more]"]
+    return "\n".join(lines)

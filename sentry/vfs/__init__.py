@@ -9,11 +9,13 @@ see single names. Paths are bytes, as in Linux.
 """
 import errno as E
 import os
+import stat as S
 
 from sentry.errors import Errno
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY,
-                             O_TMPFILE, O_TRUNC, DirFile, File)
+                             O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
 from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode
+from sentry.vfs.locks import LockTable
 
 MAX_SYMLINKS = 40
 NAME_MAX = 255
@@ -21,13 +23,22 @@ PATH_MAX = 4096
 AT_FDCWD = -100
 
 
+# openat2's RESOLVE_* flags, which the walk honours
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+RESOLVE_SCOPED = RESOLVE_BENEATH | RESOLVE_IN_ROOT
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+DOTS = (b".", b"..", b"/")  # last components that name no entry (b"/": the path was all slashes)
+
+
 class Found:
     """Where a walk ended: the directory holding the last name (`parent`, a
-    Loc), the name, and the inode if it exists (`loc` is its own place)."""
-    __slots__ = ("parent", "name", "inode", "loc")
+    Loc), the name, and the inode if it exists (`loc` is its own place);
+    `slash` says the path ended with a slash."""
+    __slots__ = ("parent", "name", "inode", "loc", "slash")
 
-    def __init__(self, parent, name, inode, loc):
-        self.parent, self.name, self.inode, self.loc = parent, name, inode, loc
+    def __init__(self, parent, name, inode, loc, slash=False):
+        self.parent, self.name, self.inode, self.loc, self.slash = parent, name, inode, loc, slash
 
     @property
     def dir(self) -> Inode:
@@ -39,16 +50,18 @@ def loc_path(loc) -> bytes:
 
 
 class VFS:
-    def __init__(self, random_bytes):
-        from sentry.vfs.devices import make_devices
+    def __init__(self, random_bytes, kernel=None):
+        from sentry.vfs.devices import make_devfs
+        from sentry.vfs.procfs import ProcFS
         root = DirInode()
         self.root_loc = ((b"", root),)
         self.mounts: dict[bytes, Inode] = {}
+        self.locks = LockTable()  # fcntl and flock locks of this sandbox
         root.add(b"tmp", DirInode(0o1777))
-        make_devices(root.add(b"dev", DirInode()), random_bytes)
-        proc = root.add(b"proc", DirInode(0o555))
-        self_dir = proc.add(b"self", DirInode(0o555))
-        self_dir.add(b"exe", TaskLinkInode(lambda task: task.exe_path.encode()))
+        dev, shm = make_devfs(random_bytes)
+        self.mount(b"/dev", dev)
+        self.mount(b"/dev/shm", shm)
+        self.mount(b"/proc", ProcFS(self, kernel).root)  # kernel: the tasks /proc shows
 
     @property
     def root(self) -> Inode:
@@ -87,9 +100,10 @@ class VFS:
             self.root_loc = ((b"", root),)
 
     # --- the walk -----------------------------------------------------------------------
-    def start(self, task, dirfd: int, path: bytes):
-        """The Loc a path is walked from: root, cwd (AT_FDCWD) or a directory fd's place."""
-        if path.startswith(b"/"):
+    def start(self, task, dirfd: int, path: bytes, resolve: int = 0):
+        """The Loc a path is walked from: root, cwd (AT_FDCWD) or a directory fd's place
+        (for RESOLVE_IN_ROOT, also an absolute path's)."""
+        if path.startswith(b"/") and not resolve & RESOLVE_IN_ROOT:
             return self.root_loc
         if dirfd == AT_FDCWD:
             return task.cwd
@@ -98,17 +112,43 @@ class VFS:
             raise Errno(E.ENOTDIR)
         return f.loc
 
-    def walk(self, task, start, path: bytes, follow: bool = True, _depth=None) -> Found:
+    def walk(self, task, start, path: bytes, follow: bool = True, *, resolve: int = 0, exact: bool = False,
+             _scope=None, _depth=None) -> Found:
+        """Walk path from start (a Loc).
+
+        follow: a symlink in the last component is followed (a trailing slash follows it too).
+        exact: the last component is looked up and given as it is, never followed, a trailing
+            slash only noted in Found.slash: for the calls that act on a name itself (mkdir,
+            mknod, link, symlink, unlink, rmdir, rename).
+        resolve: openat2's RESOLVE_* flags. BENEATH and IN_ROOT make start the root of the
+            walk (`..` stops there, or is EXDEV for BENEATH, as are absolute paths and links);
+            NO_XDEV refuses to cross from one filesystem to another; NO_SYMLINKS and
+            NO_MAGICLINKS refuse to follow links (ELOOP).
+        """
         if not path:
             raise Errno(E.ENOENT)
         if len(path) >= PATH_MAX:
             raise Errno(E.ENAMETOOLONG)
         depth = _depth if _depth is not None else [0]
-        stack = [self.root_loc[0]] if path.startswith(b"/") else list(start)
+        scope = _scope if _scope is not None else (tuple(start) if resolve & RESOLVE_SCOPED else None)
+        if path.startswith(b"/"):
+            if resolve & RESOLVE_BENEATH:
+                raise Errno(E.EXDEV)
+            if scope is not None:
+                stack = list(scope)
+            else:
+                # NO_XDEV: an absolute path argument may start anywhere; an absolute link may not jump
+                if resolve & RESOLVE_NO_XDEV and _depth is not None and start[-1][1].fs is not self.root.fs:
+                    raise Errno(E.EXDEV)
+                stack = [self.root_loc[0]]
+        else:
+            stack = list(start)
+        floor = len(scope) if scope is not None else 1  # `..` never pops below this
         must_be_dir = path.endswith(b"/")
         parts = [p for p in path.split(b"/") if p]
         if not parts:
-            return Found(tuple(stack[:-1]) or tuple(stack), b".", stack[-1][1], tuple(stack))
+            here = tuple(stack)
+            return Found(here[:-1] or here, b"/", here[-1][1], here, True)
         last_i = len(parts) - 1
         for i, name in enumerate(parts):
             d = stack[-1][1]
@@ -117,27 +157,49 @@ class VFS:
             if len(name) > NAME_MAX:
                 raise Errno(E.ENAMETOOLONG)
             if name == b"." or name == b"..":
-                if name == b".." and len(stack) > 1:
-                    stack.pop()
+                if name == b"..":
+                    if len(stack) > floor:
+                        gone = stack.pop()
+                        if resolve & RESOLVE_NO_XDEV and gone[1].fs is not stack[-1][1].fs:
+                            raise Errno(E.EXDEV)
+                    elif resolve & RESOLVE_BENEATH:
+                        raise Errno(E.EXDEV)
                 if i == last_i:
                     here = tuple(stack)
-                    return Found(here[:-1] or here, name, here[-1][1], here)
+                    return Found(here[:-1] or here, name, here[-1][1], here, must_be_dir)
                 continue
             child = d.lookup(name)
+            if self.mounts and (child is None or child.is_dir()):
+                # a mount point need not exist in the filesystem it is mounted on (nested mounts)
+                child = self.mounts.get(loc_path(stack).rstrip(b"/") + b"/" + name, child)
             if child is None:
                 if i == last_i:
-                    return Found(tuple(stack), name, None, None)
+                    return Found(tuple(stack), name, None, None, must_be_dir)
                 raise Errno(E.ENOENT)
-            if self.mounts and child.is_dir():
-                child = self.mounts.get(loc_path(stack).rstrip(b"/") + b"/" + name, child)
-            if child.is_symlink() and (i < last_i or follow or must_be_dir):
+            if resolve & RESOLVE_NO_XDEV and child.fs is not d.fs:
+                raise Errno(E.EXDEV)
+            if child.is_symlink() and (i < last_i or not exact and (follow or must_be_dir)):
                 depth[0] += 1
                 if depth[0] > MAX_SYMLINKS:
                     raise Errno(E.ELOOP)
-                target = self.walk(task, tuple(stack), child.readlink(task), True, depth)
+                if resolve & RESOLVE_NO_SYMLINKS:
+                    raise Errno(E.ELOOP)
+                jump = getattr(child, "jump", None)  # a magic link (/proc/self/fd/N): straight to its object
+                if resolve and self._is_magic(task, child):
+                    if resolve & RESOLVE_NO_MAGICLINKS:
+                        raise Errno(E.ELOOP)
+                    if scope is not None:
+                        raise Errno(E.EXDEV)
+                loc = jump(task, tuple(stack)) if jump is not None else None
+                if loc is not None and resolve & RESOLVE_NO_XDEV and loc[-1][1].fs is not d.fs:
+                    raise Errno(E.EXDEV)
+                target = (Found(loc[:-1] or loc, loc[-1][0], loc[-1][1], loc) if loc is not None
+                          else self.walk(task, tuple(stack), child.readlink(task), True, resolve=resolve,
+                                         _scope=scope, _depth=depth))
                 if i == last_i:
                     if must_be_dir and target.inode is not None and not target.inode.is_dir():
                         raise Errno(E.ENOTDIR)
+                    target.slash = target.slash or must_be_dir
                     return target
                 if target.inode is None:
                     raise Errno(E.ENOENT)
@@ -145,14 +207,25 @@ class VFS:
                 continue
             stack.append((name, child))
             if i == last_i:
-                if must_be_dir and not child.is_dir():
+                if must_be_dir and not exact and not child.is_dir():
                     raise Errno(E.ENOTDIR)
                 here = tuple(stack)
-                return Found(here[:-1], name, child, here)
+                return Found(here[:-1], name, child, here, must_be_dir)
         raise AssertionError("unreachable")
 
-    def find(self, task, dirfd: int, path: bytes, follow=True) -> Found:
-        return self.walk(task, self.start(task, dirfd, path), path, follow)
+    @staticmethod
+    def _is_magic(task, link) -> bool:
+        """A magic link jumps to an object rather than naming a path: /proc/PID/fd/N,
+        exe, cwd, root. /proc/self and /proc/thread-self name relative paths: plain links."""
+        if link.magic_link:
+            return True
+        if getattr(link, "jump", None) is None:
+            return False
+        text = link.readlink(task)
+        return text.startswith(b"/") or b":" in text
+
+    def find(self, task, dirfd: int, path: bytes, follow=True, *, resolve: int = 0, exact: bool = False) -> Found:
+        return self.walk(task, self.start(task, dirfd, path, resolve), path, follow, resolve=resolve, exact=exact)
 
     def lookup(self, task, dirfd: int, path: bytes, follow=True) -> Inode:
         found = self.find(task, dirfd, path, follow)
@@ -170,17 +243,19 @@ class VFS:
         return found.loc
 
     # --- operations -----------------------------------------------------------------------
-    def open(self, task, dirfd: int, path: bytes, flags: int, mode: int) -> File:
+    def open(self, task, dirfd: int, path: bytes, flags: int, mode: int, resolve: int = 0) -> File:
+        if flags & O_CREAT and flags & O_DIRECTORY:
+            raise Errno(E.EINVAL)  # never a regular file made by O_DIRECTORY (Linux 6.4)
         if flags & O_TMPFILE == O_TMPFILE:
-            raise Errno(E.EOPNOTSUPP)
+            return self._open_tmpfile(task, dirfd, path, flags, mode, resolve)
         nofollow = flags & O_NOFOLLOW or flags & O_CREAT and flags & O_EXCL
-        found = self.find(task, dirfd, path, follow=not nofollow)
+        found = self.find(task, dirfd, path, follow=not nofollow, resolve=resolve)
         inode = found.inode
         if inode is None:
             if not flags & O_CREAT:
                 raise Errno(E.ENOENT)
-            if flags & O_DIRECTORY:
-                raise Errno(E.EINVAL)
+            if found.slash:
+                raise Errno(E.EISDIR)
             inode = found.dir.create(found.name, mode & 0o7777 & ~task.umask)
             found = Found(found.parent, found.name, inode, found.parent + ((found.name, inode),))
         elif flags & O_CREAT and flags & O_EXCL:
@@ -203,43 +278,156 @@ class VFS:
             f = DirFile(inode, flags, path_str, parent.ino)
             f.loc = found.loc
             return f
-        if flags & O_ACCMODE != O_RDONLY and not isinstance(inode, DeviceInode):
+        truncate = flags & O_TRUNC and S.S_ISREG(inode.mode)  # even O_RDONLY|O_TRUNC truncates, as Linux
+        if (flags & O_ACCMODE != O_RDONLY or truncate) and S.S_IFMT(inode.mode) in (S.S_IFREG, S.S_IFDIR):
             inode.fs.check_writable()
         f = inode.open(flags, path_str)
-        if flags & O_TRUNC and flags & O_ACCMODE != O_RDONLY and not isinstance(inode, DeviceInode):
+        if truncate:
             inode.truncate(0)
         return f
 
-    def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
-        found = self.find(task, dirfd, path, follow=False)
-        if found.inode is not None:
-            raise Errno(E.EEXIST)
-        found.dir.mkdir(found.name, mode & 0o7777 & ~task.umask)
-
-    def unlink(self, task, dirfd: int, path: bytes, rmdir: bool) -> None:
-        found = self.find(task, dirfd, path, follow=False)
+    def _open_tmpfile(self, task, dirfd, path, flags, mode, resolve) -> File:
+        """O_TMPFILE: a file with no name in the directory path names (linkat can
+        give it one later, unless O_EXCL)."""
+        if flags & O_ACCMODE not in (O_WRONLY, O_RDWR):
+            raise Errno(E.EINVAL)
+        found = self.find(task, dirfd, path, resolve=resolve)
         if found.inode is None:
             raise Errno(E.ENOENT)
+        if not found.inode.is_dir():
+            raise Errno(E.ENOTDIR)
+        inode = found.inode.tmpfile(mode & 0o7777 & ~task.umask, not flags & O_EXCL)
+        name = b"%s/#%d (deleted)" % (loc_path(found.loc).rstrip(b"/"), inode.ino)
+        return inode.open(flags & ~O_TMPFILE, os.fsdecode(name))
+
+    def create_at(self, task, dirfd: int, path: bytes, want_dir: bool = False) -> Found:
+        """Where a new name goes (Linux's filename_create): EEXIST if it exists, ENOENT for
+        a trailing slash unless a directory is made, EROFS on a read-only mount."""
+        found = self.find(task, dirfd, path, exact=True)
+        if found.name in DOTS or found.inode is not None:
+            raise Errno(E.EEXIST)
+        if found.slash and not want_dir:
+            raise Errno(E.ENOENT)
+        found.dir.fs.check_writable()
+        return found
+
+    def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
+        found = self.create_at(task, dirfd, path, want_dir=True)
+        found.dir.mkdir(found.name, mode & 0o1777 & ~task.umask)
+
+    def mknod(self, task, dirfd: int, path: bytes, mode: int) -> None:
+        """A regular file, FIFO or socket (devices: EPERM, the sandbox makes none)."""
+        kind = S.S_IFMT(mode) or S.S_IFREG
+        if kind == S.S_IFDIR:
+            raise Errno(E.EPERM)
+        if kind not in (S.S_IFREG, S.S_IFCHR, S.S_IFBLK, S.S_IFIFO, S.S_IFSOCK):
+            raise Errno(E.EINVAL)
+        found = self.create_at(task, dirfd, path)
+        if kind in (S.S_IFCHR, S.S_IFBLK):
+            raise Errno(E.EPERM)
+        found.dir.mknod(found.name, kind | (mode & 0o7777 & ~task.umask))
+
+    def symlink(self, task, target: bytes, dirfd: int, path: bytes) -> None:
+        found = self.create_at(task, dirfd, path)
+        found.dir.symlink(found.name, target)
+
+    def link(self, task, inode: Inode, dirfd: int, path: bytes) -> None:
+        """A new name for inode (found by the caller: linkat's source)."""
+        found = self.create_at(task, dirfd, path)
+        if inode.fs is not found.dir.fs:
+            raise Errno(E.EXDEV)
+        if inode.is_dir():
+            raise Errno(E.EPERM)
+        if inode.stat().nlink == 0 and not getattr(inode, "linkable", True):
+            raise Errno(E.ENOENT)
+        found.dir.link(found.name, inode)
+
+    def unlink(self, task, dirfd: int, path: bytes, rmdir: bool) -> None:
+        found = self.find(task, dirfd, path, exact=True)
+        name = found.name
+        if rmdir and name in DOTS:
+            raise Errno({b".": E.EINVAL, b"..": E.ENOTEMPTY, b"/": E.EBUSY}[name])
+        if not rmdir and name in DOTS:
+            raise Errno(E.EISDIR)
+        found.dir.fs.check_writable()  # EROFS comes before the name is looked at
+        inode = found.inode
+        if inode is None:
+            raise Errno(E.ENOENT)
         if rmdir:
-            if found.name == b".":
-                raise Errno(E.EINVAL)
-            if found.name == b"..":
-                raise Errno(E.ENOTEMPTY)
-            if not found.inode.is_dir():
+            if not inode.is_dir():
                 raise Errno(E.ENOTDIR)
-            if len(found.loc) == 1 or loc_path(found.loc) in self.mounts:
+            if loc_path(found.loc) in self.mounts:
                 raise Errno(E.EBUSY)
-            found.dir.rmdir(found.name)
+            found.dir.rmdir(name)
         else:
-            if found.inode.is_dir():
+            if inode.is_dir():
                 raise Errno(E.EISDIR)
-            found.dir.unlink(found.name)
+            if found.slash:
+                raise Errno(E.ENOTDIR)
+            found.dir.unlink(name)
+
+    def rename(self, task, olddirfd: int, oldpath: bytes, newdirfd: int, newpath: bytes, flags: int = 0) -> None:
+        """rename(2)/renameat2(2) with RENAME_NOREPLACE and RENAME_EXCHANGE, in Linux's
+        order of checks."""
+        old = self.find(task, olddirfd, oldpath, exact=True)
+        new = self.find(task, newdirfd, newpath, exact=True)
+        old_dir = old.inode if old.name in DOTS else old.dir
+        new_dir = new.inode if new.name in DOTS else new.dir
+        if old_dir.fs is not new_dir.fs:
+            raise Errno(E.EXDEV)
+        if old.name in DOTS:
+            raise Errno(E.EBUSY)
+        if new.name in DOTS:
+            raise Errno(E.EEXIST if flags & RENAME_NOREPLACE else E.EBUSY)
+        old_dir.fs.check_writable()
+        src, dst = old.inode, new.inode
+        if src is None:
+            raise Errno(E.ENOENT)
+        if flags & RENAME_NOREPLACE and dst is not None:
+            raise Errno(E.EEXIST)
+        exchange = flags & RENAME_EXCHANGE
+        if exchange:
+            if dst is None:
+                raise Errno(E.ENOENT)
+            if new.slash and not dst.is_dir():
+                raise Errno(E.ENOTDIR)
+        if not src.is_dir() and (old.slash or new.slash and not exchange):
+            raise Errno(E.ENOTDIR)
+        if not _same(old_dir, new_dir):
+            if src.is_dir() and any(_same(src, inode) for _, inode in new.parent):
+                raise Errno(E.EINVAL)  # a directory into itself
+            if dst is not None and any(_same(dst, inode) for _, inode in old.parent):
+                raise Errno(E.EINVAL if exchange else E.ENOTEMPTY)  # over one of its own parents
+        if dst is not None and _same(src, dst):
+            return  # two names of one file: nothing to do
+        if dst is not None and not exchange and src.is_dir() != dst.is_dir():
+            raise Errno(E.EISDIR if dst.is_dir() else E.ENOTDIR)
+        for found in (old, new):
+            if found.inode is not None and self._holds_mount(found.loc):
+                raise Errno(E.EBUSY)
+        if exchange:
+            old_dir.exchange(old.name, new_dir, new.name)
+        else:
+            old_dir.rename(old.name, new_dir, new.name, *((RENAME_NOREPLACE,) if flags & RENAME_NOREPLACE else ()))
+
+    def _holds_mount(self, loc) -> bool:
+        """Is loc a mount point, or a directory with one below it? (Mounts are kept by
+        path, so such a directory may not move.)"""
+        if len(loc) == 1:
+            return True
+        path = loc_path(loc)
+        return any(m == path or m.startswith(path + b"/") for m in self.mounts)
 
     def readlink(self, task, dirfd: int, path: bytes) -> bytes:
         inode = self.lookup(task, dirfd, path, follow=False)
         if not inode.is_symlink():
             raise Errno(E.EINVAL)
         return inode.readlink(task)
+
+
+def _same(a: Inode, b: Inode) -> bool:
+    """One file object? (Host inodes are made afresh at each lookup.)"""
+    return a is b or (a.fs is b.fs and a.ino == b.ino)
 
 
 __all__ = ["VFS", "Found", "FileSystem", "loc_path"]

@@ -1,8 +1,13 @@
-"""The character devices of /dev: null, zero, full, random, urandom."""
+"""devfs: the sandbox's /dev. The character devices null, zero, full, random,
+urandom and tty (ENXIO: the sandbox has no controlling terminal), the
+stdin/stdout/stderr and fd links into /proc/self/fd, shm/ (a memory
+filesystem of its own) and an empty pts/. There is no ptmx: the sandbox has
+no pseudo-terminals, and opening /dev/ptmx fails with ENOENT."""
 import errno as E
 
 from sentry.errors import Errno
 from sentry.vfs.file import File
+from sentry.vfs.inode import FileSystem
 
 
 class NullFile(File):
@@ -67,3 +72,27 @@ def make_devices(dev_dir, random_bytes):
         inode = DeviceInode(1, minor, None)
         inode.opener = (lambda i, n: lambda flags: RandomFile(i, flags, "/dev/" + n, random_bytes))(inode, name)
         dev_dir.add(name.encode(), inode)
+
+
+def _no_tty(flags):
+    raise Errno(E.ENXIO)  # no controlling terminal, as for a daemon
+
+
+def make_devfs(random_bytes):
+    """The /dev filesystem's root, and the root of its shm filesystem (mounted
+    at /dev/shm by the VFS, so that it is a filesystem of its own)."""
+    from sentry.vfs.inode import DeviceInode, DirInode, SymlinkInode
+    devfs = FileSystem("devtmpfs")  # one per sandbox, as its tmpfs mounts
+    root = DirInode(0o755, fs=devfs)
+    make_devices(root, random_bytes)
+    tty = DeviceInode(5, 0, _no_tty)
+    root.add(b"tty", tty)
+    for inode in root.children.values():
+        inode.fs = devfs
+    for n, name in enumerate((b"stdin", b"stdout", b"stderr")):
+        root.add(name, SymlinkInode(b"/proc/self/fd/%d" % n, fs=devfs))
+    root.add(b"fd", SymlinkInode(b"/proc/self/fd", fs=devfs))
+    root.add(b"pts", DirInode(0o755, fs=devfs))
+    root.add(b"shm", DirInode(0o1777, fs=devfs))  # where the shm filesystem is mounted
+    shm = DirInode(0o1777, fs=FileSystem("tmpfs"))
+    return root, shm

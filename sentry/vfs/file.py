@@ -20,6 +20,7 @@ DT_TYPES = {S.S_IFREG: 8, S.S_IFDIR: 4, S.S_IFLNK: 10, S.S_IFCHR: 2, S.S_IFBLK: 
 
 class File:
     """Base open file. `flags` are the open flags that stay with the description."""
+    lock_table = None  # the sentry.vfs.locks.LockTable holding an OFD or flock lock of this file
 
     def __init__(self, inode: Inode, flags: int, path: str = ""):
         self.inode = inode
@@ -65,6 +66,12 @@ class File:
     def stat_inode(self) -> Inode:
         return self.inode
 
+    def fsync(self, datasync: bool) -> None:
+        raise Errno(E.EINVAL)
+
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        raise Errno(E.ENODEV)
+
     def close(self) -> None:
         pass
 
@@ -100,6 +107,9 @@ class RegularFile(File):
     def pwrite(self, data: bytes, offset: int) -> int:
         if offset < 0:
             raise Errno(E.EINVAL)
+        if not data:
+            return 0
+        self.inode.check_write(offset, len(data))
         buf = self.inode.data
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
@@ -135,6 +145,12 @@ class RegularFile(File):
     def truncate(self, length: int) -> None:
         self.inode.truncate(length)
 
+    def fsync(self, datasync: bool) -> None:
+        pass
+
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        self.inode.fallocate(mode, offset, length)
+
 
 class HostFile(RegularFile):
     """An open file of a host directory the user lent: reads and writes go to the host fd."""
@@ -159,10 +175,81 @@ class HostFile(RegularFile):
         except OSError as e:
             raise Errno(e.errno) from None
 
+    def _host(self, fn, *args):
+        try:
+            return fn(self.host_fd, *args)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def seek(self, offset: int, whence: int) -> int:
+        if whence in (SEEK_DATA, SEEK_HOLE):  # the host file knows its holes
+            self.offset = self._host(os.lseek, offset, whence)
+            return self.offset
+        return super().seek(offset, whence)
+
+    def truncate(self, length: int) -> None:
+        self._host(os.ftruncate, length)
+
+    def fsync(self, datasync: bool) -> None:
+        self._host(os.fdatasync if datasync else os.fsync)
+
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        from sentry.vfs.hostcalls import fallocate
+        self._host(fallocate, mode, offset, length)
+
     def close(self) -> None:
         if self.host_fd is not None:
             os.close(self.host_fd)
             self.host_fd = None
+
+
+class FifoFile(File):
+    """An open end of a FIFO made by mknod, with the pipe rules for one process:
+    what would wait for another process that does not exist answers EDEADLK
+    (opening one end alone without O_NONBLOCK, reading an empty FIFO that has a
+    writer, writing a full one)."""
+    CAPACITY = 65536
+
+    def __init__(self, inode, flags, path=""):
+        mode = flags & O_ACCMODE
+        if mode == O_WRONLY and not inode.readers:
+            raise Errno(E.ENXIO if flags & O_NONBLOCK else E.EDEADLK)
+        if mode == O_RDONLY and not inode.writers and not flags & O_NONBLOCK:
+            raise Errno(E.EDEADLK)
+        super().__init__(inode, flags, path)
+        self.reads = mode in (O_RDONLY, O_RDWR)
+        self.writes = mode in (O_WRONLY, O_RDWR)
+        inode.readers += self.reads
+        inode.writers += self.writes
+
+    def read(self, size: int) -> bytes:
+        buf = self.inode.buffer
+        if not buf:
+            if not self.inode.writers:
+                return b""
+            raise Errno(E.EAGAIN if self.flags & O_NONBLOCK else E.EDEADLK)
+        out = bytes(buf[:size])
+        del buf[:size]
+        return out
+
+    def unread(self, data: bytes) -> None:
+        self.inode.buffer[:0] = data
+
+    def write(self, data: bytes) -> int:
+        if not self.inode.readers:
+            raise Errno(E.EPIPE)
+        room = self.CAPACITY - len(self.inode.buffer)
+        if room <= 0 and data:
+            raise Errno(E.EAGAIN if self.flags & O_NONBLOCK else E.EDEADLK)
+        self.inode.buffer += data[:room]
+        return min(len(data), room)
+
+    def close(self) -> None:
+        self.inode.readers -= self.reads
+        self.inode.writers -= self.writes
+        self.reads = self.writes = False
+        if not self.inode.readers and not self.inode.writers:
+            self.inode.buffer.clear()
 
 
 class DirFile(File):
@@ -180,6 +267,9 @@ class DirFile(File):
 
     def write(self, data):
         raise Errno(E.EBADF)
+
+    def fsync(self, datasync):
+        pass
 
     def seek(self, offset, whence):
         if whence != SEEK_SET or offset < 0:

@@ -11,6 +11,7 @@ import os
 import stat as S
 
 from sentry.errors import Errno
+from sentry.vfs import hostcalls
 from sentry.vfs.inode import FileSystem, Inode
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
@@ -30,6 +31,10 @@ class HostFS(FileSystem):
         super().__init__(f"host:{host_path}", readonly, magic=0xEF53)
         self.host_path = host_path
         fd = _host(os.open, host_path, O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
+        try:
+            self.magic = hostcalls.fs_type(fd)  # statfs f_type: the host filesystem's kind
+        except OSError:
+            pass
         self.root = HostInode(self, fd, os.fstat(fd))
 
 
@@ -42,7 +47,7 @@ class HostStat:
         self.ino, self.mode, self.nlink = st.st_ino, st.st_mode, st.st_nlink
         self.uid, self.gid, self.size, self.blocks = st.st_uid, st.st_gid, st.st_size, st.st_blocks
         self.atime, self.mtime, self.ctime = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
-        self.dev, self.rdev = dev, 0
+        self.dev, self.rdev = dev, st.st_rdev
 
 
 class HostInode(Inode):
@@ -122,12 +127,34 @@ class HostInode(Inode):
         self.fs.check_writable()
         _host(os.rmdir, name, dir_fd=self.fd)
 
-    def rename(self, name, new_dir, new_name):
+    def mknod(self, name, mode):
+        self._check_name()
+        self.fs.check_writable()
+        if S.S_IFMT(mode) not in (S.S_IFREG, S.S_IFIFO, S.S_IFSOCK):
+            raise Errno(E.EPERM)
+        _host(os.mknod, name, mode, 0, dir_fd=self.fd)
+        return self.lookup(name)
+
+    def tmpfile(self, mode, linkable=True):
+        self._check_name()
+        self.fs.check_writable()
+        fd = _host(os.open, ".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC | (0 if linkable else os.O_EXCL),
+                   mode & 0o7777, dir_fd=self.fd)
+        try:
+            path_fd = _host(os.open, f"/proc/self/fd/{fd}", O_PATH | os.O_CLOEXEC)  # the file, not the link
+        finally:
+            os.close(fd)
+        return HostInode(self.fs, path_fd, os.fstat(path_fd))
+
+    def rename(self, name, new_dir, new_name, flags=0):
         self._check_name()
         self.fs.check_writable()
         if not isinstance(new_dir, HostInode) or new_dir.fs is not self.fs:
             raise Errno(E.EXDEV)
-        _host(os.rename, name, new_name, src_dir_fd=self.fd, dst_dir_fd=new_dir.fd)
+        _host(hostcalls.renameat2, self.fd, name, new_dir.fd, new_name, flags)
+
+    def exchange(self, name, new_dir, new_name):
+        self.rename(name, new_dir, new_name, 2)  # RENAME_EXCHANGE
 
     def entries(self):
         self._check_name()
@@ -177,18 +204,19 @@ class HostInode(Inode):
 
     def chmod(self, mode):
         self.fs.check_writable()
+        if S.S_ISLNK(self.mode):
+            raise Errno(E.EOPNOTSUPP)  # never through /proc/self/fd: that would follow the link
         _host(os.chmod, f"/proc/self/fd/{self.fd}", mode & 0o7777)
+        self.mode = S.S_IFMT(self.mode) | (mode & 0o7777)
 
     def chown(self, uid, gid):
-        # The sandbox's root is not the host's: host ownership stays as it is.
+        # The sandbox's root is not the host's: host ownership stays as it is
+        # (a chown that changes nothing succeeds, as it does for root).
         self.fs.check_writable()
-        raise Errno(E.EPERM)
+        st = self.stat()
+        if uid not in (-1, st.uid) or gid not in (-1, st.gid):
+            raise Errno(E.EPERM)
 
     def set_times(self, atime, mtime):
         self.fs.check_writable()
-        st = self.stat()
-        fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _host(os.utime, fd, ns=(st.atime if atime is None else atime, st.mtime if mtime is None else mtime))
-        finally:
-            os.close(fd)
+        _host(hostcalls.set_times, self.fd, atime, mtime)

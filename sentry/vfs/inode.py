@@ -14,12 +14,31 @@ from sentry.errors import Errno
 
 _inos = itertools.count(2)
 
+TMPFS_MAGIC = 0x01021994
+ST_RDONLY, ST_VALID = 0x0001, 0x0020
+# A memory file lives in one bytearray: past this size it would have to be
+# sparse, which it is not, so growing beyond it answers EFBIG.
+MAX_MEMORY_FILE = 1 << 30
+# memfd seals (fcntl F_ADD_SEALS); every tmpfs file starts sealed against sealing
+F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
+F_SEAL_FUTURE_WRITE, F_SEAL_EXEC = 0x10, 0x20
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
+
+
+class StatFS:
+    """What statfs(2) reports for a filesystem: the sandbox's own figures."""
+    __slots__ = ("type", "bsize", "blocks", "bfree", "bavail", "files", "ffree", "namelen", "flags")
+
+    def __init__(self, type, blocks, bfree, files, ffree, flags, bsize=4096, namelen=255):
+        self.type, self.bsize, self.blocks, self.bfree, self.bavail = type, bsize, blocks, bfree, bfree
+        self.files, self.ffree, self.namelen, self.flags = files, ffree, namelen, flags
+
 
 class FileSystem:
     """What the inodes of one mount share: a device number, read-only-ness."""
     _devs = itertools.count(0x30)
 
-    def __init__(self, name: str, readonly: bool = False, magic: int = 0x01021994):
+    def __init__(self, name: str, readonly: bool = False, magic: int = TMPFS_MAGIC):
         self.name = name
         self.readonly = readonly
         self.magic = magic  # statfs f_type (TMPFS_MAGIC by default)
@@ -29,12 +48,19 @@ class FileSystem:
         if self.readonly:
             raise Errno(E.EROFS)
 
+    def statfs(self) -> StatFS:
+        """Fixed figures of the sandbox's own (a 2 GiB filesystem, free space not
+        tracked), never the host's: f_type and the read-only flag are what vary."""
+        return StatFS(self.magic, blocks=1 << 19, bfree=1 << 19, files=1 << 20, ffree=1 << 20,
+                      flags=ST_VALID | (ST_RDONLY if self.readonly else 0))
+
 
 class Inode:
     """Base inode. Directory operations fail with ENOTDIR and attribute
     changes with EPERM unless a subclass provides them."""
     __slots__ = ("fs", "ino", "mode", "uid", "gid", "nlink", "atime", "mtime", "ctime", "rdev",
                  "__weakref__")
+    magic_link = False  # a /proc link that jumps to an object (openat2 RESOLVE_NO_MAGICLINKS)
 
     def __init__(self, mode: int, fs: FileSystem = None, uid=0, gid=0, rdev=0):
         self.fs = fs or MEMORY
@@ -78,11 +104,15 @@ class Inode:
         self.ctime = time.time_ns()
 
     def chown(self, uid: int, gid: int) -> None:
+        """uid/gid -1 leave it. As Linux, even root's chown of a non-directory drops
+        set-user-ID, and set-group-ID when group execution is allowed."""
         self.fs.check_writable()
         if uid != -1:
-            self.uid = uid
+            self.uid = uid & 0xFFFFFFFF
         if gid != -1:
-            self.gid = gid
+            self.gid = gid & 0xFFFFFFFF
+        if not self.is_dir():
+            self.mode &= ~(S.S_ISUID | (S.S_ISGID if self.mode & S.S_IXGRP else 0))
         self.ctime = time.time_ns()
 
     def set_times(self, atime, mtime) -> None:
@@ -116,8 +146,24 @@ class Inode:
     def rmdir(self, name: bytes) -> None:
         raise Errno(E.ENOTDIR)
 
-    def rename(self, name: bytes, new_dir, new_name: bytes) -> None:
+    def mknod(self, name: bytes, mode: int):
+        """A regular file, FIFO or socket inode named name (mode carries the type)."""
+        raise Errno(E.ENOTDIR if not self.is_dir() else E.EPERM)
+
+    def rename(self, name: bytes, new_dir, new_name: bytes, flags: int = 0) -> None:
+        """Move name to new_dir/new_name, replacing what is there (the VFS has
+        checked the kinds, emptiness aside). flags: RENAME_NOREPLACE, already
+        checked by the VFS, for filesystems that can make it atomic."""
         raise Errno(E.ENOTDIR)
+
+    def exchange(self, name: bytes, new_dir, new_name: bytes) -> None:
+        """RENAME_EXCHANGE: swap two existing names atomically."""
+        raise Errno(E.ENOTDIR if not self.is_dir() else E.EINVAL)
+
+    def tmpfile(self, mode: int, linkable: bool = True):
+        """O_TMPFILE: a regular file of this directory's filesystem that has no name
+        (linkat may give it one if linkable)."""
+        raise Errno(E.ENOTDIR if not self.is_dir() else E.EOPNOTSUPP)
 
     def entries(self):
         """(name, ino, S_IFMT type) of each entry, `.` and `..` excluded."""
@@ -137,14 +183,57 @@ class Inode:
 
 
 MEMORY = FileSystem("tmpfs")
+MEMFD = FileSystem("memfd")  # memfd_create's files: no directory holds them (link: EXDEV)
 
 
 class RegularInode(Inode):
-    __slots__ = ("data",)
+    __slots__ = ("data", "seals", "linkable")
 
     def __init__(self, mode=0o644, data=b"", fs=None, **kw):
         super().__init__(S.S_IFREG | mode, fs, **kw)
         self.data = bytearray(data)
+        self.seals = F_SEAL_SEAL
+        self.linkable = False  # an O_TMPFILE file without O_EXCL may be given a name
+
+    def check_write(self, offset: int, length: int) -> None:
+        """May length bytes be written at offset (seals, the memory file limit)?"""
+        if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+            raise Errno(E.EPERM)
+        end = offset + length
+        if end > len(self.data):
+            if self.seals & F_SEAL_GROW:
+                raise Errno(E.EPERM)
+            if end > MAX_MEMORY_FILE:
+                raise Errno(E.EFBIG)
+
+    def chmod(self, mode: int) -> None:
+        if self.seals & F_SEAL_EXEC and (self.mode ^ mode) & 0o111:
+            raise Errno(E.EPERM)
+        super().chmod(mode)
+
+    def fallocate(self, mode: int, offset: int, length: int) -> None:
+        """Mode 0 or KEEP_SIZE (memory is always allocated), PUNCH_HOLE|KEEP_SIZE
+        (zeroes; no holes in memory); the VFS rejected other modes."""
+        if mode not in (0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE):
+            raise Errno(E.EOPNOTSUPP)  # as Linux's tmpfs
+        self.fs.check_writable()
+        end = offset + length
+        if mode & FALLOC_FL_PUNCH_HOLE:
+            if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+                raise Errno(E.EPERM)
+            stop = min(end, len(self.data))
+            if offset < stop:
+                self.data[offset:stop] = bytes(stop - offset)
+                self.touch()
+            return
+        if mode & FALLOC_FL_KEEP_SIZE or end <= len(self.data):
+            return
+        if self.seals & F_SEAL_GROW:
+            raise Errno(E.EPERM)
+        if end > MAX_MEMORY_FILE:
+            raise Errno(E.ENOSPC)
+        self.data.extend(bytes(end - len(self.data)))
+        self.touch()
 
     @property
     def size(self) -> int:
@@ -161,8 +250,14 @@ class RegularInode(Inode):
     def truncate(self, length: int) -> None:
         self.fs.check_writable()
         if length < len(self.data):
+            if self.seals & F_SEAL_SHRINK:
+                raise Errno(E.EPERM)
             del self.data[length:]
-        else:
+        elif length > len(self.data):
+            if self.seals & F_SEAL_GROW:
+                raise Errno(E.EPERM)
+            if length > MAX_MEMORY_FILE:
+                raise Errno(E.EFBIG)
             self.data.extend(bytes(length - len(self.data)))
         self.touch()
 
@@ -239,7 +334,42 @@ class DirInode(Inode):
         self.nlink -= 1
         self.touch()
 
-    def rename(self, name, new_dir, new_name):
+    def mknod(self, name, mode):
+        kind = S.S_IFMT(mode)
+        if kind == S.S_IFREG:
+            return self.create(name, mode & 0o7777)
+        if kind == S.S_IFIFO:
+            return self._new(name, FifoInode(mode & 0o7777, fs=self.fs))
+        if kind == S.S_IFSOCK:
+            return self._new(name, Inode(mode, fs=self.fs))
+        raise Errno(E.EPERM)
+
+    def tmpfile(self, mode, linkable=True):
+        self.fs.check_writable()
+        inode = RegularInode(mode & 0o7777, fs=self.fs)
+        inode.nlink = 0
+        inode.linkable = linkable
+        return inode
+
+    def exchange(self, name, new_dir, new_name):
+        self.fs.check_writable()
+        if not isinstance(new_dir, DirInode) or new_dir.fs is not self.fs:
+            raise Errno(E.EXDEV)
+        a, b = self.children.get(name), new_dir.children.get(new_name)
+        if a is None or b is None:
+            raise Errno(E.ENOENT)
+        self.children[name], new_dir.children[new_name] = b, a
+        if new_dir is not self and a.is_dir() != b.is_dir():
+            moved = 1 if a.is_dir() else -1  # a directory went from self to new_dir
+            self.nlink -= moved
+            new_dir.nlink += moved
+        now = time.time_ns()
+        for inode in (a, b):
+            inode.ctime = now
+        self.touch()
+        new_dir.touch()
+
+    def rename(self, name, new_dir, new_name, flags=0):
         self.fs.check_writable()
         if not isinstance(new_dir, DirInode) or new_dir.fs is not self.fs:
             raise Errno(E.EXDEV)
@@ -250,6 +380,8 @@ class DirInode(Inode):
         if old is inode:
             return
         if old is not None:
+            if flags & 1:  # RENAME_NOREPLACE
+                raise Errno(E.EEXIST)
             if old.is_dir() and not inode.is_dir():
                 raise Errno(E.EISDIR)
             if inode.is_dir() and not old.is_dir():
@@ -266,6 +398,21 @@ class DirInode(Inode):
 
     def entries(self):
         return [(name, i.ino, S.S_IFMT(i.mode)) for name, i in self.children.items()]
+
+
+class FifoInode(Inode):
+    """A named pipe made by mknod: its buffer and the counts of open ends live
+    here, shared by every open of it (sentry.vfs.file.FifoFile)."""
+    __slots__ = ("buffer", "readers", "writers")
+
+    def __init__(self, mode=0o644, fs=None, **kw):
+        super().__init__(S.S_IFIFO | mode, fs, **kw)
+        self.buffer = bytearray()
+        self.readers = self.writers = 0
+
+    def open(self, flags, path):
+        from sentry.vfs.file import FifoFile
+        return FifoFile(self, flags, path)
 
 
 class SymlinkInode(Inode):
@@ -286,6 +433,7 @@ class SymlinkInode(Inode):
 class TaskLinkInode(SymlinkInode):
     """A symlink whose target is computed from the task reading it (/proc/self/exe)."""
     __slots__ = ("compute",)
+    magic_link = True
 
     def __init__(self, compute):
         super().__init__(b"")

@@ -180,7 +180,10 @@ class OverlayInode(Inode):
     def rmdir(self, name):
         self._remove(name, True)
 
-    def rename(self, name, new_dir, new_name):
+    def mknod(self, name, mode):
+        return self._make(name, lambda up: up.mknod(name, mode))
+
+    def rename(self, name, new_dir, new_name, flags=0):  # RENAME_NOREPLACE: the VFS checked
         if not isinstance(new_dir, OverlayInode) or new_dir.fs is not self.fs:
             raise Errno(E.EXDEV)
         child = self.lookup(name)

@@ -1,0 +1,292 @@
+"""A file's attributes: chmod(2), chown(2), utimensat(2) and the older utime(2),
+utimes(2), futimesat(2); the extended attributes of getxattr(2) and its family.
+
+The sandbox's user is root: every change its permissions allow is allowed.
+Memory filesystems record the new owner; a host mount keeps the host's (EPERM
+unless nothing changes). No extended attribute is ever stored."""
+import errno as E
+import time
+
+from sentry.errors import Errno
+from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, read_timespec_pair,
+                          read_timeval_pair, s32)
+from syscalls.paths import CWD, file_of, inode_at
+from syscalls.registry import PARTIAL, syscall
+
+
+# --- mode ------------------------------------------------------------------------------------
+def _chmod(inode, mode: int) -> int:
+    inode.fs.check_writable()
+    if inode.is_symlink():
+        raise Errno(E.EOPNOTSUPP)  # a link's mode never changes
+    inode.chmod(mode & 0o7777)
+    return 0
+
+
+@syscall("fchmodat2")
+def fchmodat2(t, dirfd, path, mode, flags):
+    flags &= 0xFFFFFFFF
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise Errno(E.EINVAL)
+    return _chmod(inode_at(t, dirfd, path, flags), mode)
+
+
+@syscall("fchmodat")
+def fchmodat(t, dirfd, path, mode):
+    return fchmodat2(t, dirfd, path, mode, 0)
+
+
+@syscall("chmod")
+def chmod(t, path, mode):
+    return fchmodat2(t, CWD, path, mode, 0)
+
+
+@syscall("fchmod")
+def fchmod(t, fd, mode):
+    return _chmod(file_of(t, fd).stat_inode(), mode)
+
+
+# --- owner -----------------------------------------------------------------------------------
+def _chown(inode, uid: int, gid: int) -> int:
+    inode.fs.check_writable()
+    inode.chown(s32(uid), s32(gid))  # -1: leave it
+    return 0
+
+
+_CHOWN_NOTE = "memory files record the owner; host files keep the host's (EPERM unless unchanged)"
+
+
+@syscall("fchownat", status=PARTIAL, note=_CHOWN_NOTE)
+def fchownat(t, dirfd, path, uid, gid, flags):
+    flags &= 0xFFFFFFFF
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise Errno(E.EINVAL)
+    return _chown(inode_at(t, dirfd, path, flags), uid, gid)
+
+
+@syscall("chown", status=PARTIAL, note=_CHOWN_NOTE)
+def chown(t, path, uid, gid):
+    return fchownat(t, CWD, path, uid, gid, 0)
+
+
+@syscall("lchown", status=PARTIAL, note=_CHOWN_NOTE)
+def lchown(t, path, uid, gid):
+    return fchownat(t, CWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)
+
+
+@syscall("fchown", status=PARTIAL, note=_CHOWN_NOTE)
+def fchown(t, fd, uid, gid):
+    return _chown(file_of(t, fd).stat_inode(), uid, gid)
+
+
+# --- times -----------------------------------------------------------------------------------
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+def _set_times(t, dirfd, path, times, flags) -> int:
+    """The one path of every utime call (Linux's do_utimes): times is None (both now)
+    or two (sec, nsec) pairs whose nsec may be UTIME_NOW or UTIME_OMIT."""
+    if path == 0 and s32(dirfd) != AT_FDCWD:  # futimens: the fd itself
+        if flags:
+            raise Errno(E.EINVAL)
+        inode = file_of(t, dirfd).stat_inode()
+    else:
+        if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+            raise Errno(E.EINVAL)
+        inode = inode_at(t, dirfd, path, flags)
+    now = time.time_ns()
+    values = [now, now]
+    if times is not None:
+        for i, (sec, nsec) in enumerate(times):
+            if nsec == UTIME_OMIT:
+                values[i] = None
+            elif nsec != UTIME_NOW:
+                if not 0 <= nsec < 1_000_000_000:
+                    raise Errno(E.EINVAL)
+                values[i] = sec * 1_000_000_000 + nsec
+    inode.fs.check_writable()
+    inode.set_times(*values)
+    return 0
+
+
+@syscall("utimensat")
+def utimensat(t, dirfd, path, times_addr, flags):
+    times = None
+    if times_addr:
+        times = read_timespec_pair(t.mm, times_addr)
+        if times[0][1] == UTIME_OMIT and times[1][1] == UTIME_OMIT:
+            return 0  # nothing to do: the path is not even looked at
+    return _set_times(t, dirfd, path, times, flags & 0xFFFFFFFF)
+
+
+@syscall("futimesat")
+def futimesat(t, dirfd, path, tv_addr):
+    times = None
+    if tv_addr:
+        times = [divmod(ns, 1_000_000_000) for ns in read_timeval_pair(t.mm, tv_addr)]
+    return _set_times(t, dirfd, path, times, 0)
+
+
+@syscall("utimes")
+def utimes(t, path, tv_addr):
+    return futimesat(t, CWD, path, tv_addr)
+
+
+@syscall("utime")
+def utime(t, path, buf):
+    times = None
+    if buf:
+        actime, modtime = t.mm.read_u64(buf), t.mm.read_u64(buf + 8)
+        times = [(actime - (1 << 64) if actime >> 63 else actime, 0),
+                 (modtime - (1 << 64) if modtime >> 63 else modtime, 0)]
+    return _set_times(t, CWD, path, times, 0)
+
+
+# --- extended attributes -----------------------------------------------------------------------
+XATTR_NAME_MAX, XATTR_SIZE_MAX = 255, 65536
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+_PREFIXES = (b"user.", b"trusted.", b"security.")
+_SYSTEM = (b"system.posix_acl_access", b"system.posix_acl_default")
+
+
+def _xattr_name(t, addr) -> bytes:
+    """The attribute's name: ERANGE if empty or longer than 255 bytes."""
+    try:
+        name = t.mm.read_cstring(addr, XATTR_NAME_MAX + 1)
+    except Errno as e:
+        if e.errno == E.ENAMETOOLONG:
+            raise Errno(E.ERANGE) from None
+        raise
+    if not name:
+        raise Errno(E.ERANGE)
+    return name
+
+
+def _check_namespace(name: bytes) -> None:
+    """A name of a namespace Linux knows, as its xattr handlers decide."""
+    if name in _SYSTEM:
+        return
+    for prefix in _PREFIXES:
+        if name.startswith(prefix):
+            if name == prefix:
+                raise Errno(E.EINVAL)
+            return
+    raise Errno(E.EOPNOTSUPP)
+
+
+def _path_inode(t, path, follow: bool):
+    return t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path), follow=follow)
+
+
+def _get(inode, name: bytes) -> int:
+    _check_namespace(name)
+    raise Errno(E.ENODATA)
+
+
+_GET_NOTE = "no extended attribute is stored: ENODATA (names are checked as Linux checks them)"
+
+
+@syscall("getxattr", status=PARTIAL, note=_GET_NOTE)
+def getxattr(t, path, name, value, size):
+    name = _xattr_name(t, name)
+    return _get(_path_inode(t, path, True), name)
+
+
+@syscall("lgetxattr", status=PARTIAL, note=_GET_NOTE)
+def lgetxattr(t, path, name, value, size):
+    name = _xattr_name(t, name)
+    return _get(_path_inode(t, path, False), name)
+
+
+@syscall("fgetxattr", status=PARTIAL, note=_GET_NOTE)
+def fgetxattr(t, fd, name, value, size):
+    f = file_of(t, fd)
+    return _get(f.stat_inode(), _xattr_name(t, name))
+
+
+_LIST_NOTE = "always an empty list"
+
+
+@syscall("listxattr", status=PARTIAL, note=_LIST_NOTE)
+def listxattr(t, path, buf, size):
+    _path_inode(t, path, True)
+    return 0
+
+
+@syscall("llistxattr", status=PARTIAL, note=_LIST_NOTE)
+def llistxattr(t, path, buf, size):
+    _path_inode(t, path, False)
+    return 0
+
+
+@syscall("flistxattr", status=PARTIAL, note=_LIST_NOTE)
+def flistxattr(t, fd, buf, size):
+    file_of(t, fd)
+    return 0
+
+
+def _set(t, inode, name: bytes) -> int:
+    inode.fs.check_writable()
+    _check_namespace(name)
+    raise Errno(E.EOPNOTSUPP)
+
+
+def _set_args(t, name, value, size, flags) -> bytes:
+    """setxattr's checks before the file is looked at: flags, name, value."""
+    if flags & 0xFFFFFFFF & ~(XATTR_CREATE | XATTR_REPLACE):
+        raise Errno(E.EINVAL)
+    name = _xattr_name(t, name)
+    if size > XATTR_SIZE_MAX:
+        raise Errno(E.E2BIG)
+    if size:
+        t.mm.read(value, size)
+    return name
+
+
+_SET_NOTE = "ENOTSUP once the file and the name are checked: the sandbox stores no extended attributes"
+
+
+@syscall("setxattr", status=PARTIAL, note=_SET_NOTE)
+def setxattr(t, path, name, value, size, flags):
+    name = _set_args(t, name, value, size, flags)
+    return _set(t, _path_inode(t, path, True), name)
+
+
+@syscall("lsetxattr", status=PARTIAL, note=_SET_NOTE)
+def lsetxattr(t, path, name, value, size, flags):
+    name = _set_args(t, name, value, size, flags)
+    return _set(t, _path_inode(t, path, False), name)
+
+
+@syscall("fsetxattr", status=PARTIAL, note=_SET_NOTE)
+def fsetxattr(t, fd, name, value, size, flags):
+    f = file_of(t, fd)
+    name = _set_args(t, name, value, size, flags)
+    return _set(t, f.stat_inode(), name)
+
+
+_REMOVE_NOTE = "ENODATA (there is never one to remove) once the file and the name are checked"
+
+
+def _remove(inode, name: bytes) -> int:
+    inode.fs.check_writable()
+    _check_namespace(name)
+    raise Errno(E.ENODATA)
+
+
+@syscall("removexattr", status=PARTIAL, note=_REMOVE_NOTE)
+def removexattr(t, path, name):
+    name = _xattr_name(t, name)
+    return _remove(_path_inode(t, path, True), name)
+
+
+@syscall("lremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
+def lremovexattr(t, path, name):
+    name = _xattr_name(t, name)
+    return _remove(_path_inode(t, path, False), name)
+
+
+@syscall("fremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
+def fremovexattr(t, fd, name):
+    f = file_of(t, fd)
+    return _remove(f.stat_inode(), _xattr_name(t, name))

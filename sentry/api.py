@@ -64,17 +64,25 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=()):
+            workdir=None, mounts=(), rootfs=None):
     """Run one program in a fresh sandbox; returns (exit_code, signo)."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
-    path = resolve_program(program)
-    data = read_program(path)
+    from sentry.view import add_mounts, build_default_view, rootfs_program, rootfs_root
+    if rootfs:
+        root = rootfs_root(rootfs)
+        path, data = rootfs_program(root, program, DEFAULT_PATH)
+    else:
+        root = None
+        path = resolve_program(program)
+        data = read_program(path)
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace)
-    from sentry.view import build_default_view
-    build_default_view(kernel.vfs, path, data, mounts)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root)
+    if rootfs:
+        add_mounts(kernel.vfs, mounts)
+    else:
+        build_default_view(kernel.vfs, path, data, mounts)
     envp = [b"PATH=" + DEFAULT_PATH.encode()]
     for item in env:
         key = item.split(b"=", 1)[0]
@@ -106,9 +114,8 @@ class Sandbox:
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
         unsupported = [name for name, value in (
-            ("rootfs", self.rootfs), ("mounts", self.mounts), ("limits.memory", self.limits.memory),
-            ("limits.cpu_time", self.limits.cpu_time), ("limits.timeout", self.limits.timeout),
-            ("limits.max_procs", self.limits.max_procs)) if value]
+            ("limits.memory", self.limits.memory), ("limits.cpu_time", self.limits.cpu_time),
+            ("limits.timeout", self.limits.timeout), ("limits.max_procs", self.limits.max_procs)) if value]
         if self.net != "none":
             unsupported.append("net")
         if unsupported:
@@ -128,6 +135,7 @@ class Sandbox:
         start, cpu0 = time.monotonic(), time.process_time()
         code, signo = execute(argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
                               platform=self.platform, seed=self.seed, log=log.append,
+                              rootfs=self.rootfs, mounts=list(self.mounts),
                               stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out),
                                      stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)

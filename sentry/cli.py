@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(128+N when signal N killed it).")
     run.add_argument("--platform", choices=PLATFORMS, help="ptrace (native, x86-64 hosts) or unicorn (emulated)")
     run.add_argument("--arch", choices=("x86_64", "aarch64"), help="expected architecture of PROGRAM")
-    run.add_argument("--rootfs", metavar="DIR", help=f"replace the default filesystem view ({NOT_YET})")
+    run.add_argument("--rootfs", metavar="DIR", help="a root filesystem instead of the default view: "
+                     "read-only below, writes kept in memory")
     run.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
                      help="lend a host directory at GUEST, read-only unless :rw")
     run.add_argument("--workdir", metavar="DIR", help="working directory inside the sandbox (default /)")
@@ -75,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(o) -> int:
     refused = [name for name, value in (
-        ("--rootfs", o.rootfs), ("--publish", o.publish), ("--memory", o.memory),
+        ("--publish", o.publish), ("--memory", o.memory),
         ("--cpu-time", o.cpu_time), ("--timeout", o.timeout), ("--max-procs", o.max_procs),
         ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
@@ -100,13 +101,13 @@ def cmd_run(o) -> int:
             except OSError as e:
                 raise SentryError(f"--strace-file {o.strace_file}: {e.strerror}") from None
         tracer = Strace(stream.write)
-    if o.arch:
+    if o.arch and not o.rootfs:
         actual = _elf_machine(read_program(resolve_program(o.program)))
         if actual != o.arch:
             raise SentryError(f"{o.program}: an {actual} program, not {o.arch}", 126)
     code, signo = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
-                          mounts=o.mount,
+                          mounts=o.mount, rootfs=o.rootfs,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
     return 128 + signo if signo else code
 

@@ -18,12 +18,12 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 
 class Kernel:
-    def __init__(self, platform, *, log, seed=None, strace=None):
+    def __init__(self, platform, *, log, seed=None, strace=None, root=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
         self._rng = random.Random(seed) if seed is not None else None
-        self.vfs = VFS(self.random_bytes, kernel=self)
+        self.vfs = VFS(self.random_bytes, kernel=self, root=root)
         self.tasks: dict[int, Task] = {}
         self.next_tid = 1
         self.hostname = b"sentry"

@@ -39,6 +39,10 @@ def build_default_view(vfs, program: str, data: bytes, mounts=()) -> None:
             vfs.add_file(program, data)
         else:
             vfs.mount(os.fsencode(directory), HostFS(directory, readonly=True).root)
+    add_mounts(vfs, mounts)
+
+
+def add_mounts(vfs, mounts) -> None:
     for spec in mounts:
         host, guest, readonly = parse_mount(spec)
         if not os.path.isdir(host):
@@ -47,3 +51,36 @@ def build_default_view(vfs, program: str, data: bytes, mounts=()) -> None:
             vfs.mount(os.fsencode(guest), HostFS(host, readonly).root)
         except OSError as e:
             raise SentryError(f"--mount {spec}: {e.strerror}") from None
+
+
+def rootfs_root(rootfs: str):
+    """--rootfs DIR: the directory as a read-only lower under a memory upper."""
+    from sentry.vfs.overlay import OverlayFS
+    if not os.path.isdir(rootfs):
+        raise SentryError(f"--rootfs {rootfs}: not a directory")
+    try:
+        return OverlayFS(HostFS(os.path.abspath(rootfs), readonly=True).root).root
+    except OSError as e:
+        raise SentryError(f"--rootfs {rootfs}: {e.strerror}") from None
+
+
+def rootfs_program(root, program: str, search_path: str) -> tuple[str, bytes]:
+    """PROGRAM as a path inside the root filesystem (a bare name searched in PATH
+    there), and its bytes, read through the sandbox's own walk."""
+    import stat as S
+
+    from sentry.errors import Errno
+    from sentry.kernel import Kernel
+    from sentry.vfs import VFS
+    probe = VFS(os.urandom, root=root)
+    candidates = [program] if "/" in program else [f"{d}/{program}" for d in search_path.split(":") if d]
+    for candidate in candidates:
+        path = candidate if candidate.startswith("/") else "/" + candidate
+        try:
+            inode = probe.lookup(None, -100, path.encode())
+        except Errno:
+            continue
+        if not S.S_ISREG(inode.mode):
+            raise SentryError(f"{path}: not a regular file in the root filesystem", 126)
+        return path, Kernel.read_whole(inode, path)
+    raise SentryError(f"{program}: not found in the root filesystem", 127)

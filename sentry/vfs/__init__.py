@@ -50,14 +50,17 @@ def loc_path(loc) -> bytes:
 
 
 class VFS:
-    def __init__(self, random_bytes, kernel=None):
+    def __init__(self, random_bytes, kernel=None, root=None):
+        """root: the tree to start from (an overlay for --rootfs); a fresh memory one by default."""
         from sentry.vfs.devices import make_devfs
         from sentry.vfs.procfs import ProcFS
-        root = DirInode()
-        self.root_loc = ((b"", root),)
+        self.root_loc = ((b"", root or DirInode()),)
         self.mounts: dict[bytes, Inode] = {}
         self.locks = LockTable()  # fcntl and flock locks of this sandbox
-        root.add(b"tmp", DirInode(0o1777))
+        if root is None:
+            self.root.add(b"tmp", DirInode(0o1777))
+        else:
+            self.mount(b"/tmp", DirInode(0o1777))  # a fresh memory /tmp over the root's own
         dev, shm = make_devfs(random_bytes)
         self.mount(b"/dev", dev)
         self.mount(b"/dev/shm", shm)
@@ -74,8 +77,8 @@ class VFS:
         for part in [p for p in path.split(b"/") if p]:
             nxt = d.lookup(part)
             if nxt is None:
-                nxt = d.add(part, DirInode())
-            if not isinstance(nxt, DirInode):
+                nxt = d.mkdir(part, 0o755)
+            if not nxt.is_dir():
                 raise Errno(E.ENOTDIR)
             d = nxt
         return d

@@ -48,28 +48,19 @@ class Kernel:
     def spawn(self, path: str, argv: list[bytes], envp: list[bytes], stdio, cwd=None) -> Task:
         """Load the program at `path` (in the sandbox's filesystem) as a new process."""
         import loader
-        import stat as S
         cwd_loc = self.vfs.root_loc
         if cwd:
             try:
                 cwd_loc = self.vfs.lookup_loc(None, -100, os.path.join("/", cwd).encode())
             except Errno as e:
                 raise SentryError(f"--workdir {cwd}: {os.strerror(e.errno)}") from None
-        try:
-            inode = self.vfs.lookup(None, -100, path.encode())
-        except Errno as e:
-            raise SentryError(f"{path}: {os.strerror(e.errno)}", 127) from None
-        if not S.S_ISREG(inode.mode):
-            raise SentryError(f"{path}: {os.strerror(21 if inode.is_dir() else 13)}", 126)
-        data = self.read_whole(inode, path)
-        try:
-            info = loader.parse_elf(data)
-        except loader.LoadError as e:
-            raise SentryError(f"{path}: {e}", 126) from None
+        info, data = self.load_elf(path, path)
         if info.machine != self.arch:
             raise SentryError(f"{path}: exec format error: an {info.machine} program, "
                               f"this sandbox runs {self.arch}", 126)
-        interp = self.load_interpreter(info.interp, path) if info.interp else None
+        interp = None
+        if info.interp:  # PT_INTERP comes from the sandbox's own view, never the host's
+            interp = (*self.load_elf(info.interp, f"{path}: its interpreter {info.interp}"), info.interp)
         try:
             plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=path.encode(),
                                      random_bytes=self.random_bytes(16), hwcap=self.platform_hwcap(),
@@ -109,21 +100,22 @@ class Kernel:
         finally:
             f.close()
 
-    def load_interpreter(self, path: str, exe_path: str):
-        """PT_INTERP, looked up and read in the sandbox's own view, never the host's."""
+    def load_elf(self, path: str, label: str):
+        """(ElfInfo, bytes) of the file at path in the sandbox's view; a one-line
+        SentryError starting with label (127 if missing, 126 if not executable)."""
         import loader
         import stat as S
         try:
             inode = self.vfs.lookup(None, -100, path.encode())
         except Errno as e:
-            raise SentryError(f"{exe_path}: its interpreter {path}: {os.strerror(e.errno)}", 127) from None
+            raise SentryError(f"{label}: {os.strerror(e.errno)}", 127) from None
         if not S.S_ISREG(inode.mode):
-            raise SentryError(f"{exe_path}: its interpreter {path} is not a regular file", 126)
+            raise SentryError(f"{label}: {os.strerror(21 if inode.is_dir() else 13)}", 126)
         data = self.read_whole(inode, path)
         try:
-            return loader.parse_elf(data), data, path
+            return loader.parse_elf(data), data
         except loader.LoadError as e:
-            raise SentryError(f"{exe_path}: its interpreter {path}: {e}", 126) from None
+            raise SentryError(f"{label}: {e}", 126) from None
 
     def platform_hwcap(self) -> int:
         if self.platform.name == "ptrace":

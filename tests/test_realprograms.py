@@ -391,7 +391,7 @@ def test_writer(prog: Prog, platform, tree, tmp_path):
     if prog.argv[0] == BB:
         harness.require_busybox()
     if prog.argv[0] == PYTHON and not os.access(PYTHON, os.X_OK):
-        pytest.skip(f"{PYTHON} is not installed on this host")
+        pytest.fail(f"{PYTHON} is not installed on this host")
     out = str(tmp_path / "out")
     os.mkdir(out)
     argv = [a.replace("{out}", out) for a in prog.argv]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-pytest.importorskip("unicorn")
+import unicorn  # noqa: F401,E402  (a dependency: missing is a failure, not a skip)
 
 from sentry.errors import Errno  # noqa: E402
 from sentry.platform import ExitStop, FaultStop, SyscallStop  # noqa: E402

@@ -52,6 +52,9 @@ def throughput(out: bytes) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
+    # Measure sentry as users run it: with Python's bytecode cache (a development
+    # shell may set PYTHONDONTWRITEBYTECODE, which recompiles every module per start).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--platform", action="append", choices=("ptrace", "unicorn"))

@@ -527,6 +527,9 @@ def bench_getppid(getppid: str, ctracer: str, native: Runner, plats: list[Runner
 
 
 def main(argv=None) -> int:
+    # Measure sentry as users run it: with Python's bytecode cache (a development
+    # shell may set PYTHONDONTWRITEBYTECODE, which recompiles every module per start).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer runs and a shorter CPU loop (< ~60 s)")
     ap.add_argument("--platform", action="append", choices=PLATFORMS,

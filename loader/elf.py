@@ -12,12 +12,19 @@ load bias is chosen.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import struct
 from dataclasses import dataclass
 
 from loader import cache
+
+try:  # the builtin sha256: hashlib would load OpenSSL (~5 ms) on every start
+    from _sha2 import sha256
+except ImportError:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 from loader.errors import LoadError
 
 PAGE_SIZE = 4096
@@ -74,7 +81,7 @@ def parse_elf(data: bytes) -> ElfInfo:
     """The exec-relevant facts of an ELF file; LoadError if it cannot run."""
     data = bytes(data)
     machine, p_types = _check_header(data)
-    key = hashlib.sha256(data).hexdigest()
+    key = sha256(data).hexdigest()
     info = _from_record(cache.load(key))
     if info is None:
         info = _parse_with_lief(data, machine, p_types)

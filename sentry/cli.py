@@ -21,7 +21,16 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog):
+        # A fixed width: asking the terminal's would import shutil (and bz2, lzma) on every start.
+        super().__init__(prog, width=100, max_help_position=32)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, formatter_class=_Formatter, **kw)
+
     def error(self, message):  # one line and 125, not usage text and 2
         raise SentryError(message)
 

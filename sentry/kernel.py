@@ -2,7 +2,6 @@
 loop that runs tasks on a platform and answers their syscalls."""
 import heapq
 import os
-import random
 import selectors
 import time
 
@@ -22,7 +21,10 @@ class Kernel:
         self.platform = platform
         self.arch = platform.arch
         self.log = log
-        self._rng = random.Random(seed) if seed is not None else None
+        self._rng = None
+        if seed is not None:
+            import random  # only under --seed: keeps the common start lighter
+            self._rng = random.Random(seed)
         self.vfs = VFS(self.random_bytes, kernel=self, root=root)
         self.tasks: dict[int, Task] = {}
         self.next_tid = 1

@@ -11,10 +11,9 @@ load bias is chosen.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from loader import cache
 
@@ -52,8 +51,7 @@ ADDRESS_LIMIT = 1 << 48
 FORMAT_ERROR = "exec format error: "  # the prefix of every ENOEXEC message
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """One PT_LOAD. vaddr is a link address, offset a file offset."""
     vaddr: int
     memsz: int
@@ -62,8 +60,7 @@ class Segment:
     prot: int  # PROT_READ | PROT_WRITE | PROT_EXEC
 
 
-@dataclass(frozen=True)
-class ElfInfo:
+class ElfInfo(NamedTuple):
     machine: str  # "x86_64" or "aarch64"
     is_dyn: bool  # ET_DYN (PIE, static-pie, ld.so) rather than ET_EXEC
     entry: int  # link address
@@ -86,7 +83,7 @@ def parse_elf(data: bytes) -> ElfInfo:
     if info is None:
         info = _parse_with_lief(data, machine, p_types)
         _check_segments(info)
-        cache.store(key, dataclasses.asdict(info))
+        cache.store(key, as_record(info))
     return info
 
 
@@ -202,6 +199,11 @@ def _check_segments(info: ElfInfo) -> None:
             raise LoadError(FORMAT_ERROR + f"{where}: beyond the address space")
     if any(b.vaddr < a.vaddr for a, b in zip(loads, loads[1:])):
         raise LoadError(FORMAT_ERROR + "loadable segments out of address order")
+
+
+def as_record(info: ElfInfo) -> dict:
+    """ElfInfo as plain JSON-able data (what the cache stores)."""
+    return {**info._asdict(), "segments": [s._asdict() for s in info.segments]}
 
 
 def _from_record(record: dict | None) -> ElfInfo | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from loader.elf import FORMAT_ERROR, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, ElfInfo
 from loader.errors import LoadError
@@ -26,8 +26,7 @@ MMAP_MIN_ADDR = 0x10000  # vm.mmap_min_addr: Linux refuses to map below it
 MAX_ARG_STRLEN = 32 * PAGE_SIZE  # longest single argv/envp string execve accepts
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """Linux's address-space layout with ASLR disabled (as under `setarch -R`)."""
     stack_top: int
     stack_size: int  # reserved below stack_top
@@ -44,8 +43,7 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-@dataclass
-class Mapping:
+class Mapping(NamedTuple):
     start: int  # mapped address, page aligned
     length: int  # a multiple of PAGE_SIZE
     prot: int  # PROT_* bits
@@ -53,8 +51,7 @@ class Mapping:
     contents: list[tuple[int, bytes]]  # (offset in the mapping, bytes); the rest is zero
 
 
-@dataclass
-class ImagePlan:
+class ImagePlan(NamedTuple):
     machine: str
     mappings: list[Mapping]  # in creation order; a later one replaces what it overlaps (MAP_FIXED)
     entry: int  # the interpreter's entry if there is one, else the program's

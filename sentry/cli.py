@@ -93,7 +93,7 @@ def cmd_run(o) -> int:
     for item in o.env:
         if "=" not in item or item.startswith("="):
             raise SentryError(f"--env {item!r}: expected K=V")
-    from sentry.api import _elf_machine, execute, read_program, resolve_program
+    from sentry.runner import _elf_machine, execute, read_program, resolve_program
     from sentry.vfs.file import O_RDONLY, O_WRONLY, HostStream
     from sentry.vfs.inode import Inode
 

@@ -8,7 +8,6 @@ platform. Addresses here are always guest (mapped) addresses.
 """
 import bisect
 import errno as E
-from dataclasses import dataclass
 
 from sentry.errors import Errno
 
@@ -34,13 +33,17 @@ def page_up(n: int) -> int:
     return (n + PAGE - 1) & ~(PAGE - 1)
 
 
-@dataclass(slots=True)
 class Vma:
-    start: int
-    end: int
-    prot: int
-    name: str = ""      # what /proc/self/maps shows
-    shared: bool = False
+    """One area of the address space: [start, end) with its protection."""
+    __slots__ = ("start", "end", "prot", "name", "shared")
+
+    def __init__(self, start: int, end: int, prot: int, name: str = "", shared: bool = False):
+        self.start, self.end, self.prot = start, end, prot
+        self.name = name      # what /proc/self/maps shows
+        self.shared = shared
+
+    def __repr__(self):
+        return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name!r})"
 
 
 class MemoryManager:

@@ -5,16 +5,14 @@ Handlers are plain functions `handler(task, *raw_args) -> int`; they take only
 as many raw arguments as they declare, counted once here, never per call.
 """
 import errno as E
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from sentry.errors import Errno
 
 FULL, PARTIAL, UNSUPPORTED = "full", "partial", "unsupported"
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     name: str
     fn: Callable
     status: str

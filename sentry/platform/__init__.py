@@ -5,17 +5,15 @@ A platform knows registers and memory, nothing else. It creates address spaces
 MemoryManager keeps the record) and CPUs (`Cpu`: run until the next stop).
 `Cpu.run()` returns one of the stops below; the kernel decides what it means.
 """
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True)
-class SyscallStop:
+class SyscallStop(NamedTuple):
     nr: int
     args: tuple
 
 
-@dataclass(slots=True)
-class FaultStop:
+class FaultStop(NamedTuple):
     """The CPU faulted: signo is what Linux would deliver (SIGSEGV, SIGILL, ...)."""
     signo: int
     addr: int
@@ -23,8 +21,7 @@ class FaultStop:
     reason: str = ""
 
 
-@dataclass(slots=True)
-class ExitStop:
+class ExitStop(NamedTuple):
     """The host side of the task is gone (killed from outside the sentry)."""
     signo: int
 

@@ -5,7 +5,6 @@ parsing is `readelf -lhW`; for plans, the bytes of the file and the layout
 Linux uses with ASLR off.
 """
 
-import dataclasses
 import errno
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loader import LAYOUTS, ElfInfo, LoadError, Segment, parse_elf, plan_image
+from loader.elf import as_record
 
 PAGE = 4096
 X86 = LAYOUTS["x86_64"]
@@ -458,10 +458,11 @@ def test_plan_argument_list_too_long(binaries):
 # --- the cache --------------------------------------------------------------------------
 
 PARSE_IN_A_FRESH_PROCESS = """
-import dataclasses, json, sys
+import json, sys
 from loader import parse_elf
+from loader.elf import as_record
 info = parse_elf(open(sys.argv[1], "rb").read())
-print(json.dumps({"lief": "lief" in sys.modules, "info": dataclasses.asdict(info)}))
+print(json.dumps({"lief": "lief" in sys.modules, "info": as_record(info)}))
 """
 
 
@@ -473,7 +474,7 @@ def test_cache_spares_the_lief_import(binaries, tmp_path, private_cache):
                                       cwd=Path(__file__).resolve().parents[2]).stdout)
             for _ in range(2)]
     assert runs[0]["lief"] and not runs[1]["lief"]
-    assert runs[0]["info"] == runs[1]["info"] == json.loads(json.dumps(dataclasses.asdict(readelf(binaries["dynamic"]))))
+    assert runs[0]["info"] == runs[1]["info"] == json.loads(json.dumps(as_record(readelf(binaries["dynamic"]))))
     assert len(list(private_cache.glob("*.json"))) == 1
 
 

@@ -21,6 +21,16 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
+
+
 class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog):
         # A fixed width: asking the terminal's would import shutil (and bz2, lzma) on every start.
@@ -57,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"publish a sandbox port ({NOT_YET})")
     run.add_argument("--memory", metavar="BYTES", help=f"memory limit ({NOT_YET})")
     run.add_argument("--cpu-time", metavar="SEC", help=f"CPU time limit ({NOT_YET})")
-    run.add_argument("--timeout", metavar="SEC", help=f"wall-clock limit ({NOT_YET})")
+    run.add_argument("--timeout", metavar="SEC", type=_seconds,
+                     help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--max-procs", metavar="N", help=f"process limit ({NOT_YET})")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
@@ -86,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_run(o) -> int:
     refused = [name for name, value in (
         ("--publish", o.publish), ("--memory", o.memory),
-        ("--cpu-time", o.cpu_time), ("--timeout", o.timeout), ("--max-procs", o.max_procs),
+        ("--cpu-time", o.cpu_time), ("--max-procs", o.max_procs),
         ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
@@ -114,10 +125,12 @@ def cmd_run(o) -> int:
         actual = _elf_machine(read_program(resolve_program(o.program)))
         if actual != o.arch:
             raise SentryError(f"{o.program}: an {actual} program, not {o.arch}", 126)
-    code, signo = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
+    code, signo, limit = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
-                          mounts=o.mount, rootfs=o.rootfs,
+                          mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
+    if limit == "timeout":
+        _log(f"timeout: the program was killed after {o.timeout:g} s")
     return 128 + signo if signo else code
 
 

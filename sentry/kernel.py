@@ -17,7 +17,7 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 
 class Kernel:
-    def __init__(self, platform, *, log, seed=None, strace=None, root=None):
+    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
@@ -35,6 +35,9 @@ class Kernel:
         self.selector = selectors.DefaultSelector()
         self.exit_status = None  # (code, signo) of the first program
         self._logged = set()
+        self.timeout = timeout    # wall-clock seconds for the whole run, or None
+        self.deadline = None
+        self.limit_hit = None     # "timeout" once a limit ended the run
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, log, strace)
 
@@ -130,8 +133,19 @@ class Kernel:
     # --- the loop -------------------------------------------------------------------------
     def run(self):
         """Run until every task has ended; returns (exit_code, signo) of the first program."""
+        watchdog = None
+        if self.timeout is not None:
+            import threading
+            self.deadline = time.monotonic() + self.timeout
+            watchdog = threading.Timer(self.timeout, self._expire)
+            watchdog.daemon = True
+            watchdog.start()
         try:
             while self.tasks:
+                if self.limit_hit:
+                    for task in list(self.tasks.values()):
+                        self.exit_group(task, 0, 9)
+                    break
                 if self.runq:
                     self._run_task(self.runq.pop(0))
                     if self.runq:
@@ -139,9 +153,18 @@ class Kernel:
                 else:
                     self._poll_events(None)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             for task in list(self.tasks.values()):
                 self._reap(task)
         return self.exit_status
+
+    def _expire(self) -> None:
+        """The wall-clock limit passed (on the watchdog thread: it only flags the run
+        and interrupts running tasks; the loop ends them as SIGKILL would)."""
+        self.limit_hit = "timeout"
+        for task in list(self.tasks.values()):
+            task.cpu.interrupt()
 
     def _run_task(self, task: Task) -> None:
         """Run one task until it blocks or ends, answering its syscalls."""
@@ -191,6 +214,9 @@ class Kernel:
 
     def _poll_events(self, timeout) -> None:
         now = time.monotonic()
+        if self.deadline is not None:  # never sleep past the run's own limit
+            left = max(0.0, self.deadline - now)
+            timeout = left if timeout is None else min(timeout, left)
         if self.timers:
             wait = max(0.0, self.timers[0][0] - now)
             timeout = wait if timeout is None else min(timeout, wait)

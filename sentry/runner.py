@@ -42,8 +42,8 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=(), rootfs=None):
-    """Run one program in a fresh sandbox; returns (exit_code, signo)."""
+            workdir=None, mounts=(), rootfs=None, timeout=None):
+    """Run one program in a fresh sandbox; returns (exit_code, signo, limit_hit)."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, build_default_view, rootfs_program, rootfs_root
@@ -56,7 +56,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         data = read_program(path)
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout)
     if rootfs:
         add_mounts(kernel.vfs, mounts)
     else:
@@ -67,7 +67,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         envp = [e for e in envp if e.split(b"=", 1)[0] != key] + [item]
     argv = [path.encode() if program == path else program.encode()] + [a for a in args]
     kernel.spawn(path, argv, envp, [f(kernel) for f in stdio], cwd=workdir)
-    return kernel.run()
+    code, signo = kernel.run()
+    return code, signo, kernel.limit_hit
 
 
 def _elf_machine(data: bytes) -> str:

@@ -326,6 +326,14 @@ class PtraceCpu:
         except (OSError, ValueError, IndexError):
             return 0
 
+    def interrupt(self) -> None:
+        """End the host thread from any thread (the tracer's waitpid then sees it go)."""
+        if self.gone is None:
+            try:
+                os.kill(self.tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def kill(self) -> None:
         if self.gone is None:
             try:

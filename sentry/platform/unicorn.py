@@ -713,6 +713,10 @@ class UnicornCpu:
         size = 4 if self.arch == "aarch64" else min(len(code), 8)
         return "undecodable bytes " + code[:size].hex(" ")
 
+    def interrupt(self) -> None:
+        """From any thread: the running emulation stops and run() reports SIGKILL."""
+        self.kill()
+
     def kill(self) -> None:
         """Stop for good (there is nothing to reap)."""
         self._killed = True

@@ -1,0 +1,46 @@
+"""Limits of a run: --timeout (the CLI) and Limits(timeout=...) (the API)."""
+import subprocess
+import sys
+
+import pytest
+
+import harness
+from harness import PLATFORMS
+from sentry.api import Limits, Sandbox
+
+SENTRY = [sys.executable, "-m", "sentry", "run"]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_timeout_kills_a_spinning_program(platform):
+    r = subprocess.run([*SENTRY, "--platform", platform, "--timeout", "0.5", str(harness.build("spin", "musl-static"))],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 137, r
+    assert r.stderr == b"sentry: timeout: the program was killed after 0.5 s\n"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_timeout_ends_a_sleeping_program(platform):
+    r = subprocess.run([*SENTRY, "--platform", platform, "--timeout", "0.5", harness.BUSYBOX, "sleep", "30"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 137 and r.stderr.startswith(b"sentry: timeout"), r
+
+
+def test_timeout_leaves_a_quick_program_alone():
+    r = subprocess.run([*SENTRY, "--timeout", "30", harness.BUSYBOX, "echo", "in time"], capture_output=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"in time\n", b"")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_timeout_must_be_positive(value):
+    r = subprocess.run([*SENTRY, "--timeout", value, "/bin/true"], capture_output=True, timeout=60)
+    assert r.returncode == 125 and r.stderr.count(b"\n") == 1, r
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_api_reports_the_limit(platform):
+    result = Sandbox(platform=platform, limits=Limits(timeout=0.5)).run([str(harness.build("spin", "musl-static"))])
+    assert (result.exit_code, result.signal, result.limit_hit) == (137, 9, "timeout")
+    ok = Sandbox(platform=platform, limits=Limits(timeout=30)).run([harness.BUSYBOX, "echo", "hi"])
+    assert (ok.exit_code, ok.stdout, ok.limit_hit) == (0, b"hi\n", None)

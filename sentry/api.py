@@ -42,7 +42,7 @@ class Sandbox:
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
         unsupported = [name for name, value in (
-            ("limits.memory", self.limits.memory), ("limits.cpu_time", self.limits.cpu_time),
+            ("limits.cpu_time", self.limits.cpu_time),
             ("limits.max_procs", self.limits.max_procs)) if value]
         if self.net != "none":
             unsupported.append("net")
@@ -61,13 +61,14 @@ class Sandbox:
 
         env_items = [f"{k}={v}".encode() for k, v in (env or {}).items()]
         start, cpu0 = time.monotonic(), time.process_time()
-        code, signo, limit = execute(argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
+        code, signo, limit, peak = execute(argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
                               platform=self.platform, seed=self.seed, log=log.append,
                               rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
+                              memory=self.limits.memory,
                               stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out),
                                      stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)
         return Result(exit_code=128 + signo if signo else code, signal=signo,
                       stdout=bytes(out[0].data), stderr=bytes(err[0].data),
                       cpu_time=time.process_time() - cpu0, wall_time=time.monotonic() - start,
-                      peak_memory=0, limit_hit=limit or ("max_output" if truncated else None))
+                      peak_memory=peak, limit_hit=limit or ("max_output" if truncated else None))

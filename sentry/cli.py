@@ -31,6 +31,18 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _bytes(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.rstrip("KMGkmgB").strip(), text[len(text.rstrip("KMGkmgB")):].upper().rstrip("B")
+    try:
+        value = int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (K, M, G suffixes), not {text!r}")
+    return value
+
+
 class _Formatter(argparse.HelpFormatter):
     def __init__(self, prog):
         # A fixed width: asking the terminal's would import shutil (and bz2, lzma) on every start.
@@ -65,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--net", choices=("none", "host"), default="none", help="network access (default none)")
     run.add_argument("--publish", action="append", default=[], metavar="HOST:GUEST",
                      help=f"publish a sandbox port ({NOT_YET})")
-    run.add_argument("--memory", metavar="BYTES", help=f"memory limit ({NOT_YET})")
+    run.add_argument("--memory", metavar="BYTES", type=_bytes,
+                     help="address space a process may map (like RLIMIT_AS; K, M, G suffixes): mmap and brk "
+                     "fail with ENOMEM beyond it")
     run.add_argument("--cpu-time", metavar="SEC", help=f"CPU time limit ({NOT_YET})")
     run.add_argument("--timeout", metavar="SEC", type=_seconds,
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
@@ -96,8 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(o) -> int:
     refused = [name for name, value in (
-        ("--publish", o.publish), ("--memory", o.memory),
-        ("--cpu-time", o.cpu_time), ("--max-procs", o.max_procs),
+        ("--publish", o.publish), ("--cpu-time", o.cpu_time), ("--max-procs", o.max_procs),
         ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
@@ -125,12 +138,14 @@ def cmd_run(o) -> int:
         actual = _elf_machine(read_program(resolve_program(o.program)))
         if actual != o.arch:
             raise SentryError(f"{o.program}: an {actual} program, not {o.arch}", 126)
-    code, signo, limit = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
+    code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
-                          mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout,
+                          mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
     if limit == "timeout":
         _log(f"timeout: the program was killed after {o.timeout:g} s")
+    elif limit == "memory":
+        _log(f"memory: the program was refused memory beyond --memory {o.memory}")
     return 128 + signo if signo else code
 
 

@@ -17,7 +17,7 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 
 class Kernel:
-    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None):
+    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None, memory=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
@@ -38,6 +38,8 @@ class Kernel:
         self.timeout = timeout    # wall-clock seconds for the whole run, or None
         self.deadline = None
         self.limit_hit = None     # "timeout" once a limit ended the run
+        self.memory = memory      # bytes of address space per process (--memory), or None
+        self.peak_memory = 0      # the largest address space a process of this run mapped
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, log, strace)
 
@@ -74,9 +76,13 @@ class Kernel:
             raise SentryError(f"{path}: {e}", 126) from None
         space, cpu = self.platform.new_process()
         try:
-            mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk)
+            mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=self.memory)
             mm.load(plan)
             cpu.set_entry(plan.entry, plan.sp)
+        except Errno as e:
+            space.close()
+            raise SentryError(f"{path}: cannot map the program's image: {os.strerror(e.errno)}"
+                              + (f" (--memory {self.memory})" if self.memory else ""), 126) from None
         except BaseException:
             space.close()
             raise
@@ -243,6 +249,9 @@ class Kernel:
     def _reap(self, task: Task) -> None:
         if self.tasks.pop(task.tid, None) is None:
             return
+        self.peak_memory = max(self.peak_memory, task.mm.peak)
+        if task.mm.limit_refused and self.limit_hit is None:
+            self.limit_hit = "memory"
         task.fds.close_all()
         task.mm.space.close()
         if task.exit_status is None:

@@ -47,13 +47,17 @@ class Vma:
 
 
 class MemoryManager:
-    def __init__(self, space, *, mmap_base: int, brk: int):
+    def __init__(self, space, *, mmap_base: int, brk: int, limit: int | None = None):
         self.space = space
         self.vmas: list[Vma] = []   # sorted, non-overlapping
         self.starts: list[int] = [] # vma starts, for bisect
         self.mmap_base = mmap_base
         self.brk_start = self.brk = brk
         self.reserved = list(space.reserved)
+        self.limit = limit          # bytes of address space the process may map (--memory), or None
+        self.total = 0              # bytes mapped now
+        self.peak = 0
+        self.limit_refused = False  # an allocation failed because of the limit
 
     # --- the record -------------------------------------------------------------------
     def _find(self, addr: int) -> int:
@@ -77,10 +81,28 @@ class MemoryManager:
             out.append(Vma(max(v.start, start), min(v.end, end), v.prot, v.name, v.shared))
         keep.sort(key=lambda v: v.start)
         self.vmas = keep
+        self.total -= sum(v.end - v.start for v in out)
         self.starts = [v.start for v in keep]
         return out
 
+    def _grown(self, nbytes: int) -> None:
+        self.total += nbytes
+        if self.total > self.peak:
+            self.peak = self.total
+
+    def _charge(self, start: int, end: int) -> None:
+        """ENOMEM if mapping [start, end) would take the process past its limit
+        (what it replaces there does not count twice), as RLIMIT_AS does."""
+        if self.limit is None:
+            return
+        replaced = sum(min(v.end, end) - max(v.start, start) for v in self.vmas
+                       if v.start < end and start < v.end)
+        if self.total - replaced + (end - start) > self.limit:
+            self.limit_refused = True
+            raise Errno(E.ENOMEM)
+
     def _insert(self, vma: Vma) -> None:
+        self._grown(vma.end - vma.start)
         i = bisect.bisect_left(self.starts, vma.start)
         self.vmas.insert(i, vma)
         self.starts.insert(i, vma.start)
@@ -113,6 +135,7 @@ class MemoryManager:
         end = start + length
         if any(lo < end and start < hi for lo, hi in self.reserved):
             raise Errno(E.ENOMEM)
+        self._charge(start, end)
         self.space.map(start, length, prot)
         self._carve(start, end)
         self._insert(Vma(start, end, prot, name, shared))
@@ -201,11 +224,13 @@ class MemoryManager:
                     self.munmap(old + new_len, old_len - new_len)
                 return old
             if self.is_free(old + old_len, old + new_len):
+                self._charge(old + old_len, old + new_len)
                 self.space.map(old + old_len, new_len - old_len, vma.prot)
                 vma_at = self._find(old)
                 v = self.vmas[vma_at]
                 if v.end == old + old_len:
                     v.end = old + new_len
+                    self._grown(new_len - old_len)
                 else:
                     self._insert(Vma(old + old_len, old + new_len, vma.prot, vma.name, vma.shared))
                 return old
@@ -216,6 +241,9 @@ class MemoryManager:
             if new & (PAGE - 1) or new < old + old_len and old < new + new_len:
                 raise Errno(E.EINVAL)
             self.munmap(new, new_len)
+        if self.limit is not None and self.total + new_len - old_len > self.limit:
+            self.limit_refused = True
+            raise Errno(E.ENOMEM)
         self.space.move(old, old_len, new, new_len)
         self._carve(old, old + old_len)
         self._carve(new, new + new_len)
@@ -230,7 +258,10 @@ class MemoryManager:
         if new_top > old_top:
             if not self.is_free(old_top, new_top):
                 return self.brk
-            self.map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]")
+            try:
+                self.map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]")
+            except Errno:
+                return self.brk  # over the memory limit: brk fails by not moving
         elif new_top < old_top:
             self.munmap(new_top, old_top - new_top)
         self.brk = addr

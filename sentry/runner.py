@@ -3,8 +3,16 @@ embedding API (sentry/api.py) share. Kept free of heavy imports: it is on
 the start path of every `sentry run`."""
 import os
 import stat as S
+from typing import NamedTuple
 
 from sentry.errors import SentryError
+
+
+class Outcome(NamedTuple):
+    exit_code: int          # the program's status (0-255)
+    signo: int              # the signal that ended it, or 0
+    limit_hit: str | None   # "timeout" or "memory" when a limit was reached
+    peak_memory: int        # the largest address space it mapped, in bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -42,8 +50,8 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=(), rootfs=None, timeout=None):
-    """Run one program in a fresh sandbox; returns (exit_code, signo, limit_hit)."""
+            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None) -> Outcome:
+    """Run one program in a fresh sandbox."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, build_default_view, rootfs_program, rootfs_root
@@ -56,7 +64,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         data = read_program(path)
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout, memory=memory)
     if rootfs:
         add_mounts(kernel.vfs, mounts)
     else:
@@ -68,7 +76,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     argv = [path.encode() if program == path else program.encode()] + [a for a in args]
     kernel.spawn(path, argv, envp, [f(kernel) for f in stdio], cwd=workdir)
     code, signo = kernel.run()
-    return code, signo, kernel.limit_hit
+    return Outcome(code, signo, kernel.limit_hit, kernel.peak_memory)
 
 
 def _elf_machine(data: bytes) -> str:

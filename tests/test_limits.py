@@ -44,3 +44,27 @@ def test_api_reports_the_limit(platform):
     assert (result.exit_code, result.signal, result.limit_hit) == (137, 9, "timeout")
     ok = Sandbox(platform=platform, limits=Limits(timeout=30)).run([harness.BUSYBOX, "echo", "hi"])
     assert (ok.exit_code, ok.stdout, ok.limit_hit) == (0, b"hi\n", None)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_memory_limit_refuses_allocations(platform):
+    prog = str(harness.build("bigalloc", "glibc-static"))
+    r = subprocess.run([*SENTRY, "--platform", platform, "--memory", "100M", prog], capture_output=True, timeout=120)
+    assert r.returncode == 3 and r.stdout.startswith(b"malloc failed after "), r
+    refused_at = int(r.stdout.split()[3])
+    assert 32 <= refused_at < 100, r.stdout         # the image and the stack count too
+    assert r.stderr == b"sentry: memory: the program was refused memory beyond --memory 104857600\n"
+
+
+def test_memory_limit_too_small_for_the_image():
+    r = subprocess.run([*SENTRY, "--memory", "1M", str(harness.build("bigalloc", "glibc-static"))],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 126 and r.stderr.startswith(b"sentry: ") and r.stderr.count(b"\n") == 1, r
+
+
+def test_api_memory_limit_and_peak():
+    prog = str(harness.build("bigalloc", "musl-static"))
+    free = Sandbox().run([prog])
+    assert free.exit_code == 0 and free.limit_hit is None and free.peak_memory >= 512 << 20
+    capped = Sandbox(limits=Limits(memory=64 << 20)).run([prog])
+    assert (capped.exit_code, capped.limit_hit) == (3, "memory") and capped.peak_memory <= 64 << 20

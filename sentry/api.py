@@ -41,9 +41,7 @@ class Sandbox:
     def run(self, argv, stdin: bytes = b"", env=None) -> Result:
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
-        unsupported = [name for name, value in (
-            ("limits.cpu_time", self.limits.cpu_time),
-            ("limits.max_procs", self.limits.max_procs)) if value]
+        unsupported = ["limits.max_procs"] if self.limits.max_procs else []
         if self.net != "none":
             unsupported.append("net")
         if unsupported:
@@ -64,7 +62,7 @@ class Sandbox:
         code, signo, limit, peak = execute(argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
                               platform=self.platform, seed=self.seed, log=log.append,
                               rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
-                              memory=self.limits.memory,
+                              memory=self.limits.memory, cpu_time=self.limits.cpu_time,
                               stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out),
                                      stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)

@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", metavar="BYTES", type=_bytes,
                      help="address space a process may map (like RLIMIT_AS; K, M, G suffixes): mmap and brk "
                      "fail with ENOMEM beyond it")
-    run.add_argument("--cpu-time", metavar="SEC", help=f"CPU time limit ({NOT_YET})")
+    run.add_argument("--cpu-time", metavar="SEC", type=_seconds,
+                     help="CPU time limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--timeout", metavar="SEC", type=_seconds,
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--max-procs", metavar="N", help=f"process limit ({NOT_YET})")
@@ -110,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(o) -> int:
     refused = [name for name, value in (
-        ("--publish", o.publish), ("--cpu-time", o.cpu_time), ("--max-procs", o.max_procs),
+        ("--publish", o.publish), ("--max-procs", o.max_procs),
         ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
@@ -141,9 +142,12 @@ def cmd_run(o) -> int:
     code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
                           mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
+                          cpu_time=o.cpu_time,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
     if limit == "timeout":
         _log(f"timeout: the program was killed after {o.timeout:g} s")
+    elif limit == "cpu_time":
+        _log(f"cpu time: the program was killed after {o.cpu_time:g} s of CPU")
     elif limit == "memory":
         _log(f"memory: the program was refused memory beyond --memory {o.memory}")
     return 128 + signo if signo else code

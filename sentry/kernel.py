@@ -17,7 +17,8 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 
 class Kernel:
-    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None, memory=None):
+    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None, memory=None,
+                 cpu_time=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
@@ -37,7 +38,8 @@ class Kernel:
         self._logged = set()
         self.timeout = timeout    # wall-clock seconds for the whole run, or None
         self.deadline = None
-        self.limit_hit = None     # "timeout" once a limit ended the run
+        self.limit_hit = None     # "timeout", "cpu_time" or "memory" once a limit was reached
+        self.cpu_time = cpu_time  # CPU seconds a process may use, or None
         self.memory = memory      # bytes of address space per process (--memory), or None
         self.peak_memory = 0      # the largest address space a process of this run mapped
         from syscalls.dispatch import Dispatcher
@@ -140,11 +142,12 @@ class Kernel:
     def run(self):
         """Run until every task has ended; returns (exit_code, signo) of the first program."""
         watchdog = None
-        if self.timeout is not None:
+        if self.timeout is not None or self.cpu_time is not None:
             import threading
-            self.deadline = time.monotonic() + self.timeout
-            watchdog = threading.Timer(self.timeout, self._expire)
-            watchdog.daemon = True
+            if self.timeout is not None:
+                self.deadline = time.monotonic() + self.timeout
+            stop = threading.Event()
+            watchdog = threading.Thread(target=self._watch, args=(stop,), daemon=True, name="sentry-watchdog")
             watchdog.start()
         try:
             while self.tasks:
@@ -160,17 +163,32 @@ class Kernel:
                     self._poll_events(None)
         finally:
             if watchdog is not None:
-                watchdog.cancel()
+                stop.set()
             for task in list(self.tasks.values()):
                 self._reap(task)
         return self.exit_status
 
-    def _expire(self) -> None:
-        """The wall-clock limit passed (on the watchdog thread: it only flags the run
-        and interrupts running tasks; the loop ends them as SIGKILL would)."""
-        self.limit_hit = "timeout"
-        for task in list(self.tasks.values()):
-            task.cpu.interrupt()
+    def _watch(self, stop) -> None:
+        """The watchdog thread of a run with a time limit. It only flags the run and
+        interrupts the running tasks; the loop then ends them as SIGKILL would."""
+        limit_ns = self.cpu_time * 1e9 if self.cpu_time is not None else None
+        while True:
+            wait = 0.05 if limit_ns is not None else None  # CPU time is sampled; wall time is a deadline
+            if self.deadline is not None:
+                left = max(0.0, self.deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
+            if stop.wait(wait):
+                return
+            hit = None
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                hit = "timeout"
+            elif limit_ns is not None and any(t.cpu.cpu_time_ns() >= limit_ns for t in list(self.tasks.values())):
+                hit = "cpu_time"
+            if hit:
+                self.limit_hit = hit
+                for task in list(self.tasks.values()):
+                    task.cpu.interrupt()
+                return
 
     def _run_task(self, task: Task) -> None:
         """Run one task until it blocks or ends, answering its syscalls."""

@@ -50,7 +50,7 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None) -> Outcome:
+            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None, cpu_time=None) -> Outcome:
     """Run one program in a fresh sandbox."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
@@ -64,7 +64,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         data = read_program(path)
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout, memory=memory)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout, memory=memory,
+                    cpu_time=cpu_time)
     if rootfs:
         add_mounts(kernel.vfs, mounts)
     else:

@@ -40,6 +40,6 @@ def test_syscalls_table_formats():
 
 
 def test_not_yet_options_are_refused_clearly():
-    for opt in (["--cpu-time", "1"], ["--net", "host"], ["--deterministic"]):
+    for opt in (["--max-procs", "1"], ["--net", "host"], ["--deterministic"]):
         r = subprocess.run([*SENTRY, "run", *opt, "/bin/true"], capture_output=True, timeout=60)
         assert r.returncode == 125 and r.stderr.startswith(b"sentry: ") and r.stderr.count(b"\n") == 1, opt

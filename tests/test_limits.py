@@ -68,3 +68,22 @@ def test_api_memory_limit_and_peak():
     assert free.exit_code == 0 and free.limit_hit is None and free.peak_memory >= 512 << 20
     capped = Sandbox(limits=Limits(memory=64 << 20)).run([prog])
     assert (capped.exit_code, capped.limit_hit) == (3, "memory") and capped.peak_memory <= 64 << 20
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_cpu_time_kills_a_spinning_program(platform):
+    r = subprocess.run([*SENTRY, "--platform", platform, "--cpu-time", "0.5", str(harness.build("spin", "musl-static"))],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 137, r
+    assert r.stderr == b"sentry: cpu time: the program was killed after 0.5 s of CPU\n"
+
+
+def test_cpu_time_does_not_count_sleeping():
+    r = subprocess.run([*SENTRY, "--cpu-time", "0.5", harness.BUSYBOX, "sleep", "1"], capture_output=True,
+                       timeout=60)
+    assert (r.returncode, r.stderr) == (0, b""), r
+
+
+def test_api_cpu_time_limit():
+    result = Sandbox(limits=Limits(cpu_time=0.3)).run([str(harness.build("spin", "musl-static"))])
+    assert (result.exit_code, result.limit_hit) == (137, "cpu_time")

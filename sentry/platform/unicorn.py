@@ -528,6 +528,7 @@ class UnicornCpu:
         self._killed = False
         self._pc = 0
         self._run_ns = 0
+        self._slice_start = 0
         # one batched read of [nr, a0..a5, pc] into preallocated buffers
         n = len(stop_regs)
         self._ids = (ctypes.c_int * n)(*stop_regs)
@@ -629,7 +630,8 @@ class UnicornCpu:
     def cpu_time_ns(self) -> int:
         """Time spent running guest code (the emulator is single-threaded and CPU-bound:
         its time inside emu_start is the guest's CPU time, the syscalls' share aside)."""
-        return self._run_ns
+        started = self._slice_start
+        return self._run_ns + (_clock() - started if started else 0)
 
     # --- running ------------------------------------------------------------------------------
     def run(self):
@@ -638,8 +640,9 @@ class UnicornCpu:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
-        t = _clock()
+        t = self._slice_start = _clock()
         err = self._emu_start(uch, self._pc, _END, 0, 0)
+        self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
         self._read_batch(uch, self._ids, self._ptrs, self._n)
         v = _STOP_REGS(self._vals)

@@ -3,8 +3,10 @@ sendfile(2), copy_file_range(2); ftruncate(2), fallocate(2); fsync(2) and the
 other sync calls; posix_fadvise(2)."""
 import errno as E
 import stat as S
+from signal import SIGPIPE
 
 from sentry.errors import Errno
+from sentry.signals import send
 from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from syscalls.paths import file_of
@@ -63,10 +65,20 @@ def read(t, fd, buf, count):
     return _deliver(t, f, data, ((buf, len(data)),))
 
 
+def _stream_write(t, f, data) -> int:
+    """f.write, with Linux's rule for a reader-less pipe: SIGPIPE to the writer, then EPIPE."""
+    try:
+        return f.write(data)
+    except Errno as e:
+        if e.errno == E.EPIPE:
+            send(t, SIGPIPE)  # ends the program unless it blocks, ignores or handles SIGPIPE
+        raise
+
+
 @syscall("write")
 def write(t, fd, buf, count):
     f = _writable(t, fd)
-    return f.write(t.mm.read(buf, min(count, MAX_RW_COUNT)))
+    return _stream_write(t, f, t.mm.read(buf, min(count, MAX_RW_COUNT)))
 
 
 @syscall("pread64")
@@ -102,7 +114,7 @@ def readv(t, fd, iov_addr, iovcnt):
 def writev(t, fd, iov_addr, iovcnt):
     f = _writable(t, fd)
     data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
-    return f.write(data[:MAX_RW_COUNT]) if data else 0
+    return _stream_write(t, f, data[:MAX_RW_COUNT]) if data else 0
 
 
 @syscall("preadv")
@@ -157,7 +169,7 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         data = bytes(in_file.pread(count, offset))  # a copy: in and out may be one file
     else:
         data = bytes(in_file.read(count))
-    written = out_file.write(data) if data else 0
+    written = _stream_write(t, out_file, data) if data else 0
     if offset_ptr:
         t.mm.write_u64(offset_ptr, offset + written)
     elif written < len(data):

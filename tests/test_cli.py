@@ -43,3 +43,19 @@ def test_not_yet_options_are_refused_clearly():
     for opt in (["--max-procs", "1"], ["--net", "host"], ["--deterministic"]):
         r = subprocess.run([*SENTRY, "run", *opt, "/bin/true"], capture_output=True, timeout=60)
         assert r.returncode == 125 and r.stderr.startswith(b"sentry: ") and r.stderr.count(b"\n") == 1, opt
+
+
+def _closed_early(argv) -> int:
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout.read(10) == b"y\n" * 5
+    p.stdout.close()
+    p.wait(timeout=60)
+    p.stderr.close()
+    return p.returncode
+
+
+def test_writing_to_a_closed_pipe_is_sigpipe_as_natively():
+    native = _closed_early([harness.BUSYBOX, "yes"])
+    assert native == -13
+    for platform in ("ptrace", "unicorn"):
+        assert _closed_early([*SENTRY, "run", "--platform", platform, harness.BUSYBOX, "yes"]) == 128 + 13

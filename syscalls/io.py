@@ -58,11 +58,54 @@ def _deliver_at(t, data: bytes, iov) -> int:
     return _deliver(t, _Nowhere, data, iov)
 
 
+# The most one transfer holds in the sentry at once: a program cannot make the
+# sentry allocate gigabytes with one read(2). Regular files are moved piece by
+# piece up to the full count, as Linux moves them; vectored calls and streams
+# (pipes, devices, the sentry's stdio) do one piece, a short transfer.
+PIECE = 16 << 20
+
+
+def _read_pieces(t, f, buf, count, offset=None) -> int:
+    """read/pread into one buffer: pieces until count, EOF or a fault (a fault after
+    some bytes ends the call with what was done, as Linux's copy_to_user)."""
+    count = min(count, MAX_RW_COUNT)
+    done = 0
+    while True:
+        want = min(count - done, PIECE)
+        data = f.read(want) if offset is None else f.pread(want, offset + done)
+        try:
+            got = (_deliver(t, f, data, ((buf + done, len(data)),)) if offset is None
+                   else _deliver_at(t, data, ((buf + done, len(data)),)))
+        except Errno:
+            if done:
+                return done
+            raise
+        done += got
+        if got < want or done >= count or not isinstance(f, RegularFile):
+            return done
+
+
+def _write_pieces(t, f, buf, count, offset=None) -> int:
+    """write/pwrite from one buffer, piece by piece while each piece goes whole."""
+    count = min(count, MAX_RW_COUNT)
+    done = 0
+    while True:
+        want = min(count - done, PIECE)
+        try:
+            data = t.mm.read(buf + done, want)
+        except Errno:
+            if done:
+                return done
+            raise
+        n = _stream_write(t, f, data) if offset is None else _write_at(f, data, offset + done)
+        done += n
+        if n < want or done >= count:
+            return done
+
+
 @syscall("read")
 def read(t, fd, buf, count):
-    f = _readable(t, fd)
-    data = f.read(min(count, MAX_RW_COUNT))
-    return _deliver(t, f, data, ((buf, len(data)),))
+    return _read_pieces(t, _readable(t, fd), buf, count)
 
 
 def _stream_write(t, f, data) -> int:
@@ -77,8 +120,7 @@ def _stream_write(t, f, data) -> int:
 
 @syscall("write")
 def write(t, fd, buf, count):
-    f = _writable(t, fd)
-    return _stream_write(t, f, t.mm.read(buf, min(count, MAX_RW_COUNT)))
+    return _write_pieces(t, _writable(t, fd), buf, count)
 
 
 @syscall("pread64")
@@ -86,8 +128,7 @@ def pread64(t, fd, buf, count, offset):
     f = _readable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    data = f.pread(min(count, MAX_RW_COUNT), offset)
-    return _deliver_at(t, data, ((buf, len(data)),))
+    return _read_pieces(t, f, buf, count, offset)
 
 
 @syscall("pwrite64")
@@ -95,18 +136,27 @@ def pwrite64(t, fd, buf, count, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return _write_at(f, t.mm.read(buf, min(count, MAX_RW_COUNT)), offset)
+    return _write_pieces(t, f, buf, count, offset)
 
 
 def _gather(t, iov) -> bytes:
-    return b"".join(t.mm.read(base, length) for base, length in iov if length)
+    """The bytes of a write's buffers, at most PIECE of them (a short transfer beyond)."""
+    parts, left = [], PIECE
+    for base, length in iov:
+        n = min(length, left)
+        if n:
+            parts.append(t.mm.read(base, n))
+            left -= n
+        if left <= 0:
+            break
+    return b"".join(parts)
 
 
 @syscall("readv")
 def readv(t, fd, iov_addr, iovcnt):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
-    data = f.read(min(sum(n for _, n in iov), MAX_RW_COUNT))
+    data = f.read(min(sum(n for _, n in iov), PIECE))
     return _deliver(t, f, data, iov)
 
 
@@ -114,7 +164,7 @@ def readv(t, fd, iov_addr, iovcnt):
 def writev(t, fd, iov_addr, iovcnt):
     f = _writable(t, fd)
     data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
-    return _stream_write(t, f, data[:MAX_RW_COUNT]) if data else 0
+    return _stream_write(t, f, data) if data else 0
 
 
 @syscall("preadv")
@@ -123,7 +173,7 @@ def preadv(t, fd, iov_addr, iovcnt, offset):
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    data = f.pread(min(sum(n for _, n in iov), MAX_RW_COUNT), offset)
+    data = f.pread(min(sum(n for _, n in iov), PIECE), offset)
     return _deliver_at(t, data, iov)
 
 
@@ -161,7 +211,7 @@ def ioctl(t, fd, request, arg):
 @syscall("sendfile", status=PARTIAL, note="copies through the sentry (read then write); no zero-copy")
 def sendfile(t, out_fd, in_fd, offset_ptr, count):
     out_file, in_file = _writable(t, out_fd), _readable(t, in_fd)
-    count = min(count, MAX_RW_COUNT)
+    count = min(count, PIECE)
     if offset_ptr:
         offset = s64(t.mm.read_u64(offset_ptr))
         if offset < 0:
@@ -219,7 +269,7 @@ def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, False)
-    size = min(sum(n for _, n in iov), MAX_RW_COUNT)
+    size = min(sum(n for _, n in iov), PIECE)
     if offset == -1:
         return _deliver(t, f, f.read(size), iov)
     return _deliver_at(t, f.pread(size, offset), iov)
@@ -234,7 +284,7 @@ def pwritev2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     f = _writable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, True)
-    data = _gather(t, iov)[:MAX_RW_COUNT]
+    data = _gather(t, iov)
     return _write_at(f, data, offset, flags & 0xFFFFFFFF) if data else 0
 
 

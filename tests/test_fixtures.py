@@ -73,6 +73,7 @@ CASES = [
     Case("brk", expect=(b"grow 1 MiB: exact\n", b"done\n")),
     Case("floats", expect=(b"harmonic(200000) = 12.78329081042982\n",)),
     Case("bigwrite", expect=()),
+    Case("bigrw", args=(TMP,), expect=(b"write: 104857600\n", b"pread: 104857600\n", b"content back: same\n")),
     # the sentry may log the unknown syscall (by name, once)
     Case("enosys", stderr="notes", expect=(b"syscall(999): -1 ENOSYS\n", b"after\n")),
     Case("badptr", stdin=b"some data on stdin\n",

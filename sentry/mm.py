@@ -26,6 +26,7 @@ MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 MADV_DONTNEED, MADV_REMOVE = 4, 9
 MADV_KNOWN = set(range(0, 5)) | set(range(8, 26)) | {100, 101}
 TASK_SIZE = 1 << 47
+FILE_PIECE = 16 << 20  # the most of a mapped file held in the sentry at once
 MMAP_MIN_ADDR = 0x10000
 
 
@@ -168,13 +169,20 @@ class MemoryManager:
                 addr = hint
             else:
                 addr = self._find_free(length, 1 << 31 if flags & MAP_32BIT else self.mmap_base)
-        name = ""
-        if file is not None:
-            data = file.mmap_bytes(offset, length, prot, bool(flags & MAP_SHARED))
-            name = file.path
-        self.map_fixed(addr, length, prot, name, shared=bool(flags & MAP_SHARED))
-        if file is not None and data:
-            self.space.write(addr, data)
+        shared = bool(flags & MAP_SHARED)
+        first = None
+        if file is not None:  # errors (ENODEV, EACCES) before anything is mapped
+            first = file.mmap_bytes(offset, min(length, FILE_PIECE), prot, shared)
+        self.map_fixed(addr, length, prot, file.path if file is not None else "", shared=shared)
+        if first:
+            # The file's pages are copied in, a piece at a time (never the whole file at once).
+            piece, done = first, 0
+            while piece:
+                self.space.write(addr + done, piece)
+                done += len(piece)
+                if len(piece) < FILE_PIECE or done >= length:
+                    break  # the end of the file or of the mapping
+                piece = file.mmap_bytes(offset + done, min(length - done, FILE_PIECE), prot, shared)
         return addr
 
     def munmap(self, addr: int, length: int) -> None:

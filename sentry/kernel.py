@@ -156,7 +156,11 @@ class Kernel:
                         self.exit_group(task, 0, 9)
                     break
                 if self.runq:
-                    self._run_task(self.runq.pop(0))
+                    try:
+                        self._run_task(self.runq.pop(0))
+                    except SentryError:
+                        if not self.limit_hit:
+                            raise  # else: a limit killed the host process mid-injection
                     if self.runq:
                         self._poll_events(0)
                 else:

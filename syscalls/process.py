@@ -161,3 +161,17 @@ def prctl(t, option, arg2, arg3, arg4, arg5):
     if option == PR_GET_NO_NEW_PRIVS:
         return int(t.no_new_privs)
     raise Errno(E.EINVAL)
+
+
+@syscall("getgroups", note="the sandbox's user has one supplementary group, its own gid")
+def getgroups(t, size, lst):
+    size = s32(size)
+    groups = [t.gid]
+    if size < 0:
+        raise Errno(E.EINVAL)
+    if size == 0:
+        return len(groups)
+    if size < len(groups):
+        raise Errno(E.EINVAL)
+    t.mm.write(lst, b"".join(g.to_bytes(4, "little") for g in groups))
+    return len(groups)

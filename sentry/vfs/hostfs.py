@@ -26,6 +26,21 @@ def _host(fn, *args, **kw):
         raise Errno(e.errno or E.EIO) from None
 
 
+def _kind(entry: os.DirEntry) -> int:
+    """The S_IFMT type of a directory entry: from the host's d_type when it gives
+    one (no syscall), else from an lstat."""
+    if entry.is_symlink():
+        return S.S_IFLNK
+    if entry.is_dir(follow_symlinks=False):
+        return S.S_IFDIR
+    if entry.is_file(follow_symlinks=False):
+        return S.S_IFREG
+    try:
+        return S.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return 0
+
+
 class HostFS(FileSystem):
     def __init__(self, host_path: str, readonly: bool):
         super().__init__(f"host:{host_path}", readonly, magic=0xEF53)
@@ -163,11 +178,7 @@ class HostInode(Inode):
         try:
             with os.scandir(fd) as it:
                 for entry in it:
-                    try:
-                        kind = S.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
-                    except OSError:
-                        kind = 0
-                    out.append((os.fsencode(entry.name), entry.inode(), kind))
+                    out.append((os.fsencode(entry.name), entry.inode(), _kind(entry)))
         finally:
             os.close(fd)
         return out

@@ -119,7 +119,7 @@ SHM = "/dev/shm"
 def shm_dir():
     """An empty host directory on another filesystem than /tmp (the host's tmpfs /dev/shm)."""
     if not os.path.isdir(SHM) or os.stat(SHM).st_dev == os.stat("/tmp").st_dev:
-        pytest.skip(f"{SHM} is not a filesystem of its own on this host")
+        pytest.fail(f"{SHM} is not a filesystem of its own on this host")
     path = f"{SHM}/sentry-test-mnt-{uuid.uuid4().hex[:12]}"
     os.mkdir(path)
     try:
@@ -150,11 +150,11 @@ def _native_read_only(directory: str, prog, args) -> harness.Run:
     """Run prog natively where directory is bound read-only (a private mount namespace)."""
     unshare = shutil.which("unshare")
     if unshare is None or os.geteuid() != 0:
-        pytest.skip("a read-only bind mount for the native run needs unshare and root")
+        pytest.fail("a read-only bind mount for the native run needs unshare and root")
     probe = subprocess.run([unshare, "-m", "--", "/bin/sh", "-c", RO_SCRIPT, "sh", directory, "/bin/true"],
                            capture_output=True, timeout=30)
     if probe.returncode != 0:
-        pytest.skip(f"cannot bind {directory} read-only: {probe.stderr.decode(errors='replace').strip()}")
+        pytest.fail(f"cannot bind {directory} read-only: {probe.stderr.decode(errors='replace').strip()}")
     return harness.run_native(unshare, ["-m", "--", "/bin/sh", "-c", RO_SCRIPT, "sh", directory, str(prog), *args])
 
 
@@ -196,7 +196,7 @@ def _etc_subdir() -> str:
         p = os.path.join("/etc", name)
         if os.path.isdir(p) and not os.path.islink(p) and os.listdir(p):
             return name
-    pytest.skip("no non-empty directory in /etc")
+    pytest.fail("no non-empty directory in /etc")
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -205,8 +205,7 @@ def test_read_only_etc(variant, platform, host_tmp_path_cleanup):
     """The default view lends /etc read-only: every change is EROFS (the expectation
     comes from the read-only bind of test_read_only_mount; the host's /etc itself is
     never handed to a program that tries to change it natively)."""
-    if not os.path.isfile("/etc/passwd"):
-        pytest.skip("no /etc/passwd")
+    assert os.path.isfile("/etc/passwd"), "no /etc/passwd on this host"
     listing = sorted(os.listdir("/etc"))
     passwd = os.stat("/etc/passwd")
     prog = harness.build("rofs", variant)

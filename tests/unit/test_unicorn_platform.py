@@ -519,14 +519,12 @@ def run_static(path, argv):
 
 @pytest.mark.parametrize("cc", ["gcc", "musl-gcc"])
 def test_static_libc_hello(tmp_path, cc):
-    if shutil.which(cc) is None:
-        pytest.skip(f"no {cc}")
+    assert shutil.which(cc), f"{cc} missing: scripts/setup installs it"
     (tmp_path / "hello.c").write_text(HELLO_C)
     exe = tmp_path / "hello"
     built = subprocess.run([cc, "-static", "-no-pie", "-O2", "-o", str(exe), str(tmp_path / "hello.c"), "-lm"],
                            capture_output=True)
-    if built.returncode != 0:
-        pytest.skip(f"{cc} -static failed: {built.stderr.decode()[:200]}")
+    assert built.returncode == 0, f"{cc} -static failed: {built.stderr.decode()[:200]}"
     code, out = run_static(os.fspath(exe), ["hello"])
     assert (code, out) == (7, b"hello hello 1048575 1.4142\n")
 

@@ -141,23 +141,19 @@ _AARCH64_OPEN_BITS = ((0o40000, 0o200000), (0o100000, 0o400000), (0o200000, 0o40
 _SWAPPED = 0o740000
 
 
-def open_flags_in(arch: str, flags: int) -> int:
-    """A program's open flags in the sentry's (x86-64) values."""
-    if arch != "aarch64":
-        return flags
+def _translate(flags: int, inward: bool) -> int:
     out = flags & ~_SWAPPED
     for theirs, ours in _AARCH64_OPEN_BITS:
-        if flags & theirs:
-            out |= ours
+        if flags & (theirs if inward else ours):
+            out |= ours if inward else theirs
     return out
+
+
+def open_flags_in(arch: str, flags: int) -> int:
+    """A program's open flags in the sentry's (x86-64) values."""
+    return _translate(flags, True) if arch == "aarch64" else flags
 
 
 def open_flags_out(arch: str, flags: int) -> int:
     """The sentry's open flags in the program's architecture's values (F_GETFL)."""
-    if arch != "aarch64":
-        return flags
-    out = flags & ~_SWAPPED
-    for theirs, ours in _AARCH64_OPEN_BITS:
-        if flags & ours:
-            out |= theirs
-    return out
+    return _translate(flags, False) if arch == "aarch64" else flags

@@ -49,12 +49,15 @@ def _deliver(t, f, data: bytes, iov) -> int:
     return done
 
 
+class _Nowhere:
+    """Where a positioned read gives back what it could not deliver: nowhere."""
+    @staticmethod
+    def unread(rest):
+        pass
+
+
 def _deliver_at(t, data: bytes, iov) -> int:
-    """As _deliver, for positioned reads: nothing to give back."""
-    class _Nowhere:
-        @staticmethod
-        def unread(rest):
-            pass
+    """As _deliver, for positioned reads: the file position does not move."""
     return _deliver(t, _Nowhere, data, iov)
 
 

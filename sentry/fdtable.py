@@ -29,6 +29,7 @@ class FDTable:
         if fd >= self.limit:
             raise Errno(E.EMFILE)
         self.files[fd] = file
+        file.fd_refs = getattr(file, "fd_refs", 0) + 1
         if cloexec:
             self.cloexec.add(fd)
         return fd
@@ -39,6 +40,7 @@ class FDTable:
             raise Errno(E.EBADF)
         old = self.files.get(fd)
         self.files[fd] = file
+        file.fd_refs = getattr(file, "fd_refs", 0) + 1
         self.cloexec.discard(fd)
         if cloexec:
             self.cloexec.add(fd)
@@ -60,6 +62,22 @@ class FDTable:
             else:
                 self.close(fd)
 
+    def copy(self) -> "FDTable":
+        """The table a forked child starts with: the same open files, one more reference each."""
+        child = FDTable()
+        child.limit = self.limit
+        child.cloexec = set(self.cloexec)
+        for fd, file in self.files.items():
+            child.files[fd] = file
+            file.fd_refs += 1
+        return child
+
+    def close_on_exec(self) -> None:
+        for fd in sorted(self.cloexec):
+            if fd in self.files:
+                self.close(fd)
+        self.cloexec.clear()
+
     def close_all(self) -> None:
         for fd in list(self.files):
             self.close(fd)
@@ -69,7 +87,8 @@ class FDTable:
         if self.lock_table is not None and getattr(file, "inode", None) is not None:
             from sentry.vfs.locks import key_of
             self.lock_table.release(key_of(file.inode), self)
-        if file not in self.files.values():
+        file.fd_refs -= 1
+        if file.fd_refs <= 0:  # the last descriptor of it, in any process
             if getattr(file, "lock_table", None) is not None:
                 file.lock_table.release_file(file)
             file.close()

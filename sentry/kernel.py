@@ -4,14 +4,19 @@ import heapq
 import os
 import selectors
 import time
+from collections import deque
 
 from sentry.errors import Errno, SentryError
 from sentry.fdtable import FDTable
 from sentry.mm import MemoryManager
-from sentry.platform import ExitStop, FaultStop, SyscallStop
+from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
+from sentry.process import ProcessTable
 from sentry.sched import TaskExit, Wait
 from sentry.task import Task
 from sentry.vfs import VFS
+
+MASK64 = (1 << 64) - 1
+FD_POLL_EVERY = 0.005  # while tasks keep the loop busy, host fds are still looked at this often
 
 SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV"}
 
@@ -28,12 +33,17 @@ class Kernel:
             self._rng = random.Random(seed)
         self.vfs = VFS(self.random_bytes, kernel=self, root=root)
         self.tasks: dict[int, Task] = {}
-        self.next_tid = 1
+        self.ptable = ProcessTable(self)
+        self.procs = self.ptable.procs
         self.hostname = b"sentry"
         self.boot_time = time.monotonic()
-        self.runq: list[Task] = []
-        self.timers: list = []  # heap of (deadline, seq, task)
+        self.runq: deque[Task] = deque()   # tasks to continue: woken, or just made
+        self.timers: list = []  # heap of (deadline, seq, Timer)
+        self._timer_seq = 0
         self.selector = selectors.DefaultSelector()
+        self.fd_waiters: dict[int, dict] = {}  # host fd -> {task: events}
+        self._last_fd_poll = 0.0
+        self.current = None      # the task whose syscall is being answered
         self.exit_status = None  # (code, signo) of the first program
         self._logged = set()
         self.timeout = timeout    # wall-clock seconds for the whole run, or None
@@ -91,13 +101,24 @@ class Kernel:
         fds = FDTable()
         for fd, f in enumerate(stdio):
             fds.install_at(fd, f)
-        task = Task(self, self.next_tid, cpu, mm, fds, path, argv, envp)
+        proc = self.ptable.create(None)
+        task = Task(self, proc.pid, cpu, mm, fds, path, argv, envp)
         task.auxv = plan.auxv  # what /proc/PID/auxv shows
         task.cwd = cwd_loc
-        self.next_tid += 1
-        self.tasks[task.tid] = task
+        self.adopt(task, proc)
         self.runq.append(task)
         return task
+
+    @property
+    def next_tid(self) -> int:
+        return self.ptable.last_pid + 1
+
+    def adopt(self, task: Task, proc) -> None:
+        """Make task a thread of proc and one of the kernel's tasks."""
+        task.proc = proc
+        proc.tasks.append(task)
+        task.cpu.task = task
+        self.tasks[task.tid] = task
 
     @staticmethod
     def read_whole(inode, path: str) -> bytes:
@@ -148,28 +169,49 @@ class Kernel:
                 self.deadline = time.monotonic() + self.timeout
             stop = threading.Event()
             watchdog = threading.Thread(target=self._watch, args=(stop,), daemon=True, name="sentry-watchdog")
-            watchdog.start()
+        events = self.platform.event_fd()  # readable when a task stops (ptrace), or None
+        if events is not None:
+            self.selector.register(events, selectors.EVENT_READ, None)
+        if watchdog is not None:
+            watchdog.start()  # after event_fd(): the thread inherits its signal mask
+        platform, runq, tasks = self.platform, self.runq, self.tasks
         try:
-            while self.tasks:
+            while tasks:
                 if self.limit_hit:
-                    for task in list(self.tasks.values()):
-                        self.exit_group(task, 0, 9)
+                    for task in list(tasks.values()):
+                        if task.exit_status is None:
+                            self.exit_group(task, 0, 9)
                     break
-                if self.runq:
-                    try:
-                        self._run_task(self.runq.pop(0))
-                    except SentryError:
-                        if not self.limit_hit:
-                            raise  # else: a limit killed the host process mid-injection
-                    if self.runq:
+                while runq:
+                    task = runq.popleft()
+                    if task.exit_status is None and task.blocked is None:
+                        self._continue(task)
+                if not tasks:
+                    break
+                if self.timers or self.fd_waiters:
+                    now = time.monotonic()
+                    if self.timers and self.timers[0][0] <= now:
+                        self._fire_timers(now)
+                        continue
+                    if self.fd_waiters and now - self._last_fd_poll > FD_POLL_EVERY:
                         self._poll_events(0)
+                        if runq:
+                            continue
+                    got = platform.next_stop(False)
                 else:
+                    got = platform.next_stop(not runq)
+                if got is not None:
+                    self._handle(got[0].task, got[1])
+                elif not runq:
                     self._poll_events(None)
         finally:
             if watchdog is not None:
                 stop.set()
-            for task in list(self.tasks.values()):
-                self._reap(task)
+            for task in list(tasks.values()):
+                self._release(task)
+            if events is not None:
+                self.selector.unregister(events)
+            platform.close_events()
         return self.exit_status
 
     def _watch(self, stop) -> None:
@@ -194,83 +236,268 @@ class Kernel:
                     task.cpu.interrupt()
                 return
 
-    def _run_task(self, task: Task) -> None:
-        """Run one task until it blocks or ends, answering its syscalls."""
-        cpu, dispatch = task.cpu, self.dispatch
+    # --- one task's way through the loop ---------------------------------------------------
+    def _continue(self, task: Task) -> None:
+        """A ready task: run its syscall again (woken), finish it (timed out,
+        interrupted), or just let it run."""
         stop = task.pending_stop
-        task.pending_stop = None
-        while True:
-            if stop is None:
-                stop = cpu.run()
-            if stop.__class__ is SyscallStop:
-                try:
-                    ret = dispatch(task, stop.nr, stop.args)
-                except Wait as w:
-                    self._park(task, stop, w)
-                    return
-                except TaskExit:
-                    return
-                cpu.set_result(ret)
-                stop = None
-                continue
-            if stop.__class__ is FaultStop:
+        if stop is not None:
+            task.pending_stop = None
+            self._syscall(task, stop)
+            return
+        result = task.pending_result
+        if result is not None:
+            task.pending_result = None
+            nr, value = result
+            task.cpu.set_result(value)
+            self._to_user(task, nr, value)
+            return
+        self._to_user(task, None, None)
+
+    def _handle(self, task: Task, stop) -> None:
+        """A stop the platform reported for task."""
+        if task.exit_status is not None:
+            return  # it ended while it ran (killed by another task)
+        cls = stop.__class__
+        if cls is SyscallStop:
+            self._syscall(task, stop)
+        elif cls is PreemptStop:
+            self._to_user(task, None, None)
+        elif cls is FaultStop:
+            from sentry import signals
+            fault = getattr(signals, "fault", None)
+            if fault is None:
                 self.log(f"{task.comm}[{task.tid}] killed by {SIGNAL_NAMES.get(stop.signo, stop.signo)}"
                          f" at pc {stop.pc:#x}{': ' + stop.reason if stop.reason else ''}")
                 self.exit_group(task, 0, stop.signo)
                 return
-            if stop.__class__ is ExitStop:
-                self.exit_group(task, 0, stop.signo or 9)
+            self.current = task
+            try:
+                fault(task, stop)
+            except TaskExit:
                 return
+            finally:
+                self.current = None
+            self._to_user(task, None, None)
+        elif cls is ExitStop:
+            self.exit_group(task, 0, stop.signo or 9)
+        else:
             raise AssertionError(f"unknown stop {stop!r}")
 
+    def _syscall(self, task: Task, stop) -> None:
+        self.current = task
+        try:
+            ret = self.dispatch(task, stop.nr, stop.args)
+        except Wait as w:
+            self._park(task, stop, w)
+            return
+        except TaskExit:
+            return
+        finally:
+            self.current = None
+        if task.restart_state is not None:
+            task.restart_state = None  # the call is done: what it kept across waits goes
+        if task.exit_status is not None:
+            return  # it ended during its own call (a signal it sent its group)
+        task.cpu.set_result(ret)
+        self._to_user(task, stop.nr, ret)
+
+    def _to_user(self, task: Task, nr, ret) -> None:
+        """Let the task run on, delivering its pending signals first."""
+        if task.sigpending():
+            from sentry import signals
+            self.current = task
+            try:
+                signals.deliver(task, nr, ret)
+            except Wait as w:
+                self._park(task, None, w)
+                return
+            except TaskExit:
+                return
+            finally:
+                self.current = None
+            if task.exit_status is not None:
+                return
+        task.cpu.resume()
+
+    # --- waiting --------------------------------------------------------------------------------
     def _park(self, task: Task, stop, w: Wait) -> None:
         task.blocked, task.pending_stop = w, stop
+        task.wait_token += 1
+        for q in w.queues:
+            q.waiters.append(task)
         if w.fd is not None:
-            self.selector.register(w.fd, w.events, task)
+            waiters = self.fd_waiters.get(w.fd)
+            if waiters is None:
+                waiters = self.fd_waiters[w.fd] = {}
+                waiters[task] = w.events
+                self.selector.register(w.fd, w.events, w.fd)
+            else:
+                waiters[task] = w.events
+                self.selector.modify(w.fd, _union(waiters), w.fd)
         if w.deadline is not None:
-            heapq.heappush(self.timers, (w.deadline, task.tid, task))
+            token = task.wait_token
+            self.call_at(w.deadline, lambda: self._timed_out(task, token))
 
-    def _wake(self, task: Task, timed_out: bool) -> None:
+    def _unpark(self, task: Task) -> Wait:
         w = task.blocked
         task.blocked = None
+        for q in w.queues:
+            try:
+                q.waiters.remove(task)
+            except ValueError:
+                pass
         if w.fd is not None:
-            self.selector.unregister(w.fd)
-        if timed_out:
-            task.cpu.set_result(w.timeout_result)
+            waiters = self.fd_waiters.get(w.fd)
+            if waiters is not None:
+                waiters.pop(task, None)
+                if waiters:
+                    self.selector.modify(w.fd, _union(waiters), w.fd)
+                else:
+                    del self.fd_waiters[w.fd]
+                    self.selector.unregister(w.fd)
+        return w
+
+    def wake(self, task: Task) -> None:
+        """What task waited for has happened: its syscall runs again."""
+        if task.blocked is not None:
+            w = self._unpark(task)
+            if w.wake_result is not None:
+                stop = task.pending_stop
+                task.pending_stop = None
+                task.pending_result = (stop.nr if stop is not None else None, w.wake_result & MASK64)
+            self.runq.append(task)
+
+    def _timed_out(self, task: Task, token: int) -> None:
+        if task.blocked is not None and task.wait_token == token:
+            stop = task.pending_stop
+            w = self._unpark(task)
             task.pending_stop = None
-        self.runq.append(task)
+            task.pending_result = (stop.nr if stop is not None else None, w.timeout_result & MASK64)
+            self.runq.append(task)
+
+    def interrupt(self, task: Task) -> None:
+        """A signal wants the task's attention: end its wait (the syscall returns
+        the Wait's interrupt result), or stop it if it is running."""
+        w = task.blocked
+        if w is not None:
+            if not w.interruptible:
+                return
+            stop = task.pending_stop
+            self._unpark(task)
+            task.pending_stop = None
+            task.restart_state = None
+            if stop is not None:
+                value = w.on_interrupt(task) if w.on_interrupt is not None else w.interrupt_result
+                task.pending_result = (stop.nr, value & MASK64)
+            self.runq.append(task)
+        elif task is not self.current:
+            task.cpu.request_stop()
+
+    def call_at(self, deadline: float, fn) -> "Timer":
+        """Run fn() in the loop at time.monotonic() == deadline (or soon after)."""
+        timer = Timer(fn)
+        self._timer_seq += 1
+        heapq.heappush(self.timers, (deadline, self._timer_seq, timer))
+        return timer
+
+    def _fire_timers(self, now: float) -> None:
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.fn()
 
     def _poll_events(self, timeout) -> None:
+        """Wait for a host fd, a timer or (ptrace) a task stop, at most `timeout` seconds."""
         now = time.monotonic()
+        self._last_fd_poll = now
         if self.deadline is not None:  # never sleep past the run's own limit
             left = max(0.0, self.deadline - now)
             timeout = left if timeout is None else min(timeout, left)
         if self.timers:
             wait = max(0.0, self.timers[0][0] - now)
             timeout = wait if timeout is None else min(timeout, wait)
-        if self.selector.get_map():
-            for key, _ in self.selector.select(timeout):
-                self._wake(key.data, False)
-        elif timeout:
-            time.sleep(timeout)
-        elif timeout is None and not self.timers:
-            raise SentryError("deadlock: every task is waiting and nothing can wake them")
-        now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now:
-            _, _, task = heapq.heappop(self.timers)
-            if task.blocked is not None and task.blocked.deadline is not None:
-                self._wake(task, True)
+        busy = self.platform.busy()
+        if busy == "now":
+            timeout = 0  # tasks are ready to run on the emulator
+        elif busy:
+            # A stop is announced on the platform's event fd; should that wake-up go to
+            # another thread of an embedding program, look again soon all the same.
+            timeout = 0.05 if timeout is None else min(timeout, 0.05)
+        if timeout is None and not self.fd_waiters:
+            if not self.timers:
+                raise SentryError("deadlock: every task is waiting and nothing can wake them")
+        for key, _ in self.selector.select(timeout):
+            fd = key.data
+            if fd is None:
+                self.platform.drain_events()
+                continue
+            for task in list(self.fd_waiters.get(fd, ())):
+                self.wake(task)
+        if self.timers:
+            self._fire_timers(time.monotonic())
+
+    # --- new processes ---------------------------------------------------------------------------
+    def fork(self, task: Task, *, flags: int = 0, exit_signal: int = 17, stack: int = 0, tls=None,
+             share_files: bool = False, parent=None) -> Task:
+        """A new process copied from task's (stopped at its fork/clone syscall): memory,
+        registers (the child's syscall returns 0), files, dispositions, mask."""
+        limit = task.rlimits.get(6, (4096, 4096))[0]  # RLIMIT_NPROC
+        if sum(1 for p in self.procs.values() if not p.zombie) >= limit:
+            raise Errno(11)  # EAGAIN
+        space, cpu = self.platform.fork_process(task.mm.space, task.cpu, task.mm.areas())
+        try:
+            mm = task.mm.forked(space)
+            fds = task.fds if share_files else task.fds.copy()
+            proc = self.ptable.create(parent or task.proc)
+        except BaseException:
+            space.close()
+            raise
+        child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
+        for name in ("cwd", "umask", "uid", "euid", "gid", "egid", "sigmask", "comm", "auxv",
+                     "no_new_privs", "dumpable"):
+            setattr(child, name, getattr(task, name))
+        child.sigactions = dict(task.sigactions)
+        child.rlimits = dict(task.rlimits)
+        for name in ("altstack",):  # signal state the signal code may keep per task
+            if hasattr(task, name):
+                setattr(child, name, getattr(task, name))
+        proc.exit_signal = exit_signal
+        if stack:
+            cpu.set_sp(stack)
+        if tls is not None:
+            cpu.set_tls(tls)
+        self.adopt(child, proc)
+        self.runq.append(child)
+        return child
 
     # --- ending -----------------------------------------------------------------------------
-    def exit_group(self, task: Task, code: int, signo: int = 0) -> None:
-        task.exit_status = (code & 0xFF, signo)
-        if self.exit_status is None:
-            self.exit_status = task.exit_status
-        self._reap(task)
+    def exit_group(self, task: Task, code: int, signo: int = 0, core: bool = False) -> None:
+        """The task's whole process ends: with exit code `code`, or killed by `signo`."""
+        proc = task.proc
+        for t in list(proc.tasks):
+            t.exit_status = (code & 0xFF, signo)
+            self._release(t)
+        self.ptable.ended(proc, code & 0xFF, signo, core)
+        if proc.pid == 1:
+            if self.exit_status is None:
+                self.exit_status = (code & 0xFF, signo)
+            # The sandbox's init is gone: like a pid namespace, everything else ends.
+            for other in list(self.tasks.values()):
+                if other.exit_status is None:
+                    other.exit_status = (0, 9)
+                    self._release(other)
+                    if not other.proc.zombie:
+                        self.ptable.ended(other.proc, 0, 9)
 
-    def _reap(self, task: Task) -> None:
+    def _release(self, task: Task) -> None:
+        """Let go of everything the task holds: its host process, memory, files."""
         if self.tasks.pop(task.tid, None) is None:
             return
+        if task.blocked is not None:
+            self._unpark(task)
         self.peak_memory = max(self.peak_memory, task.mm.peak)
         if task.mm.limit_refused and self.limit_hit is None:
             self.limit_hit = "memory"
@@ -278,5 +505,23 @@ class Kernel:
         task.mm.space.close()
         if task.exit_status is None:
             task.exit_status = (0, 9)
-            if self.exit_status is None:
+            if self.exit_status is None and task.proc.pid == 1:
                 self.exit_status = task.exit_status
+
+
+class Timer:
+    __slots__ = ("fn", "cancelled")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _union(waiters: dict) -> int:
+    events = 0
+    for e in waiters.values():
+        events |= e
+    return events

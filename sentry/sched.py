@@ -1,20 +1,50 @@
 """The only ways a handler hands control back to the kernel loop other than
-returning or raising Errno: wait for something, or end the task."""
+returning or raising Errno: wait for something, or end the task; and the
+wait queues sentry objects (pipes, children, futexes) wake waiters through."""
+
+ERESTARTSYS = 512
+
+
+class WaitQueue:
+    """Tasks waiting for one sentry object to change. notify() queues them all
+    to run again; each re-runs its syscall from the start and either succeeds
+    or waits again (so a spurious wake-up is harmless)."""
+
+    __slots__ = ("waiters",)
+
+    def __init__(self):
+        self.waiters = []
+
+    def notify(self) -> None:
+        if self.waiters:
+            for task in list(self.waiters):
+                task.kernel.wake(task)
 
 
 class Wait(Exception):
-    """Park the task until `fd` (a host fd) is ready for `events` (selectors
-    EVENT_READ/EVENT_WRITE) or until `deadline` (time.monotonic seconds).
-    When the fd is ready the syscall runs again from the start; when the
-    deadline passes the syscall returns `timeout_result` instead."""
+    """Park the task until one of `queues` is notified, `fd` (a host fd) is
+    ready for `events` (selectors EVENT_READ/EVENT_WRITE), or `deadline`
+    (time.monotonic seconds) passes. On a notify or a ready fd the syscall runs
+    again from the start; at the deadline it returns `timeout_result`; when a
+    signal interrupts the wait it returns `interrupt_result` (-ERESTARTSYS:
+    the signal code decides between EINTR and a restart), or whatever
+    `on_interrupt(task)` computes. With `wake_result` set, a notify finishes
+    the syscall with that value instead of running it again (vfork)."""
 
-    __slots__ = ("fd", "events", "deadline", "timeout_result")
+    __slots__ = ("queues", "fd", "events", "deadline", "timeout_result", "interrupt_result",
+                 "on_interrupt", "interruptible", "wake_result")
 
-    def __init__(self, fd=None, events=0, deadline=None, timeout_result=0):
+    def __init__(self, fd=None, events=0, deadline=None, timeout_result=0, queues=(),
+                 interrupt_result=-ERESTARTSYS, on_interrupt=None, interruptible=True, wake_result=None):
+        self.queues = queues
         self.fd = fd
         self.events = events
         self.deadline = deadline
         self.timeout_result = timeout_result
+        self.interrupt_result = interrupt_result
+        self.on_interrupt = on_interrupt
+        self.interruptible = interruptible
+        self.wake_result = wake_result
 
 
 class TaskExit(Exception):

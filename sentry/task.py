@@ -28,8 +28,8 @@ class Task:
     def __init__(self, kernel, tid: int, cpu, mm, fds, exe_path: str, argv, envp):
         self.kernel = kernel
         self.vfs = kernel.vfs
-        self.tid = self.tgid = tid
-        self.ppid = 0
+        self.tid = tid
+        self.proc = None          # its Process (sentry/process.py), set by Kernel.adopt
         self.cpu = cpu
         self.mm = mm
         self.fds = fds
@@ -51,3 +51,27 @@ class Task:
         self.exit_status = None   # (code, signo) once ended
         self.blocked = None       # the Wait it is parked on
         self.pending_stop = None  # the syscall stop to run again when woken
+        self.pending_result = None  # (nr, value): a syscall to finish with value when it runs
+        self.restart_state = None  # what a call that waits keeps until it runs again (progress)
+        self.wait_token = 0       # tells a stale timer from the wait it was set for
+        self.vfork_parent = None  # the Process held until this vfork child execs or exits
+
+    @property
+    def tgid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ppid(self) -> int:
+        return self.proc.ppid
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pgid
+
+    @property
+    def sid(self) -> int:
+        return self.proc.sid
+
+    def sigpending(self) -> bool:
+        """Is a signal waiting that this task should take before it runs on? (hot path)"""
+        return bool(self.pending_signals & ~self.sigmask)

@@ -158,6 +158,9 @@ def _seals(t, f, cmd, arg) -> int:
 
 
 def _pipe_size(f, cmd, arg) -> int:
+    from sentry.vfs.pipe import PipeFile
+    if isinstance(f, PipeFile):
+        return f.inode.capacity if cmd == F_GETPIPE_SZ else f.inode.set_size(arg & 0xFFFFFFFF)
     if not isinstance(f, FifoFile):
         raise Errno(E.EBADF)
     if cmd == F_GETPIPE_SZ:

@@ -9,7 +9,9 @@ from sentry.errors import Errno
 from sentry.signals import send
 from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
+from sentry.vfs.pipe import PipeFile
 from syscalls.paths import file_of
+from syscalls.pipes import pipe_write
 from syscalls.registry import PARTIAL, syscall
 
 FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
@@ -71,6 +73,10 @@ PIECE = 16 << 20
 def _read_pieces(t, f, buf, count, offset=None) -> int:
     """read/pread into one buffer: pieces until count, EOF or a fault (a fault after
     some bytes ends the call with what was done, as Linux's copy_to_user)."""
+    if count >= DIRECT_READ:
+        n = _read_direct(t, f, buf, count, offset)
+        if n is not None:
+            return n
     count = min(count, MAX_RW_COUNT)
     done = 0
     while True:
@@ -86,6 +92,37 @@ def _read_pieces(t, f, buf, count, offset=None) -> int:
         done += got
         if got < want or done >= count or not isinstance(f, RegularFile):
             return done
+
+
+# --- large reads straight from a host descriptor into guest memory ---------------------------
+# A host file, or a memory file whose bytes are in a memfd (sentry/vfs/backing.py), is
+# read by the platform itself (ptrace: pread64 injected into the traced process, which
+# holds the fd; unicorn: preadv into the host pages behind guest memory): one host copy,
+# as a native read, and nothing held in the sentry. The file offset stays the sentry's.
+DIRECT_READ = 256 << 10
+
+
+def _read_direct(t, f, buf, count, offset):
+    """read/pread of count bytes at buf done by the platform, or None where it cannot be."""
+    read_backing = getattr(f, "read_backing", None)
+    read_file = getattr(t.mm.space, "read_file", None)
+    pos = f.offset if offset is None else offset
+    src = read_backing(pos) if read_backing is not None and read_file is not None else None
+    if src is None:
+        return None
+    backing, avail = src
+    want = min(count, MAX_RW_COUNT) if avail is None else min(count, MAX_RW_COUNT, avail)
+    if want <= 0:
+        return 0
+    ok = t.mm.writable_prefix(buf, want)  # as copy_to_user: up to the first bad page
+    if ok == 0:
+        raise Errno(E.EFAULT)
+    n = read_file(backing, pos, buf, ok)
+    if n < 0:
+        raise Errno(-n)
+    if offset is None:
+        f.offset = pos + n
+    return n
 
 
 def _write_pieces(t, f, buf, count, offset=None) -> int:
@@ -123,7 +160,10 @@ def _stream_write(t, f, data) -> int:
 
 @syscall("write")
 def write(t, fd, buf, count):
-    return _write_pieces(t, _writable(t, fd), buf, count)
+    f = _writable(t, fd)
+    if f.__class__ is PipeFile:
+        return pipe_write(t, f, t.mm.read(buf, min(count, PIECE, MAX_RW_COUNT)))
+    return _write_pieces(t, f, buf, count)
 
 
 @syscall("pread64")
@@ -167,6 +207,8 @@ def readv(t, fd, iov_addr, iovcnt):
 def writev(t, fd, iov_addr, iovcnt):
     f = _writable(t, fd)
     data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
+    if f.__class__ is PipeFile:
+        return pipe_write(t, f, data) if data else 0
     return _stream_write(t, f, data) if data else 0
 
 

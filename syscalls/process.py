@@ -127,9 +127,10 @@ refuse("rseq", E.ENOSYS, "restartable sequences need preemption notices the sent
 
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
 PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38, 39
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 
 
-@syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig (recorded); other options EINVAL")
+@syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper; other options EINVAL")
 def prctl(t, option, arg2, arg3, arg4, arg5):
     option = s32(option)
     if option == PR_SET_NAME:
@@ -160,6 +161,12 @@ def prctl(t, option, arg2, arg3, arg4, arg5):
         return 0
     if option == PR_GET_NO_NEW_PRIVS:
         return int(t.no_new_privs)
+    if option == PR_SET_CHILD_SUBREAPER:
+        t.proc.subreaper = bool(arg2)
+        return 0
+    if option == PR_GET_CHILD_SUBREAPER:
+        t.mm.write_u32(arg2, int(t.proc.subreaper))
+        return 0
     raise Errno(E.EINVAL)
 
 
@@ -175,3 +182,60 @@ def getgroups(t, size, lst):
         raise Errno(E.EINVAL)
     t.mm.write(lst, b"".join(g.to_bytes(4, "little") for g in groups))
     return len(groups)
+
+
+# --- process groups and sessions --------------------------------------------------------------
+def _proc_of(t, pid: int):
+    pid = s32(pid)
+    if pid < 0:
+        raise Errno(E.EINVAL)
+    if pid == 0:
+        return t.proc
+    proc = t.kernel.procs.get(pid)
+    if proc is None or proc.zombie and not proc.tasks:
+        raise Errno(E.ESRCH)
+    return proc
+
+
+@syscall("getpgid")
+def getpgid(t, pid):
+    return _proc_of(t, pid).pgid
+
+
+@syscall("getpgrp")
+def getpgrp(t):
+    return t.proc.pgid
+
+
+@syscall("getsid")
+def getsid(t, pid):
+    return _proc_of(t, pid).sid
+
+
+@syscall("setpgid")
+def setpgid(t, pid, pgid):
+    pid, pgid = s32(pid), s32(pgid)
+    if pgid < 0:
+        raise Errno(E.EINVAL)
+    me = t.proc
+    proc = me if pid in (0, me.pid) else t.kernel.procs.get(pid)
+    if proc is None or proc is not me and proc.parent is not me:
+        raise Errno(E.ESRCH)
+    if proc is not me and proc.execed:
+        raise Errno(E.EACCES)  # a child that has exec'd is out of reach
+    if proc.sid != me.sid or proc.pid == proc.sid:
+        raise Errno(E.EPERM)   # other session, or a session leader
+    pgid = pgid or proc.pid
+    if pgid != proc.pid and not any(p.pgid == pgid and p.sid == me.sid for p in t.kernel.procs.values()):
+        raise Errno(E.EPERM)
+    proc.pgid = pgid
+    return 0
+
+
+@syscall("setsid")
+def setsid(t):
+    me = t.proc
+    if any(p.pgid == me.pid for p in t.kernel.procs.values()):
+        raise Errno(E.EPERM)  # already a group leader
+    me.sid = me.pgid = me.pid
+    return me.pid

@@ -21,6 +21,10 @@ class FaultStop(NamedTuple):
     reason: str = ""
 
 
+class PreemptStop(NamedTuple):
+    """The sentry stopped the task (its time slice ended, or a signal is for it)."""
+
+
 class ExitStop(NamedTuple):
     """The host side of the task is gone (killed from outside the sentry)."""
     signo: int

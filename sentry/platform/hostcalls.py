@@ -19,7 +19,10 @@ PTRACE_INTERRUPT = 0x4207
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_EXITKILL = 0x100000
+PTRACE_O_TRACEFORK = 0x02
+PTRACE_EVENT_FORK = 1
 PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_STOP = 128
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -32,6 +35,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 WALL = 0x40000000  # __WALL: wait for threads and for tracees that are not our children
+WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's children and tracees
 
 
 class Regs(ctypes.Structure):
@@ -122,3 +126,10 @@ def process_vm_write(pid: int, addr: int, data) -> bool:
     local = IoVec(buffer_address(data), size)
     remote = IoVec(addr, size)
     return _process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == size
+
+
+def signalfd_of(signo: int) -> int:
+    """A non-blocking, close-on-exec signalfd for one (blocked) signal."""
+    mask = (ctypes.c_uint64 * 16)()
+    mask[0] = 1 << (signo - 1)
+    return _check(_libc.signalfd(-1, ctypes.byref(mask), os.O_NONBLOCK | os.O_CLOEXEC))

@@ -10,15 +10,24 @@ import ctypes
 import errno
 import os
 import signal
+import struct
+import weakref
+
+import _socket  # the C module: the socket package's import costs start-up time
 
 from sentry.errors import Errno, SentryError
-from sentry.platform import ExitStop, FaultStop, SyscallStop
+from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.platform import hostcalls as hc
 from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, STUB_SIZE,
                                   STUB_SYSCALL, STUB_TRAP, seccomp_filter, stub_elf)
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
-INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP)
+NR_RT_SIGACTION, NR_CLONE = 13, 56
+NR_CLOSE, NR_PREAD64, NR_RECVMSG = 3, 17, 47
+INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE,
+            NR_CLOSE, NR_PREAD64, NR_RECVMSG)  # the last three: host fds passed in (HostProcess.map_file)
+MAP_SHARED = 0x01
+MSG_DONTWAIT, MSG_CMSG_CLOEXEC, MSG_CTRUNC = 0x40, 0x40000000, 0x08
 MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x10, 0x20, 0x4000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 
@@ -28,6 +37,7 @@ SYSCALL_STOP = (((signal.SIGTRAP | 0x80) << 8) | 0x7F)   # raw wait status of a 
 FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 
 _ptrace = hc.raw_ptrace
+_WAIT_ANY = hc.WALL | hc.WNOTHREAD  # any tracee of this thread, never another thread's children
 BULK = 64 << 10  # from this size on, guest writes go by process_vm_writev
 
 
@@ -38,15 +48,87 @@ class PtracePlatform:
 
     def __init__(self):
         self.cpu_set = None
+        self.cpus: dict[int, "PtraceCpu"] = {}  # host tid -> its CPU, for the stops waitpid reports
+        self.running = 0                         # how many tracees run (resumed, no stop seen yet)
+        self._events = None                      # signalfd of SIGCHLD: a tracee stopped
+        self._old_mask = None
 
     def new_process(self):
         """A fresh host process, stopped, its address space empty but for the stub."""
         if PtracePlatform._stub_fd is None:
             PtracePlatform._stub_fd = hc.memfd_with("sentry-stub", stub_elf())
-        pid = _spawn_stub(PtracePlatform._stub_fd)
+        # A datagram socket pair: host fds (of files the guest maps shared or reads in
+        # bulk) travel by SCM_RIGHTS from ours to the stub's end (HostProcess._guest_fd).
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        try:
+            pid = _spawn_stub(PtracePlatform._stub_fd, theirs.fileno())
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
         self._share_cpu(pid)
-        proc = HostProcess(pid)
+        proc = HostProcess(pid, self)
+        proc.attach_socket(ours, theirs)
         return proc, proc.cpu
+
+    def fork_process(self, space: "HostProcess", cpu: "PtraceCpu", areas):
+        """The forked copy of a process stopped at a syscall: a real host fork (the host
+        gives the copy-on-write address space; shared mappings stay shared), its CPU
+        set to return 0 from that syscall."""
+        child = space.fork(cpu)
+        return child, child.cpu
+
+    def exec_process(self, space: "HostProcess", cpu: "PtraceCpu"):
+        """An empty address space for execve: the same host process, emptied."""
+        space.clear()
+        return space, cpu
+
+    # --- the loop's view: which tracee stopped --------------------------------------------
+    def next_stop(self, block: bool):
+        """(cpu, stop) of a tracee that stopped, or None (none stopped, or none runs)."""
+        if not self.running:
+            return None
+        flags = _WAIT_ANY if block else _WAIT_ANY | os.WNOHANG
+        cpus = self.cpus
+        while True:
+            try:
+                pid, status = os.waitpid(-1, flags)
+            except ChildProcessError:
+                return None
+            if pid == 0:
+                return None
+            cpu = cpus.get(pid)
+            if cpu is not None:
+                stop = cpu.decode(status)
+                if stop is not None:
+                    return cpu, stop
+            if not self.running:
+                return None
+
+    def busy(self):
+        return self.running > 0
+
+    def event_fd(self):
+        """A fd readable when a tracee stops: a signalfd for SIGCHLD (which the host sends
+        the tracer for every tracee stop), with SIGCHLD blocked in this thread."""
+        if self._events is None:
+            self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            self._events = hc.signalfd_of(signal.SIGCHLD)
+        return self._events
+
+    def drain_events(self) -> None:
+        try:
+            while os.read(self._events, 128 * 16):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close_events(self) -> None:
+        if self._events is not None:
+            os.close(self._events)
+            self._events = None
+            if signal.SIGCHLD not in self._old_mask:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
     def _share_cpu(self, pid: int) -> None:
         """Run the tracee on the CPU of the sentry's thread. Each stop is a hand-off
@@ -60,13 +142,14 @@ class PtracePlatform:
         os.sched_setaffinity(pid, self.cpu_set)
 
 
-def _spawn_stub(stub_fd: int) -> int:
+def _spawn_stub(stub_fd: int, sock_fd: int = -1) -> int:
     """Start the stub in fresh namespaces, seize it before it execs, return its host pid.
 
     sentry ─fork→ keeper (unshares the namespaces, waits for the stub, dies with
     the sentry) ─fork→ stub: pid 1 of the new pid namespace, no_new_privs, no host
-    file descriptors, its own session; it dies with the keeper, and with the
-    sentry through PTRACE_O_EXITKILL.
+    file descriptors but sock_fd (the end of the socket that passes it files the
+    sentry maps into it: HostProcess.map_file), its own session; it dies with the
+    keeper, and with the sentry through PTRACE_O_EXITKILL.
     """
     go_r, go_w = os.pipe()
     rep_r, rep_w = os.pipe()
@@ -80,7 +163,7 @@ def _spawn_stub(stub_fd: int) -> int:
             hc.unshare(NAMESPACES)
             stub = os.fork()
             if stub == 0:
-                _become_stub(go_r, stub_fd)
+                _become_stub(go_r, stub_fd, sock_fd)
             os.write(rep_w, b"%d" % stub)
             os.closerange(0, 65536)
             while True:
@@ -109,7 +192,7 @@ def _spawn_stub(stub_fd: int) -> int:
     pid = int(reply)
     try:
         hc.ptrace(hc.PTRACE_SEIZE, pid, 0, hc.PTRACE_O_TRACESYSGOOD | hc.PTRACE_O_TRACEEXEC
-                  | hc.PTRACE_O_EXITKILL)
+                  | hc.PTRACE_O_EXITKILL | hc.PTRACE_O_TRACEFORK)
     except OSError as e:
         os.close(go_w)
         os.kill(pid, signal.SIGKILL)
@@ -128,18 +211,20 @@ def _spawn_stub(stub_fd: int) -> int:
 _spawn_stub.keepers = {}
 
 
-def _become_stub(go_r: int, stub_fd: int) -> None:
+def _become_stub(go_r: int, stub_fd: int, sock_fd: int = -1) -> None:
     """In the stub's process: shed everything of the host, wait to be seized, exec."""
     try:
         hc.prctl(hc.PR_SET_PDEATHSIG, signal.SIGKILL)
         hc.prctl(hc.PR_SET_NO_NEW_PRIVS, 1)
         os.setsid()
         for fd in os.listdir("/proc/self/fd"):
-            if int(fd) not in (go_r, stub_fd):
+            if int(fd) not in (go_r, stub_fd, sock_fd):
                 try:
                     os.close(int(fd))
                 except OSError:
                     pass
+        if sock_fd >= 0:
+            os.set_inheritable(sock_fd, True)  # kept across the exec, at the same number
         if os.read(go_r, 1) == b"x":
             os.execve(stub_fd, ["sentry-stub"], {})
     finally:
@@ -149,13 +234,66 @@ def _become_stub(go_r: int, stub_fd: int) -> None:
 class HostProcess:
     """One traced host process: the guest's address space, and its CPU."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, platform: PtracePlatform, reserved=None):
         self.pid = pid
+        # Host fds passed into the process (see map_file): the socket they travel by,
+        # id(Backing) -> (weak reference, fd number in the process), numbers to close.
+        self._sock = self._sock_peer = None
+        self._guest_sock = -1
+        self._passed = {}
+        self._closing = []
+        self.platform = platform
         self.cpu = PtraceCpu(self, pid)
+        platform.cpus[pid] = self.cpu
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self.forked_pid = None   # the host pid of the last child an injected clone made
+        if reserved is not None:  # a fork: the stub, its filter and its dispositions are inherited
+            self.reserved = list(reserved)
+            return
         self.reserved = [(STUB_BASE, STUB_BASE + STUB_SIZE)]  # ranges the guest may not map
         self._clear_host_mappings()
+        self._ignore_children()
         self._install_seccomp()
+
+    def _ignore_children(self):
+        """SIGCHLD ignored in the host process: a host child (a forked guest process) that
+        ends is then released as soon as the sentry, its tracer, has seen it end, and
+        never lingers as a host zombie of its host parent."""
+        os.pwrite(self.mem, (1).to_bytes(8, "little") + bytes(24), SCRATCH)  # SIG_IGN, no flags
+        ret = self.inject(NR_RT_SIGACTION, signal.SIGCHLD, SCRATCH, 0, 8)
+        if ret != 0:
+            raise SentryError(f"cannot set up the sandbox process: rt_sigaction: {os.strerror(-ret)}")
+
+    def fork(self, cpu: "PtraceCpu") -> "HostProcess":
+        """Inject a fork (clone with SIGCHLD) into the process, stopped at a guest syscall;
+        the child, traced from birth, gets the guest's registers with 0 as the result."""
+        regs = hc.Regs()
+        _check(_ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs)))
+        self.forked_pid = None
+        ret = self.inject(NR_CLONE, signal.SIGCHLD, 0, 0, 0, 0)
+        child_pid = self.forked_pid
+        if ret < 0 or child_pid is None:
+            raise Errno(-ret if ret < 0 else errno.EAGAIN)
+        while True:  # its first stop (PTRACE_EVENT_STOP): from then on it is ours to drive
+            _, status = os.waitpid(child_pid, hc.WALL)
+            if not os.WIFSTOPPED(status):
+                raise Errno(errno.EAGAIN)
+            if status >> 16 == hc.PTRACE_EVENT_STOP:
+                break
+            hc.ptrace(hc.PTRACE_CONT, child_pid, 0, 0)
+        child = HostProcess(child_pid, self.platform, self.reserved)
+        child.inherit_fds(self)  # the host clone has the passed fds at the same numbers
+        regs.rax, regs.orig_rax = 0, 0xFFFFFFFFFFFFFFFF
+        _check(_ptrace(hc.PTRACE_SETREGS, child_pid, 0, ctypes.addressof(regs)))
+        return child
+
+    def clear(self) -> None:
+        """Unmap everything the guest had (execve): all but the stub and what is reserved."""
+        lo = 0x10000
+        for start, end in sorted(self.reserved) + [(1 << 47, 1 << 47)]:
+            if start > lo:
+                self.inject(NR_MUNMAP, lo, start - lo)
+            lo = max(lo, end)
 
     # --- building the address space -------------------------------------------------
     def _clear_host_mappings(self):
@@ -241,6 +379,10 @@ class HostProcess:
             hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs))
             if os.WSTOPSIG(status) == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
+            if status >> 16 == hc.PTRACE_EVENT_FORK:
+                msg = ctypes.c_ulong()
+                hc.ptrace(hc.PTRACE_GETEVENTMSG, cpu.tid, 0, ctypes.addressof(msg))
+                self.forked_pid = msg.value
             # Anything else (a group stop, a stray host signal) is swallowed: resume the injection.
             hc.ptrace(hc.PTRACE_CONT, cpu.tid, 0, 0)
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
@@ -248,9 +390,93 @@ class HostProcess:
         ret = regs.rax
         return ret - (1 << 64) if ret >= 1 << 63 else ret
 
+    # --- host fds passed in: shared file mappings, reads straight into guest memory -------
+    # The traced process holds host fds the sentry passes it (a host file open as the
+    # guest opened it, a memory file's memfd), so that injected mmap and pread64 can use
+    # them. Guest code can never use them itself: PTRACE_SYSEMU stops every syscall
+    # instruction it runs before the host kernel sees it, and the seccomp filter admits
+    # only the stub's own syscall instruction, which runs only for the sentry's
+    # injections. A file of a read-only mount is passed O_RDONLY: the host kernel refuses
+    # a writable shared mapping of it whatever the sentry asked.
+    def attach_socket(self, sock, peer) -> None:
+        """sock: the sentry's end of the socket pair; peer: the process's end (kept open in
+        the sentry too, at the fd number it has in the process, to drain a failed pass)."""
+        self._sock, self._sock_peer, self._guest_sock = sock, peer, peer.fileno()
+
+    def inherit_fds(self, parent: "HostProcess") -> None:
+        """A fork's child (a host clone) has the parent's socket end and passed fds at the
+        same numbers."""
+        self._sock, self._sock_peer, self._guest_sock = parent._sock, parent._sock_peer, parent._guest_sock
+        for key, (ref, fd) in parent._passed.items():
+            b = ref()
+            if b is not None and b.fd is not None:
+                self._passed[key] = (weakref.ref(b), fd)
+                b.hold(self)
+
+    def forget(self, backing) -> None:
+        """backing's host fd closed in the sentry: close the process's copy at the next chance."""
+        entry = self._passed.pop(id(backing), None)
+        if entry is not None:
+            self._closing.append(entry[1])
+
+    def _guest_fd(self, backing) -> int:
+        """The fd number in the process of backing's host fd, passed in now if it is not yet."""
+        while self._closing:
+            self.inject(NR_CLOSE, self._closing.pop())
+        entry = self._passed.get(id(backing))
+        if entry is not None and entry[0]() is backing:
+            return entry[1]
+        if self._sock is None or backing.fd is None:
+            raise Errno(errno.ENODEV)
+        self._sock.sendmsg([b"F"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", backing.fd))])
+        # recvmsg into the scratch page: msghdr at +0, its iovec at +64, the control
+        # buffer (one SCM_RIGHTS int: CMSG_SPACE(4) = 24 bytes) at +128, the byte at +256.
+        msghdr = struct.pack("<QI4xQQQQi4x", 0, 0, SCRATCH + 64, 1, SCRATCH + 128, 24, 0)
+        layout = msghdr.ljust(64, b"\0") + struct.pack("<QQ", SCRATCH + 256, 1)
+        os.pwrite(self.mem, layout.ljust(128, b"\0") + bytes(24), SCRATCH)
+        ret = self.inject(NR_RECVMSG, self._guest_sock, SCRATCH, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)
+        raw = os.pread(self.mem, 128 + 24, SCRATCH)
+        flags = struct.unpack_from("<i", raw, 48)[0]
+        length, level, kind, fd = struct.unpack_from("<QiiI", raw, 128)
+        if ret != 1 or flags & MSG_CTRUNC or (length, level, kind) != (20, _socket.SOL_SOCKET, _socket.SCM_RIGHTS):
+            self._drain()
+            raise Errno(errno.ENOMEM if ret >= 0 else -ret)
+        self._passed[id(backing)] = (weakref.ref(backing), fd)
+        backing.hold(self)
+        return fd
+
+    def _drain(self) -> None:
+        """Throw away what a failed pass left queued for the process."""
+        self._sock_peer.setblocking(False)
+        try:
+            while True:
+                _, cmsgs, _, _ = self._sock_peer.recvmsg(16, _socket.CMSG_SPACE(64))
+                for level, kind, data in cmsgs:
+                    if (level, kind) == (_socket.SOL_SOCKET, _socket.SCM_RIGHTS):
+                        for (fd,) in struct.iter_unpack("i", data[:len(data) - len(data) % 4]):
+                            os.close(fd)
+        except OSError:
+            pass
+
+    def map_file(self, start: int, length: int, prot: int, backing, offset: int) -> None:
+        """backing's pages from offset at exactly [start, start+length), shared with every
+        other mapping of them (a host MAP_SHARED mapping: a host fork keeps it shared)."""
+        fd = self._guest_fd(backing)
+        ret = self.inject(NR_MMAP, start, length, prot, MAP_SHARED | MAP_FIXED, fd, offset)
+        if ret != start:
+            raise Errno(-ret if ret < 0 else errno.ENOMEM)
+
+    def read_file(self, backing, offset: int, addr: int, size: int) -> int:
+        """pread64 from backing straight into guest memory at addr (writable: the
+        MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno."""
+        return self.inject(NR_PREAD64, self._guest_fd(backing), addr, size, offset)
+
     def close(self) -> None:
         """Kill the host process and reap it and its keeper."""
+        self._passed.clear()
+        self._closing.clear()
         self.cpu.kill()
+        self.platform.cpus.pop(self.pid, None)
         if self.mem is not None:
             os.close(self.mem)
             self.mem = None
@@ -261,7 +487,11 @@ class PtraceCpu:
 
     def __init__(self, proc: HostProcess, tid: int):
         self.proc = proc
+        self.platform = proc.platform
         self.tid = tid
+        self.task = None       # the sentry Task it runs (set by the kernel)
+        self.running = False
+        self.stop_requested = False
         self.regs = hc.Regs()
         self._regs_addr = ctypes.addressof(self.regs)
         self.gone = None  # wait status once the host thread has ended
@@ -275,27 +505,46 @@ class PtraceCpu:
         r.rip, r.rsp, r.orig_rax = pc, sp, 0xFFFFFFFFFFFFFFFF
         _check(_ptrace(hc.PTRACE_SETREGS, self.tid, 0, self._regs_addr))
 
-    def run(self):
-        """Resume until the next stop the sentry must answer."""
-        tid, regs_addr = self.tid, self._regs_addr
-        _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
-        while True:
-            _, status = os.waitpid(tid, hc.WALL)
-            if status == SYSCALL_STOP:
-                _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
-                r = self.regs
-                return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
-            if not os.WIFSTOPPED(status):
-                self.gone = status
-                return ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
-            sig = os.WSTOPSIG(status)
-            if sig in FAULT_SIGNALS and status >> 16 == 0:
-                _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
-                info = (ctypes.c_uint64 * 16)()
-                _ptrace(hc.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
-                return FaultStop(sig, info[2], self.regs.rip)
-            # Group stops and stray host signals are not the guest's business.
-            _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
+    def resume(self) -> None:
+        """Let the guest run on to its next stop (which the platform's next_stop reports)."""
+        _ptrace(hc.PTRACE_SYSEMU, self.tid, 0, 0)
+        if not self.running:
+            self.running = True
+            self.platform.running += 1
+
+    def request_stop(self) -> None:
+        """Stop the running guest soon: a PreemptStop comes back (PTRACE_INTERRUPT)."""
+        if self.running and not self.stop_requested:
+            self.stop_requested = True
+            _ptrace(hc.PTRACE_INTERRUPT, self.tid, 0, 0)
+
+    def decode(self, status: int):
+        """The stop a wait status means, or None when it is not the guest's business
+        (then the guest is resumed already)."""
+        if self.running:
+            self.running = False
+            self.platform.running -= 1
+        tid = self.tid
+        if status == SYSCALL_STOP:
+            _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
+            r = self.regs
+            return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
+        if not os.WIFSTOPPED(status):
+            self.gone = status
+            return ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        if event == hc.PTRACE_EVENT_STOP and self.stop_requested:
+            self.stop_requested = False
+            return PreemptStop()
+        if sig in FAULT_SIGNALS and event == 0:
+            _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
+            info = (ctypes.c_uint64 * 16)()
+            _ptrace(hc.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
+            return FaultStop(sig, info[2], self.regs.rip)
+        # Group stops, stale interrupts and stray host signals are not the guest's business.
+        self.resume()
+        return None
 
     def set_result(self, value: int) -> None:
         _ptrace(hc.PTRACE_POKEUSER, self.tid, hc.RAX_OFFSET, value & 0xFFFFFFFFFFFFFFFF)
@@ -307,6 +556,10 @@ class PtraceCpu:
         _check(_ptrace(hc.PTRACE_GETREGS, self.tid, 0, self._regs_addr))
         return self.regs.fs_base
 
+    def set_sp(self, value: int) -> None:
+        """The stack pointer (a clone child's new stack)."""
+        _check(_ptrace(hc.PTRACE_POKEUSER, self.tid, hc.Regs.rsp.offset, value & 0xFFFFFFFFFFFFFFFF))
+
     def set_gs(self, value: int) -> None:
         """The second segment base (arch_prctl ARCH_SET_GS)."""
         _check(_ptrace(hc.PTRACE_POKEUSER, self.tid, hc.Regs.gs_base.offset, value))
@@ -317,6 +570,56 @@ class PtraceCpu:
 
     def pc(self) -> int:
         return self.regs.rip
+
+    # --- the whole user state (signal frames) --------------------------------------------
+    _GETFPREGS, _SETFPREGS, _GETREGSET, _SETREGSET, _NT_X86_XSTATE = 14, 15, 0x4204, 0x4205, 0x202
+    _xstate_ok = True  # False once the host refused NT_X86_XSTATE (no XSAVE): FXSAVE only
+
+    def get_context(self):
+        """Every user register: GPRs, rip, eflags, fs/gs base, and the FP/SIMD state
+        (the host's whole XSAVE area where it has one, else the FXSAVE image)."""
+        from sentry.platform.context import X86_GPRS, X86Context
+        regs = hc.Regs()
+        _check(_ptrace(hc.PTRACE_GETREGS, self.tid, 0, ctypes.addressof(regs)))
+        ctx = X86Context.__new__(X86Context)
+        for name in X86_GPRS:
+            setattr(ctx, name, getattr(regs, name))
+        ctx.fs_base, ctx.gs_base = regs.fs_base, regs.gs_base
+        ctx.xfeatures = 0
+        if PtraceCpu._xstate_ok:
+            buf = ctypes.create_string_buffer(1 << 14)
+            iov = hc.IoVec(ctypes.addressof(buf), len(buf))
+            if _ptrace(self._GETREGSET, self.tid, self._NT_X86_XSTATE, ctypes.addressof(iov)) == 0 \
+                    and iov.len > 512 + 64:
+                ctx.fpu = buf.raw[:iov.len]
+                ctx.xfeatures = int.from_bytes(ctx.fpu[464:472], "little")  # XCR0, as ptrace puts it
+                return ctx
+            PtraceCpu._xstate_ok = False
+        fp = ctypes.create_string_buffer(512)
+        _check(_ptrace(self._GETFPREGS, self.tid, 0, ctypes.addressof(fp)))
+        ctx.fpu = fp.raw
+        return ctx
+
+    def set_context(self, ctx) -> None:
+        """Load every user register from ctx (cs/ss and the other selectors stay)."""
+        from sentry.platform.context import X86_GPRS
+        regs = hc.Regs()
+        _check(_ptrace(hc.PTRACE_GETREGS, self.tid, 0, ctypes.addressof(regs)))
+        for name in X86_GPRS:
+            setattr(regs, name, getattr(ctx, name) & 0xFFFFFFFFFFFFFFFF)
+        regs.fs_base, regs.gs_base = ctx.fs_base, ctx.gs_base
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # no host syscall-restart logic on resume
+        _check(_ptrace(hc.PTRACE_SETREGS, self.tid, 0, ctypes.addressof(regs)))
+        ctypes.memmove(self._regs_addr, ctypes.addressof(regs), ctypes.sizeof(regs))
+        fpu = ctx.fpu
+        if len(fpu) > 512:
+            buf = ctypes.create_string_buffer(bytes(fpu), len(fpu))
+            iov = hc.IoVec(ctypes.addressof(buf), len(fpu))
+            if _ptrace(self._SETREGSET, self.tid, self._NT_X86_XSTATE, ctypes.addressof(iov)) == 0:
+                return
+            fpu = fpu[:512]  # refused (a header the guest spoiled): the legacy part at least
+        buf = ctypes.create_string_buffer(bytes(fpu[:512]), 512)
+        _check(_ptrace(self._SETFPREGS, self.tid, 0, ctypes.addressof(buf)))
 
     def cpu_time_ns(self) -> int:
         """CPU time the host thread has used (schedstat's first field, in ns)."""
@@ -335,6 +638,9 @@ class PtraceCpu:
                 pass
 
     def kill(self) -> None:
+        if self.running:
+            self.running = False
+            self.platform.running -= 1
         if self.gone is None:
             try:
                 os.kill(self.tid, signal.SIGKILL)

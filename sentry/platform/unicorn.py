@@ -22,8 +22,10 @@ every map and unmap pays for, low.
 """
 import bisect
 import ctypes
+from collections import deque
 import errno
 import mmap
+import os
 import signal
 import struct
 import sys
@@ -35,7 +37,7 @@ import unicorn.x86_const as X86
 from unicorn.unicorn_py3.unicorn import uclib as _lib
 
 from sentry.errors import Errno, SentryError
-from sentry.platform import ExitStop, FaultStop, SyscallStop
+from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 
 PAGE = 0x1000
 MASK64 = (1 << 64) - 1
@@ -116,18 +118,75 @@ def _check(err: int, what: str) -> None:
         raise SentryError(f"unicorn: {what}: {_lib.uc_strerror(err).decode()}")
 
 
+SLICE_US = 10_000  # how long one task runs while others are ready or a timer is due
+
+
 class UnicornPlatform:
+    """Tasks take turns on the emulator: the loop runs one ready CPU at a time,
+    for a time slice when anything else needs the loop."""
     name = "unicorn"
 
     def __init__(self, arch: str):
         if arch not in _ARCHS:
             raise SentryError(f"the unicorn platform runs x86_64 and aarch64 programs, not {arch}", 126)
         self.arch = arch
+        self.ready = deque()  # CPUs resumed and waiting for their turn
 
     def new_process(self):
         """A fresh empty address space (one Uc) and its one CPU."""
         space = UnicornSpace(self.arch)
+        space.cpu.platform = self
         return space, space.cpu
+
+    def fork_process(self, space: "UnicornSpace", cpu: "UnicornCpu", areas):
+        """A copy of the process for fork: every area's bytes and the CPU's whole state
+        (the child's result register is then set to 0 by the caller)."""
+        child, child_cpu = self.new_process()
+        try:
+            for start, end, prot in areas:
+                child.map(start, end - start, prot)
+                child.copy_from(space, start, end)
+            ctx = ctypes.c_void_p()
+            _check(_lib.uc_context_alloc(space._uch, ctypes.byref(ctx)), "cannot copy a CPU")
+            try:
+                _check(_lib.uc_context_save(space._uch, ctx), "cannot copy a CPU")
+                _check(_lib.uc_context_restore(child._uch, ctx), "cannot copy a CPU")
+            finally:
+                _lib.uc_context_free(ctx)
+            child_cpu._pc = cpu._pc
+            child_cpu.set_result(0)
+        except BaseException:
+            child.close()
+            raise
+        return child, child_cpu
+
+    def exec_process(self, space: "UnicornSpace", cpu: "UnicornCpu"):
+        """A fresh address space and CPU for execve (the old ones are closed)."""
+        space.close()
+        return self.new_process()
+
+    # --- the loop's view ------------------------------------------------------------------------
+    def next_stop(self, block: bool):
+        """Run the next ready CPU to its next stop: to the end when nothing else needs
+        the loop (block), else for one time slice."""
+        ready = self.ready
+        if not ready:
+            return None
+        cpu = ready.popleft()
+        cpu.queued = False
+        return cpu, cpu.run(0 if block and not ready else SLICE_US)
+
+    def busy(self):
+        return "now" if self.ready else False
+
+    def event_fd(self):
+        return None
+
+    def drain_events(self) -> None:
+        pass
+
+    def close_events(self) -> None:
+        pass
 
 
 # --- host memory ------------------------------------------------------------------------------
@@ -171,6 +230,12 @@ class _HostMemory:
 
     def free(self, addr: int, size: int) -> None:
         self._munmap(addr, size)
+
+    def map_fd(self, addr: int, size: int, writable: bool, fd: int, offset: int) -> None:
+        """A host file's pages from offset at [addr, addr+size) (inside a window), shared."""
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        if self._mmap(addr, size, prot, mmap.MAP_SHARED | 0x10, fd, offset) != addr:  # MAP_FIXED
+            raise Errno(ctypes.get_errno() or errno.ENOMEM)
 
     def fresh(self, addr: int, size: int, commit: bool) -> None:
         """Replace [addr, addr+size) (inside a window) with zero pages, accessible if commit,
@@ -248,6 +313,11 @@ class UnicornSpace:
         self._starts = []   # region starts, sorted (for bisect)
         self._regions = []  # [start, end, uc perms], same order
         self._windows = {}  # guest window number -> [host base, bytes mapped in it]
+        # Shared mappings (sentry/vfs/backing.py): [start, end, backing, offset, file end], sorted.
+        # Their host pages are the backing's own (mapped MAP_SHARED over the window), up to
+        # `file end` (a host file's last page; past it, anonymous zero pages stand in for
+        # Linux's SIGBUS). A fork must map these again from the same backings, not copy them.
+        self.shared = []
         self.cpu = UnicornCpu(self, arch)
 
     # --- host backing -------------------------------------------------------------------------
@@ -289,6 +359,8 @@ class UnicornSpace:
 
     def _unmap(self, start: int, end: int) -> None:
         """Unmap whatever is mapped in [start, end) and give its host pages back."""
+        if self.shared:
+            self._unshare(start, end)
         starts, regions = self._starts, self._regions
         i = bisect.bisect_right(starts, start) - 1
         if i < 0 or regions[i][1] <= start:
@@ -356,8 +428,94 @@ class UnicornSpace:
                 return
 
     # --- the interface ------------------------------------------------------------------------
-    def map(self, start: int, length: int, prot: int) -> None:
-        """Anonymous zeroed pages at exactly [start, start+length), replacing what was there."""
+    def map_file(self, start: int, length: int, prot: int, backing, offset: int) -> None:
+        """backing's pages from offset at exactly [start, start+length), replacing what was
+        there: its host fd is mapped MAP_SHARED over the window's host range, so unicorn,
+        the sentry and every other mapping see the same pages."""
+        if offset & (PAGE - 1):
+            raise Errno(errno.EINVAL)
+        if not self._host.small_pages:  # host pages larger than the guest's cannot follow a file
+            raise Errno(errno.ENODEV)
+        self.map(start, length, prot, (backing, offset))
+
+    def _share(self, start: int, end: int, backing, offset: int) -> None:
+        """Put backing's pages behind the committed (not yet handed over) [start, end)."""
+        file_end = end
+        if not backing.memory:  # past a host file's end: anonymous pages, never a SIGBUS
+            size = -(-max(0, backing.size() - offset) // PAGE) * PAGE
+            file_end = min(end, start + size)
+            from sentry.vfs.backing import watch_shrinks
+            watch_shrinks(self)
+        try:
+            for lo, hi in _chunks(start, file_end):
+                self._host.map_fd(self._host_of(lo), hi - lo, backing.writable, backing.fd, offset + lo - start)
+        except Errno:
+            self._decommit(start, end)
+            raise
+        i = bisect.bisect_left([r[0] for r in self.shared], start)
+        self.shared.insert(i, [start, end, backing, offset, file_end])
+
+    def _unshare(self, start: int, end: int) -> None:
+        """Drop [start, end) from the record of shared mappings (splitting records)."""
+        keep = []
+        for r in self.shared:
+            lo, hi, backing, offset, file_end = r
+            if hi <= start or lo >= end:
+                keep.append(r)
+                continue
+            if lo < start:
+                keep.append([lo, start, backing, offset, min(file_end, start)])
+            if hi > end:
+                keep.append([end, hi, backing, offset + (end - lo), max(file_end, end)])
+        self.shared = keep
+
+    def shared_in(self, start: int, end: int) -> list:
+        """(start, end, backing, offset) of the shared mappings in [start, end), cut to it:
+        what a fork maps again (map_file) instead of copying."""
+        return [(max(lo, start), min(hi, end), b, off + max(0, start - lo))
+                for lo, hi, b, off, _ in self.shared if lo < end and start < hi]
+
+    def file_shrunk(self, key, size: int) -> None:
+        """A host file got shorter: the pages of its mappings past the new end become
+        anonymous zero pages before anything (guest or sentry) can touch them."""
+        end_page = -(-size // PAGE) * PAGE
+        for r in self.shared:
+            lo, hi, backing, offset, file_end = r
+            if backing.memory or backing.key != key:
+                continue
+            cut = max(lo, lo + end_page - offset)
+            if cut < file_end:
+                for a, b in _chunks(cut, file_end):
+                    self._host.fresh(self._host_of(a), b - a, True)
+                self._drop_code(cut, file_end)
+                r[4] = cut
+
+    def read_file(self, backing, offset: int, addr: int, size: int) -> int:
+        """pread from backing straight into the host pages behind guest [addr, addr+size)
+        (writable: the MemoryManager checked): one copy. Bytes read, or -errno."""
+        done = 0
+        for lo, hi in _chunks(addr, addr + size):
+            buf = (ctypes.c_char * (hi - lo)).from_address(self._host_of(lo))
+            try:
+                n = os.preadv(backing.fd, [buf], offset + done)
+            except OSError as e:
+                if done:
+                    break
+                return -(e.errno or errno.EIO)
+            done += n
+            if n < hi - lo:
+                break
+        i = bisect.bisect_right(self._starts, addr) - 1
+        while done and i < len(self._regions) and self._regions[i][0] < addr + done:
+            if i >= 0 and self._regions[i][2] & UC.UC_PROT_EXEC:
+                self._drop_code(addr, addr + done)  # bytes of translated code may have changed
+                break
+            i += 1
+        return done
+
+    def map(self, start: int, length: int, prot: int, _shared=None) -> None:
+        """Anonymous zeroed pages at exactly [start, start+length), replacing what was there
+        (or, from map_file, _shared = (backing, offset): that file's pages)."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
         if length <= 0:
@@ -368,6 +526,8 @@ class UnicornSpace:
         perms = _UC_PROT[prot & 7]
         self._unmap(start, end)
         self._commit(start, end)
+        if _shared is not None:
+            self._share(start, end, *_shared)
         lo, hi = start, end
         if start >> _WINDOW_SHIFT == (end - 1) >> _WINDOW_SHIFT:
             # Join the neighbours now (one unicorn map) rather than map and merge after (three).
@@ -472,13 +632,17 @@ class UnicornSpace:
         """Store data, whatever the protections. Unicorn does not drop code it has translated
         from pages written this way (guest stores are tracked, uc_mem_write is not), so a
         write into an executable page also drops the translations of those bytes."""
-        if data.__class__ is not bytes:
-            data = bytes(data)
-        if not data:
+        n = len(data)
+        if not n:
             return
-        if _lib.uc_mem_write(self._uch, addr, data, len(data)):
+        if data.__class__ is not bytes:
+            try:  # a writable buffer (a memory file's bytes): stored from where it lies, no copy
+                data = (ctypes.c_char * n).from_buffer(data)
+            except TypeError:
+                data = bytes(data)
+        if _lib.uc_mem_write(self._uch, addr, data, n):
             raise Errno(errno.EFAULT)
-        end = addr + len(data)
+        end = addr + n
         regions = self._regions
         i = bisect.bisect_right(self._starts, addr) - 1
         while i < len(regions) and regions[i][0] < end:
@@ -489,6 +653,13 @@ class UnicornSpace:
 
     def _drop_code(self, start: int, end: int) -> None:
         _lib.uc_ctl(self._uch, _CTL_REMOVE_CACHE, ctypes.c_uint64(start), ctypes.c_uint64(end))
+
+    def copy_from(self, other: "UnicornSpace", start: int, end: int) -> None:
+        """Copy [start, end) of another space's memory into the same range of this one
+        (both mapped), host memory to host memory."""
+        for lo, hi in _chunks(start, end):
+            ctypes.memmove(self._host_of(lo), other._host_of(lo), hi - lo)
+        self._drop_code(start, end)
 
     def regions(self) -> list:
         """(start, end, PROT_* bits) of unicorn's regions, for tests and debugging."""
@@ -505,6 +676,7 @@ class UnicornSpace:
         for base, _ in self._windows.values():
             self._host.free(base, _WINDOW)
         self._windows.clear()
+        self.shared = []
         self._regions.clear()
         self._starts.clear()
 
@@ -523,6 +695,9 @@ class UnicornCpu:
         self.space = space
         self.arch = arch
         self._uch = space._uch
+        self.platform = None
+        self.task = None       # the sentry Task it runs (set by the kernel)
+        self.queued = False
         self._why = _NOTHING
         self._info = None       # what the fault hooks recorded
         self._killed = False
@@ -617,6 +792,10 @@ class UnicornCpu:
     def get_tls(self) -> int:
         return self._reg_read(self._tls_reg)
 
+    def set_sp(self, value: int) -> None:
+        """The stack pointer (a clone child's new stack)."""
+        self._reg_write(self._sp_reg, value)
+
     def set_gs(self, value: int) -> None:
         """x86-64's second segment base (arch_prctl ARCH_SET_GS)."""
         self._reg_write(X86.UC_X86_REG_GS_BASE, value)
@@ -633,15 +812,105 @@ class UnicornCpu:
         started = self._slice_start
         return self._run_ns + (_clock() - started if started else 0)
 
+    # --- the whole user state (signal frames) ------------------------------------------------
+    def _reg_bytes(self, reg: int, size: int) -> bytes:
+        buf = ctypes.create_string_buffer(max(size, 16))
+        _check(_lib.uc_reg_read(self._uch, reg, buf), "cannot read a register")
+        return buf.raw[:size]
+
+    def _reg_write_bytes(self, reg: int, data: bytes) -> None:
+        buf = ctypes.create_string_buffer(bytes(data).ljust(16, b"\0"), max(len(data), 16))
+        _check(_lib.uc_reg_write(self._uch, reg, buf), "cannot write a register")
+
+    def get_context(self):
+        """Every user register (see sentry/platform/context.py). x86-64's FP/SIMD state
+        is given as the FXSAVE image the CPU model would store."""
+        from sentry.platform.context import A64Context, X86_GPRS, X86Context
+        if self.arch == "x86_64":
+            ctx = X86Context.__new__(X86Context)
+            for name in X86_GPRS:
+                setattr(ctx, name, self._reg_read(getattr(X86, f"UC_X86_REG_{name.upper()}")))
+            ctx.rip = self._pc
+            ctx.fs_base = self._reg_read(X86.UC_X86_REG_FS_BASE)
+            ctx.gs_base = self._reg_read(X86.UC_X86_REG_GS_BASE)
+            fcw, fsw, tag = (self._reg_read(r) & 0xFFFF for r in (X86.UC_X86_REG_FPCW, X86.UC_X86_REG_FPSW,
+                                                                  X86.UC_X86_REG_FPTAG))
+            top = (fsw >> 11) & 7
+            ftw = sum(1 << i for i in range(8) if (tag >> (2 * i)) & 3 != 3)  # abridged: physical order
+            fx = bytearray(512)
+            struct.pack_into("<HHB", fx, 0, fcw, fsw, ftw)
+            struct.pack_into("<II", fx, 24, self._reg_read(X86.UC_X86_REG_MXCSR) & 0xFFFFFFFF, 0xFFFF)
+            for i in range(8):  # ST(i) in stack order
+                fx[32 + 16 * i:42 + 16 * i] = self._reg_bytes(X86.UC_X86_REG_FP0 + ((top + i) & 7), 10)
+            for i in range(16):
+                fx[160 + 16 * i:176 + 16 * i] = self._reg_bytes(X86.UC_X86_REG_XMM0 + i, 16)
+            ctx.fpu, ctx.xfeatures = bytes(fx), 0
+            return ctx
+        ctx = A64Context.__new__(A64Context)
+        ctx.x = [self._reg_read(A64.UC_ARM64_REG_X29 if i == 29 else A64.UC_ARM64_REG_X30 if i == 30
+                                else A64.UC_ARM64_REG_X0 + i) for i in range(31)]
+        ctx.sp = self._reg_read(A64.UC_ARM64_REG_SP)
+        ctx.pc = self._pc
+        ctx.pstate = self._reg_read(A64.UC_ARM64_REG_NZCV) & 0xF0000000  # EL0t, flags
+        ctx.tpidr = self._reg_read(A64.UC_ARM64_REG_TPIDR_EL0)
+        ctx.v = [int.from_bytes(self._reg_bytes(A64.UC_ARM64_REG_V0 + i, 16), "little") for i in range(32)]
+        ctx.fpsr = self._reg_read(A64.UC_ARM64_REG_FPSR) & 0xFFFFFFFF
+        ctx.fpcr = self._reg_read(A64.UC_ARM64_REG_FPCR) & 0xFFFFFFFF
+        return ctx
+
+    def set_context(self, ctx) -> None:
+        """Load every user register from ctx."""
+        if self.arch == "x86_64":
+            from sentry.platform.context import X86_GPRS
+            for name in X86_GPRS:
+                self._reg_write(getattr(X86, f"UC_X86_REG_{name.upper()}"), getattr(ctx, name))
+            self._reg_write(X86.UC_X86_REG_FS_BASE, ctx.fs_base)
+            self._reg_write(X86.UC_X86_REG_GS_BASE, ctx.gs_base)
+            fx = ctx.fpu
+            fcw, fsw, ftw = struct.unpack_from("<HHB", fx, 0)
+            top = (fsw >> 11) & 7
+            self._reg_write(X86.UC_X86_REG_FPCW, fcw)
+            self._reg_write(X86.UC_X86_REG_FPSW, fsw)
+            self._reg_write(X86.UC_X86_REG_FPTAG, sum(0 if ftw >> i & 1 else 3 << (2 * i) for i in range(8)))
+            self._reg_write(X86.UC_X86_REG_MXCSR, struct.unpack_from("<I", fx, 24)[0])
+            for i in range(8):
+                self._reg_write_bytes(X86.UC_X86_REG_FP0 + ((top + i) & 7), fx[32 + 16 * i:42 + 16 * i])
+            for i in range(16):
+                self._reg_write_bytes(X86.UC_X86_REG_XMM0 + i, fx[160 + 16 * i:176 + 16 * i])
+            self._reg_write(X86.UC_X86_REG_RIP, ctx.rip)
+            self._pc = ctx.rip & MASK64
+            return
+        for i in range(31):
+            self._reg_write(A64.UC_ARM64_REG_X29 if i == 29 else A64.UC_ARM64_REG_X30 if i == 30
+                            else A64.UC_ARM64_REG_X0 + i, ctx.x[i])
+        self._reg_write(A64.UC_ARM64_REG_SP, ctx.sp)
+        self._reg_write(A64.UC_ARM64_REG_NZCV, ctx.pstate & 0xF0000000)
+        self._reg_write(A64.UC_ARM64_REG_TPIDR_EL0, ctx.tpidr)
+        for i in range(32):
+            self._reg_write_bytes(A64.UC_ARM64_REG_V0 + i, (ctx.v[i] & ((1 << 128) - 1)).to_bytes(16, "little"))
+        self._reg_write(A64.UC_ARM64_REG_FPSR, ctx.fpsr)
+        self._reg_write(A64.UC_ARM64_REG_FPCR, ctx.fpcr)
+        self._reg_write(A64.UC_ARM64_REG_PC, ctx.pc)
+        self._pc = ctx.pc & MASK64
+
     # --- running ------------------------------------------------------------------------------
-    def run(self):
-        """Run until the guest makes a syscall or faults."""
+    def resume(self) -> None:
+        """Queue for a turn on the emulator (the platform's next_stop runs it)."""
+        if not self.queued:
+            self.queued = True
+            self.platform.ready.append(self)
+
+    def request_stop(self) -> None:
+        """Only the loop's thread runs guests, and it is not running one now: nothing to stop."""
+
+    def run(self, timeout_us: int = 0):
+        """Run until the guest makes a syscall or faults (or timeout_us passes, if given)."""
         if self._killed:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
         t = self._slice_start = _clock()
-        err = self._emu_start(uch, self._pc, _END, 0, 0)
+        err = self._emu_start(uch, self._pc, _END, timeout_us, 0)
         self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
         self._read_batch(uch, self._ids, self._ptrs, self._n)
@@ -649,7 +918,14 @@ class UnicornCpu:
         self._pc = v[7]
         if self._why == _SYSCALL and not err:
             return SyscallStop(v[0], v[1:7])
+        if timeout_us and self._why == _NOTHING and not err and not self._killed and self._timed_out():
+            return PreemptStop()
         return self._fault(err)
+
+    def _timed_out(self) -> bool:
+        result = ctypes.c_size_t()
+        _lib.uc_query(self._uch, UC.UC_QUERY_TIMEOUT, ctypes.byref(result))
+        return bool(result.value)
 
     def _fault(self, err: int):
         if self._killed:

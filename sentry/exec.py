@@ -1,0 +1,152 @@
+"""execve: from a path in the sandbox's view to a new image in a task.
+
+Everything that can fail with an errno (lookup, permissions, `#!` lines, ELF
+checks, the interpreter) happens in `prepare`, before the point of no
+return; `commit` then replaces the task's image, as Linux's execve does."""
+import errno as E
+import os
+import stat as S
+
+from sentry.errors import Errno
+
+AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW = 0x1000, 0x100
+BINPRM_BUF_SIZE = 256      # how much of a `#!` line Linux reads
+MAX_INTERP_DEPTH = 4       # `#!` scripts naming `#!` scripts, as Linux allows
+MAX_ARG_STRLEN = 32 * 4096
+ARG_MAX = 2 * 1024 * 1024  # the room argv and envp get (a quarter of the 8 MiB stack)
+SIG_IGN = 1
+
+
+class Prepared:
+    __slots__ = ("plan", "exe_path", "argv", "envp")
+
+    def __init__(self, plan, exe_path, argv, envp):
+        self.plan, self.exe_path, self.argv, self.envp = plan, exe_path, argv, envp
+
+
+def _open_exec(task, dirfd: int, path: bytes, flags: int):
+    """(inode, the path as the sandbox names it) of an executable file, or Errno."""
+    vfs = task.vfs
+    if not path:
+        if not flags & AT_EMPTY_PATH:
+            raise Errno(E.ENOENT)
+        f = task.fds.get(dirfd)
+        inode, name = f.inode, f.path
+    else:
+        inode = vfs.lookup(task, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
+        name = path.decode(errors="surrogateescape")
+    if S.S_ISLNK(inode.mode):
+        raise Errno(E.ELOOP)
+    if not S.S_ISREG(inode.mode) or not inode.mode & 0o111:
+        raise Errno(E.EACCES)
+    return inode, name
+
+
+def _read_head_and_all(kernel, inode, name):
+    try:
+        return kernel.read_whole(inode, name)
+    except Errno as e:
+        raise Errno(e.errno) from None
+
+
+def _shebang(data: bytes):
+    """(interpreter, optional argument or None) of a `#!` line, or ENOEXEC."""
+    line = data[2:BINPRM_BUF_SIZE].split(b"\n", 1)[0].strip(b" \t")
+    if not line:
+        raise Errno(E.ENOEXEC)
+    parts = line.replace(b"\t", b" ").split(b" ", 1)
+    interp = parts[0]
+    arg = parts[1].strip(b" \t") if len(parts) > 1 else b""
+    return interp, (arg or None)
+
+
+def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 0) -> Prepared:
+    import loader
+    kernel = task.kernel
+    if sum(len(a) + 1 for a in argv) + sum(len(e) + 1 for e in envp) > ARG_MAX:
+        raise Errno(E.E2BIG)
+    if any(len(a) >= MAX_ARG_STRLEN for a in argv) or any(len(e) >= MAX_ARG_STRLEN for e in envp):
+        raise Errno(E.E2BIG)
+    execfn = path
+    for _ in range(MAX_INTERP_DEPTH + 1):
+        inode, name = _open_exec(task, dirfd, path, flags)
+        data = _read_head_and_all(kernel, inode, name)
+        if data[:2] != b"#!":
+            break
+        interp, arg = _shebang(data)
+        # The script is passed by the name it was run by; its interpreter comes first.
+        script = path if path else b"/dev/fd/%d" % dirfd
+        argv = [interp] + ([arg] if arg else []) + [script] + list(argv[1:])
+        path, dirfd, flags = interp, -100, 0
+    else:
+        raise Errno(E.ELOOP)
+    try:
+        info = loader.parse_elf(data)
+    except loader.LoadError:
+        raise Errno(E.ENOEXEC) from None
+    if info.machine != kernel.arch:
+        raise Errno(E.ENOEXEC)
+    interp = None
+    if info.interp:  # PT_INTERP comes from the sandbox's own view, never the host's
+        try:
+            iinode = task.vfs.lookup(task, -100, info.interp.encode())
+        except Errno:
+            raise Errno(E.ENOENT) from None
+        if not S.S_ISREG(iinode.mode):
+            raise Errno(E.EACCES)
+        idata = kernel.read_whole(iinode, info.interp)
+        try:
+            interp = (loader.parse_elf(idata), idata, info.interp)
+        except loader.LoadError:
+            raise Errno(E.ELIBBAD) from None
+    try:
+        plan = loader.plan_image(info, data, path=name, argv=argv, envp=envp, execfn=execfn or name.encode(),
+                                 random_bytes=kernel.random_bytes(16), hwcap=kernel.platform_hwcap(),
+                                 hwcap2=0, interp=interp)
+    except loader.LoadError:
+        raise Errno(E.ENOEXEC) from None
+    exe = name if name.startswith("/") else os.path.normpath(os.path.join(task_cwd(task), name))
+    return Prepared(plan, exe, argv, envp)
+
+
+def task_cwd(task) -> str:
+    from sentry.vfs import loc_path
+    return loc_path(task.cwd).decode(errors="surrogateescape")
+
+
+def commit(task, prepared: Prepared) -> None:
+    """The point of no return: the task's old image goes, the new one is built."""
+    from sentry.mm import MemoryManager
+    kernel = task.kernel
+    plan = prepared.plan
+    old_mm = task.mm
+    kernel.peak_memory = max(kernel.peak_memory, old_mm.peak)
+    space, cpu = kernel.platform.exec_process(old_mm.space, task.cpu)
+    if cpu is not task.cpu:
+        cpu.task = task
+        task.cpu = cpu
+    mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory)
+    task.mm = mm
+    try:
+        mm.load(plan)
+        cpu.set_entry(plan.entry, plan.sp)
+    except Errno:
+        # Past the point of no return Linux kills the process: so do we.
+        kernel.log(f"{task.comm}[{task.tid}]: execve of {prepared.exe_path}: cannot map the new image")
+        kernel.exit_group(task, 0, 9)
+        from sentry.sched import TaskExit
+        raise TaskExit from None
+    task.fds.close_on_exec()
+    task.exe_path = prepared.exe_path
+    task.argv, task.envp = prepared.argv, prepared.envp
+    task.auxv = plan.auxv
+    task.comm = prepared.exe_path.rsplit("/", 1)[-1][:15]
+    # Handlers do not survive the image they pointed into; ignored signals stay ignored.
+    task.sigactions = {sig: raw for sig, raw in task.sigactions.items()
+                       if int.from_bytes(raw[:8], "little") == SIG_IGN}
+    if hasattr(task, "altstack"):
+        task.altstack = None
+    task.clear_child_tid = 0
+    proc = task.proc
+    proc.execed = True
+    proc.vfork_done.notify()

@@ -1,0 +1,159 @@
+"""The sandbox's process tree: processes with virtual pids, parents and
+children, process groups and sessions, zombies, and what wait4/waitid find.
+
+Pids are the sandbox's own: the first program is pid 1 and nothing of the
+host's numbering is visible. A process that ends stays a zombie until its
+parent reaps it; its children go to the nearest subreaper or to pid 1."""
+from sentry.sched import WaitQueue
+
+SIGCHLD = 17
+PID_MAX = 4194304
+# wait status encodings, as wait(2) reports them
+WCOREFLAG = 0x80
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
+
+
+class Process:
+    """One thread group. Its threads are Tasks; the first is the leader."""
+
+    def __init__(self, kernel, pid: int, parent, pgid: int, sid: int):
+        self.kernel = kernel
+        self.pid = pid
+        self.parent = parent          # a Process, or None for the sandbox's first one
+        self.children: list[Process] = []
+        self.tasks = []
+        self.pgid, self.sid = pgid, sid
+        self.exit_signal = SIGCHLD    # what the parent is sent when this one ends
+        self.zombie = False
+        self.status = None            # the wait status once ended
+        self.exited = None            # (code, signo, core) once ended
+        self.stop_report = None       # a stop signal not yet reported to wait (WUNTRACED)
+        self.cont_report = False      # a continue not yet reported (WCONTINUED)
+        self.subreaper = False
+        self.child_events = WaitQueue()  # parent's wait4/waitid sleepers
+        self.exit_event = WaitQueue()    # pidfd pollers, vfork parents
+        self.execed = False
+        self.vfork_done = WaitQueue()    # a vfork parent waits here for exec or exit
+        self.child_ticks = (0, 0)        # CPU time of reaped children (utime, stime) in ns
+
+    @property
+    def leader(self):
+        return self.tasks[0] if self.tasks else None
+
+    @property
+    def ppid(self) -> int:
+        return self.parent.pid if self.parent is not None else 0
+
+    def __repr__(self):
+        return f"Process({self.pid})"
+
+    # --- job control, reported to the parent's wait -------------------------------------------
+    def report_stop(self, sig: int) -> None:
+        self.stop_report, self.cont_report = sig, False
+        self._tell_parent(CLD_STOPPED, sig)
+
+    def report_continue(self) -> None:
+        self.stop_report, self.cont_report = None, True
+        self._tell_parent(CLD_CONTINUED, 18)
+
+    def _tell_parent(self, code: int, status: int) -> None:
+        parent = self.parent
+        if parent is None or parent.zombie:
+            return
+        parent.child_events.notify()
+        from sentry import signals
+        leader = parent.leader
+        # SIGCHLD for stops and continues unless the parent asked otherwise (SA_NOCLDSTOP)
+        if leader is not None and not signals.nocldstop(leader):
+            signals.send_process(parent, SIGCHLD, signals.child_info(self, code, status))
+
+
+class ProcessTable:
+    """Every process of one sandbox by pid, and the pid allocator."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.procs: dict[int, Process] = {}
+        self.last_pid = 0
+
+    def new_pid(self) -> int:
+        pid = self.last_pid
+        for _ in range(PID_MAX):
+            pid = pid + 1 if pid + 1 < PID_MAX else 2
+            if pid not in self.procs and not any(p.pgid == pid or p.sid == pid for p in self.procs.values()):
+                self.last_pid = pid
+                return pid
+        from sentry.errors import Errno
+        raise Errno(11)  # EAGAIN: every pid in use
+
+    def create(self, parent) -> Process:
+        pid = self.new_pid()
+        if parent is None:
+            proc = Process(self.kernel, pid, None, pid, pid)
+        else:
+            proc = Process(self.kernel, pid, parent, parent.pgid, parent.sid)
+            parent.children.append(proc)
+        self.procs[pid] = proc
+        return proc
+
+    def get(self, pid: int):
+        return self.procs.get(pid)
+
+    def in_group(self, pgid: int) -> list:
+        return [p for p in self.procs.values() if p.pgid == pgid and not p.zombie]
+
+    # --- ending -----------------------------------------------------------------------------
+    def ended(self, proc: Process, code: int, signo: int, core: bool = False) -> None:
+        """proc's last thread is gone: it becomes a zombie its parent can reap, its
+        children are adopted, and its parent hears of it."""
+        proc.zombie = True
+        proc.exited = (code, signo, core)
+        proc.status = (signo | (WCOREFLAG if core else 0)) if signo else (code & 0xFF) << 8
+        proc.exit_event.notify()
+        proc.vfork_done.notify()
+        self._adopt_children(proc)
+        parent = proc.parent
+        if parent is None:
+            self.reap(proc)
+            return
+        from sentry import signals
+        leader = parent.leader
+        if proc.exit_signal == SIGCHLD and leader is not None and signals.reaps_automatically(leader):
+            self.reap(proc)  # SIGCHLD ignored or SA_NOCLDWAIT: no zombie, as Linux
+            parent.child_events.notify()
+            return
+        parent.child_events.notify()
+        if proc.exit_signal and leader is not None:
+            cld = CLD_DUMPED if core else CLD_KILLED if signo else CLD_EXITED
+            signals.send_process(parent, proc.exit_signal, signals.child_info(proc, cld, signo or code))
+
+    def _adopt_children(self, proc: Process) -> None:
+        if not proc.children:
+            return
+        reaper = proc.parent
+        while reaper is not None and not (reaper.subreaper and not reaper.zombie):
+            reaper = reaper.parent
+        if reaper is None:
+            reaper = self.procs.get(1)
+            if reaper is proc or reaper is None or reaper.zombie:
+                reaper = None
+        from sentry import signals
+        for child in proc.children:
+            child.parent = reaper
+            for t in child.tasks:
+                if t.pdeathsig:
+                    signals.send(t, t.pdeathsig)
+            if reaper is None:
+                if child.zombie:
+                    self.procs.pop(child.pid, None)
+                continue
+            reaper.children.append(child)
+            if child.zombie:
+                reaper.child_events.notify()
+        proc.children = []
+
+    def reap(self, proc: Process) -> None:
+        """Release a zombie's pid (wait4 found it, or nobody will)."""
+        self.procs.pop(proc.pid, None)
+        if proc.parent is not None and proc in proc.parent.children:
+            proc.parent.children.remove(proc)

@@ -1,0 +1,141 @@
+"""New processes and new images: fork(2), vfork(2), clone(2), clone3(2),
+execve(2), execveat(2)."""
+import errno as E
+import struct
+
+from sentry import exec as execmod
+from sentry.errors import Errno
+from sentry.sched import Wait
+from syscalls.registry import PARTIAL, syscall
+
+CSIGNAL = 0xFF
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
+CLONE_THREAD, CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS = 0x10000, 0x20000, 0x40000, 0x80000
+CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 0x400000
+CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_NEWCGROUP = 0x800000, 0x1000000, 0x2000000
+CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x4000000, 0x8000000, 0x10000000, 0x20000000
+CLONE_NEWNET, CLONE_IO, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 0x40000000, 0x80000000, 1 << 32, 1 << 33
+NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
+              | CLONE_NEWPID | CLONE_NEWNET)
+HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PIDFD | CLONE_PTRACE | CLONE_VFORK
+            | CLONE_PARENT | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID
+            | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID | CLONE_IO | CLONE_CLEAR_SIGHAND)
+SIGCHLD = 17
+
+
+def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int, exit_signal: int) -> int:
+    if flags & CLONE_THREAD:
+        t.kernel.log_once("threads (clone with CLONE_THREAD) come with issue 6: answered ENOSYS")
+        raise Errno(E.ENOSYS)
+    if flags & CLONE_SIGHAND and not flags & CLONE_VM or flags & CLONE_CLEAR_SIGHAND and flags & CLONE_SIGHAND:
+        raise Errno(E.EINVAL)
+    if flags & CLONE_PIDFD and flags & CLONE_DETACHED:
+        raise Errno(E.EINVAL)
+    if flags & NAMESPACES:
+        raise Errno(E.EPERM)  # the sandbox is one set of namespaces; nested ones are not offered
+    if flags & ~HONOURED & ~NAMESPACES:
+        raise Errno(E.EINVAL)
+    if flags & CLONE_PARENT and t.proc.parent is None:
+        raise Errno(E.EINVAL)  # as for a pid namespace's init
+    if exit_signal > 64:
+        raise Errno(E.EINVAL)
+    # CLONE_VM without CLONE_THREAD (vfork, posix_spawn) gets a copy of the memory, not a
+    # share of it: right for every child that only execs or exits, as such children do.
+    child = t.kernel.fork(t, flags=flags, exit_signal=exit_signal, stack=stack,
+                          tls=tls if flags & CLONE_SETTLS else None, share_files=bool(flags & CLONE_FILES),
+                          parent=t.proc.parent if flags & CLONE_PARENT else None)
+    pid = child.tid
+    if flags & CLONE_CLEAR_SIGHAND:
+        child.sigactions = {s: raw for s, raw in child.sigactions.items() if int.from_bytes(raw[:8], "little") == 1}
+    if flags & CLONE_CHILD_SETTID:
+        child.mm.write_u32(child_tid, pid)
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = child_tid
+    if flags & CLONE_PIDFD:
+        from syscalls.pidfd import pidfd_of
+        t.mm.write_u32(parent_tid, pidfd_of(t, child.proc))
+    elif flags & CLONE_PARENT_SETTID:
+        t.mm.write_u32(parent_tid, pid)
+        if not flags & CLONE_VM:
+            child.mm.write_u32(parent_tid, pid)
+    if flags & CLONE_VFORK:
+        child.vfork_parent = t.proc
+        raise Wait(queues=(child.proc.vfork_done,), interruptible=False, wake_result=pid)
+    return pid
+
+
+@syscall("fork")
+def fork(t):
+    return do_clone(t, SIGCHLD, 0, 0, 0, 0, SIGCHLD)
+
+
+@syscall("vfork", status=PARTIAL, note="the parent waits until the child execs or exits; the child has a copy of the memory, not the parent's own")
+def vfork(t):
+    return do_clone(t, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, SIGCHLD)
+
+
+@syscall("clone", status=PARTIAL, note="processes (fork, vfork, posix_spawn forms, CLONE_PARENT, exit signals, SETTLS, *_SETTID, PIDFD); CLONE_VM without CLONE_THREAD copies memory; threads come with issue 6; new namespaces EPERM")
+def clone(t, flags, stack, a2, a3, a4):
+    # x86-64: (flags, stack, parent_tid, child_tid, tls); aarch64: (flags, stack, parent_tid, tls, child_tid)
+    if t.kernel.arch == "aarch64":
+        parent_tid, tls, child_tid = a2, a3, a4
+    else:
+        parent_tid, child_tid, tls = a2, a3, a4
+    flags &= 0xFFFFFFFF
+    return do_clone(t, flags & ~CSIGNAL, stack, parent_tid, child_tid, tls, flags & CSIGNAL)
+
+
+_CLONE_ARGS = struct.Struct("<11Q")  # clone_args up to cgroup (CLONE_ARGS_SIZE_VER2 = 88)
+
+
+@syscall("clone3", status=PARTIAL, note="as clone; set_tid and cgroup placement answer EINVAL/EPERM")
+def clone3(t, uargs, size):
+    if size < 64 or size > 4096:
+        raise Errno(E.EINVAL)
+    raw = t.mm.read(uargs, size)
+    if size > 88 and any(raw[88:]):
+        raise Errno(E.E2BIG)
+    (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
+     cgroup) = _CLONE_ARGS.unpack(raw[:88].ljust(88, b"\0"))
+    if exit_signal & ~CSIGNAL or set_tid or set_tid_size or flags & CLONE_INTO_CGROUP:
+        raise Errno(E.EINVAL)
+    if (stack == 0) != (stack_size == 0) and stack_size:
+        raise Errno(E.EINVAL)
+    if flags & CLONE_PIDFD:
+        parent_tid = pidfd
+    return do_clone(t, flags, stack + stack_size if stack else 0, parent_tid, child_tid, tls, exit_signal)
+
+
+def _strings(t, addr: int) -> list:
+    """A NULL-terminated array of C strings (argv, envp); NULL itself is empty."""
+    out = []
+    if not addr:
+        return out
+    total = 0
+    while True:
+        p = t.mm.read_u64(addr + 8 * len(out))
+        if not p:
+            return out
+        s = t.mm.read_cstring(p, execmod.MAX_ARG_STRLEN)
+        total += len(s) + 1
+        if total > execmod.ARG_MAX or len(out) > execmod.ARG_MAX // 8:
+            raise Errno(E.E2BIG)
+        out.append(s)
+
+
+@syscall("execve", status=PARTIAL, note="ELF through our loader (interpreter from the sandbox's view), `#!` scripts; set-id bits ignored")
+def execve(t, path, argv, envp):
+    return execveat(t, -100, path, argv, envp, 0)
+
+
+@syscall("execveat", status=PARTIAL, note="as execve; AT_EMPTY_PATH and AT_SYMLINK_NOFOLLOW")
+def execveat(t, dirfd, path, argv, envp, flags):
+    from syscalls.abi import s32
+    if flags & ~(execmod.AT_EMPTY_PATH | execmod.AT_SYMLINK_NOFOLLOW):
+        raise Errno(E.EINVAL)
+    name = t.mm.read_cstring(path)
+    args, env = _strings(t, argv), _strings(t, envp)
+    prepared = execmod.prepare(t, s32(dirfd), name, args, env, flags)
+    execmod.commit(t, prepared)
+    return 0

@@ -1,0 +1,129 @@
+"""Waiting for children: wait4(2), waitid(2)."""
+import errno as E
+import struct
+
+from sentry.errors import Errno
+from sentry.process import CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED
+from sentry.sched import Wait
+from syscalls.abi import s32
+from syscalls.registry import PARTIAL, syscall
+
+WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x01000000
+__WNOTHREAD, __WALL, __WCLONE = 0x20000000, 0x40000000, 0x80000000
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
+SIGCHLD = 17
+
+
+def _matches(t, child, which: str, ident: int, options: int) -> bool:
+    if which == "pid" and child.pid != ident or which == "pgid" and child.pgid != ident:
+        return False
+    # __WCLONE: only children that signal their parent with something other than SIGCHLD
+    if not options & __WALL and bool(options & __WCLONE) != (child.exit_signal != SIGCHLD):
+        return False
+    return True
+
+
+def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, continued: bool,
+          consume: bool):
+    """(child, cld_code, status) of the first child with something to report, or
+    None if there are candidates but none has anything yet; ECHILD if there are none."""
+    candidates = [c for c in t.proc.children if _matches(t, c, which, ident, options)]
+    if not candidates:
+        raise Errno(E.ECHILD)
+    for child in candidates:
+        if child.zombie and exited:
+            code, signo, core = child.exited
+            cld = CLD_DUMPED if core else CLD_KILLED if signo else CLD_EXITED
+            result = (child, cld, signo or code, child.status)
+            if consume:
+                t.kernel.ptable.reap(child)
+            return result
+        if child.stop_report and stopped:
+            sig = child.stop_report
+            if consume:
+                child.stop_report = None
+            return child, CLD_STOPPED, sig, (sig << 8) | 0x7F
+        if child.cont_report and continued:
+            if consume:
+                child.cont_report = False
+            return child, CLD_CONTINUED, SIGCHLD, 0xFFFF
+    return None
+
+
+def _target(t, pid: int):
+    if pid < -1:
+        return "pgid", -pid
+    if pid == -1:
+        return "all", 0
+    if pid == 0:
+        return "pgid", t.proc.pgid
+    return "pid", pid
+
+
+_RUSAGE_SIZE = 144
+
+
+@syscall("wait4", status=PARTIAL, note="rusage reports zeros")
+def wait4(t, pid, wstatus, options, rusage):
+    pid = s32(pid)
+    if options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE):
+        raise Errno(E.EINVAL)
+    if pid == -(1 << 31):
+        raise Errno(E.ESRCH)
+    which, ident = _target(t, pid)
+    found = _find(t, which, ident, options, True, bool(options & WUNTRACED), bool(options & WCONTINUED),
+                  consume=True)
+    if found is None:
+        if options & WNOHANG:
+            return 0
+        raise Wait(queues=(t.proc.child_events,))
+    child, _, _, status = found
+    if wstatus:
+        t.mm.write_u32(wstatus, status)
+    if rusage:
+        t.mm.write(rusage, bytes(_RUSAGE_SIZE))
+    return child.pid
+
+
+_SIGINFO_CHLD = struct.Struct("<iii4xiii")  # si_signo, si_errno, si_code, si_pid, si_uid, si_status
+
+
+@syscall("waitid", status=PARTIAL, note="P_ALL, P_PID, P_PGID, P_PIDFD; rusage reports zeros")
+def waitid(t, idtype, ident, infop, options, rusage):
+    idtype, ident = s32(idtype), s32(ident)
+    if options & ~(WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WALL | __WCLONE):
+        raise Errno(E.EINVAL)
+    if not options & (WEXITED | WSTOPPED | WCONTINUED):
+        raise Errno(E.EINVAL)
+    if idtype == P_ALL:
+        which, ident = "all", 0
+    elif idtype == P_PID:
+        if ident <= 0:
+            raise Errno(E.EINVAL)
+        which = "pid"
+    elif idtype == P_PGID:
+        if ident < 0:
+            raise Errno(E.EINVAL)
+        which, ident = "pgid", ident or t.proc.pgid
+    elif idtype == P_PIDFD:
+        from syscalls.pidfd import process_of_fd
+        proc = process_of_fd(t, ident)
+        which, ident = "pid", proc.pid
+        if proc.parent is not t.proc:
+            raise Errno(E.ECHILD)
+    else:
+        raise Errno(E.EINVAL)
+    found = _find(t, which, ident, options, bool(options & WEXITED), bool(options & WSTOPPED),
+                  bool(options & WCONTINUED), consume=not options & WNOWAIT)
+    if found is None:
+        if options & WNOHANG:
+            if infop:
+                t.mm.write(infop, bytes(128))
+            return 0
+        raise Wait(queues=(t.proc.child_events,))
+    child, code, status, _ = found
+    if infop:
+        t.mm.write(infop, _SIGINFO_CHLD.pack(SIGCHLD, 0, code, child.pid, 0, status).ljust(128, b"\0"))
+    if rusage:
+        t.mm.write(rusage, bytes(_RUSAGE_SIZE))
+    return 0

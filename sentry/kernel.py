@@ -326,15 +326,15 @@ class Kernel:
         task.wait_token += 1
         for q in w.queues:
             q.waiters.append(task)
-        if w.fd is not None:
-            waiters = self.fd_waiters.get(w.fd)
+        for fd, events in w.fds:
+            waiters = self.fd_waiters.get(fd)
             if waiters is None:
-                waiters = self.fd_waiters[w.fd] = {}
-                waiters[task] = w.events
-                self.selector.register(w.fd, w.events, w.fd)
+                waiters = self.fd_waiters[fd] = {}
+                waiters[task] = events
+                self.selector.register(fd, events, fd)
             else:
-                waiters[task] = w.events
-                self.selector.modify(w.fd, _union(waiters), w.fd)
+                waiters[task] = waiters.get(task, 0) | events
+                self.selector.modify(fd, _union(waiters), fd)
         if w.deadline is not None:
             token = task.wait_token
             self.call_at(w.deadline, lambda: self._timed_out(task, token))
@@ -347,15 +347,14 @@ class Kernel:
                 q.waiters.remove(task)
             except ValueError:
                 pass
-        if w.fd is not None:
-            waiters = self.fd_waiters.get(w.fd)
-            if waiters is not None:
-                waiters.pop(task, None)
+        for fd, _ in w.fds:
+            waiters = self.fd_waiters.get(fd)
+            if waiters is not None and waiters.pop(task, None) is not None:
                 if waiters:
-                    self.selector.modify(w.fd, _union(waiters), w.fd)
+                    self.selector.modify(fd, _union(waiters), fd)
                 else:
-                    del self.fd_waiters[w.fd]
-                    self.selector.unregister(w.fd)
+                    del self.fd_waiters[fd]
+                    self.selector.unregister(fd)
         return w
 
     def wake(self, task: Task) -> None:

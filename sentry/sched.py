@@ -23,7 +23,8 @@ class WaitQueue:
 
 class Wait(Exception):
     """Park the task until one of `queues` is notified, `fd` (a host fd) is
-    ready for `events` (selectors EVENT_READ/EVENT_WRITE), or `deadline`
+    ready for `events` (selectors EVENT_READ/EVENT_WRITE) or one of `fds`
+    ((host fd, events) pairs) is, or `deadline`
     (time.monotonic seconds) passes. On a notify or a ready fd the syscall runs
     again from the start; at the deadline it returns `timeout_result`; when a
     signal interrupts the wait it returns `interrupt_result` (-ERESTARTSYS:
@@ -31,14 +32,14 @@ class Wait(Exception):
     `on_interrupt(task)` computes. With `wake_result` set, a notify finishes
     the syscall with that value instead of running it again (vfork)."""
 
-    __slots__ = ("queues", "fd", "events", "deadline", "timeout_result", "interrupt_result",
+    __slots__ = ("queues", "fds", "deadline", "timeout_result", "interrupt_result",
                  "on_interrupt", "interruptible", "wake_result")
 
     def __init__(self, fd=None, events=0, deadline=None, timeout_result=0, queues=(),
-                 interrupt_result=-ERESTARTSYS, on_interrupt=None, interruptible=True, wake_result=None):
+                 interrupt_result=-ERESTARTSYS, on_interrupt=None, interruptible=True, wake_result=None,
+                 fds=()):
         self.queues = queues
-        self.fd = fd
-        self.events = events
+        self.fds = ((fd, events),) + tuple(fds) if fd is not None else tuple(fds)  # (host fd, events)
         self.deadline = deadline
         self.timeout_result = timeout_result
         self.interrupt_result = interrupt_result

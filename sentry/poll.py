@@ -1,0 +1,67 @@
+"""Readiness of any open file, as poll(2) sees it, and what to wait on until
+it changes: the one mechanism poll, ppoll, select and pselect6 share."""
+import select as _select
+
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND, POLLRDHUP = 0x40, 0x80, 0x100, 0x200, 0x2000
+READABLE = POLLIN | POLLRDNORM
+WRITABLE = POLLOUT | POLLWRNORM
+ALWAYS = POLLERR | POLLHUP | POLLNVAL  # reported whether asked for or not
+EVENT_READ, EVENT_WRITE = 1, 2  # selectors' bits, for host fds
+
+
+def readiness(f) -> int:
+    """The poll bits true of open file f now."""
+    from sentry.vfs.pipe import PipeFile
+    if f.__class__ is PipeFile:
+        p = f.inode
+        mask = 0
+        if f.reads:
+            if p.buf:
+                mask |= READABLE
+            if not p.writers:
+                mask |= POLLHUP
+        if f.writes:
+            if p.capacity - len(p.buf) >= 4096 or p.capacity == len(p.buf) == 0:
+                mask |= WRITABLE
+            if not p.readers:
+                mask |= POLLERR
+        return mask
+    host_fd = getattr(f, "host_fd", None)
+    if host_fd is not None and hasattr(f, "pushback"):  # a host stream: ask the host
+        if f.pushback:
+            return READABLE | WRITABLE
+        p = _select.poll()
+        p.register(host_fd, _select.POLLIN | _select.POLLOUT)
+        mask = 0
+        for _, ev in p.poll(0):
+            mask |= ev
+        if mask & POLLIN:
+            mask |= POLLRDNORM
+        if mask & POLLOUT:
+            mask |= POLLWRNORM
+        return mask & (READABLE | WRITABLE | POLLERR | POLLHUP)
+    proc = getattr(f, "proc", None)
+    if proc is not None:  # a pidfd: readable once the process has ended
+        return READABLE if proc.zombie else 0
+    fifo = getattr(f.inode, "buffer", None)
+    if fifo is not None and hasattr(f, "reads"):
+        mask = (READABLE if fifo or not f.inode.writers else 0) if f.reads else 0
+        return mask | (WRITABLE if f.writes else 0)
+    return READABLE | WRITABLE  # files, directories, devices: never wait
+
+
+def wakers(f, events: int):
+    """(wait queues, host fds with selector events) whose change may change f's readiness."""
+    from sentry.vfs.pipe import PipeFile
+    if f.__class__ is PipeFile:
+        p = f.inode
+        return (p.can_read, p.can_write), ()
+    host_fd = getattr(f, "host_fd", None)
+    if host_fd is not None and hasattr(f, "pushback"):
+        ev = (EVENT_READ if events & READABLE else 0) | (EVENT_WRITE if events & WRITABLE else 0)
+        return (), (((host_fd, ev or EVENT_READ)),)
+    proc = getattr(f, "proc", None)
+    if proc is not None:
+        return (proc.exit_event,), ()
+    return (), ()

@@ -80,10 +80,7 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
         path, dirfd, flags = interp, -100, 0
     else:
         raise Errno(E.ELOOP)
-    try:
-        info = loader.parse_elf(data)
-    except loader.LoadError:
-        raise Errno(E.ENOEXEC) from None
+    info = _parse(kernel, inode, data, E.ENOEXEC)
     if info.machine != kernel.arch:
         raise Errno(E.ENOEXEC)
     interp = None
@@ -95,10 +92,7 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
         if not S.S_ISREG(iinode.mode):
             raise Errno(E.EACCES)
         idata = kernel.read_whole(iinode, info.interp)
-        try:
-            interp = (loader.parse_elf(idata), idata, info.interp)
-        except loader.LoadError:
-            raise Errno(E.ELIBBAD) from None
+        interp = (_parse(kernel, iinode, idata, E.ELIBBAD), idata, info.interp)
     try:
         plan = loader.plan_image(info, data, path=name, argv=argv, envp=envp, execfn=execfn or name.encode(),
                                  random_bytes=kernel.random_bytes(16), hwcap=kernel.platform_hwcap(),
@@ -107,6 +101,22 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
         raise Errno(E.ENOEXEC) from None
     exe = name if name.startswith("/") else os.path.normpath(os.path.join(task_cwd(task), name))
     return Prepared(plan, exe, argv, envp)
+
+
+def _parse(kernel, inode, data: bytes, errno: int):
+    """loader.parse_elf, remembered per file version for the sandbox's lifetime: a shell
+    that runs the same program a thousand times parses (and hashes) it once."""
+    import loader
+    st = inode.stat()
+    key = (inode.dev, st.ino, st.mtime, st.ctime, len(data))
+    info = kernel.elf_infos.get(key)
+    if info is None:
+        try:
+            info = loader.parse_elf(data)
+        except loader.LoadError:
+            raise Errno(errno) from None
+        kernel.elf_infos[key] = info
+    return info
 
 
 def task_cwd(task) -> str:
@@ -146,6 +156,8 @@ def commit(task, prepared: Prepared) -> None:
                        if int.from_bytes(raw[:8], "little") == SIG_IGN}
     if hasattr(task, "altstack"):
         task.altstack = None
+    from sentry import signals
+    signals.on_exec(task)  # and the POSIX timers go, the restart block too
     task.clear_child_tid = 0
     proc = task.proc
     proc.execed = True

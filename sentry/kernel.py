@@ -44,6 +44,7 @@ class Kernel:
         self.fd_waiters: dict[int, dict] = {}  # host fd -> {task: events}
         self._last_fd_poll = 0.0
         self.current = None      # the task whose syscall is being answered
+        self.elf_infos = {}      # (dev, ino, mtime, size) -> parsed ElfInfo, for execve
         self.exit_status = None  # (code, signo) of the first program
         self._logged = set()
         self.timeout = timeout    # wall-clock seconds for the whole run, or None

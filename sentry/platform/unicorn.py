@@ -29,6 +29,7 @@ import os
 import signal
 import struct
 import sys
+import time
 from time import perf_counter_ns as _clock
 
 import unicorn.arm64_const as A64
@@ -118,7 +119,7 @@ def _check(err: int, what: str) -> None:
         raise SentryError(f"unicorn: {what}: {_lib.uc_strerror(err).decode()}")
 
 
-SLICE_US = 10_000  # how long one task runs while others are ready or a timer is due
+SLICE = 0.01  # seconds one task runs while others are ready or a timer is due
 
 
 class UnicornPlatform:
@@ -131,6 +132,8 @@ class UnicornPlatform:
             raise SentryError(f"the unicorn platform runs x86_64 and aarch64 programs, not {arch}", 126)
         self.arch = arch
         self.ready = deque()  # CPUs resumed and waiting for their turn
+        self._slice = (None, 0)  # (CPU running a time slice, slice number): what the ticker watches
+        self._ticker = None
 
     def new_process(self):
         """A fresh empty address space (one Uc) and its one CPU."""
@@ -174,7 +177,30 @@ class UnicornPlatform:
             return None
         cpu = ready.popleft()
         cpu.queued = False
-        return cpu, cpu.run(0 if block and not ready else SLICE_US)
+        if block and not ready:
+            return cpu, cpu.run()
+        if self._ticker is None:
+            self._start_ticker()
+        self._slice = (cpu, self._slice[1] + 1)
+        stop = cpu.run()
+        self._slice = (None, self._slice[1])
+        return cpu, stop
+
+    def _start_ticker(self) -> None:
+        """One thread ends time slices: a CPU seen in the same slice on two ticks has
+        run a whole tick, and is stopped (uc_emu_stop; the emulator releases the GIL)."""
+        import threading
+
+        def tick():
+            seen = (None, 0)
+            while self._ticker is not None:
+                time.sleep(SLICE)
+                now = self._slice
+                if now[0] is not None and now == seen:
+                    now[0].preempt()
+                seen = now
+        self._ticker = threading.Thread(target=tick, daemon=True, name="sentry-unicorn-ticker")
+        self._ticker.start()
 
     def busy(self):
         return "now" if self.ready else False
@@ -186,7 +212,7 @@ class UnicornPlatform:
         pass
 
     def close_events(self) -> None:
-        pass
+        self._ticker = None  # the ticker thread ends at its next tick
 
 
 # --- host memory ------------------------------------------------------------------------------
@@ -434,6 +460,8 @@ class UnicornSpace:
         the sentry and every other mapping see the same pages."""
         if offset & (PAGE - 1):
             raise Errno(errno.EINVAL)
+        if prot & 2 and not backing.writable:  # the host pages are read-only: so is the guest's view
+            raise Errno(errno.EACCES)
         if not self._host.small_pages:  # host pages larger than the guest's cannot follow a file
             raise Errno(errno.ENODEV)
         self.map(start, length, prot, (backing, offset))
@@ -556,6 +584,8 @@ class UnicornSpace:
         """Change the protection of the mapped pages in [start, start+length)."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
+        if prot & 2 and any(not r[2].writable and r[0] < start + length and start < r[1] for r in self.shared):
+            raise Errno(errno.EACCES)  # the host pages of a read-only file stay read-only
         self._protect(start, start + length, _UC_PROT[prot & 7])
 
     def _protect(self, start: int, end: int, perms: int) -> None:
@@ -698,6 +728,7 @@ class UnicornCpu:
         self.platform = None
         self.task = None       # the sentry Task it runs (set by the kernel)
         self.queued = False
+        self._preempted = False
         self._why = _NOTHING
         self._info = None       # what the fault hooks recorded
         self._killed = False
@@ -813,6 +844,9 @@ class UnicornCpu:
         return self._run_ns + (_clock() - started if started else 0)
 
     # --- the whole user state (signal frames) ------------------------------------------------
+    def get_sp(self) -> int:
+        return self._reg_read(self._sp_reg)
+
     def _reg_bytes(self, reg: int, size: int) -> bytes:
         buf = ctypes.create_string_buffer(max(size, 16))
         _check(_lib.uc_reg_read(self._uch, reg, buf), "cannot read a register")
@@ -903,14 +937,20 @@ class UnicornCpu:
     def request_stop(self) -> None:
         """Only the loop's thread runs guests, and it is not running one now: nothing to stop."""
 
-    def run(self, timeout_us: int = 0):
-        """Run until the guest makes a syscall or faults (or timeout_us passes, if given)."""
+    def preempt(self) -> None:
+        """From the ticker thread: end the running slice (run() returns a PreemptStop)."""
+        self._preempted = True
+        self._stop(self._uch)
+
+    def run(self):
+        """Run until the guest makes a syscall or faults (or preempt() is called)."""
         if self._killed:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
+        self._preempted = False
         t = self._slice_start = _clock()
-        err = self._emu_start(uch, self._pc, _END, timeout_us, 0)
+        err = self._emu_start(uch, self._pc, _END, 0, 0)
         self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
         self._read_batch(uch, self._ids, self._ptrs, self._n)
@@ -918,14 +958,9 @@ class UnicornCpu:
         self._pc = v[7]
         if self._why == _SYSCALL and not err:
             return SyscallStop(v[0], v[1:7])
-        if timeout_us and self._why == _NOTHING and not err and not self._killed and self._timed_out():
+        if self._preempted and self._why == _NOTHING and not err and not self._killed:
             return PreemptStop()
         return self._fault(err)
-
-    def _timed_out(self) -> bool:
-        result = ctypes.c_size_t()
-        _lib.uc_query(self._uch, UC.UC_QUERY_TIMEOUT, ctypes.byref(result))
-        return bool(result.value)
 
     def _fault(self, err: int):
         if self._killed:

@@ -253,27 +253,34 @@ def set_mask(task, mask: int) -> None:
     task.sigmask = mask & MASK64 & ~UNBLOCKABLE
 
 
+def user_sp(task) -> int:
+    """The task's stack pointer (cheaply where the CPU keeps it at hand)."""
+    get = getattr(task.cpu, "get_sp", None)
+    return get() if get is not None else task.cpu.get_context().sp
+
+
 def pending_set(task) -> int:
     return (task.pending_signals | task.sigshared.pending) & MASK64
 
 
 # --- sending -----------------------------------------------------------------------------------
-def send(task, sig: int, info=None) -> None:
-    """A thread-directed signal (tkill, tgkill, a fault, SIGPIPE of its own write)."""
+def send(task, sig: int, info=None) -> bool:
+    """A thread-directed signal (tkill, tgkill, a fault, SIGPIPE of its own write).
+    True when it was queued (not ignored, not already pending)."""
     if sig == 0 or task.exit_status is not None:
-        return
-    _send(task, sig, _info(sig, info), group=False)
+        return False
+    return _send(task, sig, _info(sig, info), group=False)
 
 
-def send_process(proc, sig: int, info=None) -> None:
+def send_process(proc, sig: int, info=None) -> bool:
     """A process-directed signal (kill, timers, SIGCHLD): one of its threads that does
-    not block it takes it."""
+    not block it takes it. True when it was queued."""
     if sig == 0 or getattr(proc, "zombie", False):
-        return
+        return False
     for t in proc.tasks:
         if t.exit_status is None:
-            _send(t, sig, _info(sig, info), group=True)
-            return
+            return _send(t, sig, _info(sig, info), group=True)
+    return False
 
 
 def _info(sig: int, info) -> SigInfo:
@@ -293,22 +300,23 @@ def _threads(task):
     return [t for t in proc.tasks if t.exit_status is None]
 
 
-def _send(task, sig: int, info: SigInfo, group: bool) -> None:
+def _send(task, sig: int, info: SigInfo, group: bool) -> bool:
     shared = task.sigshared
     if not _prepare(task, sig):
-        return
+        return False
     bit = _bit(sig)
     if group:
         if sig < SIGRTMIN and shared.pending & bit:
-            return  # a standard signal is pending at most once
+            return False  # a standard signal is pending at most once
         shared.pending |= bit
         shared.queue.append(info)
     else:
         if sig < SIGRTMIN and task.pending_signals & bit:
-            return
+            return False
         task.pending_signals |= bit
         task.sigqueue.append(info)
     _complete(task, sig, group)
+    return True
 
 
 def _prepare(task, sig: int) -> bool:
@@ -319,17 +327,16 @@ def _prepare(task, sig: int) -> bool:
         _discard(task, _bit(SIGCONT))
     elif sig == SIGCONT:
         _discard(task, STOP_MASK)
-        for t in threads:
-            t.pending_signals &= ~JOBCTL
-        if shared.stopped or shared.stop_sig:
-            was_stopped = shared.stopped
+        if shared.stopped:
             shared.stopped, shared.stop_sig = False, 0
+            for t in threads:
+                t.pending_signals |= JOBCTL  # each runs deliver once more on its way out of the stop
             shared.stop_queue.notify()
-            if was_stopped and task.proc is not None:
+            if task.proc is not None:
                 task.proc.report_continue()
     if sig == SIGKILL:
         return True
-    if task.sigmask & _bit(sig) and not (sig == SIGCONT):
+    if task.sigmask & _bit(sig):
         return True  # blocked signals are never ignored: the handler may change meanwhile
     return not _ignored_by(task, sig)
 
@@ -357,8 +364,8 @@ def _wants(t, sig: int) -> bool:
         return False
     if sig == SIGKILL:
         return True
-    if t.sigmask & _bit(sig):
-        return False
+    if t.sigmask & _bit(sig) and not (t.sigwait is not None and t.sigwait[0] & _bit(sig)):
+        return False  # blocked, unless a sigtimedwait of this thread waits for it
     return not t.sigshared.stopped
 
 
@@ -375,8 +382,7 @@ def _complete(task, sig: int, group: bool) -> None:
     shared = task.sigshared
     h = handler_of(target, sig)
     kind = _DEFAULT.get(sig, TERM)
-    if (h == SIG_DFL and kind in (TERM, CORE) and not shared.group_exit
-            and (sig == SIGKILL or kind == TERM)):
+    if h == SIG_DFL and kind == TERM and not shared.group_exit and not target.sigmask & _bit(sig):
         # fatal to the whole process: every thread takes SIGKILL, the first to run ends it
         shared.group_exit = sig
         for t in _threads(task):
@@ -426,17 +432,16 @@ def _dequeue_from(bits: int, queue: list, mask: int):
 def dequeue(task, mask: int):
     """Take the first pending signal not in mask: the task's own first, then the
     process's; (0, None) when there is none."""
-    sig, info, task.pending_signals, task.sigqueue = _dequeue_from(
-        task.pending_signals & MASK64, task.sigqueue, mask) if task.pending_signals & MASK64 & ~mask else (
-        0, None, task.pending_signals, task.sigqueue)
-    if sig:
-        from sentry import timers
+    from sentry import timers
+    own = task.pending_signals & MASK64
+    if own & ~mask:
+        sig, info, bits, task.sigqueue = _dequeue_from(own, task.sigqueue, mask)
+        task.pending_signals = bits | (task.pending_signals & ~MASK64)
         timers.taken(info)
         return sig, info
     shared = task.sigshared
     if shared.pending & ~mask:
         sig, info, shared.pending, shared.queue = _dequeue_from(shared.pending, shared.queue, mask)
-        from sentry import timers
         timers.taken(info)
         return sig, info
     return 0, None
@@ -457,10 +462,9 @@ def deliver(task, nr, result) -> None:
     ran_handler = False
     shared = task.sigshared
     while True:
-        if task.pending_signals & JOBCTL or (shared.stopped and not task.pending_signals & _bit(SIGKILL)):
-            task.pending_signals &= ~JOBCTL
-            if shared.stopped:
-                raise Wait(queues=(shared.stop_queue,), interrupt_result=0)
+        task.pending_signals &= ~JOBCTL
+        if shared.stopped and not task.pending_signals & _bit(SIGKILL):
+            raise Wait(queues=(shared.stop_queue,), interrupt_result=0)  # a group stop holds it
         if shared.group_exit and task.pending_signals & _bit(SIGKILL):
             task.pending_signals &= ~_bit(SIGKILL)
             _die(task, shared.group_exit, None)

@@ -1,4 +1,6 @@
 """Task: one thread of a sandboxed program, as the syscall handlers see it."""
+from sentry.signals import init_task as init_signals
+
 RLIM_INFINITY = (1 << 64) - 1
 
 # What a fresh sandboxed process starts with (soft, hard), as Linux's defaults,
@@ -38,9 +40,9 @@ class Task:
         self.cwd = kernel.vfs.root_loc  # a Loc: the frames from the root
         self.umask = 0o022
         self.uid = self.euid = self.gid = self.egid = 0
-        self.sigactions: dict[int, bytes] = {}   # signo -> raw struct sigaction as given
-        self.sigmask = 0
-        self.pending_signals = 0
+        # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
+        # sigshared (the process's), altstack, saved_sigmask, restart_block...
+        init_signals(self)
         self.clear_child_tid = 0
         self.robust_list = (0, 0)
         self.rlimits = dict(DEFAULT_RLIMITS)
@@ -73,5 +75,7 @@ class Task:
         return self.proc.sid
 
     def sigpending(self) -> bool:
-        """Is a signal waiting that this task should take before it runs on? (hot path)"""
-        return bool(self.pending_signals & ~self.sigmask)
+        """Is a signal waiting that this task should take before it runs on? (hot path:
+        the task's own pending set, which also carries the job-control bit 64, and the
+        process's shared one, less the blocked mask)"""
+        return bool((self.pending_signals | self.sigshared.pending) & ~self.sigmask)

@@ -22,6 +22,7 @@ class Dispatcher:
         self.debug = bool(os.environ.get("SENTRY_DEBUG"))
 
     def __call__(self, task, nr: int, args: tuple) -> int:
+        task.syscall_args = args  # aarch64's syscall restart puts the first one back in x0
         table = self.table
         entry = table[nr] if nr < len(table) else None
         if self.strace is not None:

@@ -1,37 +1,50 @@
-"""Signal dispositions, masks and sending: rt_sigaction(2), rt_sigprocmask(2),
-kill(2), tgkill(2), tkill(2), rt_sigpending(2).
+"""Signals: rt_sigaction(2), rt_sigprocmask(2), rt_sigpending(2),
+rt_sigsuspend(2), pause(2), rt_sigtimedwait(2), rt_sigqueueinfo(2),
+rt_tgsigqueueinfo(2), kill(2), tkill(2), tgkill(2), sigaltstack(2),
+rt_sigreturn(2), restart_syscall(2).
 
-Dispositions and masks are kept exactly as Linux keeps them; delivery to a
-handler is not implemented yet (sentry/signals.py)."""
+The work (queues, delivery, frames, default actions) is sentry/signals.py's."""
 import errno as E
+import struct
 
+from sentry import signals as S
 from sentry.errors import Errno
-from sentry.signals import send, set_mask
-from syscalls.abi import s32
+from sentry.sched import Wait
+from sentry.sigframe import SS_AUTODISARM, AltStack
+from syscalls.abi import read_timespec, s32
 from syscalls.registry import PARTIAL, syscall
 
-SIGKILL, SIGSTOP = 9, 19
+MASK64 = (1 << 64) - 1
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-SIGACTION_SIZE = {"x86_64": 32, "aarch64": 24}
+SIGACTION_SIZE = 32  # handler, flags, restorer, mask: x86-64 and aarch64 alike (both have SA_RESTORER)
 
 
-@syscall("rt_sigaction", status=PARTIAL, note="dispositions recorded; delivery comes later")
+def _check_sig(sig: int) -> int:
+    sig = s32(sig)
+    if not 0 <= sig <= S.NSIG:
+        raise Errno(E.EINVAL)
+    return sig
+
+
+@syscall("rt_sigaction", note="flags Linux does not know are cleared; x86-64 handlers need "
+         "SA_RESTORER (libc sets it) as on Linux; aarch64 handlers without it return through a "
+         "sentry page holding rt_sigreturn (Linux's vDSO trampoline)")
 def rt_sigaction(t, sig, act, oact, sigsetsize):
     sig = s32(sig)
-    if sigsetsize != 8 or not 1 <= sig <= 64:
+    if sigsetsize != 8 or not 1 <= sig <= S.NSIG:
         raise Errno(E.EINVAL)
-    size = SIGACTION_SIZE[t.kernel.arch]
-    new = t.mm.read(act, size) if act else None
-    if new is not None and sig in (SIGKILL, SIGSTOP):
+    new = t.mm.read(act, SIGACTION_SIZE) if act else None
+    if new is not None and sig in (S.SIGKILL, S.SIGSTOP):
         raise Errno(E.EINVAL)
-    if oact:
-        t.mm.write(oact, t.sigactions.get(sig, bytes(size)))
+    old = t.sigactions.get(sig) or bytes(SIGACTION_SIZE)
     if new is not None:
-        t.sigactions[sig] = new
+        S.set_action(t, sig, S.normalise_action(new))
+    if oact:
+        t.mm.write(oact, old)
     return 0
 
 
-@syscall("rt_sigprocmask", status=PARTIAL, note="the mask is kept; unblocking a pending signal applies its default action; handlers are not run yet")
+@syscall("rt_sigprocmask")
 def rt_sigprocmask(t, how, set_, oset, sigsetsize):
     if sigsetsize != 8:
         raise Errno(E.EINVAL)
@@ -39,59 +52,250 @@ def rt_sigprocmask(t, how, set_, oset, sigsetsize):
     new = t.mm.read_u64(set_) if set_ else None
     if new is not None and how not in (SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK):
         raise Errno(E.EINVAL)
-    if oset:
-        t.mm.write_u64(oset, t.sigmask)
+    old = t.sigmask
     if new is not None:
         if how == SIG_BLOCK:
-            set_mask(t, t.sigmask | new)
+            S.set_mask(t, t.sigmask | new)
         elif how == SIG_UNBLOCK:
-            set_mask(t, t.sigmask & ~new)
+            S.set_mask(t, t.sigmask & ~new)
         else:
-            set_mask(t, new)
+            S.set_mask(t, new)
+    if oset:
+        t.mm.write_u64(oset, old)
     return 0
 
 
-def _check_sig(sig: int) -> int:
-    sig = s32(sig)
-    if not 0 <= sig <= 64:
+@syscall("rt_sigpending")
+def rt_sigpending(t, set_, sigsetsize):
+    if sigsetsize > 8:
         raise Errno(E.EINVAL)
-    return sig
+    pending = S.pending_set(t) & t.sigmask  # Linux reports the blocked ones
+    t.mm.write(set_, pending.to_bytes(8, "little")[:sigsetsize])
+    return 0
 
 
-@syscall("kill", status=PARTIAL, note="the sandbox has one process: pid, 0, -1 and its own group reach it; handlers are not run yet")
+def _suspend(t):
+    """Sleep until a signal is taken: -ERESTARTNOHAND (EINTR once a handler ran)."""
+    if t.sigpending():
+        return -S.ERESTARTNOHAND
+    raise Wait(interrupt_result=-S.ERESTARTNOHAND)
+
+
+@syscall("rt_sigsuspend")
+def rt_sigsuspend(t, mask, sigsetsize):
+    if sigsetsize != 8:
+        raise Errno(E.EINVAL)
+    new = t.mm.read_u64(mask)
+    if t.saved_sigmask is None:
+        t.saved_sigmask = t.sigmask
+    S.set_mask(t, new)
+    return _suspend(t)
+
+
+@syscall("pause")
+def pause(t):
+    return _suspend(t)
+
+
+def _write_info(t, addr: int, info) -> None:
+    if addr:
+        t.mm.write(addr, info.pack())
+
+
+@syscall("rt_sigtimedwait", note="a signal of the set that arrives while waiting ends the wait "
+         "even when it is not blocked, as Linux")
+def rt_sigtimedwait(t, set_, uinfo, uts, sigsetsize):
+    if sigsetsize != 8:
+        raise Errno(E.EINVAL)
+    want = t.mm.read_u64(set_) & ~S.UNBLOCKABLE
+    timeout = read_timespec(t.mm, uts) if uts else None
+    t.sigwait = None
+    sig, info = S.dequeue(t, ~want & MASK64)
+    if sig:
+        _write_info(t, uinfo, info)
+        return sig
+    if timeout == 0:
+        raise Errno(E.EAGAIN)
+    import time
+
+    def interrupted(task):
+        task.sigwait = None
+        sig, info = S.dequeue(task, ~want & MASK64)
+        if not sig:
+            return -E.EINTR
+        try:
+            _write_info(task, uinfo, info)
+        except Errno as e:
+            return -e.errno
+        return sig
+
+    w = Wait(deadline=None if timeout is None else time.monotonic() + timeout / 1e9,
+             timeout_result=-E.EAGAIN, on_interrupt=interrupted)
+    t.sigwait = (want, w)
+    raise w
+
+
+def _sigqueue_info(t, uinfo: int, sig: int, to_self: bool):
+    raw = t.mm.read(uinfo, 128)
+    code = struct.unpack_from("<i", raw, 8)[0]
+    if (code >= 0 or code == S.SI_TKILL) and not to_self:
+        raise Errno(E.EPERM)  # only the kernel, kill and tkill make such codes
+    return S.SigInfo(sig, code, raw=raw)
+
+
+@syscall("rt_sigqueueinfo")
+def rt_sigqueueinfo(t, tgid, sig, uinfo):
+    tgid, sig = s32(tgid), _check_sig(sig)
+    info = _sigqueue_info(t, uinfo, sig, tgid == t.tgid)
+    proc = _process(t, tgid)
+    _permitted(t, proc, sig)
+    S.send_process(proc, sig, info)
+    return 0
+
+
+@syscall("rt_tgsigqueueinfo")
+def rt_tgsigqueueinfo(t, tgid, tid, sig, uinfo):
+    tgid, tid, sig = s32(tgid), s32(tid), _check_sig(sig)
+    if tgid <= 0 or tid <= 0:
+        raise Errno(E.EINVAL)
+    info = _sigqueue_info(t, uinfo, sig, tgid == t.tgid)
+    target = _thread(t, tid, tgid)
+    _permitted(t, target.proc, sig)
+    S.send(target, sig, info)
+    return 0
+
+
+# --- kill ----------------------------------------------------------------------------------------
+def _process(t, pid: int):
+    proc = t.kernel.procs.get(pid) if pid > 0 else None
+    if proc is None:
+        raise Errno(E.ESRCH)
+    return proc
+
+
+def _thread(t, tid: int, tgid: int = -1):
+    task = t.kernel.tasks.get(tid)
+    if task is None or task.exit_status is not None or (tgid > 0 and task.tgid != tgid):
+        raise Errno(E.ESRCH)
+    return task
+
+
+def _permitted(t, proc, sig: int) -> None:
+    """Linux's check_kill_permission: root, a process of the same user, or SIGCONT in the session."""
+    if proc is t.proc or t.euid == 0:
+        return
+    leader = proc.leader
+    if leader is None:
+        return
+    target_ids = (leader.uid, getattr(leader, "suid", leader.uid))
+    if t.euid in target_ids or t.uid in target_ids:
+        return
+    if sig == S.SIGCONT and proc.sid == t.sid:
+        return
+    raise Errno(E.EPERM)
+
+
+def _kill_one(t, proc, sig: int) -> None:
+    _permitted(t, proc, sig)
+    if sig:
+        S.send_process(proc, sig, S.user_info(t, sig))
+
+
+def _kill_group(t, pgid: int, sig: int) -> None:
+    procs = [p for p in list(t.kernel.procs.values()) if p.pgid == pgid and not p.zombie]
+    if not procs:
+        raise Errno(E.ESRCH)
+    err, ok = None, False
+    for p in procs:
+        try:
+            _kill_one(t, p, sig)
+            ok = True
+        except Errno as e:
+            err = e
+    if not ok and err is not None:
+        raise err
+
+
+@syscall("kill", status=PARTIAL, note="pids, process groups, 0 and -1 (every process but the "
+         "sandbox's pid 1 and the caller) in the sandbox's pid namespace; pid 1 is not protected "
+         "from signals as a namespace's init is")
 def kill(t, pid, sig):
     pid, sig = s32(pid), _check_sig(sig)
-    if pid not in (t.tgid, 0, -1, -t.tgid):
-        raise Errno(E.ESRCH)
-    send(t, sig)
+    if pid > 0:
+        _kill_one(t, _process(t, pid), sig)
+    elif pid == 0:
+        _kill_group(t, t.pgid, sig)
+    elif pid == -1:
+        count, err = 0, None
+        for p in list(t.kernel.procs.values()):
+            if p.pid > 1 and p is not t.proc and not p.zombie:
+                try:
+                    _kill_one(t, p, sig)
+                    count += 1
+                except Errno as e:
+                    err = e
+        if not count:
+            raise err or Errno(E.ESRCH)
+    else:
+        if pid == -(1 << 31):
+            raise Errno(E.ESRCH)
+        _kill_group(t, -pid, sig)
     return 0
 
 
-@syscall("tgkill", status=PARTIAL, note="as kill")
+@syscall("tgkill")
 def tgkill(t, tgid, tid, sig):
     tgid, tid, sig = s32(tgid), s32(tid), _check_sig(sig)
     if tgid <= 0 or tid <= 0:
         raise Errno(E.EINVAL)
-    if (tgid, tid) != (t.tgid, t.tid):
-        raise Errno(E.ESRCH)
-    send(t, sig)
+    target = _thread(t, tid, tgid)
+    _permitted(t, target.proc, sig)
+    if sig:
+        S.send(target, sig, S.user_info(t, sig, S.SI_TKILL))
     return 0
 
 
-@syscall("tkill", status=PARTIAL, note="as kill")
+@syscall("tkill")
 def tkill(t, tid, sig):
     tid, sig = s32(tid), _check_sig(sig)
     if tid <= 0:
         raise Errno(E.EINVAL)
-    if tid != t.tid:
-        raise Errno(E.ESRCH)
-    send(t, sig)
+    target = _thread(t, tid)
+    _permitted(t, target.proc, sig)
+    if sig:
+        S.send(target, sig, S.user_info(t, sig, S.SI_TKILL))
     return 0
 
 
-@syscall("rt_sigpending", status=PARTIAL, note="signals sent while blocked are kept pending, never delivered yet")
-def rt_sigpending(t, set_, sigsetsize):
-    if sigsetsize > 8:
-        raise Errno(E.EINVAL)
-    t.mm.write(set_, t.pending_signals.to_bytes(8, "little")[:sigsetsize])
+# --- frames ------------------------------------------------------------------------------------
+_STACK_T = struct.Struct("<QiiQ")
+
+
+@syscall("sigaltstack")
+def sigaltstack(t, uss, uoss):
+    new = _STACK_T.unpack(t.mm.read(uss, 24)) if uss else None
+    sp = S.user_sp(t)
+    alt = t.altstack or AltStack()
+    old = _STACK_T.pack(alt.sp, s32(alt.ss_flags(sp) | (alt.flags & SS_AUTODISARM)), 0, alt.size)
+    if new is not None:
+        ss_sp, ss_flags, _, ss_size = new
+        S.set_altstack(t, ss_sp, ss_flags & 0xFFFFFFFF, ss_size, sp)
+    if uoss:
+        t.mm.write(uoss, old)
     return 0
+
+
+@syscall("rt_sigreturn", note="restores every register the frame saved (x86-64: GPRs, flags and "
+         "the FXSAVE/XSAVE state; aarch64: x0-x30, sp, pc, NZCV, v0-v31, fpsr, fpcr), the mask and "
+         "the alternate stack; a bad frame is SIGSEGV")
+def rt_sigreturn(t):
+    return S.sigreturn(t)
+
+
+@syscall("restart_syscall")
+def restart_syscall(t):
+    block = t.restart_block
+    t.restart_block = None
+    if block is None:
+        raise Errno(E.EINTR)
+    return block(t)

@@ -1,8 +1,14 @@
-"""Clocks and sleeping: clock_gettime(2), clock_getres(2), gettimeofday(2),
-time(2), nanosleep(2), clock_nanosleep(2)."""
+"""Clocks, sleeping and timers: clock_gettime(2), clock_getres(2),
+gettimeofday(2), time(2), nanosleep(2), clock_nanosleep(2), alarm(2),
+setitimer(2), getitimer(2), timer_create(2), timer_settime(2),
+timer_gettime(2), timer_getoverrun(2), timer_delete(2).
+
+Every sleep and timer is the kernel loop's (sentry/timers.py): no sleeping threads."""
 import errno as E
+import struct
 import time as host_time
 
+from sentry import timers
 from sentry.errors import Errno
 from sentry.sched import Wait
 from syscalls.abi import read_timespec, s32, write_timespec, write_timeval
@@ -12,6 +18,7 @@ CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
 CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 8, 9, 11
 TIMER_ABSTIME = 1
+ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 514, 516
 
 _HOST_CLOCKS = {
     CLOCK_REALTIME: host_time.CLOCK_REALTIME, CLOCK_MONOTONIC: host_time.CLOCK_MONOTONIC,
@@ -63,24 +70,206 @@ def time_(t, tloc):
     return now
 
 
-def _sleep_until(deadline_ns_monotonic: int):
-    raise Wait(deadline=deadline_ns_monotonic / 1e9, timeout_result=0)
+# --- sleeping ----------------------------------------------------------------------------------
+def _sleep(t, deadline_ns: int, rem: int):
+    """Sleep in the loop until time.monotonic_ns() reaches deadline_ns. A signal ends
+    it with -ERESTART_RESTARTBLOCK (the time left written to rem): a handler makes
+    that EINTR, otherwise restart_syscall sleeps on to the same deadline."""
+    def interrupted(task):
+        if rem:
+            try:
+                write_timespec(task.mm, rem, max(0, deadline_ns - host_time.monotonic_ns()))
+            except Errno as e:
+                return -e.errno
+        task.restart_block = lambda tt: _sleep(tt, deadline_ns, rem)
+        return -ERESTART_RESTARTBLOCK
+    if t.sigpending():
+        return interrupted(t)
+    raise Wait(deadline=deadline_ns / 1e9, timeout_result=0, on_interrupt=interrupted)
 
 
-@syscall("nanosleep", status=PARTIAL, note="sleeps in the event loop; not interrupted by signals yet")
+def _sleep_abs(t, deadline_ns: int):
+    """An absolute sleep: a signal ends it with -ERESTARTNOHAND (restarted as it was)."""
+    if t.sigpending():
+        return -ERESTARTNOHAND
+    raise Wait(deadline=deadline_ns / 1e9, timeout_result=0, interrupt_result=-ERESTARTNOHAND)
+
+
+@syscall("nanosleep", note="a wait in the event loop; a signal ends it as Linux (the time left in rem, "
+         "then EINTR after a handler or a transparent restart_syscall)")
 def nanosleep(t, req, rem):
     duration = read_timespec(t.mm, req)
-    if rem:
-        t.mm.check(rem, 16, 2)
-    _sleep_until(host_time.monotonic_ns() + duration)
+    return _sleep(t, host_time.monotonic_ns() + duration, rem)
 
 
-@syscall("clock_nanosleep", status=PARTIAL, note="as nanosleep; CPU-time clocks answer EINVAL")
+@syscall("clock_nanosleep", status=PARTIAL, note="REALTIME, MONOTONIC, BOOTTIME, TAI (and the ALARM "
+         "forms), relative or TIMER_ABSTIME, interrupted as nanosleep; CPU-time clocks answer "
+         "ENOTSUP (process) or EINVAL (thread)")
 def clock_nanosleep(t, clock, flags, req, rem):
     clock = s32(clock)
-    if clock not in _HOST_CLOCKS:
-        raise Errno(E.EINVAL if clock not in (CLOCK_PROCESS_CPUTIME_ID,) else E.ENOTSUP)
-    duration = read_timespec(t.mm, req)
+    if clock not in _HOST_CLOCKS or clock in (CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE,
+                                              CLOCK_MONOTONIC_COARSE):
+        raise Errno(E.ENOTSUP if clock == CLOCK_PROCESS_CPUTIME_ID else E.EINVAL)
+    value = read_timespec(t.mm, req)
     if flags & TIMER_ABSTIME:
-        duration = max(0, duration - now_ns(t, clock))
-    _sleep_until(host_time.monotonic_ns() + duration)
+        left = value - now_ns(t, clock)
+        return _sleep_abs(t, host_time.monotonic_ns() + max(0, left))
+    return _sleep(t, host_time.monotonic_ns() + value, rem)
+
+
+# --- interval timers -------------------------------------------------------------------------------
+_TIMEVAL = struct.Struct("<qq")
+
+
+def _read_itimerval(t, addr: int):
+    raw = t.mm.read(addr, 32)
+    out = []
+    for off in (0, 16):
+        sec, usec = _TIMEVAL.unpack_from(raw, off)
+        if sec < 0 or not 0 <= usec < 1_000_000:
+            raise Errno(E.EINVAL)
+        out.append(sec * 1_000_000_000 + usec * 1000)
+    return out  # interval, value
+
+
+def _itimerval(interval: int, value: int) -> bytes:
+    def tv(ns):
+        return _TIMEVAL.pack(ns // 1_000_000_000, (ns % 1_000_000_000) // 1000)
+    return tv(interval) + tv(value)
+
+
+def _set_itimer(t, which: int, interval: int, value: int):
+    """Arm (or with value 0 disarm) an interval timer; (old interval, old value)."""
+    it = timers.itimer(t, which)
+    old = (it.interval, it.remaining())
+    if value:
+        it.arm(it.now() + value, interval)
+    else:
+        it.arm(0, 0)
+    return old
+
+
+@syscall("setitimer", status=PARTIAL, note="REAL is the loop's timer; VIRTUAL and PROF count the "
+         "process's whole CPU time (user and system not told apart), sampled by the loop")
+def setitimer(t, which, new, old):
+    which = s32(which)
+    if which not in timers.ITIMER_SIGNAL:
+        raise Errno(E.EINVAL)
+    interval, value = _read_itimerval(t, new) if new else (0, 0)
+    if old:
+        t.mm.check(old, 32, 2)
+    o_interval, o_value = _set_itimer(t, which, interval, value)
+    if old:
+        t.mm.write(old, _itimerval(o_interval, o_value))
+    return 0
+
+
+@syscall("getitimer", status=PARTIAL, note="as setitimer")
+def getitimer(t, which, cur):
+    which = s32(which)
+    if which not in timers.ITIMER_SIGNAL:
+        raise Errno(E.EINVAL)
+    it = timers.itimer(t, which)
+    t.mm.write(cur, _itimerval(it.interval, it.remaining()))
+    return 0
+
+
+@syscall("alarm")
+def alarm(t, seconds):
+    seconds &= 0xFFFFFFFF
+    _, old = _set_itimer(t, timers.ITIMER_REAL, 0, seconds * 1_000_000_000)
+    sec, usec = old // 1_000_000_000, (old % 1_000_000_000) // 1000
+    if (not sec and usec) or usec >= 500_000:
+        sec += 1
+    return sec
+
+
+# --- POSIX timers ----------------------------------------------------------------------------------
+_SIGEVENT = struct.Struct("<Qiii")  # sigev_value, sigev_signo, sigev_notify, sigev_notify_thread_id
+
+
+def _timer(t, timerid):
+    timer = t.sigshared.timers.get(s32(timerid))
+    if timer is None:
+        raise Errno(E.EINVAL)
+    return timer
+
+
+def _read_itimerspec(t, addr: int):
+    raw = t.mm.read(addr, 32)
+    out = []
+    for off in (0, 16):
+        sec, nsec = _TIMEVAL.unpack_from(raw, off)
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            raise Errno(E.EINVAL)
+        out.append(sec * 1_000_000_000 + nsec)
+    return out  # interval, value
+
+
+def _itimerspec(interval: int, value: int) -> bytes:
+    return _TIMEVAL.pack(*divmod(interval, 1_000_000_000)) + _TIMEVAL.pack(*divmod(value, 1_000_000_000))
+
+
+@syscall("timer_create", status=PARTIAL, note="REALTIME, MONOTONIC, BOOTTIME, TAI, the ALARM forms and "
+         "the calling process's and thread's CPU clocks (sampled by the loop); SIGEV_SIGNAL, SIGEV_NONE, "
+         "SIGEV_THREAD_ID (glibc's SIGEV_THREAD needs threads: issue 6); other processes' CPU clocks EINVAL")
+def timer_create(t, clock, sevp, timerid):
+    clock = s32(clock)
+    if clock not in timers.TIMER_CLOCKS:
+        raise Errno(E.EINVAL)
+    thread = t if clock == CLOCK_THREAD_CPUTIME_ID else None
+    if sevp:
+        value, signo, notify, tid = _SIGEVENT.unpack(t.mm.read(sevp, _SIGEVENT.size))
+        if notify not in (timers.SIGEV_SIGNAL, timers.SIGEV_NONE, timers.SIGEV_THREAD,
+                          timers.SIGEV_SIGNAL | timers.SIGEV_THREAD_ID):
+            raise Errno(E.EINVAL)
+        if notify & timers.SIGEV_THREAD_ID:
+            target = t.kernel.tasks.get(tid)
+            if target is None or target.proc is not t.proc or target.exit_status is not None:
+                raise Errno(E.EINVAL)
+            thread = target
+        if notify != timers.SIGEV_NONE and not 1 <= signo <= 64:
+            raise Errno(E.EINVAL)
+    else:
+        value, signo, notify = None, 14, timers.SIGEV_SIGNAL  # SIGALRM, with the timer's id as value
+    t.mm.check(timerid, 4, 2)
+    timer = timers.create(t, clock, notify, signo, 0, thread)
+    timer.value = timer.id if value is None else value
+    t.mm.write_u32(timerid, timer.id)
+    return 0
+
+
+@syscall("timer_settime")
+def timer_settime(t, timerid, flags, new, old):
+    timer = _timer(t, timerid)
+    interval, value = _read_itimerspec(t, new)
+    if old:
+        t.mm.check(old, 32, 2)
+        t.mm.write(old, _itimerspec(timer.interval, timer.remaining()))
+    timer.remove_pending()
+    timer.overrun = timer.overrun_last = 0
+    if not value:
+        timer.arm(0, 0)
+    elif flags & TIMER_ABSTIME:
+        timer.arm(max(1, value), interval)
+    else:
+        timer.arm(timer.now() + value, interval)
+    return 0
+
+
+@syscall("timer_gettime")
+def timer_gettime(t, timerid, cur):
+    timer = _timer(t, timerid)
+    t.mm.write(cur, _itimerspec(timer.interval, timer.remaining()))
+    return 0
+
+
+@syscall("timer_getoverrun")
+def timer_getoverrun(t, timerid):
+    return _timer(t, timerid).overrun_last
+
+
+@syscall("timer_delete")
+def timer_delete(t, timerid):
+    timers.delete(t.sigshared, _timer(t, timerid))
+    return 0

@@ -22,8 +22,13 @@ MAP_SYNC, MAP_FIXED_NOREPLACE = 0x80000, 0x100000
 MAP_KNOWN = (0x03 | MAP_FIXED | MAP_ANONYMOUS | MAP_32BIT | MAP_GROWSDOWN | MAP_DENYWRITE
              | MAP_EXECUTABLE | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK
              | MAP_STACK | MAP_FIXED_NOREPLACE)
+# What MAP_SHARED_VALIDATE accepts of a file mapping (Linux's LEGACY_MAP_MASK; MAP_SYNC
+# needs DAX): anything else is EOPNOTSUPP there, and ignored with MAP_SHARED or MAP_PRIVATE.
+LEGACY_MAP_MASK = ((MAP_KNOWN & ~MAP_FIXED_NOREPLACE) | MAP_HUGETLB | 0x80 | 0x4000000
+                   | (21 << 26) | (30 << 26))
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 MADV_DONTNEED, MADV_REMOVE = 4, 9
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
 MADV_KNOWN = set(range(0, 5)) | set(range(8, 26)) | {100, 101}
 TASK_SIZE = 1 << 47
 FILE_PIECE = 16 << 20  # the most of a mapped file held in the sentry at once
@@ -35,13 +40,27 @@ def page_up(n: int) -> int:
 
 
 class Vma:
-    """One area of the address space: [start, end) with its protection."""
-    __slots__ = ("start", "end", "prot", "name", "shared")
+    """One area of the address space: [start, end) with its protection.
 
-    def __init__(self, start: int, end: int, prot: int, name: str = "", shared: bool = False):
+    A shared mapping of a file (or shared anonymous memory) has a `backing`: the
+    host descriptor holding the pages (sentry/vfs/backing.py), which the platform
+    mapped there from file offset `offset`; `maywrite` is whether it may ever be
+    made writable (the file was open for writing: Linux's VM_MAYWRITE)."""
+    __slots__ = ("start", "end", "prot", "name", "shared", "backing", "offset", "maywrite")
+
+    def __init__(self, start: int, end: int, prot: int, name: str = "", shared: bool = False,
+                 backing=None, offset=None, maywrite: bool = True):
         self.start, self.end, self.prot = start, end, prot
         self.name = name      # what /proc/self/maps shows
         self.shared = shared
+        self.backing = backing
+        self.offset = offset  # the file offset of start (file mappings made by mmap), or None
+        self.maywrite = maywrite
+
+    def part(self, start: int, end: int) -> "Vma":
+        """The same area cut to [start, end) (within it)."""
+        offset = None if self.offset is None else self.offset + (start - self.start)
+        return Vma(start, end, self.prot, self.name, self.shared, self.backing, offset, self.maywrite)
 
     def __repr__(self):
         return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name!r})"
@@ -60,6 +79,19 @@ class MemoryManager:
         self.peak = 0
         self.limit_refused = False  # an allocation failed because of the limit
 
+    def forked(self, space) -> "MemoryManager":
+        """The record of a forked child whose address space (space) is a copy of this one."""
+        child = MemoryManager(space, mmap_base=self.mmap_base, brk=self.brk_start, limit=self.limit)
+        child.brk = self.brk
+        child.vmas = [v.part(v.start, v.end) for v in self.vmas]  # shared areas keep their backing
+        child.starts = list(self.starts)
+        child.total = child.peak = self.total
+        return child
+
+    def areas(self) -> list:
+        """(start, end, prot) of every area: what a fork copies."""
+        return [(v.start, v.end, v.prot) for v in self.vmas]
+
     # --- the record -------------------------------------------------------------------
     def _find(self, addr: int) -> int:
         """Index of the vma containing addr, or -1."""
@@ -76,10 +108,10 @@ class MemoryManager:
                 keep.append(v)
                 continue
             if v.start < start:
-                keep.append(Vma(v.start, start, v.prot, v.name, v.shared))
+                keep.append(v.part(v.start, start))
             if v.end > end:
-                keep.append(Vma(end, v.end, v.prot, v.name, v.shared))
-            out.append(Vma(max(v.start, start), min(v.end, end), v.prot, v.name, v.shared))
+                keep.append(v.part(end, v.end))
+            out.append(v.part(max(v.start, start), min(v.end, end)))
         keep.sort(key=lambda v: v.start)
         self.vmas = keep
         self.total -= sum(v.end - v.start for v in out)
@@ -141,6 +173,21 @@ class MemoryManager:
         self._carve(start, end)
         self._insert(Vma(start, end, prot, name, shared))
 
+    def map_shared(self, start: int, length: int, prot: int, backing, offset: int, name: str = "",
+                   maywrite: bool = True) -> None:
+        """backing's pages from offset at exactly [start, start+length), shared with every
+        other mapping of them, replacing what was there."""
+        end = start + length
+        if prot & PROT_WRITE and not maywrite:
+            raise Errno(E.EACCES)
+        if any(lo < end and start < hi for lo, hi in self.reserved):
+            raise Errno(E.ENOMEM)
+        self._charge(start, end)
+        backing.cover(offset + length)  # a memfd reaches past the mapping's end: no SIGBUS
+        self.space.map_file(start, length, prot, backing, offset)
+        self._carve(start, end)
+        self._insert(Vma(start, end, prot, name, True, backing, offset, maywrite))
+
     def load(self, plan) -> None:
         """Carry out a loader plan's mappings."""
         for m in plan.mappings:
@@ -152,7 +199,12 @@ class MemoryManager:
     def mmap(self, addr: int, length: int, prot: int, flags: int, file=None, offset: int = 0) -> int:
         if length == 0 or addr & (PAGE - 1) and flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
             raise Errno(E.EINVAL)
-        if offset & (PAGE - 1) or flags & ~MAP_KNOWN or (flags & 3) == 0:
+        kind = flags & 3
+        if offset & (PAGE - 1) or kind == 0:
+            raise Errno(E.EINVAL)
+        if flags & MAP_HUGETLB:  # the sandbox has no huge pages (a file is not on hugetlbfs)
+            raise Errno(E.EINVAL if file is not None else E.ENOMEM)
+        if file is None and kind != MAP_PRIVATE and (kind == MAP_SHARED_VALIDATE or flags & MAP_GROWSDOWN):
             raise Errno(E.EINVAL)
         length = page_up(length)
         if length == 0 or length >= TASK_SIZE:
@@ -169,11 +221,31 @@ class MemoryManager:
                 addr = hint
             else:
                 addr = self._find_free(length, 1 << 31 if flags & MAP_32BIT else self.mmap_base)
+        if kind == MAP_SHARED_VALIDATE and flags & ~LEGACY_MAP_MASK:
+            raise Errno(E.EOPNOTSUPP)
         shared = bool(flags & MAP_SHARED)
+        if shared:
+            # Shared pages live in a host descriptor (a file's own, or a memfd) that the
+            # platform maps there: every mapper and read()/write() see the same pages.
+            from sentry.vfs.backing import new_memory
+            if file is not None:
+                # A memory file sealed against writing maps read-only, for good (EPERM for
+                # PROT_WRITE, as Linux's seal_check_write).
+                sealed = getattr(file.inode, "seals", 0) & 0x18  # F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
+                if sealed and prot & PROT_WRITE:
+                    raise Errno(E.EPERM)
+                backing, maywrite = file.backing(), file.writable and not sealed
+                name = getattr(file, "shared_name", None) or file.path
+            else:
+                backing, name, maywrite, offset = new_memory("dev/zero"), "/dev/zero (deleted)", True, 0
+            self.map_shared(addr, length, prot, backing, offset, name, maywrite)
+            return addr
         first = None
         if file is not None:  # errors (ENODEV, EACCES) before anything is mapped
             first = file.mmap_bytes(offset, min(length, FILE_PIECE), prot, shared)
         self.map_fixed(addr, length, prot, file.path if file is not None else "", shared=shared)
+        if file is not None:
+            self.vmas[self._find(addr)].offset = offset
         if first:
             # The file's pages are copied in, a piece at a time (never the whole file at once).
             piece, done = first, 0
@@ -199,6 +271,12 @@ class MemoryManager:
         if not self.covered(addr, end):
             raise Errno(E.ENOMEM)
         prot &= PROT_ALL
+        if prot & PROT_WRITE:
+            i = self._find(addr)
+            while i >= 0 and i < len(self.vmas) and self.vmas[i].start < end:
+                if self.vmas[i].backing is not None and not self.vmas[i].maywrite:
+                    raise Errno(E.EACCES)  # a shared mapping of a file not open for writing
+                i += 1
         for v in self._carve(addr, end):
             v.prot = prot
             self._insert(v)
@@ -233,14 +311,19 @@ class MemoryManager:
                 return old
             if self.is_free(old + old_len, old + new_len):
                 self._charge(old + old_len, old + new_len)
-                self.space.map(old + old_len, new_len - old_len, vma.prot)
+                grown = vma.part(old + old_len, old + new_len)
+                if vma.backing is not None:  # shared: the file's next pages
+                    vma.backing.cover(grown.offset + new_len - old_len)
+                    self.space.map_file(grown.start, new_len - old_len, vma.prot, vma.backing, grown.offset)
+                else:
+                    self.space.map(old + old_len, new_len - old_len, vma.prot)
                 vma_at = self._find(old)
                 v = self.vmas[vma_at]
                 if v.end == old + old_len:
                     v.end = old + new_len
                     self._grown(new_len - old_len)
                 else:
-                    self._insert(Vma(old + old_len, old + new_len, vma.prot, vma.name, vma.shared))
+                    self._insert(grown)
                 return old
             if not flags & MREMAP_MAYMOVE:
                 raise Errno(E.ENOMEM)
@@ -252,10 +335,19 @@ class MemoryManager:
         if self.limit is not None and self.total + new_len - old_len > self.limit:
             self.limit_refused = True
             raise Errno(E.ENOMEM)
-        self.space.move(old, old_len, new, new_len)
+        moved = vma.part(old, old + new_len)
+        moved.start, moved.end = new, new + new_len
+        if vma.backing is not None:
+            # Shared pages are not moved but mapped again at the new place (the host's
+            # mremap would copy them where it cannot move them: they must stay shared).
+            vma.backing.cover(moved.offset + new_len)
+            self.space.map_file(new, new_len, vma.prot, vma.backing, moved.offset)
+            self.space.unmap(old, old_len)
+        else:
+            self.space.move(old, old_len, new, new_len)
         self._carve(old, old + old_len)
         self._carve(new, new + new_len)
-        self._insert(Vma(new, new + new_len, vma.prot, vma.name, vma.shared))
+        self._insert(moved)
         return new
 
     def set_brk(self, addr: int) -> int:
@@ -283,11 +375,51 @@ class MemoryManager:
             raise Errno(E.EINVAL)
         if not self.covered(addr, end):
             raise Errno(E.ENOMEM)
+        if advice == MADV_REMOVE and end > addr:  # shared mappings that may write only: it punches the file
+            for v in self.vmas[self._find(addr):]:
+                if v.start >= end:
+                    break
+                if v.backing is None and not v.name.startswith("/"):
+                    raise Errno(E.EINVAL)
+                if v.backing is None or not v.maywrite:
+                    raise Errno(E.EACCES)
         if advice in (MADV_DONTNEED, MADV_REMOVE):
-            # Private anonymous pages read back as zero afterwards: fresh pages give exactly that.
+            # Private pages read back as zero afterwards (fresh pages give exactly that);
+            # shared pages read back from their file, which only MADV_REMOVE changes.
             for v in self._carve(addr, end):
-                self.space.map(v.start, v.end - v.start, v.prot)
+                if v.backing is None:
+                    self.space.map(v.start, v.end - v.start, v.prot)
+                elif advice == MADV_REMOVE:
+                    v.backing.punch(v.offset, v.end - v.start)
                 self._insert(v)
+
+    def msync(self, addr: int, length: int, flags: int) -> None:
+        """msync(2): shared mappings are the file's own pages already (read() and
+        write() see them at once); MS_SYNC also flushes a host file to its disk."""
+        if addr & (PAGE - 1) or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC):
+            raise Errno(E.EINVAL)
+        if flags & MS_ASYNC and flags & MS_SYNC:
+            raise Errno(E.EINVAL)
+        end = addr + page_up(length)
+        if end < addr or end > TASK_SIZE:
+            raise Errno(E.ENOMEM)
+        hole = False
+        pos = addr
+        while pos < end:
+            i = self._find(pos)
+            if i < 0:  # Linux goes on past a hole and reports it at the end
+                hole = True
+                j = bisect.bisect_right(self.starts, pos)
+                if j >= len(self.vmas):
+                    break
+                pos = self.vmas[j].start
+                continue
+            v = self.vmas[i]
+            if flags & MS_SYNC and v.backing is not None:
+                v.backing.sync()
+            pos = v.end
+        if hole:
+            raise Errno(E.ENOMEM)
 
     # --- guest memory -----------------------------------------------------------------
     def check(self, addr: int, size: int, prot: int) -> None:

@@ -111,8 +111,7 @@ MFD_NAME_MAX = 249  # NAME_MAX less "memfd:"
 
 
 @syscall("memfd_create", status=PARTIAL, note="a memory file in no directory, with seals (F_ADD_SEALS/"
-         "F_GET_SEALS); MFD_HUGETLB answers EINVAL; a write seal does not look at mappings (file "
-         "mappings are private copies)")
+         "F_GET_SEALS); MFD_HUGETLB answers EINVAL")
 def memfd_create(t, name, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC):
@@ -153,6 +152,12 @@ def _seals(t, f, cmd, arg) -> int:
         raise Errno(E.EPERM)
     if seals & F_SEAL_EXEC and inode.mode & 0o111:
         seals |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE  # W^X from the start
+    if seals & F_SEAL_WRITE and not inode.seals & F_SEAL_WRITE and inode.backing is not None:
+        # EBUSY while a shared mapping could still write (one of a file open for writing)
+        for task in list(t.kernel.tasks.values()):
+            mm = getattr(task, "mm", None)
+            if mm is not None and any(v.backing is inode.backing and v.maywrite for v in mm.vmas):
+                raise Errno(E.EBUSY)
     inode.seals |= seals
     return 0
 

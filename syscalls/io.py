@@ -106,12 +106,12 @@ def _read_direct(t, f, buf, count, offset):
     """read/pread of count bytes at buf done by the platform, or None where it cannot be."""
     read_backing = getattr(f, "read_backing", None)
     read_file = getattr(t.mm.space, "read_file", None)
-    pos = f.offset if offset is None else offset
-    src = read_backing(pos) if read_backing is not None and read_file is not None else None
+    src = read_backing() if read_backing is not None and read_file is not None else None
     if src is None:
         return None
-    backing, avail = src
-    want = min(count, MAX_RW_COUNT) if avail is None else min(count, MAX_RW_COUNT, avail)
+    backing, size = src
+    pos = f.offset if offset is None else offset
+    want = min(count, MAX_RW_COUNT) if size is None else min(count, MAX_RW_COUNT, max(0, size - pos))
     if want <= 0:
         return 0
     ok = t.mm.writable_prefix(buf, want)  # as copy_to_user: up to the first bad page

@@ -1,4 +1,4 @@
-"""Memory: brk(2), mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2)."""
+"""Memory: brk(2), mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2), msync(2)."""
 import errno as E
 
 from sentry.errors import Errno
@@ -13,7 +13,11 @@ def brk(t, addr):
     return t.mm.set_brk(addr)
 
 
-@syscall("mmap", status=PARTIAL, note="file mappings are private copies: MAP_SHARED of a file does not write back yet; MAP_SHARED|MAP_ANONYMOUS is not shared across fork yet")
+@syscall("mmap", status=PARTIAL, note="MAP_SHARED maps the file's own pages (a host file's, or a memory "
+         "file's memfd): coherent between mappers and with read()/write(). Gaps: MAP_PRIVATE file mappings are "
+         "copies made at mmap time (later writes to the file are not seen: POSIX leaves it open); pages wholly "
+         "past the end of a memory file, or of a host file under unicorn, read as zero where Linux raises "
+         "SIGBUS; MAP_HUGETLB answers ENOMEM (no huge pages)")
 def mmap(t, addr, length, prot, flags, fd, offset):
     flags &= 0xFFFFFFFF
     file = None
@@ -21,7 +25,7 @@ def mmap(t, addr, length, prot, flags, fd, offset):
         file = t.fds.get(s32(fd))
         if file.flags & O_PATH or not file.readable:
             raise Errno(E.EACCES)
-        if flags & 3 == MAP_SHARED and prot & PROT_WRITE and not file.writable:
+        if flags & MAP_SHARED and prot & PROT_WRITE and not file.writable:  # MAP_SHARED(_VALIDATE)
             raise Errno(E.EACCES)
     return t.mm.mmap(addr, length, prot, flags, file, offset)
 
@@ -43,7 +47,15 @@ def mremap(t, old, old_len, new_len, flags, new):
     return t.mm.mremap(old, old_len, new_len, flags, new)
 
 
-@syscall("madvise", status=PARTIAL, note="MADV_DONTNEED/REMOVE zero the pages; other advice is accepted and ignored")
+@syscall("madvise", status=PARTIAL, note="MADV_DONTNEED zeroes private pages (shared ones read back from "
+         "their file), MADV_REMOVE punches the file of a shared mapping; other advice is accepted and ignored")
 def madvise(t, addr, length, advice):
     t.mm.madvise(addr, length, s32(advice))
+    return 0
+
+
+@syscall("msync", note="shared mappings are the file's own pages, so read() and write() see stores at once; "
+         "MS_SYNC fsyncs a host file")
+def msync(t, addr, length, flags):
+    t.mm.msync(addr, length, s32(flags))
     return 0

@@ -27,6 +27,8 @@ NR_CLOSE, NR_PREAD64, NR_RECVMSG = 3, 17, 47
 INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE,
             NR_CLOSE, NR_PREAD64, NR_RECVMSG)  # the last three: host fds passed in (HostProcess.map_file)
 MAP_SHARED = 0x01
+PTRACE_PEEKUSER = 3
+_RIP = hc.Regs.rip.offset
 MSG_DONTWAIT, MSG_CMSG_CLOEXEC, MSG_CTRUNC = 0x40, 0x40000000, 0x08
 MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x10, 0x20, 0x4000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
@@ -242,6 +244,7 @@ class HostProcess:
         self._guest_sock = -1
         self._passed = {}
         self._closing = []
+        self._quick = None  # registers for read_file's injection
         self.platform = platform
         self.cpu = PtraceCpu(self, pid)
         platform.cpus[pid] = self.cpu
@@ -468,8 +471,32 @@ class HostProcess:
 
     def read_file(self, backing, offset: int, addr: int, size: int) -> int:
         """pread64 from backing straight into guest memory at addr (writable: the
-        MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno."""
-        return self.inject(NR_PREAD64, self._guest_fd(backing), addr, size, offset)
+        MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno.
+        Called at the guest's read syscall stop: the registers the CPU read there are
+        the ones to restore, which spares inject() a GETREGS and its record keeping."""
+        fd = self._guest_fd(backing)
+        cpu = self.cpu
+        tid, saved = cpu.tid, cpu.regs
+        regs = self._quick
+        if regs is None:
+            regs = self._quick = hc.Regs()
+        ctypes.memmove(ctypes.addressof(regs), cpu._regs_addr, ctypes.sizeof(regs))
+        regs.rip, regs.rax, regs.orig_rax = STUB_SYSCALL, NR_PREAD64, 0xFFFFFFFFFFFFFFFF
+        regs.rdi, regs.rsi, regs.rdx, regs.r10 = fd, addr, size, offset
+        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
+        _ptrace(hc.PTRACE_CONT, tid, 0, 0)
+        while True:
+            _, status = os.waitpid(tid, hc.WALL)
+            if not os.WIFSTOPPED(status):
+                cpu.gone = status
+                raise SentryError("the sandbox process died during a read")
+            if status >> 8 == signal.SIGTRAP and _ptrace(PTRACE_PEEKUSER, tid, _RIP, 0) == STUB_TRAP:
+                break
+            _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop: resume the injection
+        ret = _ptrace(PTRACE_PEEKUSER, tid, hc.RAX_OFFSET, 0)
+        saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
+        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, cpu._regs_addr))
+        return ret
 
     def close(self) -> None:
         """Kill the host process and reap it and its keeper."""
@@ -572,6 +599,10 @@ class PtraceCpu:
         return self.regs.rip
 
     # --- the whole user state (signal frames) --------------------------------------------
+    def get_sp(self) -> int:
+        """The stack pointer at the last stop (its registers are read at every stop)."""
+        return self.regs.rsp
+
     _GETFPREGS, _SETFPREGS, _GETREGSET, _SETREGSET, _NT_X86_XSTATE = 14, 15, 0x4204, 0x4205, 0x202
     _xstate_ok = True  # False once the host refused NT_X86_XSTATE (no XSAVE): FXSAVE only
 

@@ -37,6 +37,13 @@ class ZeroFile(NullFile):
     def mmap_bytes(self, offset, length, prot, shared):
         return b""  # fresh anonymous pages are already zero
 
+    shared_name = "/dev/zero (deleted)"  # what /proc/PID/maps names a shared mapping of it
+
+    def backing(self):
+        """MAP_SHARED of /dev/zero: shared anonymous memory, as Linux gives."""
+        from sentry.vfs.backing import new_memory
+        return new_memory("dev/zero")
+
 
 class FullFile(ZeroFile):
     def write(self, data):

@@ -63,6 +63,16 @@ class File:
     def mmap_bytes(self, offset: int, length: int, prot: int, shared: bool) -> bytes:
         raise Errno(E.ENODEV)
 
+    def backing(self):
+        """The host descriptor holding the file's pages, for MAP_SHARED
+        (sentry/vfs/backing.py); ENODEV for what cannot be mapped."""
+        raise Errno(E.ENODEV)
+
+    def read_backing(self):
+        """(Backing, the file's size, or None where the host file knows it) when a
+        read may go straight from a host descriptor into guest memory, else None."""
+        return None
+
     def stat_inode(self) -> Inode:
         return self.inode
 
@@ -92,10 +102,11 @@ class RegularFile(File):
         self.offset -= len(data)
 
     def pread(self, size: int, offset: int):
-        """A view of the file's bytes (no copy): valid until the file next changes."""
+        """The file's bytes (a view without copying while they are in memory: valid
+        until the file next changes)."""
         if offset < 0:
             raise Errno(E.EINVAL)
-        return memoryview(self.inode.data)[offset:offset + size]
+        return self.inode.read(offset, size)
 
     def write(self, data: bytes) -> int:
         if self.flags & O_APPEND:
@@ -109,16 +120,7 @@ class RegularFile(File):
             raise Errno(E.EINVAL)
         if not data:
             return 0
-        self.inode.check_write(offset, len(data))
-        buf = self.inode.data
-        if offset > len(buf):
-            buf.extend(bytes(offset - len(buf)))
-        if offset == len(buf):
-            buf += data  # appending: amortised growth, where a slice assignment reallocates
-        else:
-            buf[offset:offset + len(data)] = data
-        self.inode.touch()
-        return len(data)
+        return self.inode.write(offset, data)
 
     def seek(self, offset: int, whence: int) -> int:
         size = self.inode.size
@@ -142,6 +144,13 @@ class RegularFile(File):
     def mmap_bytes(self, offset, length, prot, shared):
         return bytes(self.pread(length, offset))
 
+    def backing(self):
+        return self.inode.memfd()  # from now on the file's bytes live there
+
+    def read_backing(self):
+        b = self.inode.backing
+        return None if b is None else (b, self.inode.size)
+
     def truncate(self, length: int) -> None:
         self.inode.truncate(length)
 
@@ -158,6 +167,7 @@ class HostFile(RegularFile):
     def __init__(self, inode, flags, path, host_fd: int):
         super().__init__(inode, flags, path)
         self.host_fd = host_fd
+        self._backing = None
 
     def pread(self, size: int, offset: int) -> bytes:
         if offset < 0:
@@ -187,8 +197,23 @@ class HostFile(RegularFile):
             return self.offset
         return super().seek(offset, whence)
 
+    def backing(self):
+        """A dup of the host fd (the guest's access mode: O_RDONLY on a read-only
+        mount), kept open while anything maps it, after this file is closed too."""
+        if self._backing is None:
+            if self.host_fd is None:
+                raise Errno(E.EBADF)
+            from sentry.vfs.backing import of_host_fd
+            self._backing = of_host_fd(self.host_fd, self.writable)
+        return self._backing
+
+    def read_backing(self):
+        return (self.backing(), None) if self.host_fd is not None else None
+
     def truncate(self, length: int) -> None:
         self._host(os.ftruncate, length)
+        from sentry.vfs.backing import host_file_shrunk
+        host_file_shrunk(self.host_fd)
 
     def fsync(self, datasync: bool) -> None:
         self._host(os.fdatasync if datasync else os.fsync)
@@ -196,8 +221,12 @@ class HostFile(RegularFile):
     def fallocate(self, mode: int, offset: int, length: int) -> None:
         from sentry.vfs.hostcalls import fallocate
         self._host(fallocate, mode, offset, length)
+        if mode & 0x08:  # FALLOC_FL_COLLAPSE_RANGE: the file got shorter
+            from sentry.vfs.backing import host_file_shrunk
+            host_file_shrunk(self.host_fd)
 
     def close(self) -> None:
+        self._backing = None  # closed once nothing maps it either
         if self.host_fd is not None:
             os.close(self.host_fd)
             self.host_fd = None

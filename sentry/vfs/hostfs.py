@@ -201,6 +201,9 @@ class HostInode(Inode):
         if writing and flags & O_TRUNC:
             host_flags |= os.O_TRUNC
         fd = _host(os.open, f"/proc/self/fd/{self.fd}", host_flags | os.O_CLOEXEC)
+        if host_flags & os.O_TRUNC:
+            from sentry.vfs.backing import host_file_shrunk
+            host_file_shrunk(fd)
         return HostFile(self, flags, path, fd)
 
     def truncate(self, length):
@@ -210,6 +213,8 @@ class HostInode(Inode):
         fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_CLOEXEC)
         try:
             _host(os.ftruncate, fd, length)
+            from sentry.vfs.backing import host_file_shrunk
+            host_file_shrunk(fd)
         finally:
             os.close(fd)
 

@@ -7,17 +7,19 @@ symlinks and crosses mounts, so no filesystem ever sees `..` or a `/`.
 """
 import errno as E
 import itertools
+import os
 import stat as S
 import time
 
 from sentry.errors import Errno
+from sentry.vfs import hostcalls
 
 _inos = itertools.count(2)
 
 TMPFS_MAGIC = 0x01021994
 ST_RDONLY, ST_VALID = 0x0001, 0x0020
-# A memory file lives in one bytearray: past this size it would have to be
-# sparse, which it is not, so growing beyond it answers EFBIG.
+# A memory file is never sparse (a bytearray, or a memfd kept filled): growing
+# it beyond this answers EFBIG.
 MAX_MEMORY_FILE = 1 << 30
 # memfd seals (fcntl F_ADD_SEALS); every tmpfs file starts sealed against sealing
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
@@ -187,20 +189,104 @@ MEMFD = FileSystem("memfd")  # memfd_create's files: no directory holds them (li
 
 
 class RegularInode(Inode):
-    __slots__ = ("data", "seals", "linkable")
+    """A memory file. Its bytes are one bytearray until it is first mapped shared;
+    then they move into a memfd (a `Backing`) that every mapping maps, and every
+    read, write and truncate goes there, so all of them stay coherent (large reads
+    go straight from it into the program's memory). The memfd's host size may run
+    past the file's size (it covers what is mapped); bytes past the file's end are
+    kept zero. (Big files that are not mapped stay bytearrays: a shmem read is
+    slower than the sentry's copy out of its own memory, measured on hosts whose
+    tmpfs has no huge pages.)"""
+    __slots__ = ("data", "seals", "linkable", "backing", "_size")
 
     def __init__(self, mode=0o644, data=b"", fs=None, **kw):
         super().__init__(S.S_IFREG | mode, fs, **kw)
         self.data = bytearray(data)
+        self.backing = None   # the memfd once the bytes live there (then data is None)
+        self._size = 0        # the file's size once in a memfd
         self.seals = F_SEAL_SEAL
         self.linkable = False  # an O_TMPFILE file without O_EXCL may be given a name
+
+    # --- where the bytes are ------------------------------------------------------------
+    def memfd(self):
+        """The file's memfd Backing, the bytes moved there first if they are not yet."""
+        if self.backing is None:
+            from sentry.vfs.backing import new_memory
+            b = new_memory("sentry-tmpfs", len(self.data))
+            done, view = 0, memoryview(self.data)
+            try:
+                while done < len(view):
+                    done += os.pwrite(b.fd, view[done:done + (16 << 20)], done)
+            except OSError as e:
+                raise Errno(e.errno) from None
+            finally:
+                view.release()
+            self._size = len(self.data)
+            self.data = None
+            self.backing = b
+        return self.backing
+
+    def _zero_from(self, start: int) -> None:
+        """Zero the memfd past `start` (bytes past the file's end a mapping may have stored)."""
+        b = self.backing
+        if start < b.host_size:
+            try:
+                hostcalls.fallocate(b.fd, 0x01 | 0x02, start, b.host_size - start)  # KEEP_SIZE|PUNCH_HOLE
+            except OSError as e:
+                raise Errno(e.errno) from None
+
+    def _grow(self, end: int) -> None:
+        """The memfd file grows to end bytes (zero from the old end)."""
+        if end > self._size:
+            self._zero_from(self._size)
+            self.backing.cover(end)
+            self._size = end
+
+    def read(self, offset: int, size: int):
+        """Up to size bytes from offset (a view, without copying, while in memory)."""
+        if self.data is not None:
+            return memoryview(self.data)[offset:offset + size]
+        size = min(size, self._size - offset)
+        if size <= 0:
+            return b""
+        try:
+            return os.pread(self.backing.fd, size, offset)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def write(self, offset: int, data) -> int:
+        """Store data at offset, growing the file (zeros fill a gap)."""
+        self.check_write(offset, len(data))
+        end = offset + len(data)
+        if self.data is None:
+            if offset > self._size:
+                self._grow(offset)
+            done, view = 0, memoryview(data)
+            try:
+                while done < len(view):
+                    done += os.pwrite(self.backing.fd, view[done:], offset + done)
+            except OSError as e:
+                raise Errno(e.errno) from None
+            if end > self._size:
+                self._size = end
+                self.backing.host_size = max(self.backing.host_size, end)
+        else:
+            buf = self.data
+            if offset > len(buf):
+                buf.extend(bytes(offset - len(buf)))
+            if offset == len(buf):
+                buf += data  # appending: amortised growth, where a slice assignment reallocates
+            else:
+                buf[offset:offset + len(data)] = data
+        self.touch()
+        return len(data)
 
     def check_write(self, offset: int, length: int) -> None:
         """May length bytes be written at offset (seals, the memory file limit)?"""
         if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
             raise Errno(E.EPERM)
         end = offset + length
-        if end > len(self.data):
+        if end > self.size:
             if self.seals & F_SEAL_GROW:
                 raise Errno(E.EPERM)
             if end > MAX_MEMORY_FILE:
@@ -218,30 +304,49 @@ class RegularInode(Inode):
             raise Errno(E.EOPNOTSUPP)  # as Linux's tmpfs
         self.fs.check_writable()
         end = offset + length
+        size = self.size
         if mode & FALLOC_FL_PUNCH_HOLE:
             if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
                 raise Errno(E.EPERM)
-            stop = min(end, len(self.data))
+            stop = min(end, size)
             if offset < stop:
-                self.data[offset:stop] = bytes(stop - offset)
+                if self.data is not None:
+                    self.data[offset:stop] = bytes(stop - offset)
+                else:
+                    try:
+                        hostcalls.fallocate(self.backing.fd, 0x01 | 0x02, offset, stop - offset)
+                    except OSError as e:
+                        raise Errno(e.errno) from None
                 self.touch()
             return
-        if mode & FALLOC_FL_KEEP_SIZE or end <= len(self.data):
+        if mode & FALLOC_FL_KEEP_SIZE or end <= size:
             return
         if self.seals & F_SEAL_GROW:
             raise Errno(E.EPERM)
         if end > MAX_MEMORY_FILE:
             raise Errno(E.ENOSPC)
-        self.data.extend(bytes(end - len(self.data)))
+        self._resize(end)
         self.touch()
+
+    def _resize(self, length: int) -> None:
+        if self.data is not None:
+            if length < len(self.data):
+                del self.data[length:]
+            else:
+                self.data.extend(bytes(length - len(self.data)))
+        elif length > self._size:
+            self._grow(length)
+        else:
+            self._size = length
+            self._zero_from(length)  # the memfd keeps its host size: mappings past the end stay valid
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.data is not None else self._size
 
     @property
     def blocks(self) -> int:
-        return (len(self.data) + 511) // 512
+        return (self.size + 511) // 512
 
     def open(self, flags, path):
         from sentry.vfs.file import RegularFile
@@ -249,16 +354,17 @@ class RegularInode(Inode):
 
     def truncate(self, length: int) -> None:
         self.fs.check_writable()
-        if length < len(self.data):
+        size = self.size
+        if length < size:
             if self.seals & F_SEAL_SHRINK:
                 raise Errno(E.EPERM)
-            del self.data[length:]
-        elif length > len(self.data):
+        elif length > size:
             if self.seals & F_SEAL_GROW:
                 raise Errno(E.EPERM)
             if length > MAX_MEMORY_FILE:
                 raise Errno(E.EFBIG)
-            self.data.extend(bytes(length - len(self.data)))
+        if length != size:
+            self._resize(length)
         self.touch()
 
 

@@ -771,8 +771,8 @@ def gen_statm(task) -> bytes:
 
 def gen_maps(procfs, task) -> bytes:
     """Linux's format: start-end perms offset dev inode, the name at column 73.
-    A file mapping's offset is counted from the first mapping of that file
-    (exact for the text of ld.so-loaded libraries, approximate for data)."""
+    A file mapping's offset is the one mmap was given; for the mappings the
+    loader made it is counted from the first mapping of that file."""
     vfs = procfs.vfs
     ids: dict[str, tuple] = {}
     first: dict[str, int] = {}
@@ -783,7 +783,7 @@ def gen_maps(procfs, task) -> bytes:
                 and vmas[-1].prot == v.prot and vmas[-1].shared == v.shared):
             vmas[-1].end = v.end
         else:
-            vmas.append(_Area(v.start, v.end, v.prot, v.name, v.shared))
+            vmas.append(_Area(v.start, v.end, v.prot, v.name, v.shared, getattr(v, "offset", None)))
     for v in vmas:
         name = v.name
         dev = ino = offset = 0
@@ -792,7 +792,7 @@ def gen_maps(procfs, task) -> bytes:
                 ids[name] = _file_id(vfs, task, name)
                 first[name] = v.start
             dev, ino = ids[name]
-            offset = v.start - first[name]
+            offset = v.start - first[name] if v.offset is None else v.offset
         perms = ("r" if v.prot & 1 else "-") + ("w" if v.prot & 2 else "-") + \
                 ("x" if v.prot & 4 else "-") + ("s" if v.shared else "p")
         line = "%08x-%08x %s %08x %02x:%02x %d " % (v.start, v.end, perms, offset,
@@ -804,10 +804,11 @@ def gen_maps(procfs, task) -> bytes:
 
 
 class _Area:
-    __slots__ = ("start", "end", "prot", "name", "shared")
+    __slots__ = ("start", "end", "prot", "name", "shared", "offset")
 
-    def __init__(self, start, end, prot, name, shared):
+    def __init__(self, start, end, prot, name, shared, offset=None):
         self.start, self.end, self.prot, self.name, self.shared = start, end, prot, name, shared
+        self.offset = offset
 
 
 def _file_id(vfs, task, name: str):

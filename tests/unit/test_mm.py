@@ -4,8 +4,8 @@ import errno
 import pytest
 
 from sentry.errors import Errno
-from sentry.mm import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, PAGE, PROT_READ,
-                       PROT_WRITE, MemoryManager)
+from sentry.mm import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED,
+                       MAP_SHARED_VALIDATE, PAGE, PROT_READ, PROT_WRITE, MemoryManager)
 
 
 class FakeSpace:
@@ -80,10 +80,17 @@ def test_fixed_replaces_and_noreplace_refuses(mm):
 
 def test_bad_arguments(mm):
     for args in [(0, 0, RW, ANON), (1, PAGE, RW, ANON | MAP_FIXED), (0, PAGE, RW, MAP_ANONYMOUS),
-                 (0, PAGE, RW, ANON | 0x80000000)]:
+                 (0, PAGE, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS), (0, PAGE, RW, ANON, None, 1)]:
         with pytest.raises(Errno) as e:
             mm.mmap(*args)
         assert e.value.errno == errno.EINVAL, args
+
+
+def test_unknown_flags_are_ignored_as_linux_does(mm):
+    assert mm.mmap(0, PAGE, RW, ANON | 0x80000000)
+    with pytest.raises(Errno) as e:
+        mm.mmap(0, 2 << 20, RW, ANON | MAP_HUGETLB)
+    assert e.value.errno == errno.ENOMEM  # no huge pages in the sandbox
 
 
 def test_partial_munmap_splits(mm):
@@ -159,3 +166,115 @@ def test_reserved_ranges_are_never_given_out(mm):
     with pytest.raises(Errno):
         mm.mmap(0x7FFFF8000000, PAGE, RW, ANON | MAP_FIXED)
     assert not mm.is_free(0x7FFFF8000000, 0x7FFFF8001000)
+
+
+# --- shared mappings: the record keeps the backing and its offsets --------------------------------
+class FakeBacking:
+    memory, writable = True, True
+
+    def __init__(self):
+        self.calls = []
+
+    def cover(self, end):
+        self.calls.append(("cover", end))
+
+    def sync(self):
+        self.calls.append(("sync",))
+
+    def punch(self, offset, length):
+        self.calls.append(("punch", offset, length))
+
+
+class SharedSpace(FakeSpace):
+    def map_file(self, start, length, prot, backing, offset):
+        self.calls.append(("map_file", start, length, prot, offset))
+        for p in range(start, start + length, PAGE):
+            self.pages[p] = bytearray(PAGE)
+
+    def move(self, *args):
+        raise AssertionError("shared pages are never moved, only mapped again")
+
+
+@pytest.fixture
+def smm():
+    return MemoryManager(SharedSpace(), mmap_base=TOP, brk=0x600000)
+
+
+def shared_area(mm, length, offset=0, maywrite=True, prot=RW, at=0x10000000):
+    b = FakeBacking()
+    mm.map_shared(at, length, prot, b, offset, "/f", maywrite)
+    return at, b
+
+
+def test_shared_area_is_recorded_with_offsets(smm):
+    a, b = shared_area(smm, 4 * PAGE, offset=2 * PAGE)
+    assert ("cover", 6 * PAGE) in b.calls
+    assert smm.space.calls[-1] == ("map_file", a, 4 * PAGE, RW, 2 * PAGE)
+    smm.munmap(a + PAGE, PAGE)
+    left, right = smm.vmas[smm._find(a)], smm.vmas[smm._find(a + 2 * PAGE)]
+    assert (left.backing, left.offset, right.backing, right.offset) == (b, 2 * PAGE, b, 4 * PAGE)
+    assert right.shared and right.name == "/f"
+
+
+def test_shared_area_of_a_read_only_file_never_becomes_writable(smm):
+    a, b = shared_area(smm, 2 * PAGE, maywrite=False, prot=PROT_READ)
+    for call in (lambda: smm.mprotect(a, PAGE, RW), lambda: smm.madvise(a, PAGE, 9)):
+        with pytest.raises(Errno) as e:
+            call()
+        assert e.value.errno == errno.EACCES
+    with pytest.raises(Errno) as e:
+        smm.map_shared(a, PAGE, RW, b, 0, "/f", False)
+    assert e.value.errno == errno.EACCES
+    smm.mprotect(a, PAGE, PROT_READ)  # no write: fine
+
+
+def test_shared_area_moves_by_mapping_again(smm):
+    a, b = shared_area(smm, 2 * PAGE, offset=PAGE)
+    smm.mmap(a + 2 * PAGE, PAGE, RW, ANON | MAP_FIXED)  # in the way of growing in place
+    new = smm.mremap(a + PAGE, PAGE, 3 * PAGE, 1, 0)  # the second page, grown: moved
+    v = smm.vmas[smm._find(new)]
+    assert (v.backing, v.offset, v.end - v.start) == (b, 2 * PAGE, 3 * PAGE)
+    assert ("map_file", new, 3 * PAGE, RW, 2 * PAGE) in smm.space.calls
+    assert ("unmap", a + PAGE, PAGE) in smm.space.calls
+
+
+def test_shared_area_grows_in_place_from_the_next_file_pages(smm):
+    a, b = shared_area(smm, 2 * PAGE, offset=PAGE)
+    assert smm.mremap(a, 2 * PAGE, 3 * PAGE, 0, 0) == a
+    assert ("map_file", a + 2 * PAGE, PAGE, RW, 3 * PAGE) in smm.space.calls
+    assert ("cover", 4 * PAGE) in b.calls
+    v = smm.vmas[smm._find(a)]
+    assert (v.start, v.end, v.offset) == (a, a + 3 * PAGE, PAGE)
+
+
+def test_madvise_on_shared_areas(smm):
+    a, b = shared_area(smm, 2 * PAGE, offset=PAGE)
+    calls = len(smm.space.calls)
+    smm.madvise(a, 2 * PAGE, 4)  # DONTNEED: the file's bytes stay
+    assert len(smm.space.calls) == calls
+    smm.madvise(a + PAGE, PAGE, 9)  # REMOVE: punched in the file
+    assert ("punch", 2 * PAGE, PAGE) in b.calls
+    p = smm.mmap(0, PAGE, RW, ANON)
+    with pytest.raises(Errno) as e:
+        smm.madvise(p, PAGE, 9)  # private anonymous: EINVAL, as Linux
+    assert e.value.errno == errno.EINVAL
+
+
+def test_msync(smm):
+    a, b = shared_area(smm, 2 * PAGE)
+    smm.msync(a, 2 * PAGE, 4)
+    assert b.calls[-1] == ("sync",)
+    smm.msync(a, 0, 4)
+    for args, err in [((a + 1, PAGE, 4), errno.EINVAL), ((a, PAGE, 8), errno.EINVAL),
+                      ((a, PAGE, 5), errno.EINVAL), ((a, 3 * PAGE, 1), errno.ENOMEM)]:
+        with pytest.raises(Errno) as e:
+            smm.msync(*args)
+        assert e.value.errno == err, args
+
+
+def test_shared_anonymous_memory_is_a_memory_backing(smm):
+    from sentry.mm import MAP_SHARED
+    a = smm.mmap(0, 3 * PAGE, RW, MAP_SHARED | MAP_ANONYMOUS)
+    v = smm.vmas[smm._find(a)]
+    assert v.shared and v.backing is not None and v.backing.memory and v.offset == 0
+    assert v.name == "/dev/zero (deleted)" and v.backing.host_size >= 3 * PAGE

@@ -608,3 +608,83 @@ def test_random_operations_against_a_model(space):
         assert pages == {p: v[0] for p, v in model.items()}, (step, op)
         assert [(lo, hi) for lo, hi, _ in space.regions()] == [(lo, hi) for lo, hi, _ in unicorn_regions(space)]
         assert all(lo >> 30 == (hi - 1) >> 30 for lo, hi, _ in space.regions())
+
+
+# --- shared mappings: the backing's host pages behind guest memory ---------------------------------
+def test_shared_pages_are_one_between_spaces_and_the_file(space):
+    from sentry.vfs.backing import new_memory
+    other, _ = UnicornPlatform("x86_64").new_process()
+    try:
+        b = new_memory("t", 2 * 0x1000)
+        space.map_file(0x10000, 0x2000, R | W, b, 0)
+        other.map_file(0x20000, 0x1000, R, b, 0x1000)
+        space.write(0x11000, b"hi")
+        assert other.read(0x20000, 2) == b"hi" and os.pread(b.fd, 2, 0x1000) == b"hi"
+        os.pwrite(b.fd, b"yo", 0)
+        assert space.read(0x10000, 2) == b"yo"
+        assert space.shared == [[0x10000, 0x12000, b, 0, 0x12000]]
+        assert space.shared_in(0x11000, 0x20000) == [(0x11000, 0x12000, b, 0x1000)]
+        space.unmap(0x10000, 0x1000)  # the record follows unmap and map over it
+        assert space.shared == [[0x11000, 0x12000, b, 0x1000, 0x12000]]
+        space.map(0x11000, 0x1000, R | W)
+        assert space.shared == [] and space.read(0x11000, 2) == bytes(2)
+        assert other.read(0x20000, 2) == b"hi"
+    finally:
+        other.close()
+
+
+def test_guest_stores_reach_the_file(x86):
+    from sentry.vfs.backing import new_memory
+    space, cpu = x86("b800104000c70001000000" "b83c0000000f05")  # mov [0x401000], 1; exit
+    b = new_memory("t", 0x1000)
+    space.map_file(DATA, 0x1000, R | W, b, 0)
+    assert isinstance(cpu.run(), SyscallStop)
+    assert os.pread(b.fd, 4, 0) == (1).to_bytes(4, "little")
+
+
+def test_read_only_file_pages_stay_read_only(space, tmp_path):
+    from sentry.vfs.backing import of_host_fd
+    p = tmp_path / "f"
+    p.write_bytes(b"r" * 0x1000)
+    fd = os.open(p, os.O_RDONLY)
+    b = of_host_fd(fd, writable=False)
+    os.close(fd)
+    with pytest.raises(Errno) as e:
+        space.map_file(0x10000, 0x1000, R | W, b, 0)
+    assert e.value.errno == errno.EACCES
+    space.map_file(0x10000, 0x1000, R, b, 0)
+    with pytest.raises(Errno) as e:
+        space.protect(0x10000, 0x1000, R | W)
+    assert e.value.errno == errno.EACCES
+    assert space.read(0x10000, 1) == b"r"
+
+
+def test_host_file_past_its_end_never_faults_the_sentry(space, tmp_path):
+    from sentry.vfs.backing import host_file_shrunk, of_host_fd
+    p = tmp_path / "f"
+    p.write_bytes(b"x" * 100)
+    fd = os.open(p, os.O_RDWR)
+    try:
+        b = of_host_fd(fd, writable=True)
+        space.map_file(0x10000, 0x3000, R | W, b, 0)
+        assert space.shared[0][4] == 0x11000  # the file's one page; past it, zero pages
+        assert space.read(0x10000, 1) == b"x" and space.read(0x12000, 4) == bytes(4)
+        os.ftruncate(fd, 0)
+        host_file_shrunk(fd)  # what HostFile.truncate calls
+        assert space.read(0x10000, 4) == bytes(4)  # no SIGBUS: fresh pages stand in
+        space.write(0x10000, b"w")
+        assert os.path.getsize(p) == 0
+    finally:
+        os.close(fd)
+
+
+def test_read_file_fills_guest_memory_straight_from_the_fd(space):
+    from sentry.vfs.backing import new_memory
+    b = new_memory("t")
+    os.pwrite(b.fd, bytes(range(256)) * 40, 0)  # 10240 bytes
+    b.host_size = 10240
+    space.map(0x10000, 0x4000, R | W)
+    assert space.read_file(b, 100, 0x10010, 5000) == 5000
+    assert space.read(0x10010, 5000) == (bytes(range(256)) * 40)[100:5100]
+    assert space.read_file(b, 10000, 0x10000, 5000) == 240  # short at the end of the file
+    assert space.read_file(b, 20000, 0x10000, 5000) == 0

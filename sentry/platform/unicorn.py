@@ -149,6 +149,8 @@ class UnicornPlatform:
             for start, end, prot in areas:
                 child.map(start, end - start, prot)
                 child.copy_from(space, start, end)
+                for lo, hi, backing, offset in space.shared_in(start, end):
+                    child.map_file(lo, hi - lo, prot, backing, offset)  # the same pages, not a copy
             ctx = ctypes.c_void_p()
             _check(_lib.uc_context_alloc(space._uch, ctypes.byref(ctx)), "cannot copy a CPU")
             try:

@@ -84,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="CPU time limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--timeout", metavar="SEC", type=_seconds,
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
-    run.add_argument("--max-procs", metavar="N", help=f"process limit ({NOT_YET})")
+    run.add_argument("--max-procs", metavar="N", type=int,
+                     help="processes the sandbox may hold at once: fork fails with EAGAIN beyond it")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
     run.add_argument("--strace", action="store_true", help="print every syscall with its arguments and result")
@@ -111,8 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(o) -> int:
     refused = [name for name, value in (
-        ("--publish", o.publish), ("--max-procs", o.max_procs),
-        ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
+        ("--publish", o.publish), ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
     for item in o.env:
@@ -142,7 +142,7 @@ def cmd_run(o) -> int:
     code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
                           mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
-                          cpu_time=o.cpu_time,
+                          cpu_time=o.cpu_time, max_procs=o.max_procs,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
     if limit == "timeout":
         _log(f"timeout: the program was killed after {o.timeout:g} s")
@@ -150,6 +150,8 @@ def cmd_run(o) -> int:
         _log(f"cpu time: the program was killed after {o.cpu_time:g} s of CPU")
     elif limit == "memory":
         _log(f"memory: the program was refused memory beyond --memory {o.memory}")
+    elif limit == "max_procs":
+        _log(f"max procs: a fork was refused beyond --max-procs {o.max_procs}")
     return 128 + signo if signo else code
 
 

@@ -23,7 +23,7 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 class Kernel:
     def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None, memory=None,
-                 cpu_time=None):
+                 cpu_time=None, max_procs=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
@@ -50,9 +50,11 @@ class Kernel:
         self.timeout = timeout    # wall-clock seconds for the whole run, or None
         self.deadline = None
         self.limit_hit = None     # "timeout", "cpu_time" or "memory" once a limit was reached
+        self.limit_reached = None  # "max_procs" once a fork was refused for it (the run goes on)
         self.cpu_time = cpu_time  # CPU seconds a process may use, or None
         self.memory = memory      # bytes of address space per process (--memory), or None
         self.peak_memory = 0      # the largest address space a process of this run mapped
+        self.max_procs = max_procs  # processes the sandbox may hold at once (--max-procs), or None
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, log, strace)
 
@@ -179,9 +181,10 @@ class Kernel:
         try:
             while tasks:
                 if self.limit_hit:
-                    for task in list(tasks.values()):
-                        if task.exit_status is None:
-                            self.exit_group(task, 0, 9)
+                    init = self.procs.get(1)
+                    self._end_all_but(init)
+                    if init is not None and init.leader is not None and init.leader.exit_status is None:
+                        self.exit_group(init.leader, 0, 9)
                     break
                 while runq:
                     task = runq.popleft()
@@ -208,6 +211,8 @@ class Kernel:
         finally:
             if watchdog is not None:
                 stop.set()
+            init = self.procs.get(1)
+            self._end_all_but(init)
             for task in list(tasks.values()):
                 self._release(task)
             if events is not None:
@@ -444,9 +449,13 @@ class Kernel:
              share_files: bool = False, parent=None) -> Task:
         """A new process copied from task's (stopped at its fork/clone syscall): memory,
         registers (the child's syscall returns 0), files, dispositions, mask."""
-        limit = task.rlimits.get(6, (4096, 4096))[0]  # RLIMIT_NPROC
-        if sum(1 for p in self.procs.values() if not p.zombie) >= limit:
+        live = sum(1 for p in self.procs.values() if not p.zombie)
+        if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
             raise Errno(11)  # EAGAIN
+        if self.max_procs is not None and live >= self.max_procs:
+            if self.limit_hit is None:
+                self.limit_reached = "max_procs"
+            raise Errno(11)
         space, cpu = self.platform.fork_process(task.mm.space, task.cpu, task.mm.areas())
         try:
             mm = task.mm.forked(space)
@@ -477,20 +486,25 @@ class Kernel:
     def exit_group(self, task: Task, code: int, signo: int = 0, core: bool = False) -> None:
         """The task's whole process ends: with exit code `code`, or killed by `signo`."""
         proc = task.proc
+        if proc.pid == 1:
+            if self.exit_status is None:
+                self.exit_status = (code & 0xFF, signo)
+            # The sandbox's init ends: like a pid namespace's, everything else ends with it,
+            # and first (on ptrace the host's namespace init cannot finish dying while
+            # processes of its namespace are left for its tracer to reap).
+            self._end_all_but(proc)
         for t in list(proc.tasks):
             t.exit_status = (code & 0xFF, signo)
             self._release(t)
         self.ptable.ended(proc, code & 0xFF, signo, core)
-        if proc.pid == 1:
-            if self.exit_status is None:
-                self.exit_status = (code & 0xFF, signo)
-            # The sandbox's init is gone: like a pid namespace, everything else ends.
-            for other in list(self.tasks.values()):
-                if other.exit_status is None:
-                    other.exit_status = (0, 9)
-                    self._release(other)
-                    if not other.proc.zombie:
-                        self.ptable.ended(other.proc, 0, 9)
+
+    def _end_all_but(self, keep) -> None:
+        for other in list(self.tasks.values()):
+            if other.proc is not keep and other.exit_status is None:
+                other.exit_status = (0, 9)
+                self._release(other)
+                if not other.proc.zombie:
+                    self.ptable.ended(other.proc, 0, 9)
 
     def _release(self, task: Task) -> None:
         """Let go of everything the task holds: its host process, memory, files."""

@@ -11,7 +11,7 @@ from sentry.errors import SentryError
 class Outcome(NamedTuple):
     exit_code: int          # the program's status (0-255)
     signo: int              # the signal that ended it, or 0
-    limit_hit: str | None   # "timeout" or "memory" when a limit was reached
+    limit_hit: str | None   # "timeout", "cpu_time", "memory" or "max_procs" when a limit was reached
     peak_memory: int        # the largest address space it mapped, in bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -50,7 +50,8 @@ def read_program(path: str) -> bytes:
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None, cpu_time=None) -> Outcome:
+            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None, cpu_time=None,
+            max_procs=None) -> Outcome:
     """Run one program in a fresh sandbox."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
@@ -64,8 +65,10 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         data = read_program(path)
     arch = _elf_machine(data)
     plat = platforms.create(platform or platforms.default_platform(), arch)
+    if max_procs is not None and max_procs < 1:
+        raise SentryError(f"--max-procs {max_procs}: at least 1 (the program itself)")
     kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout, memory=memory,
-                    cpu_time=cpu_time)
+                    cpu_time=cpu_time, max_procs=max_procs)
     if rootfs:
         add_mounts(kernel.vfs, mounts)
     else:
@@ -77,7 +80,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     argv = [path.encode() if program == path else program.encode()] + [a for a in args]
     kernel.spawn(path, argv, envp, [f(kernel) for f in stdio], cwd=workdir)
     code, signo = kernel.run()
-    return Outcome(code, signo, kernel.limit_hit, kernel.peak_memory)
+    return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached, kernel.peak_memory)
 
 
 def _elf_machine(data: bytes) -> str:

@@ -87,3 +87,31 @@ def test_cpu_time_does_not_count_sleeping():
 def test_api_cpu_time_limit():
     result = Sandbox(limits=Limits(cpu_time=0.3)).run([str(harness.build("spin", "musl-static"))])
     assert (result.exit_code, result.limit_hit) == (137, "cpu_time")
+
+
+FORK_FOUR = "for i in 1 2 3 4; do (exit 0) & done; wait; echo all forked"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_max_procs_refuses_forks_beyond_it(platform):
+    r = subprocess.run([*SENTRY, "--platform", platform, "--max-procs", "3", harness.BUSYBOX, "sh", "-c", FORK_FOUR],
+                       capture_output=True, timeout=60)
+    assert b"can't fork: Resource temporarily unavailable" in r.stderr, r
+    assert r.stderr.endswith(b"sentry: max procs: a fork was refused beyond --max-procs 3\n"), r
+    assert b"all forked" not in r.stdout
+    enough = subprocess.run([*SENTRY, "--platform", platform, "--max-procs", "5", harness.BUSYBOX, "sh", "-c",
+                             FORK_FOUR], capture_output=True, timeout=60)
+    assert (enough.returncode, enough.stdout, enough.stderr) == (0, b"all forked\n", b""), enough
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_max_procs_must_be_a_positive_count(value):
+    r = subprocess.run([*SENTRY, "--max-procs", value, "/bin/true"], capture_output=True, timeout=60)
+    assert r.returncode in (2, 125) and r.stderr.count(b"\n") <= 3 and b"Traceback" not in r.stderr, r
+
+
+def test_api_max_procs():
+    result = Sandbox(limits=Limits(max_procs=2)).run([harness.BUSYBOX, "sh", "-c", FORK_FOUR])
+    assert result.limit_hit == "max_procs" and b"all forked" not in result.stdout, result
+    ok = Sandbox(limits=Limits(max_procs=8)).run([harness.BUSYBOX, "sh", "-c", FORK_FOUR])
+    assert (ok.exit_code, ok.stdout, ok.limit_hit) == (0, b"all forked\n", None), ok

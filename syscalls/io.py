@@ -118,6 +118,8 @@ def _read_direct(t, f, buf, count, offset):
     if ok == 0:
         raise Errno(E.EFAULT)
     n = read_file(backing, pos, buf, ok)
+    if n is None:
+        return None
     if n < 0:
         raise Errno(-n)
     if offset is None:

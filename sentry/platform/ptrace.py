@@ -473,8 +473,13 @@ class HostProcess:
         """pread64 from backing straight into guest memory at addr (writable: the
         MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno.
         Called at the guest's read syscall stop: the registers the CPU read there are
-        the ones to restore, which spares inject() a GETREGS and its record keeping."""
-        fd = self._guest_fd(backing)
+        the ones to restore, which spares inject() a GETREGS and its record keeping.
+        None when the fd cannot be passed (the process is out of descriptors): the
+        caller reads the usual way."""
+        try:
+            fd = self._guest_fd(backing)
+        except Errno:
+            return None
         cpu = self.cpu
         tid, saved = cpu.tid, cpu.regs
         regs = self._quick

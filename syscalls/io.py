@@ -163,7 +163,7 @@ def _stream_write(t, f, data) -> int:
 @syscall("write")
 def write(t, fd, buf, count):
     f = _writable(t, fd)
-    if f.__class__ is PipeFile:
+    if f.__class__ is PipeFile or f.waits_for_room:
         return pipe_write(t, f, t.mm.read(buf, min(count, PIECE, MAX_RW_COUNT)))
     return _write_pieces(t, f, buf, count)
 
@@ -209,7 +209,7 @@ def readv(t, fd, iov_addr, iovcnt):
 def writev(t, fd, iov_addr, iovcnt):
     f = _writable(t, fd)
     data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
-    if f.__class__ is PipeFile:
+    if f.__class__ is PipeFile or f.waits_for_room:
         return pipe_write(t, f, data) if data else 0
     return _stream_write(t, f, data) if data else 0
 

@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 import harness
 
 SENTRY = [sys.executable, "-m", "sentry"]
@@ -59,3 +61,19 @@ def test_writing_to_a_closed_pipe_is_sigpipe_as_natively():
     assert native == -13
     for platform in ("ptrace", "unicorn"):
         assert _closed_early([*SENTRY, "run", "--platform", platform, harness.BUSYBOX, "yes"]) == 128 + 13
+
+
+@pytest.mark.parametrize("platform", ("ptrace", "unicorn"))
+def test_output_to_a_slow_reader_is_whole(platform):
+    """A full host pipe parks the writer (other processes go on) and loses nothing."""
+    p = subprocess.Popen([*SENTRY, "run", "--platform", platform, harness.BUSYBOX, "sh", "-c",
+                          "(echo side job) & head -c 3000000 /dev/zero; wait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        import time
+        time.sleep(0.5)  # let the pipe fill while nobody reads
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    assert len(out) == 3000000 + len(b"side job\n") and out.count(b"side job\n") == 1

@@ -21,6 +21,7 @@ DT_TYPES = {S.S_IFREG: 8, S.S_IFDIR: 4, S.S_IFLNK: 10, S.S_IFCHR: 2, S.S_IFBLK: 
 class File:
     """Base open file. `flags` are the open flags that stay with the description."""
     lock_table = None  # the sentry.vfs.locks.LockTable holding an OFD or flock lock of this file
+    waits_for_room = False  # a stream whose full buffer parks a writer (pipes, host pipes)
 
     def __init__(self, inode: Inode, flags: int, path: str = ""):
         self.inode = inode
@@ -332,14 +333,27 @@ class HostStream(File):
     Only read/write go through; fstat reports its type (tty, pipe, file) and
     terminal queries (TCGETS, TIOCGWINSZ) are forwarded read-only."""
 
+    waits_for_room = True  # a full host pipe parks the writer (syscalls/pipes.py pipe_write)
+
     def __init__(self, inode, host_fd: int, flags: int):
         super().__init__(inode, flags, f"pipe:[{inode.ino}]")
         self.host_fd = host_fd
+        self.out_fd = host_fd  # what writes go to
         self.pushback = b""
         try:
-            self.inode.mode = S.S_IFMT(os.fstat(host_fd).st_mode) | 0o620
+            kind = S.S_IFMT(os.fstat(host_fd).st_mode)
+            self.inode.mode = kind | 0o620
         except OSError:
-            pass
+            kind = 0
+        if self.writable and kind in (S.S_IFIFO, S.S_IFCHR):
+            # A write to a full host pipe must not stop the whole sandbox. The fd's own
+            # description is shared with whoever started the sentry, so it stays as it is:
+            # a second description of the same pipe or terminal, non-blocking, takes the writes.
+            try:
+                self.out_fd = os.open(f"/proc/self/fd/{host_fd}",
+                                      os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            except OSError:
+                pass
 
     def unread(self, data: bytes) -> None:
         self.pushback = data + self.pushback
@@ -359,11 +373,20 @@ class HostStream(File):
 
     def write(self, data: bytes) -> int:
         try:
-            return os.write(self.host_fd, data)
+            return os.write(self.out_fd, data)
+        except BlockingIOError:
+            if self.flags & O_NONBLOCK:
+                raise Errno(E.EAGAIN) from None
+            raise Wait(fd=self.out_fd, events=2) from None
         except BrokenPipeError:
             raise Errno(E.EPIPE) from None
         except OSError as e:
             raise Errno(e.errno) from None
+
+    def close(self) -> None:
+        if self.out_fd != self.host_fd:
+            os.close(self.out_fd)
+            self.out_fd = self.host_fd
 
     def ioctl(self, task, request, arg):
         import fcntl

@@ -4,14 +4,13 @@ Everything that can fail with an errno (lookup, permissions, `#!` lines, ELF
 checks, the interpreter) happens in `prepare`, before the point of no
 return; `commit` then replaces the task's image, as Linux's execve does."""
 import errno as E
-import os
 import stat as S
 
 from sentry.errors import Errno
 
-AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW = 0x1000, 0x100
+AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, AT_FDCWD = 0x1000, 0x100, -100
 BINPRM_BUF_SIZE = 256      # how much of a `#!` line Linux reads
-MAX_INTERP_DEPTH = 4       # `#!` scripts naming `#!` scripts, as Linux allows
+MAX_INTERP_DEPTH = 5       # `#!` scripts naming `#!` scripts: five, then ELOOP, as Linux
 MAX_ARG_STRLEN = 32 * 4096
 ARG_MAX = 2 * 1024 * 1024  # the room argv and envp get (a quarter of the 8 MiB stack)
 SIG_IGN = 1
@@ -25,7 +24,7 @@ class Prepared:
 
 
 def _open_exec(task, dirfd: int, path: bytes, flags: int):
-    """(inode, the path as the sandbox names it) of an executable file, or Errno."""
+    """(inode, its path in the sandbox: what /proc/PID/exe shows) of an executable file, or Errno."""
     vfs = task.vfs
     if not path:
         if not flags & AT_EMPTY_PATH:
@@ -33,8 +32,12 @@ def _open_exec(task, dirfd: int, path: bytes, flags: int):
         f = task.fds.get(dirfd)
         inode, name = f.inode, f.path
     else:
-        inode = vfs.lookup(task, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
-        name = path.decode(errors="surrogateescape")
+        from sentry.vfs import loc_path
+        found = vfs.find(task, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
+        inode = found.inode
+        if inode is None:
+            raise Errno(E.ENOENT)
+        name = loc_path(found.loc).decode(errors="surrogateescape")
     if S.S_ISLNK(inode.mode):
         raise Errno(E.ELOOP)
     if not S.S_ISREG(inode.mode) or not inode.mode & 0o111:
@@ -63,21 +66,33 @@ def _shebang(data: bytes):
 def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 0) -> Prepared:
     import loader
     kernel = task.kernel
+    if not argv:
+        argv = [b""]  # a NULL or empty argv: Linux (5.18+) gives the program argc 1, argv[0] ""
     if sum(len(a) + 1 for a in argv) + sum(len(e) + 1 for e in envp) > ARG_MAX:
         raise Errno(E.E2BIG)
     if any(len(a) >= MAX_ARG_STRLEN for a in argv) or any(len(e) >= MAX_ARG_STRLEN for e in envp):
         raise Errno(E.E2BIG)
-    execfn = path
+    # The name the program is run by (AT_EXECFN, and a script's argument): a name relative
+    # to a directory fd is /dev/fd/N/name, as Linux's; after exec it is out of reach if
+    # that fd is close-on-exec, so a script run that way fails (ENOENT), as on Linux.
+    inaccessible = False
+    if dirfd == AT_FDCWD or path.startswith(b"/"):
+        filename = path
+    else:
+        filename = b"/dev/fd/%d" % dirfd + (b"/" + path if path else b"")
+        inaccessible = dirfd in task.fds.cloexec
+    execfn = filename
     for _ in range(MAX_INTERP_DEPTH + 1):
         inode, name = _open_exec(task, dirfd, path, flags)
         data = _read_head_and_all(kernel, inode, name)
         if data[:2] != b"#!":
             break
+        if inaccessible:
+            raise Errno(E.ENOENT)
         interp, arg = _shebang(data)
         # The script is passed by the name it was run by; its interpreter comes first.
-        script = path if path else b"/dev/fd/%d" % dirfd
-        argv = [interp] + ([arg] if arg else []) + [script] + list(argv[1:])
-        path, dirfd, flags = interp, -100, 0
+        argv = [interp] + ([arg] if arg else []) + [filename] + list(argv[1:])
+        path, dirfd, flags, filename = interp, AT_FDCWD, 0, interp
     else:
         raise Errno(E.ELOOP)
     info = _parse(kernel, inode, data, E.ENOEXEC)
@@ -94,13 +109,12 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
         idata = kernel.read_whole(iinode, info.interp)
         interp = (_parse(kernel, iinode, idata, E.ELIBBAD), idata, info.interp)
     try:
-        plan = loader.plan_image(info, data, path=name, argv=argv, envp=envp, execfn=execfn or name.encode(),
+        plan = loader.plan_image(info, data, path=name, argv=argv, envp=envp, execfn=execfn,
                                  random_bytes=kernel.random_bytes(16), hwcap=kernel.platform_hwcap(),
                                  hwcap2=0, interp=interp)
     except loader.LoadError:
         raise Errno(E.ENOEXEC) from None
-    exe = name if name.startswith("/") else os.path.normpath(os.path.join(task_cwd(task), name))
-    return Prepared(plan, exe, argv, envp)
+    return Prepared(plan, name, argv, envp)
 
 
 def _parse(kernel, inode, data: bytes, errno: int):
@@ -117,11 +131,6 @@ def _parse(kernel, inode, data: bytes, errno: int):
             raise Errno(errno) from None
         kernel.elf_infos[key] = info
     return info
-
-
-def task_cwd(task) -> str:
-    from sentry.vfs import loc_path
-    return loc_path(task.cwd).decode(errors="surrogateescape")
 
 
 def commit(task, prepared: Prepared) -> None:

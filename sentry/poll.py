@@ -17,12 +17,12 @@ def readiness(f) -> int:
         p = f.inode
         mask = 0
         if f.reads:
-            if p.buf:
+            if p.count:
                 mask |= READABLE
             if not p.writers:
                 mask |= POLLHUP
         if f.writes:
-            if p.capacity - len(p.buf) >= 4096 or p.capacity == len(p.buf) == 0:
+            if not p.full():  # a free slot
                 mask |= WRITABLE
             if not p.readers:
                 mask |= POLLERR

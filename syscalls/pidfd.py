@@ -25,7 +25,7 @@ def pidfd_of(t, proc, flags: int = 0) -> int:
 def process_of_fd(t, fd: int):
     f = t.fds.get(s32(fd))
     if not isinstance(f, PidFile):
-        raise Errno(E.EBADF if s32(fd) < 0 else E.EINVAL)
+        raise Errno(E.EBADF)  # any other file, as Linux's pidfd_get_pid
     return f.proc
 
 

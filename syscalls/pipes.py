@@ -6,7 +6,7 @@ from sentry.errors import Errno
 from sentry.sched import Wait
 from sentry.signals import send
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK
-from sentry.vfs.pipe import make_pipe
+from sentry.vfs.pipe import PipeFile, make_pipe
 from syscalls.registry import PARTIAL, syscall
 
 O_DIRECT, O_NOTIFICATION_PIPE = 0o40000, 0o40000 << 1
@@ -19,7 +19,10 @@ def pipe_write(t, f, data) -> int:
     done = t.restart_state if t.restart_state is not None else 0
     while True:
         try:
-            n = f.write(data[done:] if done else data)
+            if done and f.__class__ is PipeFile:
+                n = f.write(data[done:], False)  # Linux tops up the last page only at a write's start
+            else:
+                n = f.write(data[done:] if done else data)
         except Wait as w:
             if done:
                 t.restart_state = done

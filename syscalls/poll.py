@@ -10,7 +10,7 @@ import time
 from sentry.errors import Errno
 from sentry.poll import ALWAYS, POLLERR, POLLHUP, POLLNVAL, POLLPRI, READABLE, WRITABLE, readiness, wakers
 from sentry.sched import Wait
-from syscalls.abi import read_timespec, s32
+from syscalls.abi import read_timespec, s32, write_timespec, write_timeval
 from syscalls.registry import PARTIAL, syscall
 
 ERESTARTNOHAND = 514  # EINTR after a handler ran, else the call restarts: poll and select never honour SA_RESTART
@@ -24,18 +24,35 @@ def _deadline(t, timeout_ns):
     return None if timeout_ns is None else time.monotonic() + timeout_ns / 1e9
 
 
-def _wait(t, files_events, deadline, saved=None):
+def _wait(t, files_events, deadline, saved=None, left=None):
+    """Park on everything that could change the answer. At the deadline the call runs
+    again (and finds it has timed out: select and ppoll then write the time left, 0);
+    interrupted, it writes the time left too (left(ns), as Linux's poll_select_finish)."""
     queues, fds = [], []
     for f, events in files_events:
         q, h = wakers(f, events)
         queues.extend(q)
         fds.extend(h)
     t.restart_state = (deadline, saved)
-    raise Wait(queues=tuple(queues), fds=tuple(fds), deadline=deadline, timeout_result=0,
-               interrupt_result=-ERESTARTNOHAND)
+    if deadline is not None:
+        kernel, token = t.kernel, t.wait_token + 1  # the token this wait will have
+        kernel.call_at(deadline, lambda: t.wait_token == token and t.blocked is not None and kernel.wake(t))
+    on_interrupt = None
+    if left is not None and deadline is not None:
+        def on_interrupt(task):
+            left(max(0, int((deadline - time.monotonic()) * 1e9)))
+            return -ERESTARTNOHAND
+    raise Wait(queues=tuple(queues), fds=tuple(fds), interrupt_result=-ERESTARTNOHAND, on_interrupt=on_interrupt)
 
 
-def _poll(t, fds_addr: int, nfds: int, timeout_ns) -> int:
+def _time_left(t, deadline, timeout_ns, left) -> None:
+    """A finished select/pselect6/ppoll writes back the time it did not use (not for a
+    zero or no timeout), as Linux does."""
+    if left is not None and timeout_ns:
+        left(max(0, int((deadline - time.monotonic()) * 1e9)))
+
+
+def _poll(t, fds_addr: int, nfds: int, timeout_ns, left=None) -> int:
     if nfds > t.fds.limit:
         raise Errno(E.EINVAL)
     raw = t.mm.read(fds_addr, 8 * nfds) if nfds else b""
@@ -55,9 +72,10 @@ def _poll(t, fds_addr: int, nfds: int, timeout_ns) -> int:
         ready += revents != 0
     if ready or timeout_ns == 0 or deadline is not None and time.monotonic() >= deadline:
         t.mm.write(fds_addr, bytes(out))
+        _time_left(t, deadline, timeout_ns, left)
         return ready
     t.mm.write(fds_addr, bytes(out))  # all revents 0: what a timeout leaves
-    _wait(t, watched, deadline)
+    _wait(t, watched, deadline, left=left)
 
 
 @syscall("poll")
@@ -71,10 +89,10 @@ def ppoll(t, fds, nfds, tsp, sigmask, sigsetsize):
     if sigmask and sigsetsize != 8:
         raise Errno(E.EINVAL)
     timeout = read_timespec(t.mm, tsp) if tsp else None
-    return _poll(t, fds, nfds & 0xFFFFFFFF, timeout)
+    return _poll(t, fds, nfds & 0xFFFFFFFF, timeout, (lambda ns: write_timespec(t.mm, tsp, ns)) if tsp else None)
 
 
-def _select(t, nfds: int, sets, timeout_ns):
+def _select(t, nfds: int, sets, timeout_ns, left=None):
     nfds = s32(nfds)
     if nfds < 0 or nfds > t.fds.limit:
         raise Errno(E.EINVAL)
@@ -108,11 +126,12 @@ def _select(t, nfds: int, sets, timeout_ns):
         if a and nbytes:
             t.mm.write(a, (result[k] if done else 0).to_bytes(nbytes, "little"))
     if done:
+        _time_left(t, deadline, timeout_ns, left)
         return ready
-    _wait(t, watched, deadline, given)
+    _wait(t, watched, deadline, given, left)
 
 
-@syscall("select", status=PARTIAL, note="the timeout is not updated with the time left")
+@syscall("select")
 def select(t, nfds, readfds, writefds, exceptfds, timeout):
     ns = None
     if timeout:
@@ -120,10 +139,12 @@ def select(t, nfds, readfds, writefds, exceptfds, timeout):
         if sec < 0 or not 0 <= usec < 1_000_000:
             raise Errno(E.EINVAL)
         ns = sec * 1_000_000_000 + usec * 1000
-    return _select(t, nfds, (readfds, writefds, exceptfds), ns)
+    return _select(t, nfds, (readfds, writefds, exceptfds), ns,
+                   (lambda left: write_timeval(t.mm, timeout, left)) if timeout else None)
 
 
 @syscall("pselect6", status=PARTIAL, note="the sigmask argument is not applied during the wait")
 def pselect6(t, nfds, readfds, writefds, exceptfds, tsp, sig):
     ns = read_timespec(t.mm, tsp) if tsp else None
-    return _select(t, nfds, (readfds, writefds, exceptfds), ns)
+    return _select(t, nfds, (readfds, writefds, exceptfds), ns,
+                   (lambda left: write_timespec(t.mm, tsp, left)) if tsp else None)

@@ -187,11 +187,9 @@ def getgroups(t, size, lst):
 # --- process groups and sessions --------------------------------------------------------------
 def _proc_of(t, pid: int):
     pid = s32(pid)
-    if pid < 0:
-        raise Errno(E.EINVAL)
     if pid == 0:
         return t.proc
-    proc = t.kernel.procs.get(pid)
+    proc = t.kernel.procs.get(pid)  # a negative pid names no process: ESRCH, as Linux
     if proc is None or proc.zombie and not proc.tasks:
         raise Errno(E.ESRCH)
     return proc
@@ -221,10 +219,12 @@ def setpgid(t, pid, pgid):
     proc = me if pid in (0, me.pid) else t.kernel.procs.get(pid)
     if proc is None or proc is not me and proc.parent is not me:
         raise Errno(E.ESRCH)
+    if proc is not me and proc.sid != me.sid:
+        raise Errno(E.EPERM)   # a child in another session (before EACCES, as Linux)
     if proc is not me and proc.execed:
         raise Errno(E.EACCES)  # a child that has exec'd is out of reach
-    if proc.sid != me.sid or proc.pid == proc.sid:
-        raise Errno(E.EPERM)   # other session, or a session leader
+    if proc.pid == proc.sid:
+        raise Errno(E.EPERM)   # a session leader
     pgid = pgid or proc.pid
     if pgid != proc.pid and not any(p.pgid == pgid and p.sid == me.sid for p in t.kernel.procs.values()):
         raise Errno(E.EPERM)

@@ -107,6 +107,8 @@ def waitid(t, idtype, ident, infop, options, rusage):
         which, ident = "pgid", ident or t.proc.pgid
     elif idtype == P_PIDFD:
         from syscalls.pidfd import process_of_fd
+        if ident < 0:
+            raise Errno(E.EINVAL)
         proc = process_of_fd(t, ident)
         which, ident = "pid", proc.pid
         if proc.parent is not t.proc:

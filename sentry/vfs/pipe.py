@@ -1,12 +1,18 @@
 """Pipes: a buffer between processes with Linux's rules (pipe(7)).
 
-64 KiB by default (F_SETPIPE_SZ changes it), writes of at most PIPE_BUF bytes
-are atomic, a read of an empty pipe waits while a writer exists and returns
-0 after the last writer is gone, a write with no reader left is EPIPE (the
-caller sends SIGPIPE first). Waiting parks the task on the pipe's queues;
-other tasks run meanwhile."""
+The buffer is Linux's ring of page slots: 16 by default (64 KiB; F_SETPIPE_SZ
+changes the count). A write first tops up the last page when the part of it
+that is not a whole number of pages fits there (so small writes share a page),
+then takes free slots a page at a time; a read frees a slot only once its page
+is read to the end. So a write of at most PIPE_BUF bytes goes whole or waits
+(atomic), a full pipe stays full after a partial read of its first page, and
+poll's POLLOUT means a free slot, as on Linux. A read of an empty pipe waits
+while a writer exists and returns 0 after the last writer is gone; a write
+with no reader left is EPIPE (the caller sends SIGPIPE first). Waiting parks
+the task on the pipe's queues; other tasks run meanwhile."""
 import errno as E
 import stat as S
+from collections import deque
 
 from sentry.errors import Errno
 from sentry.sched import Wait, WaitQueue
@@ -21,12 +27,13 @@ FIONREAD = 0x541B
 
 
 class Pipe(Inode):
-    """The pipe itself (what both ends' fstat shows): buffer, size, open ends, waiters."""
-    __slots__ = ("buf", "capacity", "readers", "writers", "can_read", "can_write")
+    """The pipe itself (what both ends' fstat shows): page slots, size, open ends, waiters."""
+    __slots__ = ("pages", "count", "capacity", "readers", "writers", "can_read", "can_write")
 
     def __init__(self):
         super().__init__(S.S_IFIFO | 0o600)
-        self.buf = bytearray()
+        self.pages = deque()  # [unread bytes of the page, where its data ends in the page]
+        self.count = 0        # bytes buffered (FIONREAD)
         self.capacity = DEFAULT_SIZE
         self.readers = self.writers = 0
         self.can_read = WaitQueue()   # readers wait for data or for the last writer to go
@@ -34,50 +41,79 @@ class Pipe(Inode):
 
     @property
     def size(self) -> int:
-        return len(self.buf)
+        return 0  # fstat of a pipe: Linux reports no size (FIONREAD tells what is buffered)
+
+    def full(self) -> bool:
+        """No free slot (what POLLOUT and a page-sized write look at)."""
+        return len(self.pages) >= self.capacity // PAGE
 
     def read(self, size: int, nonblock: bool) -> bytes:
-        buf = self.buf
-        if not buf:
+        if not self.count:
             if not self.writers or size == 0:
                 return b""
             if nonblock:
                 raise Errno(E.EAGAIN)
             raise Wait(queues=(self.can_read,))
-        out = bytes(buf[:size])
-        del buf[:size]
+        pages = self.pages
+        out = bytearray()
+        while pages and len(out) < size:
+            data = pages[0][0]
+            want = size - len(out)
+            if want >= len(data):
+                out += data
+                pages.popleft()  # read to the end: the slot is free
+            else:
+                out += data[:want]
+                del data[:want]
+        self.count -= len(out)
         self.can_write.notify()
-        return out
+        return bytes(out)
 
     def unread(self, data: bytes) -> None:
-        self.buf[:0] = data
+        if data:
+            self.pages.appendleft([bytearray(data), PAGE])  # never merged into
+            self.count += len(data)
 
-    def write(self, data, nonblock: bool) -> int:
-        """Put what fits now (all of a write of at most PIPE_BUF bytes, or none of
-        it); EAGAIN or a Wait when nothing fits."""
+    def write(self, data, nonblock: bool, merge: bool = True) -> int:
+        """Put what fits now, as Linux's pipe_write: the tail that is not a whole page
+        into the last page if it fits there (merge: only at the start of a write()),
+        then whole pages into free slots. A write of at most PIPE_BUF bytes goes whole
+        or not at all. EAGAIN or a Wait when nothing fits."""
         if not self.readers:
             raise Errno(E.EPIPE)
         n = len(data)
         if n == 0:
             return 0
-        room = self.capacity - len(self.buf)
-        if n <= PIPE_BUF and room < n:
-            room = 0  # a small write goes whole or not at all
-        if room <= 0:
+        pages = self.pages
+        done = 0
+        chars = n & (PAGE - 1)
+        if merge and chars and pages:
+            last = pages[-1]
+            if last[1] + chars <= PAGE:
+                last[0] += data[:chars]
+                last[1] += chars
+                done = chars
+        slots = self.capacity // PAGE
+        while done < n and len(pages) < slots:
+            piece = data[done:done + PAGE]
+            pages.append([bytearray(piece), len(piece)])
+            done += len(piece)
+        if not done:
             if nonblock:
                 raise Errno(E.EAGAIN)
             raise Wait(queues=(self.can_write,))
-        take = min(room, n)
-        self.buf += data[:take]
+        self.count += done
         self.can_read.notify()
-        return take
+        return done
 
     def set_size(self, size: int) -> int:
+        if size > 1 << 31:
+            raise Errno(E.EINVAL)
         if size > MAX_SIZE:
             raise Errno(E.EPERM)
         size = max(PAGE, 1 << (max(size, 1) - 1).bit_length())
-        if size < len(self.buf):
-            raise Errno(E.EBUSY)
+        if size // PAGE < len(self.pages):
+            raise Errno(E.EBUSY)  # fewer slots than are in use
         self.capacity = size
         self.can_write.notify()
         return size
@@ -108,19 +144,19 @@ class PipeFile(File):
     def unread(self, data: bytes) -> None:
         self.inode.unread(data)
 
-    def write(self, data) -> int:
-        return self.inode.write(data, bool(self.flags & O_NONBLOCK))
+    def write(self, data, merge: bool = True) -> int:
+        return self.inode.write(data, bool(self.flags & O_NONBLOCK), merge)
 
     def ioctl(self, task, request: int, arg: int) -> int:
         if request == FIONREAD:
-            task.mm.write_u32(arg, len(self.inode.buf))
+            task.mm.write_u32(arg, self.inode.count)
             return 0
         return super().ioctl(task, request, arg)
 
     def readiness(self) -> tuple[bool, bool, bool]:
         """(readable, writable, hung up) as poll sees them."""
         p = self.inode
-        return (bool(p.buf) or not p.writers, p.capacity - len(p.buf) >= PIPE_BUF or not p.readers,
+        return (bool(p.count) or not p.writers, not p.full() or not p.readers,
                 not p.writers if self.reads else not p.readers)
 
     def close(self) -> None:

@@ -183,3 +183,97 @@ def test_stubwatch_sees_a_leftover(tmp_path):
         os.kill(int(pid), signal.SIGKILL)
     assert res.returncode == 3
     assert list(rep["remaining"].values()) == [str(fake)], rep
+
+
+# --------------------------------------------------------------------------
+# the sandbox's pid namespace (issue 5)
+
+
+def _canary() -> subprocess.Popen:
+    """A host process of our own (its own session and group), for the sandbox to miss."""
+    return subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_host_pids_are_out_of_reach(platform):
+    """From inside, kill(pid, 0) for every pid 1..32768 answers only for the
+    sandbox's own processes (itself, pid 1, and its two children), and a real
+    SIGKILL sent to the host pid of a canary we started (and to its process
+    group) reaches nothing: the canary lives on."""
+    prog = harness.build("pidprobe", "glibc-static")
+    canary = _canary()
+    try:
+        # positive control: natively the probe does see the canary
+        native = harness.run_native(prog, ["one", canary.pid], timeout=30)
+        assert native.status == 0 and native.stdout == b"kill(canary, 0): 0\n", (
+            f"native control: {native.stdout!r}\n{native.stderr_text()}")
+        run = harness.run_sandbox(platform, prog, ["probe", canary.pid], timeout=120)
+        harness.check_sentry_sane(run)
+        assert run.status == 0 and run.stdout.endswith(b"done\n"), (
+            f"exit {run.status}\n{run.stdout.decode(errors='replace')[-2000:]}\n{run.stderr_text()}")
+        out = dict(line.split(": ", 1) for line in run.stdout.decode().splitlines() if ": " in line)
+        own = {int(out["self"])} | {int(p) for p in out["children"].split()}
+        answered = {int(p) for p in out["answered"].split()}
+        assert int(out["self"]) == 1, f"the sandboxed program is not pid 1: {out['self']}"
+        assert answered == own, (f"pids answering inside the sandbox: {sorted(answered)[:50]}, "
+                                 f"expected only the sandbox's own {sorted(own)}")
+        assert out["canary answers"] == "no", "the canary's host pid answers inside the sandbox"
+        assert out["kill(canary, SIGKILL)"] == "-1 ESRCH", out["kill(canary, SIGKILL)"]
+        assert out["kill(-canary, SIGKILL)"] == "-1 ESRCH", out["kill(-canary, SIGKILL)"]
+        time.sleep(0.2)
+        assert canary.poll() is None, f"the host canary died (status {canary.returncode})"
+        os.kill(canary.pid, 0)  # still ours and alive
+    finally:
+        canary.kill()  # by its Popen object: only the process we started
+        canary.wait(timeout=30)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_no_stub_left_when_the_sentry_is_killed(platform, tmp_path):
+    """SIGKILL the sentry (our own process, started under stubwatch) while the
+    sandboxed shell has two background children: no stub process survives."""
+    harness.require_busybox()
+    report = tmp_path / "stubwatch.json"
+    script = "sleep 100 & sleep 100 & echo started; wait"
+    argv = [sys.executable, str(STUBWATCH), str(report), "--",
+            *harness.sentry_argv(platform, harness.BUSYBOX, ["sh", "-c", script])]
+    watch = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=harness.sentry_host_env(), cwd=str(harness.REPO))
+    sentry_pid = None
+    try:
+        ready, _, _ = select.select([watch.stdout], [], [], harness.RUN_TIMEOUT)
+        line = os.read(watch.stdout.fileno(), 100) if ready else b""
+        assert line == b"started\n", f"the sandboxed shell did not start (got {line!r})"
+        # the sentry is stubwatch's only child
+        deadline = time.monotonic() + 10
+        while sentry_pid is None and time.monotonic() < deadline:
+            kids = [p for p, pp in stubwatch._ppids().items() if pp == watch.pid]
+            sentry_pid = kids[0] if len(kids) == 1 else None
+            if sentry_pid is None:
+                time.sleep(0.02)
+        assert sentry_pid is not None, "no sentry process under stubwatch"
+        if platform == "ptrace":
+            # sh and its two sleeps each run in a stub process
+            stubs = {}
+            deadline = time.monotonic() + 10
+            while len(stubs) < 3 and time.monotonic() < deadline:
+                stubs = stubwatch.stub_descendants(watch.pid)
+                time.sleep(0.02)
+            assert len(stubs) >= 3, f"expected 3 stub processes (sh, sleep, sleep), saw {stubs}"
+        os.kill(sentry_pid, signal.SIGKILL)  # the sentry we started, by its pid
+        out, err = watch.communicate(timeout=harness.RUN_TIMEOUT)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert report.exists(), f"stubwatch wrote no report\n{err.decode(errors='replace')[:1500]}"
+    rep = json.loads(report.read_text())
+    left = rep["remaining"]
+    for pid in left:  # leftovers descend from our stubwatch: ours to end, by pid
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert rep["returncode"] == -signal.SIGKILL, f"the sentry was not the one killed: {rep}"
+    assert left == {}, f"stub processes survived the sentry's SIGKILL: {left}"

@@ -29,7 +29,6 @@ import os
 import signal
 import struct
 import sys
-import time
 from time import perf_counter_ns as _clock
 
 import unicorn.arm64_const as A64
@@ -119,7 +118,11 @@ def _check(err: int, what: str) -> None:
         raise SentryError(f"unicorn: {what}: {_lib.uc_strerror(err).decode()}")
 
 
-SLICE = 0.01  # seconds one task runs while others are ready or a timer is due
+# Instructions one task runs while others are ready or a timer is due (~5-10 ms here).
+# A slice is counted, not timed: a stop requested from another thread (uc_emu_stop,
+# or emu_start's own timeout) can leave the reported pc before an instruction that
+# has already run, which then runs twice when the task resumes.
+SLICE_INSNS = 500_000
 
 
 class UnicornPlatform:
@@ -132,8 +135,6 @@ class UnicornPlatform:
             raise SentryError(f"the unicorn platform runs x86_64 and aarch64 programs, not {arch}", 126)
         self.arch = arch
         self.ready = deque()  # CPUs resumed and waiting for their turn
-        self._slice = (None, 0)  # (CPU running a time slice, slice number): what the ticker watches
-        self._ticker = None
 
     def new_process(self):
         """A fresh empty address space (one Uc) and its one CPU."""
@@ -179,30 +180,7 @@ class UnicornPlatform:
             return None
         cpu = ready.popleft()
         cpu.queued = False
-        if block and not ready:
-            return cpu, cpu.run()
-        if self._ticker is None:
-            self._start_ticker()
-        self._slice = (cpu, self._slice[1] + 1)
-        stop = cpu.run()
-        self._slice = (None, self._slice[1])
-        return cpu, stop
-
-    def _start_ticker(self) -> None:
-        """One thread ends time slices: a CPU seen in the same slice on two ticks has
-        run a whole tick, and is stopped (uc_emu_stop; the emulator releases the GIL)."""
-        import threading
-
-        def tick():
-            seen = (None, 0)
-            while self._ticker is not None:
-                time.sleep(SLICE)
-                now = self._slice
-                if now[0] is not None and now == seen:
-                    now[0].preempt()
-                seen = now
-        self._ticker = threading.Thread(target=tick, daemon=True, name="sentry-unicorn-ticker")
-        self._ticker.start()
+        return cpu, cpu.run(0 if block and not ready else SLICE_INSNS)
 
     def busy(self):
         return "now" if self.ready else False
@@ -214,7 +192,7 @@ class UnicornPlatform:
         pass
 
     def close_events(self) -> None:
-        self._ticker = None  # the ticker thread ends at its next tick
+        pass
 
 
 # --- host memory ------------------------------------------------------------------------------
@@ -719,6 +697,64 @@ class UnicornSpace:
             pass
 
 
+_CONTRIBUTORY = (0, 8, 10, 11, 12, 13)  # x86 exception vectors QEMU tracks for double faults
+_OLD_EXCEPTION = []  # [offset of CPUX86State.old_exception in a uc_context], once found
+
+
+def _old_exception_offset():
+    """Where a saved x86 uc_context holds QEMU's `old_exception`: found once by
+    experiment (a #DE sets it from -1 to 0; clearing it there must make a second
+    #DE a #DE again, not a double fault), None if that cannot be shown."""
+    if _OLD_EXCEPTION:
+        return _OLD_EXCEPTION[0]
+    found = None
+    try:
+        handle = ctypes.c_void_p()
+        _check(_lib.uc_open(UC.UC_ARCH_X86, UC.UC_MODE_64, ctypes.byref(handle)), "calibration")
+        try:
+            _lib.uc_mem_map(handle, 0x1000, 0x1000, UC.UC_PROT_ALL)
+            code = bytes.fromhex("31c9f7f1")  # xor ecx, ecx; div ecx
+            _lib.uc_mem_write(handle, 0x1000, code, len(code))
+            seen = []
+
+            def on_intr(uch, intno, _):
+                seen.append(intno)
+                _lib.uc_emu_stop(uch)
+            cb = _HOOK_INTR(on_intr)
+            hook = ctypes.c_size_t()
+            _lib.uc_hook_add(handle, ctypes.byref(hook), UC.UC_HOOK_INTR, cb, None, ctypes.c_uint64(1),
+                             ctypes.c_uint64(0))
+            _lib.uc_context_size.restype = ctypes.c_size_t
+            size = _lib.uc_context_size(handle) + 64
+
+            def snapshot():
+                ctx = ctypes.c_void_p()
+                _lib.uc_context_alloc(handle, ctypes.byref(ctx))
+                _lib.uc_context_save(handle, ctx)
+                return ctx, ctypes.string_at(ctx.value, size)
+            c0, b0 = snapshot()
+            _lib.uc_emu_start(handle, 0x1000, 0x1000 + len(code), 0, 0)
+            c1, b1 = snapshot()
+            for off in range(0, size - 4, 4):
+                if b0[off:off + 4] == b"\xff\xff\xff\xff" and b1[off:off + 4] == bytes(4):
+                    ctypes.memmove(c1.value + off, b"\xff\xff\xff\xff", 4)
+                    _lib.uc_context_restore(handle, c1)
+                    seen.clear()
+                    _lib.uc_emu_start(handle, 0x1000, 0x1000 + len(code), 0, 0)
+                    if seen == [0]:
+                        found = off
+                        break
+                    _lib.uc_context_save(handle, c1)
+            for c in (c0, c1):
+                _lib.uc_context_free(c)
+        finally:
+            _lib.uc_close(handle)
+    except Exception:
+        found = None
+    _OLD_EXCEPTION.append(found)
+    return found
+
+
 class UnicornCpu:
     """The CPU of one Uc: run to the next syscall or fault."""
 
@@ -730,7 +766,6 @@ class UnicornCpu:
         self.platform = None
         self.task = None       # the sentry Task it runs (set by the kernel)
         self.queued = False
-        self._preempted = False
         self._why = _NOTHING
         self._info = None       # what the fault hooks recorded
         self._killed = False
@@ -846,6 +881,24 @@ class UnicornCpu:
         return self._run_ns + (_clock() - started if started else 0)
 
     # --- the whole user state (signal frames) ------------------------------------------------
+    def _forget_exception(self) -> None:
+        """QEMU remembers the last contributory exception (#DE, #TS..#GP) until one is
+        delivered through the IDT, which a hook-caught one never is: the next would
+        become a double fault, the one after a triple fault (a halt). A program whose
+        SIGFPE handler returns or longjmps must see its next #DE as #DE: clear it."""
+        off = _old_exception_offset()
+        if off is None:
+            return
+        ctx = ctypes.c_void_p()
+        if _lib.uc_context_alloc(self._uch, ctypes.byref(ctx)):
+            return
+        try:
+            if not _lib.uc_context_save(self._uch, ctx):
+                ctypes.memmove(ctx.value + off, b"\xff\xff\xff\xff", 4)
+                _lib.uc_context_restore(self._uch, ctx)
+        finally:
+            _lib.uc_context_free(ctx)
+
     def get_sp(self) -> int:
         return self._reg_read(self._sp_reg)
 
@@ -939,20 +992,14 @@ class UnicornCpu:
     def request_stop(self) -> None:
         """Only the loop's thread runs guests, and it is not running one now: nothing to stop."""
 
-    def preempt(self) -> None:
-        """From the ticker thread: end the running slice (run() returns a PreemptStop)."""
-        self._preempted = True
-        self._stop(self._uch)
-
-    def run(self):
-        """Run until the guest makes a syscall or faults (or preempt() is called)."""
+    def run(self, count: int = 0):
+        """Run until the guest makes a syscall or faults, or after `count` instructions."""
         if self._killed:
             return ExitStop(signal.SIGKILL)
         uch = self._uch
         self._why = _NOTHING
-        self._preempted = False
         t = self._slice_start = _clock()
-        err = self._emu_start(uch, self._pc, _END, 0, 0)
+        err = self._emu_start(uch, self._pc, _END, 0, count)
         self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
         self._read_batch(uch, self._ids, self._ptrs, self._n)
@@ -960,7 +1007,9 @@ class UnicornCpu:
         self._pc = v[7]
         if self._why == _SYSCALL and not err:
             return SyscallStop(v[0], v[1:7])
-        if self._preempted and self._why == _NOTHING and not err and not self._killed:
+        if count and self._why == _NOTHING and not err and not self._killed:
+            # The slice is used up. (A `hlt` in a counted slice is taken for this too and
+            # the task goes on after it; outside slices it is a fault, as on Linux.)
             return PreemptStop()
         return self._fault(err)
 
@@ -979,6 +1028,8 @@ class UnicornCpu:
                              f"invalid {what} at {addr:#x}{cause} by {self._insn(pc)}")
         if why == _INTR:
             at = pc
+            if self.arch == "x86_64" and info in _CONTRIBUTORY:
+                self._forget_exception()
             if self.arch == "x86_64":
                 signo, what = _X86_VECTOR.get(info, (signal.SIGSEGV, f"CPU exception {info}"))
                 if info == 3 or info == 0x80:

@@ -449,7 +449,7 @@ class Kernel:
              share_files: bool = False, parent=None) -> Task:
         """A new process copied from task's (stopped at its fork/clone syscall): memory,
         registers (the child's syscall returns 0), files, dispositions, mask."""
-        live = sum(1 for p in self.procs.values() if not p.zombie)
+        live = len(self.procs)  # zombies count until reaped, as for RLIMIT_NPROC
         if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
             raise Errno(11)  # EAGAIN
         if self.max_procs is not None and live >= self.max_procs:

@@ -6,6 +6,7 @@ import stat as S
 from signal import SIGPIPE
 
 from sentry.errors import Errno
+from sentry.sched import Wait
 from sentry.signals import send
 from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
@@ -266,7 +267,17 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         data = bytes(in_file.pread(count, offset))  # a copy: in and out may be one file
     else:
         data = bytes(in_file.read(count))
-    written = _stream_write(t, out_file, data) if data else 0
+    try:
+        written = _stream_write(t, out_file, data) if data else 0
+    except Wait:
+        # The output is full (a pipe): the call waits and runs again, so what it
+        # took from the input goes back first.
+        if not offset_ptr:
+            try:
+                in_file.seek(-len(data), 1)
+            except Errno:
+                in_file.unread(data)
+        raise
     if offset_ptr:
         t.mm.write_u64(offset_ptr, offset + written)
     elif written < len(data):

@@ -89,7 +89,7 @@ def test_api_cpu_time_limit():
     assert (result.exit_code, result.limit_hit) == (137, "cpu_time")
 
 
-FORK_FOUR = "for i in 1 2 3 4; do (exit 0) & done; wait; echo all forked"
+FORK_FOUR = "for i in 1 2 3 4; do sleep 0.3 & done; wait; echo all forked"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -303,8 +303,13 @@ class ProcRoot(StaticDir):
         return d
 
     def _tasks(self) -> dict:
+        """Live tasks by tid, and the leaders of zombies (listed until reaped, state Z)."""
         kernel = self.procfs.kernel
-        return kernel.tasks if kernel is not None else {}
+        if kernel is None:
+            return {}
+        zombies = {p.pid: p.leader for p in getattr(kernel, "procs", {}).values()
+                   if p.zombie and p.leader is not None}
+        return {**kernel.tasks, **zombies} if zombies else kernel.tasks
 
     def lookup(self, name):
         inode = self.kids.get(name)

@@ -14,7 +14,7 @@ def readiness(f) -> int:
     """The poll bits true of open file f now."""
     from sentry.vfs.pipe import PipeFile
     if f.__class__ is PipeFile:
-        p = f.inode
+        p = f.pipe
         mask = 0
         if f.reads:
             if p.count:
@@ -44,10 +44,6 @@ def readiness(f) -> int:
     proc = getattr(f, "proc", None)
     if proc is not None:  # a pidfd: readable once the process has ended
         return READABLE if proc.zombie else 0
-    fifo = getattr(f.inode, "buffer", None)
-    if fifo is not None and hasattr(f, "reads"):
-        mask = (READABLE if fifo or not f.inode.writers else 0) if f.reads else 0
-        return mask | (WRITABLE if f.writes else 0)
     return READABLE | WRITABLE  # files, directories, devices: never wait
 
 
@@ -55,7 +51,7 @@ def wakers(f, events: int):
     """(wait queues, host fds with selector events) whose change may change f's readiness."""
     from sentry.vfs.pipe import PipeFile
     if f.__class__ is PipeFile:
-        p = f.inode
+        p = f.pipe
         return (p.can_read, p.can_write), ()
     host_fd = getattr(f, "host_fd", None)
     if host_fd is not None and hasattr(f, "pushback"):

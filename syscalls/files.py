@@ -6,7 +6,7 @@ import errno as E
 from sentry.errors import Errno
 from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT
 from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH,
-                             O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, FifoFile, RegularFile)
+                             O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, RegularFile)
 from sentry.vfs.inode import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK,
                               F_SEAL_WRITE, MEMFD, RegularInode)
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE,
@@ -165,12 +165,8 @@ def _seals(t, f, cmd, arg) -> int:
 def _pipe_size(f, cmd, arg) -> int:
     from sentry.vfs.pipe import PipeFile
     if isinstance(f, PipeFile):
-        return f.inode.capacity if cmd == F_GETPIPE_SZ else f.inode.set_size(arg & 0xFFFFFFFF)
-    if not isinstance(f, FifoFile):
-        raise Errno(E.EBADF)
-    if cmd == F_GETPIPE_SZ:
-        return f.CAPACITY
-    raise Errno(E.EPERM)  # the FIFO's size is fixed
+        return f.pipe.capacity if cmd == F_GETPIPE_SZ else f.pipe.set_size(arg & 0xFFFFFFFF)
+    raise Errno(E.EBADF)
 
 
 _inode_at = inode_at

@@ -233,55 +233,6 @@ class HostFile(RegularFile):
             self.host_fd = None
 
 
-class FifoFile(File):
-    """An open end of a FIFO made by mknod, with the pipe rules for one process:
-    what would wait for another process that does not exist answers EDEADLK
-    (opening one end alone without O_NONBLOCK, reading an empty FIFO that has a
-    writer, writing a full one)."""
-    CAPACITY = 65536
-
-    def __init__(self, inode, flags, path=""):
-        mode = flags & O_ACCMODE
-        if mode == O_WRONLY and not inode.readers:
-            raise Errno(E.ENXIO if flags & O_NONBLOCK else E.EDEADLK)
-        if mode == O_RDONLY and not inode.writers and not flags & O_NONBLOCK:
-            raise Errno(E.EDEADLK)
-        super().__init__(inode, flags, path)
-        self.reads = mode in (O_RDONLY, O_RDWR)
-        self.writes = mode in (O_WRONLY, O_RDWR)
-        inode.readers += self.reads
-        inode.writers += self.writes
-
-    def read(self, size: int) -> bytes:
-        buf = self.inode.buffer
-        if not buf:
-            if not self.inode.writers:
-                return b""
-            raise Errno(E.EAGAIN if self.flags & O_NONBLOCK else E.EDEADLK)
-        out = bytes(buf[:size])
-        del buf[:size]
-        return out
-
-    def unread(self, data: bytes) -> None:
-        self.inode.buffer[:0] = data
-
-    def write(self, data: bytes) -> int:
-        if not self.inode.readers:
-            raise Errno(E.EPIPE)
-        room = self.CAPACITY - len(self.inode.buffer)
-        if room <= 0 and data:
-            raise Errno(E.EAGAIN if self.flags & O_NONBLOCK else E.EDEADLK)
-        self.inode.buffer += data[:room]
-        return min(len(data), room)
-
-    def close(self) -> None:
-        self.inode.readers -= self.reads
-        self.inode.writers -= self.writes
-        self.reads = self.writes = False
-        if not self.inode.readers and not self.inode.writers:
-            self.inode.buffer.clear()
-
-
 class DirFile(File):
     """An open directory: getdents64 walks a snapshot of its entries taken at
     the first read (and again after a rewind)."""

@@ -507,18 +507,18 @@ class DirInode(Inode):
 
 
 class FifoInode(Inode):
-    """A named pipe made by mknod: its buffer and the counts of open ends live
-    here, shared by every open of it (sentry.vfs.file.FifoFile)."""
-    __slots__ = ("buffer", "readers", "writers")
+    """A named pipe made by mknod: its pipe (sentry/vfs/pipe.py) lives here, shared
+    by every open of it."""
+    __slots__ = ("pipe",)
 
     def __init__(self, mode=0o644, fs=None, **kw):
         super().__init__(S.S_IFIFO | mode, fs, **kw)
-        self.buffer = bytearray()
-        self.readers = self.writers = 0
+        from sentry.vfs.pipe import Pipe
+        self.pipe = Pipe()
 
-    def open(self, flags, path):
-        from sentry.vfs.file import FifoFile
-        return FifoFile(self, flags, path)
+    def open(self, flags, path, task=None):
+        from sentry.vfs.pipe import open_fifo
+        return open_fifo(task, self, flags, path)
 
 
 class SymlinkInode(Inode):

@@ -28,7 +28,8 @@ FIONREAD = 0x541B
 
 class Pipe(Inode):
     """The pipe itself (what both ends' fstat shows): page slots, size, open ends, waiters."""
-    __slots__ = ("pages", "count", "capacity", "readers", "writers", "can_read", "can_write")
+    __slots__ = ("pages", "count", "capacity", "readers", "writers", "can_read", "can_write",
+                 "read_opens", "write_opens", "partner")
 
     def __init__(self):
         super().__init__(S.S_IFIFO | 0o600)
@@ -38,6 +39,8 @@ class Pipe(Inode):
         self.readers = self.writers = 0
         self.can_read = WaitQueue()   # readers wait for data or for the last writer to go
         self.can_write = WaitQueue()  # writers wait for room or for the last reader to go
+        self.read_opens = self.write_opens = 0  # FIFO opens so far, by end (Linux's r/w_counter)
+        self.partner = WaitQueue()    # FIFO openers wait for the other end
 
     @property
     def size(self) -> int:
@@ -128,40 +131,43 @@ class Pipe(Inode):
 
 
 class PipeFile(File):
-    """One open end of a pipe."""
+    """One open end of a pipe, or of a FIFO (then `inode` is the FIFO's own inode,
+    which fstat shows, and `counted` says the open already counted this end)."""
 
-    def __init__(self, pipe: Pipe, flags: int):
-        super().__init__(pipe, flags, f"pipe:[{pipe.ino}]")
+    def __init__(self, pipe: Pipe, flags: int, inode=None, path=None, counted=False):
+        super().__init__(inode or pipe, flags, path or f"pipe:[{pipe.ino}]")
+        self.pipe = pipe
         mode = flags & O_ACCMODE
         self.reads = mode in (O_RDONLY, O_RDWR)
         self.writes = mode in (O_WRONLY, O_RDWR)
-        pipe.readers += self.reads
-        pipe.writers += self.writes
+        if not counted:
+            pipe.readers += self.reads
+            pipe.writers += self.writes
 
     def read(self, size: int) -> bytes:
-        return self.inode.read(size, bool(self.flags & O_NONBLOCK))
+        return self.pipe.read(size, bool(self.flags & O_NONBLOCK))
 
     def unread(self, data: bytes) -> None:
-        self.inode.unread(data)
+        self.pipe.unread(data)
 
     def write(self, data, merge: bool = True) -> int:
-        return self.inode.write(data, bool(self.flags & O_NONBLOCK), merge)
+        return self.pipe.write(data, bool(self.flags & O_NONBLOCK), merge)
 
     def ioctl(self, task, request: int, arg: int) -> int:
         if request == FIONREAD:
-            task.mm.write_u32(arg, self.inode.count)
+            task.mm.write_u32(arg, self.pipe.count)
             return 0
         return super().ioctl(task, request, arg)
 
     def readiness(self) -> tuple[bool, bool, bool]:
         """(readable, writable, hung up) as poll sees them."""
-        p = self.inode
+        p = self.pipe
         return (bool(p.count) or not p.writers, not p.full() or not p.readers,
                 not p.writers if self.reads else not p.readers)
 
     def close(self) -> None:
         if self.reads or self.writes:
-            self.inode.end_closed(self.reads, self.writes)
+            self.pipe.end_closed(self.reads, self.writes)
             self.reads = self.writes = False
 
 
@@ -169,3 +175,47 @@ def make_pipe(flags: int) -> tuple[PipeFile, PipeFile]:
     pipe = Pipe()
     nb = flags & O_NONBLOCK
     return PipeFile(pipe, O_RDONLY | nb), PipeFile(pipe, O_WRONLY | nb)
+
+
+def open_fifo(task, inode, flags: int, path: str) -> PipeFile:
+    """open(2) of a FIFO, as Linux's fifo_open: each end counts itself at once; a
+    reader (or writer) without O_NONBLOCK then waits until a writer (or reader)
+    has opened; a non-blocking writer with no reader fails with ENXIO; O_RDWR
+    never waits. Without a task (no one to park) a wait is EDEADLK."""
+    pipe = inode.pipe
+    mode = flags & O_ACCMODE
+    nonblock = flags & O_NONBLOCK
+    state = task.restart_state if task is not None else None
+    if state is not None and state[0] is pipe:  # woken: did the partner come?
+        _, reading, partner_opens = state
+        task.restart_state = None
+        if (pipe.write_opens if reading else pipe.read_opens) == partner_opens:
+            task.restart_state = state
+            raise Wait(queues=(pipe.partner,), on_interrupt=_forget_waiting_end)
+        return PipeFile(pipe, flags, inode, path, counted=True)
+    if mode == O_WRONLY and not pipe.readers and nonblock:
+        raise Errno(E.ENXIO)
+    f = PipeFile(pipe, flags, inode, path)
+    pipe.read_opens += f.reads
+    pipe.write_opens += f.writes
+    pipe.partner.notify()
+    waits = (mode == O_RDONLY and not pipe.writers and not nonblock
+             or mode == O_WRONLY and not pipe.readers)
+    if not waits:
+        return f
+    if task is None:
+        f.close()
+        raise Errno(E.EDEADLK)
+    reading = mode == O_RDONLY
+    task.restart_state = (pipe, reading, pipe.write_opens if reading else pipe.read_opens)
+    f.reads = f.writes = False  # the end stays counted in the pipe while its opener waits
+    raise Wait(queues=(pipe.partner,), on_interrupt=_forget_waiting_end)
+
+
+def _forget_waiting_end(task) -> int:
+    """A signal ended a FIFO open's wait: the end it counted goes (then EINTR or a restart)."""
+    state = task.restart_state
+    if state is not None:
+        pipe, reading, _ = state
+        pipe.end_closed(reading, not reading)
+    return -512  # ERESTARTSYS

@@ -728,7 +728,9 @@ def _group_stop(task, sig: int) -> None:
 
 def _orphaned_pgrp(task) -> bool:
     """Is the task's process group orphaned (no member has a parent in another group
-    of the same session)? Terminal stops are then discarded."""
+    of the same session)? Terminal stops are then discarded. The sandbox's first
+    process counts as having such a parent (whoever started the sandbox), as a
+    program started from a shell does."""
     proc = task.proc
     procs = getattr(task.kernel, "procs", None)
     if proc is None or procs is None:
@@ -737,7 +739,9 @@ def _orphaned_pgrp(task) -> bool:
         if p.pgid != proc.pgid or getattr(p, "zombie", False):
             continue
         parent = p.parent
-        if parent is not None and parent.pgid != proc.pgid and parent.sid == proc.sid:
+        if parent is None:
+            return False  # the sandbox's first process: started from outside, as from a shell
+        if parent.pgid != proc.pgid and parent.sid == proc.sid:
             return False
     return True
 
@@ -759,7 +763,7 @@ def sigreturn(task) -> int:
     task.saved_sigmask = None
     cpu.set_context(ctx)
     try:
-        set_altstack(task, ss_sp, ss_flags, ss_size, ctx.sp)
+        set_altstack(task, ss_sp, ss_flags, ss_size, cur.sp if arch == "x86_64" else ctx.sp)
     except Errno:
         pass
     return ctx.rax if arch == "x86_64" else ctx.x[0]

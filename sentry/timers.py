@@ -7,7 +7,8 @@ BOOTTIME, TAI) fire at their deadline. CPU-time timers (ITIMER_VIRTUAL,
 ITIMER_PROF; POSIX timers on the process or thread CPU clock) are sampled:
 the loop looks at the CPU time (`cpu.cpu_time_ns()`) when at least the time
 left could have been used (CPU time never runs faster than the wall clock
-times the number of threads), and again until it has. VIRTUAL and PROF both
+times the number of threads), and again until it has, at most every
+millisecond: a CPU-time timer fires up to a millisecond late. VIRTUAL and PROF both
 count the whole CPU time of the process (user and system are not told apart).
 
 A POSIX timer's signal is queued once: while it is pending, further
@@ -22,6 +23,7 @@ CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_
 CLOCK_BOOTTIME, CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 7, 8, 9, 11
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
 DELAYTIMER_MAX = 0x7FFFFFFF
+CPU_POLL_NS = 1_000_000  # the shortest wait before a CPU-time timer looks at the CPU time again
 
 _WALL = {CLOCK_REALTIME: _time.CLOCK_REALTIME, CLOCK_MONOTONIC: _time.CLOCK_MONOTONIC,
          CLOCK_BOOTTIME: _time.CLOCK_BOOTTIME, CLOCK_REALTIME_ALARM: _time.CLOCK_REALTIME,
@@ -66,7 +68,9 @@ class _Timer:
     def _schedule(self) -> None:
         left = max(0, self.expiry - self.now())
         if self.clock not in _WALL:
-            left //= max(1, sum(1 for t in self.proc.tasks if t.exit_status is None))
+            # CPU time advances only while the task runs: look again no sooner than
+            # CPU_POLL_NS, or a nearly used-up timer would keep the loop from running it
+            left = max(CPU_POLL_NS, left // max(1, sum(1 for t in self.proc.tasks if t.exit_status is None)))
         self.handle = self.kernel.call_at(_time.monotonic() + left / 1e9, self._due)
 
     def remaining(self) -> int:

@@ -219,12 +219,43 @@ class _HostMemory:
             self._mremap.restype = ctypes.c_void_p
             self._mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
                                      ctypes.c_void_p)
+        self._pagemap = None  # /proc/self/pagemap, opened at the first fork
         self.page = mmap.PAGESIZE
         # With host pages larger than the guest's 4 KiB, one host page can hold guest pages
         # that are mapped and others that are not: such hosts keep whole windows accessible.
         self.small_pages = self.page == PAGE
         self._flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (0x4000 if linux else 0)  # MAP_NORESERVE
         self._failed = ctypes.c_void_p(-1).value
+
+    def resident_runs(self, addr: int, size: int):
+        """(offset, end offset) runs of [addr, addr+size) whose pages were ever touched
+        (present or swapped out, from /proc/self/pagemap: bits 63 and 62); the whole
+        range when that cannot be known."""
+        page = self.page
+        if addr % page or size % page or not sys.platform.startswith("linux"):
+            return [(0, size)]
+        n = size // page
+        try:
+            if self._pagemap is None:
+                self._pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            raw = os.pread(self._pagemap, 8 * n, 8 * (addr // page))
+        except OSError:
+            return [(0, size)]
+        if len(raw) != 8 * n:
+            return [(0, size)]
+        entries = memoryview(raw).cast("Q")
+        touched = 3 << 62
+        runs, i = [], 0
+        while i < n:
+            if not entries[i] & touched:
+                i += 1
+                continue
+            j = i
+            while j < n and entries[j] & touched:
+                j += 1
+            runs.append((i * page, j * page))
+            i = j
+        return runs
 
     def reserve(self, size: int) -> int:
         """Address space for one window: inaccessible (and uncharged) until committed."""
@@ -666,9 +697,13 @@ class UnicornSpace:
 
     def copy_from(self, other: "UnicornSpace", start: int, end: int) -> None:
         """Copy [start, end) of another space's memory into the same range of this one
-        (both mapped), host memory to host memory."""
+        (both mapped), host memory to host memory. Pages the other space never
+        touched (pagemap) are zero there and here already: a fork does not copy,
+        nor commit, the untouched bulk of an 8 MiB stack or a big heap."""
         for lo, hi in _chunks(start, end):
-            ctypes.memmove(self._host_of(lo), other._host_of(lo), hi - lo)
+            src, dst = other._host_of(lo), self._host_of(lo)
+            for run_lo, run_hi in other._host.resident_runs(src, hi - lo):
+                ctypes.memmove(dst + run_lo, src + run_lo, run_hi - run_lo)
         self._drop_code(start, end)
 
     def regions(self) -> list:

@@ -158,6 +158,7 @@ def x86_parse(read, sp: int, cur: X86Context):
                 ctx.fpu = _fx_only(legacy, cur)
         else:
             ctx.fpu = _fx_only(legacy, cur)
+        ctx.fpu = ctx.fpu[:464] + bytes(48) + ctx.fpu[512:]  # the software bytes are the frame's, not state
     return ctx, mask, AltStack.unpack(b[24:48])
 
 

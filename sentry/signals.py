@@ -49,6 +49,7 @@ TRAP_BRKPT = 1
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 EINTR = 4
 _RESTARTS = {(-e) & MASK64: e for e in (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)}
+_INTERRUPTED = set(_RESTARTS) | {(-EINTR) & MASK64}
 NR_RT_SIGRETURN = {"x86_64": 15, "aarch64": 139}
 NR_RESTART_SYSCALL = {"x86_64": 219, "aarch64": 128}
 SYSCALL_INSN = {"x86_64": 2, "aarch64": 4}
@@ -253,6 +254,17 @@ def set_mask(task, mask: int) -> None:
     task.sigmask = mask & MASK64 & ~UNBLOCKABLE
 
 
+def set_wait_mask(task, mask: int) -> None:
+    """The mask a call waits with (rt_sigsuspend, ppoll, pselect6, epoll_pwait): it holds
+    until the call returns. Returning normally puts the old mask back before any signal
+    is taken; returning EINTR (or a restart code) lets a handler run first, its frame
+    saving the old mask for sigreturn to restore. Safe to call again when the call
+    runs again after a wake-up."""
+    if task.saved_sigmask is None:
+        task.saved_sigmask = task.sigmask
+    set_mask(task, mask)
+
+
 def user_sp(task) -> int:
     """The task's stack pointer (cheaply where the CPU keeps it at hand)."""
     get = getattr(task.cpu, "get_sp", None)
@@ -455,6 +467,9 @@ def deliver(task, nr, result) -> None:
     stopped task until SIGCONT."""
     kernel = task.kernel
     arch = kernel.arch
+    if task.saved_sigmask is not None and (result is None or (result & MASK64) not in _INTERRUPTED):
+        set_mask(task, task.saved_sigmask)  # a call that set a mask for its wait returned normally:
+        task.saved_sigmask = None           # the old mask is back before anything is delivered
     if nr is not None and result is not None:
         code = _RESTARTS.get(result & MASK64)
         if code and nr != NR_RT_SIGRETURN[arch]:

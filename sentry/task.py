@@ -78,4 +78,5 @@ class Task:
         """Is a signal waiting that this task should take before it runs on? (hot path:
         the task's own pending set, which also carries the job-control bit 64, and the
         process's shared one, less the blocked mask)"""
-        return bool((self.pending_signals | self.sigshared.pending) & ~self.sigmask)
+        return bool((self.pending_signals | self.sigshared.pending) & ~self.sigmask) \
+            or self.saved_sigmask is not None  # a call's own mask is to be put back (signals.set_wait_mask)

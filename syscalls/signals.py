@@ -85,10 +85,7 @@ def _suspend(t):
 def rt_sigsuspend(t, mask, sigsetsize):
     if sigsetsize != 8:
         raise Errno(E.EINVAL)
-    new = t.mm.read_u64(mask)
-    if t.saved_sigmask is None:
-        t.saved_sigmask = t.sigmask
-    S.set_mask(t, new)
+    S.set_wait_mask(t, t.mm.read_u64(mask))
     return _suspend(t)
 
 
@@ -218,7 +215,9 @@ def _kill_group(t, pgid: int, sig: int) -> None:
 
 @syscall("kill", status=PARTIAL, note="pids, process groups, 0 and -1 (every process but the "
          "sandbox's pid 1 and the caller) in the sandbox's pid namespace; pid 1 is not protected "
-         "from signals as a namespace's init is")
+         "from signals as a namespace's init is; a running target takes the signal at its next stop "
+         "(ptrace: interrupted at once; unicorn: at the end of its time slice); core-dumping defaults "
+         "write no core file (WCOREFLAG only when RLIMIT_CORE is above 0)")
 def kill(t, pid, sig):
     pid, sig = s32(pid), _check_sig(sig)
     if pid > 0:
@@ -271,7 +270,8 @@ def tkill(t, tid, sig):
 _STACK_T = struct.Struct("<QiiQ")
 
 
-@syscall("sigaltstack")
+@syscall("sigaltstack", note="SS_AUTODISARM; on x86-64 a frame that would leave the alternate stack is "
+         "SIGSEGV, as Linux checks; on aarch64, as there, only an unwritable frame is")
 def sigaltstack(t, uss, uoss):
     new = _STACK_T.unpack(t.mm.read(uss, 24)) if uss else None
     sp = S.user_sp(t)

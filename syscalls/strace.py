@@ -74,10 +74,17 @@ class Strace:
         signed = result - (1 << 64) if result >> 63 else result
         if -4096 < signed < 0:
             code = -signed
+            if code in _RESTART:  # the kernel's own codes: the signal code turns them into EINTR or a restart
+                return f"? {_RESTART[code]}"
             return f"-1 {E.errorcode.get(code, code)} ({os.strerror(code)})"
         if name in ("mmap", "brk", "mremap"):
             return hex(result)
         return str(signed)
+
+
+_RESTART = {512: "ERESTARTSYS (To be restarted if SA_RESTART is set)", 513: "ERESTARTNOINTR (To be restarted)",
+            514: "ERESTARTNOHAND (To be restarted if no handler)",
+            516: "ERESTART_RESTARTBLOCK (Interrupted by signal)"}
 
 
 def _quote(data: bytes) -> str:

@@ -18,7 +18,9 @@ stop, and interrupted syscalls are restarted or fail with EINTR.
 import struct
 
 from sentry.sched import TaskExit, Wait, WaitQueue
-from sentry.sigframe import BUILD, PARSE, SA_RESTORER, SA_SIGINFO, SS_AUTODISARM, AltStack, BadFrame
+
+# sentry/sigframe.py (the frames) is imported when a frame is first needed: not on the start path
+SA_SIGINFO, SA_RESTORER, SS_AUTODISARM = 0x4, 0x04000000, 1 << 31
 
 MASK64 = (1 << 64) - 1
 NSIG = 64
@@ -559,6 +561,7 @@ def _handle(task, sig: int, info: SigInfo, handler: int, flags: int, restorer: i
     """Run the handler: a frame on the stack, the handler's registers, the new mask."""
     oldmask = task.saved_sigmask if task.saved_sigmask is not None else task.sigmask
     task.saved_sigmask = None
+    from sentry.sigframe import BadFrame
     try:
         _setup_frame(task, sig, info, handler, flags, restorer, oldmask)
     except BadFrame:
@@ -577,6 +580,7 @@ def _handle(task, sig: int, info: SigInfo, handler: int, flags: int, restorer: i
 
 
 def _setup_frame(task, sig, info, handler, flags, restorer, oldmask) -> None:
+    from sentry.sigframe import BUILD, AltStack, BadFrame
     arch = task.kernel.arch
     cpu = task.cpu
     ctx = cpu.get_context()
@@ -765,10 +769,11 @@ def _orphaned_pgrp(task) -> bool:
 def sigreturn(task) -> int:
     """Restore what the frame at the stack pointer saved; the value for the result
     register (the restored rax / x0, so that the return leaves it as it was)."""
+    from sentry.errors import Errno
+    from sentry.sigframe import PARSE, BadFrame
     arch = task.kernel.arch
     cpu = task.cpu
     cur = cpu.get_context()
-    from sentry.errors import Errno
     try:
         ctx, mask, (ss_sp, ss_flags, ss_size) = PARSE[arch](task.mm.read, cur.sp, cur)
     except (BadFrame, Errno):
@@ -788,6 +793,7 @@ def set_altstack(task, sp: int, flags: int, size: int, cur_sp: int) -> None:
     """sigaltstack's change (Linux's do_sigaltstack), raising Errno."""
     import errno as E
     from sentry.errors import Errno
+    from sentry.sigframe import AltStack
     alt = task.altstack or AltStack()
     if alt.on(cur_sp):
         raise Errno(E.EPERM)

@@ -10,7 +10,6 @@ import struct
 from sentry import signals as S
 from sentry.errors import Errno
 from sentry.sched import Wait
-from sentry.sigframe import SS_AUTODISARM, AltStack
 from syscalls.abi import read_timespec, s32
 from syscalls.registry import PARTIAL, syscall
 
@@ -273,6 +272,7 @@ _STACK_T = struct.Struct("<QiiQ")
 @syscall("sigaltstack", note="SS_AUTODISARM; on x86-64 a frame that would leave the alternate stack is "
          "SIGSEGV, as Linux checks; on aarch64, as there, only an unwritable frame is")
 def sigaltstack(t, uss, uoss):
+    from sentry.sigframe import SS_AUTODISARM, AltStack
     new = _STACK_T.unpack(t.mm.read(uss, 24)) if uss else None
     sp = S.user_sp(t)
     alt = t.altstack or AltStack()

@@ -8,7 +8,6 @@ import errno as E
 import struct
 import time as host_time
 
-from sentry import timers
 from sentry.errors import Errno
 from sentry.sched import Wait
 from syscalls.abi import read_timespec, s32, write_timespec, write_timeval
@@ -138,8 +137,14 @@ def _itimerval(interval: int, value: int) -> bytes:
     return tv(interval) + tv(value)
 
 
+def _timers():
+    from sentry import timers  # the first timer a program sets imports it: not on the start path
+    return timers
+
+
 def _set_itimer(t, which: int, interval: int, value: int):
     """Arm (or with value 0 disarm) an interval timer; (old interval, old value)."""
+    timers = _timers()
     it = timers.itimer(t, which)
     old = (it.interval, it.remaining())
     if value:
@@ -152,6 +157,7 @@ def _set_itimer(t, which: int, interval: int, value: int):
 @syscall("setitimer", status=PARTIAL, note="REAL is the loop's timer; VIRTUAL and PROF count the "
          "process's whole CPU time (user and system not told apart), sampled by the loop")
 def setitimer(t, which, new, old):
+    timers = _timers()
     which = s32(which)
     if which not in timers.ITIMER_SIGNAL:
         raise Errno(E.EINVAL)
@@ -166,6 +172,7 @@ def setitimer(t, which, new, old):
 
 @syscall("getitimer", status=PARTIAL, note="as setitimer")
 def getitimer(t, which, cur):
+    timers = _timers()
     which = s32(which)
     if which not in timers.ITIMER_SIGNAL:
         raise Errno(E.EINVAL)
@@ -176,6 +183,7 @@ def getitimer(t, which, cur):
 
 @syscall("alarm")
 def alarm(t, seconds):
+    timers = _timers()
     seconds &= 0xFFFFFFFF
     _, old = _set_itimer(t, timers.ITIMER_REAL, 0, seconds * 1_000_000_000)
     sec, usec = old // 1_000_000_000, (old % 1_000_000_000) // 1000
@@ -214,6 +222,7 @@ def _itimerspec(interval: int, value: int) -> bytes:
          "the calling process's and thread's CPU clocks (sampled by the loop); SIGEV_SIGNAL, SIGEV_NONE, "
          "SIGEV_THREAD_ID (glibc's SIGEV_THREAD needs threads: issue 6); other processes' CPU clocks EINVAL")
 def timer_create(t, clock, sevp, timerid):
+    timers = _timers()
     clock = s32(clock)
     if clock not in timers.TIMER_CLOCKS:
         raise Errno(E.EINVAL)
@@ -271,5 +280,6 @@ def timer_getoverrun(t, timerid):
 
 @syscall("timer_delete")
 def timer_delete(t, timerid):
+    timers = _timers()
     timers.delete(t.sigshared, _timer(t, timerid))
     return 0

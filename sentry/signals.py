@@ -684,6 +684,9 @@ def fault(task, stop) -> None:
             info.code, info.trapno = SI_KERNEL, 3
         else:
             info.code, info.addr = TRAP_BRKPT, pc
+    host_code = getattr(stop, "code", None)
+    if host_code is not None:  # the host kernel said (ptrace): its si_code and si_addr stand
+        info.code, info.addr = host_code, addr
     reason = getattr(stop, "reason", "") or _describe(task, pc)
     task.fault_report = (sig, f"{task.comm}[{task.tid}] killed by {NAMES.get(sig, sig)} at pc {pc:#x}"
                               f"{': ' + reason if reason else ''}")
@@ -700,9 +703,14 @@ def _mapped(task, addr: int) -> bool:
 def _describe(task, pc: int) -> str:
     """The instruction at pc, decoded with capstone (for the crash report)."""
     arch = task.kernel.arch
-    try:
-        code = task.mm.space.read(pc, 16 if arch == "x86_64" else 4)
-    except Exception:
+    code = b""
+    for size in ((16, (pc | 0xFFF) + 1 - pc) if arch == "x86_64" else (4,)):
+        try:
+            code = task.mm.space.read(pc, min(size, 16))
+            break
+        except Exception:
+            continue
+    if not code:
         return ""
     try:
         import capstone

@@ -14,11 +14,13 @@ class SyscallStop(NamedTuple):
 
 
 class FaultStop(NamedTuple):
-    """The CPU faulted: signo is what Linux would deliver (SIGSEGV, SIGILL, ...)."""
+    """The CPU faulted: signo is what Linux would deliver (SIGSEGV, SIGILL, ...);
+    code its si_code when the platform knows it (ptrace: the host's), else None."""
     signo: int
     addr: int
     pc: int
     reason: str = ""
+    code: int | None = None
 
 
 class PreemptStop(NamedTuple):

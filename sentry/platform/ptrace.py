@@ -573,7 +573,8 @@ class PtraceCpu:
             _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
             info = (ctypes.c_uint64 * 16)()
             _ptrace(hc.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
-            return FaultStop(sig, info[2], self.regs.rip)
+            code = info[1] & 0xFFFFFFFF  # si_code, the host kernel's
+            return FaultStop(sig, info[2], self.regs.rip, "", code - (1 << 32) if code >> 31 else code)
         # Group stops, stale interrupts and stray host signals are not the guest's business.
         self.resume()
         return None

@@ -319,16 +319,23 @@ def _send(task, sig: int, info: SigInfo, group: bool) -> bool:
     if not _prepare(task, sig):
         return False
     bit = _bit(sig)
-    if group:
-        if sig < SIGRTMIN and shared.pending & bit:
-            return False  # a standard signal is pending at most once
-        shared.pending |= bit
-        shared.queue.append(info)
-    else:
-        if sig < SIGRTMIN and task.pending_signals & bit:
+    queue = shared.queue if group else task.sigqueue
+    if sig < SIGRTMIN and (shared.pending if group else task.pending_signals) & bit:
+        return False  # a standard signal is pending at most once
+    if len(queue) >= task.rlimits.get(11, (4096, 4096))[0]:  # RLIMIT_SIGPENDING
+        if info.code < 0 and info.code != SI_TKILL:
+            import errno as E
+            from sentry.errors import Errno
+            raise Errno(E.EAGAIN)  # sigqueue: the queue is full
+        if (shared.pending if group else task.pending_signals) & bit:
             return False
+        info = None  # kill and the kernel's own: pending without a queued siginfo
+    if group:
+        shared.pending |= bit
+    else:
         task.pending_signals |= bit
-        task.sigqueue.append(info)
+    if info is not None:
+        queue.append(info)
     _complete(task, sig, group)
     return True
 

@@ -345,9 +345,9 @@ def _prepare(task, sig: int) -> bool:
     shared = task.sigshared
     threads = _threads(task)
     if sig in STOP_BY_DEFAULT:
-        _discard(task, _bit(SIGCONT))
+        _flush(task, _bit(SIGCONT))
     elif sig == SIGCONT:
-        _discard(task, STOP_MASK)
+        _flush(task, STOP_MASK)
         if shared.stopped:
             shared.stopped, shared.stop_sig = False, 0
             for t in threads:
@@ -362,12 +362,8 @@ def _prepare(task, sig: int) -> bool:
     return not _ignored_by(task, sig)
 
 
-def _discard(task, mask: int) -> None:
-    """Drop the signals of mask from every pending set of the process."""
-    _flush(task, mask)
-
-
 def _flush(task, mask: int) -> None:
+    """Drop the signals of mask from every pending set of the process."""
     shared = task.sigshared
     if shared.pending & mask:
         shared.pending &= ~mask
@@ -385,8 +381,9 @@ def _wants(t, sig: int) -> bool:
         return False
     if sig == SIGKILL:
         return True
-    if t.sigmask & _bit(sig) and not (t.sigwait is not None and t.sigwait[0] & _bit(sig)):
-        return False  # blocked, unless a sigtimedwait of this thread waits for it
+    sw = t.sigwait
+    if t.sigmask & _bit(sig) and not (sw is not None and t.blocked is sw[1] and sw[0] & _bit(sig)):
+        return False  # blocked, unless a sigtimedwait of this thread waits for it now
     return not t.sigshared.stopped
 
 

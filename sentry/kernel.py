@@ -205,7 +205,11 @@ class Kernel:
                 else:
                     got = platform.next_stop(not runq)
                 if got is not None:
-                    self._handle(got[0].task, got[1])
+                    cpu, stop = got
+                    if stop.__class__ is SyscallStop and cpu.task.exit_status is None:
+                        self._syscall(cpu.task, stop)  # the hot path, without _handle's dispatch
+                    else:
+                        self._handle(cpu.task, stop)
                 elif not runq:
                     self._poll_events(None)
         finally:
@@ -305,8 +309,11 @@ class Kernel:
             task.restart_state = None  # the call is done: what it kept across waits goes
         if task.exit_status is not None:
             return  # it ended during its own call (a signal it sent its group)
-        task.cpu.set_result(ret)
-        self._to_user(task, stop.nr, ret)
+        if task.sigpending():
+            task.cpu.set_result(ret)
+            self._to_user(task, stop.nr, ret)
+        else:
+            task.cpu.answer(ret)  # set the result and resume: the hot path's last step
 
     def _to_user(self, task: Task, nr, ret) -> None:
         """Let the task run on, delivering its pending signals first."""

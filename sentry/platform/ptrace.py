@@ -544,6 +544,15 @@ class PtraceCpu:
             self.running = True
             self.platform.running += 1
 
+    def answer(self, value: int) -> None:
+        """set_result then resume, in one call (every syscall ends with this)."""
+        tid = self.tid
+        _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value & 0xFFFFFFFFFFFFFFFF)
+        _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
+        if not self.running:
+            self.running = True
+            self.platform.running += 1
+
     def request_stop(self) -> None:
         """Stop the running guest soon: a PreemptStop comes back (PTRACE_INTERRUPT)."""
         if self.running and not self.stop_requested:

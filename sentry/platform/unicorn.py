@@ -1024,6 +1024,11 @@ class UnicornCpu:
             self.queued = True
             self.platform.ready.append(self)
 
+    def answer(self, value: int) -> None:
+        """set_result then resume."""
+        self.set_result(value)
+        self.resume()
+
     def request_stop(self) -> None:
         """Only the loop's thread runs guests, and it is not running one now: nothing to stop."""
 

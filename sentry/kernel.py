@@ -170,8 +170,9 @@ class Kernel:
             import threading
             if self.timeout is not None:
                 self.deadline = time.monotonic() + self.timeout
-            stop = threading.Event()
-            watchdog = threading.Thread(target=self._watch, args=(stop,), daemon=True, name="sentry-watchdog")
+            watch_over = threading.Event()
+            watchdog = threading.Thread(target=self._watch, args=(watch_over,), daemon=True,
+                                        name="sentry-watchdog")
         events = self.platform.event_fd()  # readable when a task stops (ptrace), or None
         if events is not None:
             self.selector.register(events, selectors.EVENT_READ, None)
@@ -214,7 +215,7 @@ class Kernel:
                     self._poll_events(None)
         finally:
             if watchdog is not None:
-                stop.set()
+                watch_over.set()
             init = self.procs.get(1)
             self._end_all_but(init)
             for task in list(tasks.values()):

@@ -3,6 +3,7 @@ loop that runs tasks on a platform and answers their syscalls."""
 import heapq
 import os
 import selectors
+import stat as S
 import time
 from collections import deque
 
@@ -76,6 +77,7 @@ class Kernel:
                 cwd_loc = self.vfs.lookup_loc(None, -100, os.path.join("/", cwd).encode())
             except Errno as e:
                 raise SentryError(f"--workdir {cwd}: {os.strerror(e.errno)}") from None
+        path, argv = self._script_interpreter(path, argv)
         info, data = self.load_elf(path, path)
         if info.machine != self.arch:
             raise SentryError(f"{path}: exec format error: an {info.machine} program, "
@@ -122,6 +124,26 @@ class Kernel:
         proc.tasks.append(task)
         task.cpu.task = task
         self.tasks[task.tid] = task
+
+    def _script_interpreter(self, path: str, argv: list[bytes]):
+        """(path, argv) to run for a `#!` script, as execve does (nested up to 4 deep)."""
+        from sentry.exec import BINPRM_BUF_SIZE, MAX_INTERP_DEPTH, _shebang
+        label = path
+        for _ in range(MAX_INTERP_DEPTH + 1):
+            try:
+                inode = self.vfs.lookup(None, -100, path.encode())
+                head = inode.open(0, path).pread(BINPRM_BUF_SIZE, 0) if S.S_ISREG(inode.mode) else b""
+            except Errno:
+                return path, argv  # load_elf reports it
+            if bytes(head[:2]) != b"#!":
+                return path, argv
+            try:
+                interp, arg = _shebang(bytes(head))
+            except Errno:
+                raise SentryError(f"{label}: exec format error: an empty #! line", 126) from None
+            argv = [interp] + ([arg] if arg else []) + [path.encode()] + list(argv[1:])
+            path = os.fsdecode(interp)
+        raise SentryError(f"{label}: too many levels of #! interpreters", 126)
 
     @staticmethod
     def read_whole(inode, path: str) -> bytes:

@@ -366,8 +366,8 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
         raise Errno(E.EINVAL)
     if not f_in.readable or not f_out.writable or f_out.flags & O_APPEND:
         raise Errno(E.EBADF)
-    if a.fs is not b.fs:
-        raise Errno(E.EXDEV)
+    if a.fs is not b.fs or not hasattr(f_in, "offset") or not hasattr(f_out, "offset"):
+        raise Errno(E.EXDEV)  # (the sentry's own stdio on a host file is another filesystem)
     start_in = f_in.offset if pos_in is None else pos_in
     start_out = f_out.offset if pos_out is None else pos_out
     if (start_in & MASK64) + length > MASK64 or (start_out & MASK64) + length > MASK64:

@@ -77,3 +77,19 @@ def test_output_to_a_slow_reader_is_whole(platform):
         p.kill()
     assert p.returncode == 0, err
     assert len(out) == 3000000 + len(b"side job\n") and out.count(b"side job\n") == 1
+
+
+@pytest.mark.parametrize("platform", ("ptrace", "unicorn"))
+def test_run_a_script(platform, tmp_path):
+    """`sentry run script` runs its #! interpreter from the sandbox's view, as execve would."""
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh -e\necho \"script $0 got: $*\"\n")
+    script.chmod(0o755)
+    r = subprocess.run([*SENTRY, "run", "--platform", platform, str(script), "a b", "c"], capture_output=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"script {script} got: a b c\n".encode(), b""), r
+    empty = tmp_path / "empty.sh"
+    empty.write_text("#!\n")
+    empty.chmod(0o755)
+    r = subprocess.run([*SENTRY, "run", str(empty)], capture_output=True, timeout=60)
+    assert r.returncode == 126 and r.stderr.count(b"\n") == 1 and r.stderr.startswith(b"sentry: "), r

@@ -273,6 +273,12 @@ def user_sp(task) -> int:
     return get() if get is not None else task.cpu.get_context().sp
 
 
+def signal_ready(task) -> bool:
+    """Would a signal interrupt a wait that starts now? (Task.sigpending() is also true
+    while a call's own mask waits to be put back: not a reason to stop waiting.)"""
+    return bool((task.pending_signals | task.sigshared.pending) & ~task.sigmask)
+
+
 def pending_set(task) -> int:
     return (task.pending_signals | task.sigshared.pending) & MASK64
 

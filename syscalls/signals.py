@@ -75,7 +75,7 @@ def rt_sigpending(t, set_, sigsetsize):
 
 def _suspend(t):
     """Sleep until a signal is taken: -ERESTARTNOHAND (EINTR once a handler ran)."""
-    if t.sigpending():
+    if S.signal_ready(t):
         return -S.ERESTARTNOHAND
     raise Wait(interrupt_result=-S.ERESTARTNOHAND)
 

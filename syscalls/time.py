@@ -9,6 +9,7 @@ import struct
 import time as host_time
 
 from sentry.errors import Errno
+from sentry.signals import signal_ready
 from sentry.sched import Wait
 from syscalls.abi import read_timespec, s32, write_timespec, write_timeval
 from syscalls.registry import PARTIAL, syscall
@@ -82,14 +83,14 @@ def _sleep(t, deadline_ns: int, rem: int):
                 return -e.errno
         task.restart_block = lambda tt: _sleep(tt, deadline_ns, rem)
         return -ERESTART_RESTARTBLOCK
-    if t.sigpending():
+    if signal_ready(t):
         return interrupted(t)
     raise Wait(deadline=deadline_ns / 1e9, timeout_result=0, on_interrupt=interrupted)
 
 
 def _sleep_abs(t, deadline_ns: int):
     """An absolute sleep: a signal ends it with -ERESTARTNOHAND (restarted as it was)."""
-    if t.sigpending():
+    if signal_ready(t):
         return -ERESTARTNOHAND
     raise Wait(deadline=deadline_ns / 1e9, timeout_result=0, interrupt_result=-ERESTARTNOHAND)
 

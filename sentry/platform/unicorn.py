@@ -1029,13 +1029,21 @@ class UnicornCpu:
         self.set_result(value)
         self.resume()
 
+    _stop_requested = False
+
     def request_stop(self) -> None:
-        """Only the loop's thread runs guests, and it is not running one now: nothing to stop."""
+        """Only the loop's thread runs guests, and it is not running one now: the next
+        run() stops at once (a PreemptStop), so that a signal for a task that would run
+        long without a syscall (a compute loop waiting for SIGALRM) is taken first."""
+        self._stop_requested = True
 
     def run(self, count: int = 0):
         """Run until the guest makes a syscall or faults, or after `count` instructions."""
         if self._killed:
             return ExitStop(signal.SIGKILL)
+        if self._stop_requested:
+            self._stop_requested = False
+            return PreemptStop()
         uch = self._uch
         self._why = _NOTHING
         t = self._slice_start = _clock()

@@ -215,7 +215,7 @@ def _kill_group(t, pgid: int, sig: int) -> None:
 @syscall("kill", status=PARTIAL, note="pids, process groups, 0 and -1 (every process but the "
          "sandbox's pid 1 and the caller) in the sandbox's pid namespace; pid 1 is not protected "
          "from signals as a namespace's init is; a running target takes the signal at its next stop "
-         "(ptrace: interrupted at once; unicorn: at the end of its time slice); core-dumping defaults "
+         "(ptrace: interrupted at once; unicorn: before it runs on); core-dumping defaults "
          "write no core file (WCOREFLAG only when RLIMIT_CORE is above 0)")
 def kill(t, pid, sig):
     pid, sig = s32(pid), _check_sig(sig)

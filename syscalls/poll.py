@@ -10,8 +10,9 @@ import time
 from sentry.errors import Errno
 from sentry.poll import ALWAYS, POLLERR, POLLHUP, POLLNVAL, POLLPRI, READABLE, WRITABLE, readiness, wakers
 from sentry.sched import Wait
+from sentry.signals import set_wait_mask, signal_ready
 from syscalls.abi import read_timespec, s32, write_timespec, write_timeval
-from syscalls.registry import PARTIAL, syscall
+from syscalls.registry import syscall
 
 ERESTARTNOHAND = 514  # EINTR after a handler ran, else the call restarts: poll and select never honour SA_RESTART
 _POLLFD = struct.Struct("<ihh")
@@ -33,6 +34,8 @@ def _wait(t, files_events, deadline, saved=None, left=None):
         q, h = wakers(f, events)
         queues.extend(q)
         fds.extend(h)
+    if t.saved_sigmask is not None and signal_ready(t):
+        raise Errno(ERESTARTNOHAND)  # the call's own mask lets a pending signal in: no wait
     t.restart_state = (deadline, saved)
     if deadline is not None:
         kernel, token = t.kernel, t.wait_token + 1  # the token this wait will have
@@ -84,11 +87,13 @@ def poll(t, fds, nfds, timeout):
     return _poll(t, fds, nfds & 0xFFFFFFFF, None if timeout < 0 else timeout * 1_000_000)
 
 
-@syscall("ppoll", status=PARTIAL, note="the sigmask argument is not applied during the wait")
+@syscall("ppoll")
 def ppoll(t, fds, nfds, tsp, sigmask, sigsetsize):
     if sigmask and sigsetsize != 8:
         raise Errno(E.EINVAL)
     timeout = read_timespec(t.mm, tsp) if tsp else None
+    if sigmask:
+        set_wait_mask(t, t.mm.read_u64(sigmask))
     return _poll(t, fds, nfds & 0xFFFFFFFF, timeout, (lambda ns: write_timespec(t.mm, tsp, ns)) if tsp else None)
 
 
@@ -143,8 +148,14 @@ def select(t, nfds, readfds, writefds, exceptfds, timeout):
                    (lambda left: write_timeval(t.mm, timeout, left)) if timeout else None)
 
 
-@syscall("pselect6", status=PARTIAL, note="the sigmask argument is not applied during the wait")
+@syscall("pselect6")
 def pselect6(t, nfds, readfds, writefds, exceptfds, tsp, sig):
     ns = read_timespec(t.mm, tsp) if tsp else None
+    if sig:  # struct { const sigset_t *ss; size_t ss_len; }
+        ss, ss_len = struct.unpack("<QQ", t.mm.read(sig, 16))
+        if ss:
+            if ss_len != 8:
+                raise Errno(E.EINVAL)
+            set_wait_mask(t, t.mm.read_u64(ss))
     return _select(t, nfds, (readfds, writefds, exceptfds), ns,
                    (lambda left: write_timespec(t.mm, tsp, left)) if tsp else None)

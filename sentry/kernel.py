@@ -546,6 +546,7 @@ class Kernel:
         if task.mm.limit_refused and self.limit_hit is None:
             self.limit_hit = "memory"
         task.fds.close_all()
+        task.proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
         task.mm.space.close()
         if task.exit_status is None:
             task.exit_status = (0, 9)

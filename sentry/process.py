@@ -34,7 +34,8 @@ class Process:
         self.exit_event = WaitQueue()    # pidfd pollers, vfork parents
         self.execed = False
         self.vfork_done = WaitQueue()    # a vfork parent waits here for exec or exit
-        self.child_ticks = (0, 0)        # CPU time of reaped children (utime, stime) in ns
+        self.cpu_ns = 0                  # CPU time of its threads that have ended
+        self.children_cpu_ns = 0         # CPU time of the children it reaped, and theirs
 
     @property
     def leader(self):

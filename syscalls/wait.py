@@ -36,6 +36,8 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
             cld = CLD_DUMPED if core else CLD_KILLED if signo else CLD_EXITED
             result = (child, cld, signo or code, child.status)
             if consume:
+                # as Linux: a parent's children times grow when it reaps one (not at auto-reap)
+                t.proc.children_cpu_ns += child.cpu_ns + child.children_cpu_ns
                 t.kernel.ptable.reap(child)
             return result
         if child.stop_report and stopped:
@@ -60,10 +62,13 @@ def _target(t, pid: int):
     return "pid", pid
 
 
-_RUSAGE_SIZE = 144
+def _child_rusage(child) -> bytes:
+    """What wait reports of a child: its own CPU time and its reaped children's."""
+    from syscalls.rusage import pack_rusage, process_cpu_ns
+    return pack_rusage(process_cpu_ns(child) + child.children_cpu_ns)
 
 
-@syscall("wait4", status=PARTIAL, note="rusage reports zeros")
+@syscall("wait4", status=PARTIAL, note="rusage: CPU times only (as getrusage)")
 def wait4(t, pid, wstatus, options, rusage):
     pid = s32(pid)
     if options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE):
@@ -81,14 +86,14 @@ def wait4(t, pid, wstatus, options, rusage):
     if wstatus:
         t.mm.write_u32(wstatus, status)
     if rusage:
-        t.mm.write(rusage, bytes(_RUSAGE_SIZE))
+        t.mm.write(rusage, _child_rusage(child))
     return child.pid
 
 
 _SIGINFO_CHLD = struct.Struct("<iii4xiii")  # si_signo, si_errno, si_code, si_pid, si_uid, si_status
 
 
-@syscall("waitid", status=PARTIAL, note="P_ALL, P_PID, P_PGID, P_PIDFD; rusage reports zeros")
+@syscall("waitid", status=PARTIAL, note="P_ALL, P_PID, P_PGID, P_PIDFD; rusage: CPU times only (as getrusage)")
 def waitid(t, idtype, ident, infop, options, rusage):
     idtype, ident = s32(idtype), s32(ident)
     if options & ~(WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WALL | __WCLONE):
@@ -127,5 +132,5 @@ def waitid(t, idtype, ident, infop, options, rusage):
     if infop:
         t.mm.write(infop, _SIGINFO_CHLD.pack(SIGCHLD, 0, code, child.pid, 0, status).ljust(128, b"\0"))
     if rusage:
-        t.mm.write(rusage, bytes(_RUSAGE_SIZE))
+        t.mm.write(rusage, _child_rusage(child))
     return 0

@@ -1,0 +1,53 @@
+"""Resource usage: getrusage(2), times(2), and the struct rusage wait4/waitid give.
+
+CPU time is what the platform measures for a task (ptrace: the host thread's
+run time; unicorn: time inside the emulator), all of it reported as user
+time: the sentry does not tell user from system time apart. A process's
+children times grow when it reaps one, as on Linux. The other rusage fields
+(page faults, context switches, maxrss) are zero."""
+import errno as E
+import struct
+import time
+
+from sentry.errors import Errno
+from syscalls.abi import s32
+from syscalls.registry import PARTIAL, syscall
+
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+CLK_TCK = 100
+_TIMEVALS = struct.Struct("<qqqq")
+RUSAGE_SIZE = 144
+
+
+def pack_rusage(user_ns: int, system_ns: int = 0) -> bytes:
+    return _TIMEVALS.pack(user_ns // 10**9, user_ns % 10**9 // 1000,
+                          system_ns // 10**9, system_ns % 10**9 // 1000).ljust(RUSAGE_SIZE, b"\0")
+
+
+def process_cpu_ns(proc) -> int:
+    """CPU time of a process: its ended threads' and its live ones' so far."""
+    return proc.cpu_ns + sum(t.cpu.cpu_time_ns() for t in proc.tasks if t.exit_status is None)
+
+
+@syscall("getrusage", status=PARTIAL, note="CPU times (all counted as user time); the other fields are zero")
+def getrusage(t, who, usage):
+    who = s32(who)
+    if who == RUSAGE_SELF:
+        ns = process_cpu_ns(t.proc)
+    elif who == RUSAGE_CHILDREN:
+        ns = t.proc.children_cpu_ns
+    elif who == RUSAGE_THREAD:
+        ns = t.cpu.cpu_time_ns()
+    else:
+        raise Errno(E.EINVAL)
+    t.mm.write(usage, pack_rusage(ns))
+    return 0
+
+
+@syscall("times", status=PARTIAL, note="CPU times in clock ticks (all counted as user time); returns ticks since the sandbox started")
+def times(t, buf):
+    if buf:
+        tick = 10**9 // CLK_TCK
+        t.mm.write(buf, struct.pack("<qqqq", process_cpu_ns(t.proc) // tick, 0,
+                                    t.proc.children_cpu_ns // tick, 0))
+    return int((time.monotonic() - t.kernel.boot_time) * CLK_TCK) + 1

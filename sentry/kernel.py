@@ -361,7 +361,8 @@ class Kernel:
         task.blocked, task.pending_stop = w, stop
         task.wait_token += 1
         for q in w.queues:
-            q.waiters.append(task)
+            if task not in q.waiters:  # a queue named twice (two fds of one pipe) holds it once
+                q.waiters.append(task)
         for fd, events in w.fds:
             waiters = self.fd_waiters.get(fd)
             if waiters is None:
@@ -400,6 +401,7 @@ class Kernel:
             if w.wake_result is not None:
                 stop = task.pending_stop
                 task.pending_stop = None
+                task.restart_state = None  # the call is done
                 task.pending_result = (stop.nr if stop is not None else None, w.wake_result & MASK64)
             self.runq.append(task)
 
@@ -408,6 +410,7 @@ class Kernel:
             stop = task.pending_stop
             w = self._unpark(task)
             task.pending_stop = None
+            task.restart_state = None  # the call is done
             task.pending_result = (stop.nr if stop is not None else None, w.timeout_result & MASK64)
             self.runq.append(task)
 

@@ -44,6 +44,8 @@ def readiness(f) -> int:
     proc = getattr(f, "proc", None)
     if proc is not None:  # a pidfd: readable once the process has ended
         return READABLE if proc.zombie else 0
+    if hasattr(f, "interest"):  # an epoll file: readable while something in it is ready
+        return READABLE if f.any_ready() else 0
     return READABLE | WRITABLE  # files, directories, devices: never wait
 
 
@@ -60,4 +62,7 @@ def wakers(f, events: int):
     proc = getattr(f, "proc", None)
     if proc is not None:
         return (proc.exit_event,), ()
+    if hasattr(f, "interest"):
+        queues, fds = f.wakers()
+        return tuple(queues), tuple(fds)
     return (), ()

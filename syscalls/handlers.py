@@ -1,3 +1,3 @@
 """Imports every handler family so that each registers itself."""
-from syscalls import (attrs, clone, files, fs, futex, info, io, locks, mm, net, pidfd, pipes, poll,  # noqa: F401
-                      process, rusage, sched, signals, time, wait)
+from syscalls import (attrs, clone, epoll, files, fs, futex, info, io, locks, mm, net, pidfd, pipes,  # noqa: F401
+                      poll, process, rusage, sched, signals, time, wait)

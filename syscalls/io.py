@@ -280,8 +280,11 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         raise
     if offset_ptr:
         t.mm.write_u64(offset_ptr, offset + written)
-    elif written < len(data):
-        in_file.seek(written - len(data), 1)
+    elif written < len(data):  # what did not go back to the input
+        try:
+            in_file.seek(written - len(data), 1)
+        except Errno:
+            in_file.unread(data[written:])  # a pipe or stream input: it cannot seek
     return written
 
 

@@ -29,7 +29,7 @@ FIONREAD = 0x541B
 class Pipe(Inode):
     """The pipe itself (what both ends' fstat shows): page slots, size, open ends, waiters."""
     __slots__ = ("pages", "count", "capacity", "readers", "writers", "can_read", "can_write",
-                 "read_opens", "write_opens", "partner")
+                 "read_opens", "write_opens", "partner", "events")
 
     def __init__(self):
         super().__init__(S.S_IFIFO | 0o600)
@@ -41,6 +41,7 @@ class Pipe(Inode):
         self.can_write = WaitQueue()  # writers wait for room or for the last reader to go
         self.read_opens = self.write_opens = 0  # FIFO opens so far, by end (Linux's r/w_counter)
         self.partner = WaitQueue()    # FIFO openers wait for the other end
+        self.events = 0               # data in, room made, an end closed: edge-triggered epoll counts these
 
     @property
     def size(self) -> int:
@@ -69,6 +70,7 @@ class Pipe(Inode):
                 out += data[:want]
                 del data[:want]
         self.count -= len(out)
+        self.events += 1
         self.can_write.notify()
         return bytes(out)
 
@@ -106,6 +108,7 @@ class Pipe(Inode):
                 raise Errno(E.EAGAIN)
             raise Wait(queues=(self.can_write,))
         self.count += done
+        self.events += 1
         self.can_read.notify()
         return done
 
@@ -118,6 +121,7 @@ class Pipe(Inode):
         if size // PAGE < len(self.pages):
             raise Errno(E.EBUSY)  # fewer slots than are in use
         self.capacity = size
+        self.events += 1
         self.can_write.notify()
         return size
 
@@ -125,8 +129,10 @@ class Pipe(Inode):
         self.readers -= reader
         self.writers -= writer
         if reader and not self.readers:
+            self.events += 1
             self.can_write.notify()  # writers now get EPIPE
         if writer and not self.writers:
+            self.events += 1
             self.can_read.notify()   # readers now get end of file
 
 

@@ -1,0 +1,131 @@
+"""epoll_create(2), epoll_create1(2), epoll_ctl(2), epoll_wait(2), epoll_pwait(2),
+epoll_pwait2(2): level- and edge-triggered, one-shot, nested (sentry/epoll.py)."""
+import errno as E
+import stat as S
+import struct
+import time
+
+from sentry.epoll import EPOLLEXCLUSIVE, EpollFile, Interest
+from sentry.errors import Errno
+from sentry.sched import Wait
+from sentry.signals import set_wait_mask, signal_ready
+from sentry.vfs.file import O_CLOEXEC
+from syscalls.abi import read_timespec, s32
+from syscalls.registry import PARTIAL, syscall
+
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+EPOLL_CLOEXEC = O_CLOEXEC
+ERESTARTNOHAND = 514
+EP_MAX_EVENTS = 0x7FFFFFFF // 12
+# struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16)
+_EVENT = {"x86_64": struct.Struct("<IQ"), "aarch64": struct.Struct("<I4xQ")}
+
+
+def _new(t, flags: int) -> int:
+    if flags & ~EPOLL_CLOEXEC:
+        raise Errno(E.EINVAL)
+    return t.fds.install(EpollFile(), cloexec=bool(flags & EPOLL_CLOEXEC))
+
+
+@syscall("epoll_create")
+def epoll_create(t, size):
+    if s32(size) <= 0:
+        raise Errno(E.EINVAL)
+    return _new(t, 0)
+
+
+@syscall("epoll_create1")
+def epoll_create1(t, flags):
+    return _new(t, flags)
+
+
+def _epoll(t, epfd) -> EpollFile:
+    f = t.fds.get(s32(epfd))
+    if not isinstance(f, EpollFile):
+        raise Errno(E.EINVAL)
+    return f
+
+
+@syscall("epoll_ctl", status=PARTIAL, note="ADD, MOD, DEL; EPOLLEXCLUSIVE is accepted and wakes every waiter; loops of nested epolls are not refused")
+def epoll_ctl(t, epfd, op, fd, event):
+    ep = _epoll(t, epfd)
+    fd = s32(fd)
+    target = t.fds.get(fd)
+    if target is ep:
+        raise Errno(E.EINVAL)
+    if S.S_ISREG(target.inode.mode) or S.S_ISDIR(target.inode.mode):
+        raise Errno(E.EPERM)  # always ready: Linux refuses them
+    key = (fd, id(target))
+    op = s32(op)
+    if op == EPOLL_CTL_DEL:
+        if ep.interest.pop(key, None) is None:
+            raise Errno(E.ENOENT)
+        return 0
+    if op not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+        raise Errno(E.EINVAL)
+    layout = _EVENT[t.kernel.arch]
+    events, data = layout.unpack(t.mm.read(event, layout.size))
+    if op == EPOLL_CTL_ADD:
+        if key in ep.interest:
+            raise Errno(E.EEXIST)
+        if events & EPOLLEXCLUSIVE and events & ~(EPOLLEXCLUSIVE | 0x1 | 0x4 | 0x8 | 0x10 | (1 << 31)
+                                                  | (1 << 29)):
+            raise Errno(E.EINVAL)
+        ep.interest[key] = Interest(fd, target, events, data)
+        return 0
+    item = ep.interest.get(key)
+    if item is None:
+        raise Errno(E.ENOENT)
+    if events & EPOLLEXCLUSIVE or item.events & EPOLLEXCLUSIVE:
+        raise Errno(E.EINVAL)
+    item.events, item.data, item.seen, item.seen_events, item.disabled = events, data, 0, -1, False
+    return 0
+
+
+def _wait(t, epfd, events, maxevents, timeout_ns):
+    ep = _epoll(t, epfd)
+    maxevents = s32(maxevents)
+    if maxevents <= 0 or maxevents > EP_MAX_EVENTS:
+        raise Errno(E.EINVAL)
+    layout = _EVENT[t.kernel.arch]
+    t.mm.check(events, layout.size * maxevents, 2)
+    deadline = t.restart_state if t.restart_state is not None else (
+        None if timeout_ns is None else time.monotonic() + timeout_ns / 1e9)
+    found = ep.ready(maxevents)
+    if found:
+        t.mm.write(events, b"".join(layout.pack(ev & 0xFFFFFFFF, data) for ev, data in found))
+        return len(found)
+    if timeout_ns == 0 or deadline is not None and time.monotonic() >= deadline:
+        return 0
+    if t.saved_sigmask is not None and signal_ready(t):
+        raise Errno(ERESTARTNOHAND)
+    queues, fds = ep.wakers()
+    t.restart_state = deadline
+    raise Wait(queues=tuple(queues), fds=tuple(fds), deadline=deadline, timeout_result=0,
+               interrupt_result=-ERESTARTNOHAND)
+
+
+@syscall("epoll_wait")
+def epoll_wait(t, epfd, events, maxevents, timeout):
+    timeout = s32(timeout)
+    return _wait(t, epfd, events, maxevents, None if timeout < 0 else timeout * 1_000_000)
+
+
+@syscall("epoll_pwait")
+def epoll_pwait(t, epfd, events, maxevents, timeout, sigmask, sigsetsize):
+    if sigmask:
+        if sigsetsize != 8:
+            raise Errno(E.EINVAL)
+        set_wait_mask(t, t.mm.read_u64(sigmask))
+    timeout = s32(timeout)
+    return _wait(t, epfd, events, maxevents, None if timeout < 0 else timeout * 1_000_000)
+
+
+@syscall("epoll_pwait2")
+def epoll_pwait2(t, epfd, events, maxevents, timeout, sigmask, sigsetsize):
+    if sigmask:
+        if sigsetsize != 8:
+            raise Errno(E.EINVAL)
+        set_wait_mask(t, t.mm.read_u64(sigmask))
+    return _wait(t, epfd, events, maxevents, read_timespec(t.mm, timeout) if timeout else None)
+

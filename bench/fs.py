@@ -13,32 +13,14 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-BUILD = os.path.join(HERE, "build")
-SENTRY = [os.path.join(ROOT, ".venv", "bin", "sentry"), "run"]
+from simple import BUILD, SENTRY, build as _build, timed  # bench/ is on sys.path when run
 
 
 def build(name: str) -> str:
-    os.makedirs(BUILD, exist_ok=True)
-    src, out = os.path.join(HERE, "progs", name + ".c"), os.path.join(BUILD, name + "-fs")
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
-        subprocess.run(["gcc", "-O2", "-static", "-o", out, src], check=True, timeout=120)
-    return out
-
-
-def timed(argv, timeout=600.0) -> tuple[float, bytes]:
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:6])}... exited {r.returncode}: {r.stderr.decode()[-300:]}")
-    return dt, r.stdout
+    return _build(name, "fs")
 
 
 def median_time(argv, runs: int) -> float:

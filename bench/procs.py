@@ -11,38 +11,27 @@ Usage: .venv/bin/python bench/procs.py [--quick] [--platform ptrace|unicorn ...]
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-BUILD = os.path.join(HERE, "build")
-SENTRY = [os.path.join(ROOT, ".venv", "bin", "sentry"), "run"]
+from simple import SENTRY, build as _build, timed  # bench/ is on sys.path when run
 
 
 def build(name: str) -> str:
-    os.makedirs(BUILD, exist_ok=True)
-    src, out = os.path.join(HERE, "progs", name + ".c"), os.path.join(BUILD, name + "-procs")
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
-        subprocess.run(["gcc", "-O2", "-static", "-o", out, src], check=True, timeout=120)
-    return out
+    return _build(name, "procs")
 
 
-def timed(argv, timeout=900.0) -> float:
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0 or not r.stdout.startswith(b"ok"):
-        raise RuntimeError(f"{' '.join(argv[:6])}... exited {r.returncode}: {r.stderr.decode()[-300:]}")
+def ok_time(argv) -> float:
+    dt, out = timed(argv)
+    if not out.startswith(b"ok"):
+        raise RuntimeError(f"{' '.join(argv[:6])}... printed {out[:100]!r}")
     return dt
 
 
 def per_op(prefix, prog, args_n, args_0, n: int, runs: int) -> float:
     """Median seconds per iteration, start-up subtracted."""
-    timed(prefix + [prog, *args_0])  # warm-up (the sentry's ELF plan cache)
-    base = statistics.median(timed(prefix + [prog, *args_0]) for _ in range(runs))
-    full = statistics.median(timed(prefix + [prog, *args_n]) for _ in range(runs))
+    ok_time(prefix + [prog, *args_0])  # warm-up (the sentry's ELF plan cache)
+    base = statistics.median(ok_time(prefix + [prog, *args_0]) for _ in range(runs))
+    full = statistics.median(ok_time(prefix + [prog, *args_n]) for _ in range(runs))
     return max(full - base, 0.0) / n
 
 

@@ -138,6 +138,11 @@ def commit(task, prepared: Prepared) -> None:
     from sentry.mm import MemoryManager
     kernel = task.kernel
     plan = prepared.plan
+    if len(task.proc.tasks) > 1:
+        kernel.end_other_threads(task)
+    if task.fds.users > 1:  # a table shared by CLONE_FILES: the new image has its own
+        old, task.fds = task.fds, task.fds.copy()
+        old.release()
     old_mm = task.mm
     kernel.peak_memory = max(kernel.peak_memory, old_mm.peak)
     space, cpu = kernel.platform.exec_process(old_mm.space, task.cpu)

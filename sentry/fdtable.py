@@ -14,6 +14,7 @@ class FDTable:
         # The LockTable once this process has taken a POSIX record lock: closing any
         # descriptor of a file drops the process's locks on it (fcntl(2), F_SETLK).
         self.lock_table = None
+        self.users = 1  # tasks using this table (threads, CLONE_FILES children)
 
     def get(self, fd: int):
         try:
@@ -77,6 +78,17 @@ class FDTable:
             if fd in self.files:
                 self.close(fd)
         self.cloexec.clear()
+
+    def share(self) -> "FDTable":
+        """One more task uses this table (CLONE_FILES)."""
+        self.users += 1
+        return self
+
+    def release(self) -> None:
+        """A task using this table ended: the last one closes every descriptor."""
+        self.users -= 1
+        if self.users <= 0:
+            self.close_all()
 
     def close_all(self) -> None:
         for fd in list(self.files):

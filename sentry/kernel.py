@@ -56,6 +56,8 @@ class Kernel:
         self.memory = memory      # bytes of address space per process (--memory), or None
         self.peak_memory = 0      # the largest address space a process of this run mapped
         self.max_procs = max_procs  # processes the sandbox may hold at once (--max-procs), or None
+        from sentry.futex import Futexes
+        self.futexes = Futexes()
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, log, strace)
 
@@ -241,6 +243,7 @@ class Kernel:
             init = self.procs.get(1)
             self._end_all_but(init)
             for task in list(tasks.values()):
+                task.proc.exiting = True
                 self._release(task)
             if events is not None:
                 self.selector.unregister(events)
@@ -319,6 +322,9 @@ class Kernel:
 
     def _syscall(self, task: Task, stop) -> None:
         self.current = task
+        # What the platform does to the address space during this call (ptrace: injected
+        # syscalls) goes through this thread, stopped at the call, whichever thread it is.
+        task.mm.space.cpu = task.cpu
         try:
             ret = self.dispatch(task, stop.nr, stop.args)
         except Wait as w:
@@ -482,17 +488,11 @@ class Kernel:
              share_files: bool = False, parent=None) -> Task:
         """A new process copied from task's (stopped at its fork/clone syscall): memory,
         registers (the child's syscall returns 0), files, dispositions, mask."""
-        live = len(self.procs)  # zombies count until reaped, as for RLIMIT_NPROC
-        if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
-            raise Errno(11)  # EAGAIN
-        if self.max_procs is not None and live >= self.max_procs:
-            if self.limit_hit is None:
-                self.limit_reached = "max_procs"
-            raise Errno(11)
+        self._may_add_task(task)
         space, cpu = self.platform.fork_process(task.mm.space, task.cpu, task.mm.areas())
         try:
             mm = task.mm.forked(space)
-            fds = task.fds if share_files else task.fds.copy()
+            fds = task.fds.share() if share_files else task.fds.copy()
             proc = self.ptable.create(parent or task.proc)
         except BaseException:
             space.close()
@@ -515,7 +515,67 @@ class Kernel:
         self.runq.append(child)
         return child
 
+    def _may_add_task(self, task: Task) -> None:
+        """EAGAIN when one more task (process or thread) would pass RLIMIT_NPROC or --max-procs.
+        Threads count, as for Linux's RLIMIT_NPROC, and so do zombies until reaped."""
+        live = len(self.tasks) + sum(1 for p in self.procs.values() if p.zombie)
+        if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
+            raise Errno(11)  # EAGAIN
+        if self.max_procs is not None and live >= self.max_procs:
+            if self.limit_hit is None:
+                self.limit_reached = "max_procs"
+            raise Errno(11)
+
+    def clone_thread(self, task: Task, *, share_files: bool = True, share_fs: bool = True,
+                     stack: int = 0, tls=None) -> Task:
+        """A new thread of task's process (clone with CLONE_THREAD): the same memory, signal
+        handlers and shared signal state, limits, and (CLONE_FILES, CLONE_FS) descriptors and
+        working directory; its own registers (the clone returns 0 in it), stack, TLS and mask."""
+        from sentry import signals
+        self._may_add_task(task)
+        tid = self.ptable.new_pid()
+        cpu = self.platform.clone_thread(task.mm.space, task.cpu)
+        child = Task(self, tid, cpu, task.mm, task.fds.share() if share_files else task.fds.copy(),
+                     task.exe_path, task.argv, task.envp)
+        if share_fs:
+            child.fs = task.fs
+        else:
+            child.cwd, child.umask = task.cwd, task.umask
+        for name in ("uid", "euid", "gid", "egid", "comm", "auxv", "no_new_privs", "dumpable"):
+            setattr(child, name, getattr(task, name))
+        child.rlimits = task.rlimits  # per process
+        signals.on_clone(task, child, thread=True)
+        if stack:
+            cpu.set_sp(stack)
+        if tls is not None:
+            cpu.set_tls(tls)
+        self.adopt(child, task.proc)
+        self.runq.append(child)
+        return child
+
     # --- ending -----------------------------------------------------------------------------
+    def exit_thread(self, task: Task, code: int) -> None:
+        """exit(2): the task ends; its process ends with it only if it was the last thread."""
+        if not any(t is not task and t.exit_status is None for t in task.proc.tasks):
+            self.exit_group(task, code)
+            return
+        task.exit_status = (code & 0xFF, 0)
+        self._release(task)
+
+    def end_other_threads(self, task: Task) -> None:
+        """execve from a threaded process: every other thread ends, and the caller takes
+        the leader's tid (the process's pid), as Linux's de_thread does."""
+        proc = task.proc
+        for t in list(proc.tasks):
+            if t is not task and t.exit_status is None:
+                t.exit_status = (0, 9)
+                self._release(t)
+        proc.tasks[:] = [task]
+        if task.tid != proc.pid:
+            del self.tasks[task.tid]
+            task.tid = proc.pid
+            self.tasks[task.tid] = task
+
     def exit_group(self, task: Task, code: int, signo: int = 0, core: bool = False) -> None:
         """The task's whole process ends: with exit code `code`, or killed by `signo`."""
         proc = task.proc
@@ -526,6 +586,7 @@ class Kernel:
             # and first (on ptrace the host's namespace init cannot finish dying while
             # processes of its namespace are left for its tracer to reap).
             self._end_all_but(proc)
+        proc.exiting = True
         for t in list(proc.tasks):
             t.exit_status = (code & 0xFF, signo)
             self._release(t)
@@ -535,21 +596,33 @@ class Kernel:
         for other in list(self.tasks.values()):
             if other.proc is not keep and other.exit_status is None:
                 other.exit_status = (0, 9)
+                other.proc.exiting = True
                 self._release(other)
                 if not other.proc.zombie:
                     self.ptable.ended(other.proc, 0, 9)
 
     def _release(self, task: Task) -> None:
-        """Let go of everything the task holds: its host process, memory, files."""
+        """Let go of everything the task holds: its thread (host thread or CPU context), and
+        when it is its process's last, the memory and the rest."""
         if self.tasks.pop(task.tid, None) is None:
             return
         if task.blocked is not None:
             self._unpark(task)
+        proc = task.proc
+        tasks = self.tasks
+        others = any(tasks.get(t.tid) is t for t in proc.tasks)
+        from sentry import threads
+        threads.release_futexes(task, others)  # the robust list, clear_child_tid
+        proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
+        task.fds.release()
+        if others:
+            if not proc.exiting:
+                task.cpu.end_thread()  # the process goes on without this thread
+                proc.tasks.remove(task)
+            return  # (or the process is ending: its last thread's release closes it all)
         self.peak_memory = max(self.peak_memory, task.mm.peak)
         if task.mm.limit_refused and self.limit_hit is None:
             self.limit_hit = "memory"
-        task.fds.close_all()
-        task.proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
         task.mm.space.close()
         if task.exit_status is None:
             task.exit_status = (0, 9)

@@ -483,5 +483,8 @@ class MemoryManager:
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
+    def read_u32(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 4), "little")
+
     def write_u32(self, addr: int, value: int) -> None:
         self.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))

@@ -25,6 +25,7 @@ class Process:
         self.pgid, self.sid = pgid, sid
         self.exit_signal = SIGCHLD    # what the parent is sent when this one ends
         self.zombie = False
+        self.exiting = False          # exit_group under way: its threads end together
         self.status = None            # the wait status once ended
         self.exited = None            # (code, signo, core) once ended
         self.stop_report = None       # a stop signal not yet reported to wait (WUNTRACED)
@@ -81,7 +82,8 @@ class ProcessTable:
         pid = self.last_pid
         for _ in range(PID_MAX):
             pid = pid + 1 if pid + 1 < PID_MAX else 2
-            if pid not in self.procs and not any(p.pgid == pid or p.sid == pid for p in self.procs.values()):
+            if pid not in self.procs and pid not in self.kernel.tasks \
+                    and not any(p.pgid == pid or p.sid == pid for p in self.procs.values()):
                 self.last_pid = pid
                 return pid
         from sentry.errors import Errno

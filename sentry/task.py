@@ -26,6 +26,15 @@ DEFAULT_RLIMITS = {
 }
 
 
+class FsContext:
+    """What CLONE_FS shares between tasks: the working directory and the umask."""
+    __slots__ = ("cwd", "umask")
+
+    def __init__(self, cwd, umask: int = 0o022):
+        self.cwd = cwd  # a Loc: the frames from the root
+        self.umask = umask
+
+
 class Task:
     def __init__(self, kernel, tid: int, cpu, mm, fds, exe_path: str, argv, envp):
         self.kernel = kernel
@@ -37,8 +46,7 @@ class Task:
         self.fds = fds
         self.exe_path = exe_path
         self.argv, self.envp = argv, envp
-        self.cwd = kernel.vfs.root_loc  # a Loc: the frames from the root
-        self.umask = 0o022
+        self.fs = FsContext(kernel.vfs.root_loc)
         self.uid = self.euid = self.gid = self.egid = 0
         # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
         # sigshared (the process's), altstack, saved_sigmask, restart_block...
@@ -57,6 +65,22 @@ class Task:
         self.restart_state = None  # what a call that waits keeps until it runs again (progress)
         self.wait_token = 0       # tells a stale timer from the wait it was set for
         self.vfork_parent = None  # the Process held until this vfork child execs or exits
+
+    @property
+    def cwd(self):
+        return self.fs.cwd
+
+    @cwd.setter
+    def cwd(self, loc) -> None:
+        self.fs.cwd = loc
+
+    @property
+    def umask(self) -> int:
+        return self.fs.umask
+
+    @umask.setter
+    def umask(self, mask: int) -> None:
+        self.fs.umask = mask
 
     @property
     def tgid(self) -> int:

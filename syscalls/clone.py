@@ -18,16 +18,16 @@ CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x4000000, 0x8000000, 
 CLONE_NEWNET, CLONE_IO, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 0x40000000, 0x80000000, 1 << 32, 1 << 33
 NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
               | CLONE_NEWPID | CLONE_NEWNET)
-HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_PIDFD | CLONE_PTRACE | CLONE_VFORK
+HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PIDFD
+            | CLONE_PTRACE | CLONE_VFORK
             | CLONE_PARENT | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID
             | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID | CLONE_IO | CLONE_CLEAR_SIGHAND)
 SIGCHLD = 17
 
 
 def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int, exit_signal: int) -> int:
-    if flags & CLONE_THREAD:
-        t.kernel.log_once("threads (clone with CLONE_THREAD) come with issue 6: answered ENOSYS")
-        raise Errno(E.ENOSYS)
+    if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
+        raise Errno(E.EINVAL)
     if flags & CLONE_SIGHAND and not flags & CLONE_VM or flags & CLONE_CLEAR_SIGHAND and flags & CLONE_SIGHAND:
         raise Errno(E.EINVAL)
     if flags & CLONE_PIDFD and flags & CLONE_DETACHED:
@@ -40,6 +40,8 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
         raise Errno(E.EINVAL)  # as for a pid namespace's init
     if exit_signal > 64:
         raise Errno(E.EINVAL)
+    if flags & CLONE_THREAD:
+        return _new_thread(t, flags, stack, parent_tid, child_tid, tls)
     # CLONE_VM without CLONE_THREAD (vfork, posix_spawn) gets a copy of the memory, not a
     # share of it: right for every child that only execs or exits, as such children do.
     child = t.kernel.fork(t, flags=flags, exit_signal=exit_signal, stack=stack,
@@ -65,6 +67,23 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
     return pid
 
 
+def _new_thread(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int) -> int:
+    if flags & (CLONE_PIDFD | CLONE_VFORK | CLONE_PARENT):
+        # CLONE_PIDFD with a thread is EINVAL on Linux before 6.9; a vfork thread and a
+        # thread with another parent are not offered.
+        raise Errno(E.EINVAL)
+    child = t.kernel.clone_thread(t, share_files=bool(flags & CLONE_FILES), share_fs=bool(flags & CLONE_FS),
+                                  stack=stack, tls=tls if flags & CLONE_SETTLS else None)
+    tid = child.tid
+    if flags & CLONE_CHILD_SETTID:
+        child.mm.write_u32(child_tid, tid)
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = child_tid
+    if flags & CLONE_PARENT_SETTID:
+        t.mm.write_u32(parent_tid, tid)
+    return tid
+
+
 @syscall("fork")
 def fork(t):
     return do_clone(t, SIGCHLD, 0, 0, 0, 0, SIGCHLD)
@@ -75,7 +94,7 @@ def vfork(t):
     return do_clone(t, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, SIGCHLD)
 
 
-@syscall("clone", status=PARTIAL, note="processes (fork, vfork, posix_spawn forms, CLONE_PARENT, exit signals, SETTLS, *_SETTID, PIDFD); CLONE_VM without CLONE_THREAD copies memory; threads come with issue 6; new namespaces EPERM")
+@syscall("clone", status=PARTIAL, note="processes (fork, vfork, posix_spawn forms, CLONE_PARENT, exit signals, SETTLS, *_SETTID, PIDFD) and threads (CLONE_THREAD with shared memory, handlers, files, fs); CLONE_VM without CLONE_THREAD copies memory; new namespaces EPERM")
 def clone(t, flags, stack, a2, a3, a4):
     # x86-64: (flags, stack, parent_tid, child_tid, tls); aarch64: (flags, stack, parent_tid, tls, child_tid)
     if t.kernel.arch == "aarch64":

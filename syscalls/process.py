@@ -53,9 +53,10 @@ def exit_group(t, status):
     raise TaskExit
 
 
-@syscall("exit", status=PARTIAL, note="ends the whole process: threads come later")
+@syscall("exit", note="ends the thread; the process with its last thread")
 def exit_(t, status):
-    return exit_group(t, status)
+    t.kernel.exit_thread(t, status & 0xFF)
+    raise TaskExit
 
 
 @syscall("set_tid_address")
@@ -64,7 +65,7 @@ def set_tid_address(t, tidptr):
     return t.tid
 
 
-@syscall("set_robust_list", status=PARTIAL, note="recorded; the list is walked at thread death once threads exist")
+@syscall("set_robust_list", note="walked at the thread's death: owned futexes get OWNER_DIED and a wake (sentry/threads.py)")
 def set_robust_list(t, head, length):
     if length != 24:
         raise Errno(E.EINVAL)

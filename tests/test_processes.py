@@ -233,10 +233,7 @@ PYTHON_CASES = [
     pytest.param("subprocess", PY_SUBPROCESS, id="subprocess"),
     pytest.param("fork", PY_FORK, id="fork"),
     pytest.param("alarm", PY_ALARM, id="alarm"),
-    pytest.param("pool", PY_POOL, id="pool",
-                 # a known gap, named by the issue that closes it (as test_fixtures' Case.gap): strict
-                 marks=pytest.mark.xfail(strict=True, reason="issue 6: multiprocessing's Pool starts threads "
-                                         "(clone with CLONE_THREAD answers ENOSYS: RuntimeError: can't start new thread)")),
+    pytest.param("pool", PY_POOL, id="pool"),
 ]
 
 

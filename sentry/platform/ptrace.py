@@ -23,9 +23,13 @@ from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, S
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
 NR_RT_SIGACTION, NR_CLONE = 13, 56
-NR_CLOSE, NR_PREAD64, NR_RECVMSG = 3, 17, 47
-INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE,
+NR_CLOSE, NR_PREAD64, NR_RECVMSG, NR_EXIT = 3, 17, 47, 60
+INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
             NR_CLOSE, NR_PREAD64, NR_RECVMSG)  # the last three: host fds passed in (HostProcess.map_file)
+# A guest thread is a host thread of the traced process: memory, host fds (the passed
+# ones) and host signal dispositions shared, as the guest's own are.
+HOST_THREAD = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000  # VM FS FILES SIGHAND THREAD SYSVSEM
+FORK_EVENTS = (hc.PTRACE_EVENT_FORK, hc.PTRACE_EVENT_CLONE)
 MAP_SHARED = 0x01
 PTRACE_PEEKUSER = 3
 _RIP = hc.Regs.rip.offset
@@ -72,6 +76,10 @@ class PtracePlatform:
         proc = HostProcess(pid, self)
         proc.attach_socket(ours, theirs)
         return proc, proc.cpu
+
+    def clone_thread(self, space: "HostProcess", cpu: "PtraceCpu") -> "PtraceCpu":
+        """A new thread of the process: a host thread (see HostProcess.clone_thread)."""
+        return space.clone_thread(cpu)
 
     def fork_process(self, space: "HostProcess", cpu: "PtraceCpu", areas):
         """The forked copy of a process stopped at a syscall: a real host fork (the host
@@ -194,7 +202,7 @@ def _spawn_stub(stub_fd: int, sock_fd: int = -1) -> int:
     pid = int(reply)
     try:
         hc.ptrace(hc.PTRACE_SEIZE, pid, 0, hc.PTRACE_O_TRACESYSGOOD | hc.PTRACE_O_TRACEEXEC
-                  | hc.PTRACE_O_EXITKILL | hc.PTRACE_O_TRACEFORK)
+                  | hc.PTRACE_O_EXITKILL | hc.PTRACE_O_TRACEFORK | hc.PTRACE_O_TRACECLONE)
     except OSError as e:
         os.close(go_w)
         os.kill(pid, signal.SIGKILL)
@@ -246,7 +254,8 @@ class HostProcess:
         self._closing = []
         self._quick = None  # registers for read_file's injection
         self.platform = platform
-        self.cpu = PtraceCpu(self, pid)
+        self.cpu = PtraceCpu(self, pid)  # the thread injections go through (the kernel sets it)
+        self.threads = [self.cpu]        # every live host thread's CPU, the first host thread first
         platform.cpus[pid] = self.cpu
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self.forked_pid = None   # the host pid of the last child an injected clone made
@@ -274,21 +283,40 @@ class HostProcess:
         _check(_ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs)))
         self.forked_pid = None
         ret = self.inject(NR_CLONE, signal.SIGCHLD, 0, 0, 0, 0)
-        child_pid = self.forked_pid
-        if ret < 0 or child_pid is None:
-            raise Errno(-ret if ret < 0 else errno.EAGAIN)
-        while True:  # its first stop (PTRACE_EVENT_STOP): from then on it is ours to drive
-            _, status = os.waitpid(child_pid, hc.WALL)
-            if not os.WIFSTOPPED(status):
-                raise Errno(errno.EAGAIN)
-            if status >> 16 == hc.PTRACE_EVENT_STOP:
-                break
-            hc.ptrace(hc.PTRACE_CONT, child_pid, 0, 0)
+        child_pid = self._first_stop(ret)
         child = HostProcess(child_pid, self.platform, self.reserved)
         child.inherit_fds(self)  # the host clone has the passed fds at the same numbers
         regs.rax, regs.orig_rax = 0, 0xFFFFFFFFFFFFFFFF
         _check(_ptrace(hc.PTRACE_SETREGS, child_pid, 0, ctypes.addressof(regs)))
         return child
+
+    def _first_stop(self, ret: int) -> int:
+        """The host tid an injected clone returned (ret), once it is in its first stop
+        (PTRACE_EVENT_STOP): traced from birth, from then on it is ours to drive."""
+        child = self.forked_pid
+        if ret < 0 or child is None:
+            raise Errno(-ret if ret < 0 else errno.EAGAIN)
+        while True:
+            _, status = os.waitpid(child, hc.WALL)
+            if not os.WIFSTOPPED(status):
+                raise Errno(errno.EAGAIN)
+            if status >> 16 == hc.PTRACE_EVENT_STOP:
+                return child
+            hc.ptrace(hc.PTRACE_CONT, child, 0, 0)
+
+    def clone_thread(self, cpu: "PtraceCpu") -> "PtraceCpu":
+        """A new host thread of this process, injected through cpu (stopped at the guest's
+        clone): traced from birth, it gets cpu's guest registers with 0 as the result."""
+        regs = hc.Regs()
+        _check(_ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs)))
+        self.forked_pid = None
+        tid = self._first_stop(self.inject(NR_CLONE, HOST_THREAD, 0, 0, 0, 0))
+        regs.rax, regs.orig_rax = 0, 0xFFFFFFFFFFFFFFFF
+        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
+        thread = PtraceCpu(self, tid)
+        self.threads.append(thread)
+        self.platform.cpus[tid] = thread
+        return thread
 
     def clear(self) -> None:
         """Unmap everything the guest had (execve): all but the stub and what is reserved."""
@@ -382,7 +410,7 @@ class HostProcess:
             hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs))
             if os.WSTOPSIG(status) == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
-            if status >> 16 == hc.PTRACE_EVENT_FORK:
+            if status >> 16 in FORK_EVENTS:
                 msg = ctypes.c_ulong()
                 hc.ptrace(hc.PTRACE_GETEVENTMSG, cpu.tid, 0, ctypes.addressof(msg))
                 self.forked_pid = msg.value
@@ -507,8 +535,12 @@ class HostProcess:
         """Kill the host process and reap it and its keeper."""
         self._passed.clear()
         self._closing.clear()
-        self.cpu.kill()
-        self.platform.cpus.pop(self.pid, None)
+        # SIGKILL ends every thread; Linux reports the first host thread's end only once
+        # the others are reaped, so they are reaped first.
+        for cpu in sorted(self.threads, key=lambda c: c.tid == self.pid):
+            cpu.kill()
+            self.platform.cpus.pop(cpu.tid, None)
+        self.threads = []
         if self.mem is not None:
             os.close(self.mem)
             self.mem = None
@@ -527,6 +559,7 @@ class PtraceCpu:
         self.regs = hc.Regs()
         self._regs_addr = ctypes.addressof(self.regs)
         self.gone = None  # wait status once the host thread has ended
+        self.parked = False  # a first host thread whose guest thread ended: never resumed
 
     def set_entry(self, pc: int, sp: int) -> None:
         r = self.regs
@@ -553,6 +586,42 @@ class PtraceCpu:
             self.running = True
             self.platform.running += 1
 
+    def end_thread(self) -> None:
+        """This thread ends while its process goes on: its host thread exits (an injected
+        exit). The process's first host thread cannot: Linux reports its end only with the
+        whole group's, so it stays stopped, never resumed, until the process ends."""
+        tid = self.tid
+        if self.running:  # (exec and the like end threads that may be running)
+            self.stop_requested = True
+            _ptrace(hc.PTRACE_INTERRUPT, tid, 0, 0)
+            while self.gone is None:
+                _, status = os.waitpid(tid, hc.WALL)
+                if not os.WIFSTOPPED(status):
+                    self.gone = status
+                break
+            self.running = False
+            self.platform.running -= 1
+        self.stop_requested = False
+        self.task = None
+        if self.gone is not None:
+            return
+        if tid == self.proc.pid:
+            self.parked = True
+            return
+        regs = hc.Regs()
+        _check(_ptrace(hc.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs)))
+        regs.rip, regs.rax, regs.rdi, regs.orig_rax = STUB_SYSCALL, NR_EXIT, 0, 0xFFFFFFFFFFFFFFFF
+        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
+        _ptrace(hc.PTRACE_CONT, tid, 0, 0)
+        while self.gone is None:
+            _, status = os.waitpid(tid, hc.WALL)
+            if os.WIFSTOPPED(status):
+                _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop on its way out
+            else:
+                self.gone = status
+        self.proc.threads.remove(self)
+        self.platform.cpus.pop(tid, None)
+
     def request_stop(self) -> None:
         """Stop the running guest soon: a PreemptStop comes back (PTRACE_INTERRUPT)."""
         if self.running and not self.stop_requested:
@@ -572,7 +641,9 @@ class PtraceCpu:
             return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
         if not os.WIFSTOPPED(status):
             self.gone = status
-            return ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
+            return None if self.parked else ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
+        if self.parked:
+            return None  # left stopped
         sig = os.WSTOPSIG(status)
         event = status >> 16
         if event == hc.PTRACE_EVENT_STOP and self.stop_requested:

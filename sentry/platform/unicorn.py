@@ -113,6 +113,12 @@ _STOP_REGS = struct.Struct("<8Q").unpack_from
 _CTL_REMOVE_CACHE = (UC.UC_CTL_IO_WRITE << 30) | (2 << 26) | UC.UC_CTL_TB_REMOVE_CACHE
 
 
+def _new_context(uch):
+    ctx = ctypes.c_void_p()
+    _check(_lib.uc_context_alloc(uch, ctypes.byref(ctx)), "cannot hold a CPU's registers")
+    return ctx
+
+
 def _check(err: int, what: str) -> None:
     if err:
         raise SentryError(f"unicorn: {what}: {_lib.uc_strerror(err).decode()}")
@@ -146,6 +152,7 @@ class UnicornPlatform:
         """A copy of the process for fork: every area's bytes and the CPU's whole state
         (the child's result register is then set to 0 by the caller)."""
         child, child_cpu = self.new_process()
+        cpu._activate()
         try:
             for start, end, prot in areas:
                 child.map(start, end - start, prot)
@@ -165,6 +172,13 @@ class UnicornPlatform:
             child.close()
             raise
         return child, child_cpu
+
+    def clone_thread(self, space: "UnicornSpace", cpu: "UnicornCpu") -> "UnicornCpu":
+        """A new thread's CPU over the same Uc: a copy of cpu's registers, 0 as the result."""
+        thread = UnicornCpu(space, self.arch, sibling=cpu)
+        space.threads.append(thread)
+        thread.set_result(0)
+        return thread
 
     def exec_process(self, space: "UnicornSpace", cpu: "UnicornCpu"):
         """A fresh address space and CPU for execve (the old ones are closed)."""
@@ -356,6 +370,8 @@ class UnicornSpace:
         # Linux's SIGBUS). A fork must map these again from the same backings, not copy them.
         self.shared = []
         self.cpu = UnicornCpu(self, arch)
+        self.threads = [self.cpu]  # every live thread's CPU over this Uc
+        self.active = self.cpu     # the thread whose registers are in the Uc now
 
     # --- host backing -------------------------------------------------------------------------
     def _host_of(self, addr: int) -> int:
@@ -715,9 +731,15 @@ class UnicornSpace:
         """Release the Uc and every host page behind it."""
         if self._uch is None:
             return
-        self.cpu.kill()
+        for cpu in self.threads:
+            cpu.kill()
+            cpu.drop_context()
         _lib.uc_close(self._uch)
-        self._uch = self.cpu._uch = None
+        for cpu in self.threads:
+            cpu._uch = None
+        self._uch = None
+        self.threads = []
+        self.active = None
         for base, _ in self._windows.values():
             self._host.free(base, _WINDOW)
         self._windows.clear()
@@ -793,7 +815,9 @@ def _old_exception_offset():
 class UnicornCpu:
     """The CPU of one Uc: run to the next syscall or fault."""
 
-    def __init__(self, space: UnicornSpace, arch: str):
+    def __init__(self, space: UnicornSpace, arch: str, sibling: "UnicornCpu | None" = None):
+        """The first CPU of a Uc, or (sibling) another thread's over the same Uc, which
+        shares the first's hooks and starts as a copy of sibling's registers."""
         _, _, _, stop_regs, self._sp_reg, self._pc_reg, result_reg, self._tls_reg, self._cs = _ARCHS[arch]
         self.space = space
         self.arch = arch
@@ -818,6 +842,23 @@ class UnicornCpu:
         self._result_ptr = ctypes.byref(self._result)
         self._result_reg = result_reg
         self._scratch = ctypes.c_uint64()
+        self._stop = _lib.uc_emu_stop
+        self._emu_start = _lib.uc_emu_start
+        self._read_batch = _lib.uc_reg_read_batch
+        self._write = _lib.uc_reg_write
+        # Threads take turns on the one Uc: a thread's registers wait in _ctx while
+        # another's are loaded (_activate).
+        self._ctx = None
+        if sibling is not None:
+            self.platform = sibling.platform
+            self._hooked = sibling._hooked  # the CPU whose hooks record why the Uc stopped
+            sibling._activate()
+            self._ctx = _new_context(self._uch)
+            _check(_lib.uc_context_save(self._uch, self._ctx), "cannot copy a CPU")
+            self._pc = sibling._pc
+            return
+        self._hooked = self
+        space.active = self
         # hooks: kept referenced, or ctypes frees the trampolines under unicorn
         self._hooks = []
         if arch == "x86_64":
@@ -832,10 +873,41 @@ class UnicornCpu:
             cpacr = self._reg_read(A64.UC_ARM64_REG_CPACR_EL1)
             self._reg_write(A64.UC_ARM64_REG_CPACR_EL1, cpacr | (3 << 20))
         self._add_hook(UC.UC_HOOK_MEM_INVALID, _HOOK_MEM_INVALID(self._on_mem_invalid))
-        self._stop = _lib.uc_emu_stop
-        self._emu_start = _lib.uc_emu_start
-        self._read_batch = _lib.uc_reg_read_batch
-        self._write = _lib.uc_reg_write
+
+    def _activate(self) -> None:
+        """Load this thread's registers into the Uc, keeping the current thread's."""
+        space = self.space
+        current = space.active
+        if current is self:
+            return
+        if current is not None:
+            if current._ctx is None:
+                current._ctx = _new_context(self._uch)
+            _check(_lib.uc_context_save(self._uch, current._ctx), "cannot switch threads")
+        _check(_lib.uc_context_restore(self._uch, self._ctx), "cannot switch threads")
+        space.active = self
+
+    def drop_context(self) -> None:
+        if self._ctx is not None:
+            _lib.uc_context_free(self._ctx)
+            self._ctx = None
+
+    def end_thread(self) -> None:
+        """This thread ends while its process goes on: its registers are let go."""
+        self._killed = True
+        space = self.space
+        if self.queued:
+            self.queued = False
+            try:
+                self.platform.ready.remove(self)
+            except ValueError:
+                pass
+        if space.active is self:
+            space.active = None
+        if self in space.threads:
+            space.threads.remove(self)
+        self.drop_context()
+        self.task = None
 
     def _add_hook(self, kind: int, cb, *extra) -> None:
         handle = ctypes.c_size_t()
@@ -865,10 +937,14 @@ class UnicornCpu:
 
     # --- registers --------------------------------------------------------------------------
     def _reg_read(self, reg: int) -> int:
+        if self.space.active is not self:
+            self._activate()
         _check(_lib.uc_reg_read(self._uch, reg, ctypes.byref(self._scratch)), "cannot read a register")
         return self._scratch.value
 
     def _reg_write(self, reg: int, value: int) -> None:
+        if self.space.active is not self:
+            self._activate()
         self._scratch.value = value & MASK64
         _check(_lib.uc_reg_write(self._uch, reg, ctypes.byref(self._scratch)), "cannot write a register")
 
@@ -886,6 +962,8 @@ class UnicornCpu:
         self._pc = pc
 
     def set_result(self, value: int) -> None:
+        if self.space.active is not self:
+            self._activate()
         self._result.value = value & MASK64
         self._write(self._uch, self._result_reg, self._result_ptr)
 
@@ -924,6 +1002,8 @@ class UnicornCpu:
         off = _old_exception_offset()
         if off is None:
             return
+        if self.space.active is not self:
+            self._activate()
         ctx = ctypes.c_void_p()
         if _lib.uc_context_alloc(self._uch, ctypes.byref(ctx)):
             return
@@ -938,11 +1018,15 @@ class UnicornCpu:
         return self._reg_read(self._sp_reg)
 
     def _reg_bytes(self, reg: int, size: int) -> bytes:
+        if self.space.active is not self:
+            self._activate()
         buf = ctypes.create_string_buffer(max(size, 16))
         _check(_lib.uc_reg_read(self._uch, reg, buf), "cannot read a register")
         return buf.raw[:size]
 
     def _reg_write_bytes(self, reg: int, data: bytes) -> None:
+        if self.space.active is not self:
+            self._activate()
         buf = ctypes.create_string_buffer(bytes(data).ljust(16, b"\0"), max(len(data), 16))
         _check(_lib.uc_reg_write(self._uch, reg, buf), "cannot write a register")
 
@@ -1045,11 +1129,17 @@ class UnicornCpu:
             self._stop_requested = False
             return PreemptStop()
         uch = self._uch
-        self._why = _NOTHING
+        if self.space.active is not self:
+            self._activate()
+        hooked = self._hooked
+        hooked._why = _NOTHING
         t = self._slice_start = _clock()
         err = self._emu_start(uch, self._pc, _END, 0, count)
         self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
+        if hooked is not self:
+            self._why, self._info = hooked._why, hooked._info
+            hooked._info = None
         self._read_batch(uch, self._ids, self._ptrs, self._n)
         v = _STOP_REGS(self._vals)
         self._pc = v[7]

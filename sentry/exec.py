@@ -145,7 +145,12 @@ def commit(task, prepared: Prepared) -> None:
         old.release()
     old_mm = task.mm
     kernel.peak_memory = max(kernel.peak_memory, old_mm.peak)
-    space, cpu = kernel.platform.exec_process(old_mm.space, task.cpu)
+    if old_mm.users > 1:  # memory shared with a vfork parent (CLONE_VM): the image gets its own
+        old_mm.users -= 1
+        space, cpu = kernel.platform.new_process()
+        task.cpu.end_thread()
+    else:
+        space, cpu = kernel.platform.exec_process(old_mm.space, task.cpu)
     if cpu is not task.cpu:
         cpu.task = task
         task.cpu = cpu

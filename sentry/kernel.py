@@ -13,6 +13,8 @@ from sentry.mm import MemoryManager
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.process import ProcessTable
 from sentry.sched import TaskExit, Wait
+
+CLONE_VM = 0x100
 from sentry.task import Task
 from sentry.vfs import VFS
 
@@ -489,14 +491,19 @@ class Kernel:
         """A new process copied from task's (stopped at its fork/clone syscall): memory,
         registers (the child's syscall returns 0), files, dispositions, mask."""
         self._may_add_task(task)
-        space, cpu = self.platform.fork_process(task.mm.space, task.cpu, task.mm.areas())
-        try:
-            mm = task.mm.forked(space)
-            fds = task.fds.share() if share_files else task.fds.copy()
-            proc = self.ptable.create(parent or task.proc)
-        except BaseException:
-            space.close()
-            raise
+        if flags & CLONE_VM:  # vfork, posix_spawn: the child runs in the parent's memory
+            mm = task.mm
+            cpu = self.platform.clone_thread(mm.space, task.cpu, process=True)
+            mm.users += 1
+        else:
+            space, cpu = self.platform.fork_process(task.mm.space, task.cpu, task.mm.areas())
+            try:
+                mm = task.mm.forked(space)
+            except BaseException:
+                space.close()
+                raise
+        fds = task.fds.share() if share_files else task.fds.copy()
+        proc = self.ptable.create(parent or task.proc)
         child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
         for name in ("cwd", "umask", "uid", "euid", "gid", "egid", "sigmask", "comm", "auxv",
                      "no_new_privs", "dumpable"):
@@ -535,6 +542,7 @@ class Kernel:
         self._may_add_task(task)
         tid = self.ptable.new_pid()
         cpu = self.platform.clone_thread(task.mm.space, task.cpu)
+        task.mm.users += 1
         child = Task(self, tid, cpu, task.mm, task.fds.share() if share_files else task.fds.copy(),
                      task.exe_path, task.argv, task.envp)
         if share_fs:
@@ -608,18 +616,22 @@ class Kernel:
             return
         if task.blocked is not None:
             self._unpark(task)
-        proc = task.proc
-        tasks = self.tasks
-        others = any(tasks.get(t.tid) is t for t in proc.tasks)
+        proc, mm, tasks = task.proc, task.mm, self.tasks
         from sentry import threads
-        threads.release_futexes(task, others)  # the robust list, clear_child_tid
+        threads.release_futexes(task, mm.users > 1)  # the robust list, clear_child_tid
         proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
         task.fds.release()
-        if others:
+        mm.users -= 1
+        if mm.users:  # the memory lives on, in sibling threads or a CLONE_VM relative
+            siblings = sum(1 for t in proc.tasks if tasks.get(t.tid) is t)
             if not proc.exiting:
-                task.cpu.end_thread()  # the process goes on without this thread
-                proc.tasks.remove(task)
-            return  # (or the process is ending: its last thread's release closes it all)
+                task.cpu.end_thread()
+                if siblings:
+                    proc.tasks.remove(task)
+            elif mm.users != siblings:
+                task.cpu.end_thread()  # others use the memory: end this thread on its own
+            # (else the process is ending and its last thread's release closes it all)
+            return
         self.peak_memory = max(self.peak_memory, task.mm.peak)
         if task.mm.limit_refused and self.limit_hit is None:
             self.limit_hit = "memory"

@@ -78,6 +78,7 @@ class MemoryManager:
         self.total = 0              # bytes mapped now
         self.peak = 0
         self.limit_refused = False  # an allocation failed because of the limit
+        self.users = 1              # tasks running in it (threads, CLONE_VM children)
 
     def forked(self, space) -> "MemoryManager":
         """The record of a forked child whose address space (space) is a copy of this one."""

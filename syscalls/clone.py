@@ -42,8 +42,7 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
         raise Errno(E.EINVAL)
     if flags & CLONE_THREAD:
         return _new_thread(t, flags, stack, parent_tid, child_tid, tls)
-    # CLONE_VM without CLONE_THREAD (vfork, posix_spawn) gets a copy of the memory, not a
-    # share of it: right for every child that only execs or exits, as such children do.
+    # CLONE_VM without CLONE_THREAD (vfork, posix_spawn): a process in the parent's memory.
     child = t.kernel.fork(t, flags=flags, exit_signal=exit_signal, stack=stack,
                           tls=tls if flags & CLONE_SETTLS else None, share_files=bool(flags & CLONE_FILES),
                           parent=t.proc.parent if flags & CLONE_PARENT else None)
@@ -89,12 +88,12 @@ def fork(t):
     return do_clone(t, SIGCHLD, 0, 0, 0, 0, SIGCHLD)
 
 
-@syscall("vfork", status=PARTIAL, note="the parent waits until the child execs or exits; the child has a copy of the memory, not the parent's own")
+@syscall("vfork", note="the child runs in the parent's memory; the parent waits until it execs or exits")
 def vfork(t):
     return do_clone(t, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0, SIGCHLD)
 
 
-@syscall("clone", status=PARTIAL, note="processes (fork, vfork, posix_spawn forms, CLONE_PARENT, exit signals, SETTLS, *_SETTID, PIDFD) and threads (CLONE_THREAD with shared memory, handlers, files, fs); CLONE_VM without CLONE_THREAD copies memory; new namespaces EPERM")
+@syscall("clone", status=PARTIAL, note="processes (fork, vfork, posix_spawn forms, CLONE_PARENT, exit signals, SETTLS, *_SETTID, PIDFD) and threads (CLONE_THREAD with shared memory, handlers, files, fs); CLONE_VM processes share memory; CLONE_SIGHAND without CLONE_THREAD copies the handlers; new namespaces EPERM")
 def clone(t, flags, stack, a2, a3, a4):
     # x86-64: (flags, stack, parent_tid, child_tid, tls); aarch64: (flags, stack, parent_tid, tls, child_tid)
     if t.kernel.arch == "aarch64":

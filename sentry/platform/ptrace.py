@@ -29,6 +29,7 @@ INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE,
 # A guest thread is a host thread of the traced process: memory, host fds (the passed
 # ones) and host signal dispositions shared, as the guest's own are.
 HOST_THREAD = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000  # VM FS FILES SIGHAND THREAD SYSVSEM
+HOST_VM_CHILD = 0x100 | 0x400 | signal.SIGCHLD  # VM FILES: a guest CLONE_VM process
 FORK_EVENTS = (hc.PTRACE_EVENT_FORK, hc.PTRACE_EVENT_CLONE)
 MAP_SHARED = 0x01
 PTRACE_PEEKUSER = 3
@@ -77,9 +78,10 @@ class PtracePlatform:
         proc.attach_socket(ours, theirs)
         return proc, proc.cpu
 
-    def clone_thread(self, space: "HostProcess", cpu: "PtraceCpu") -> "PtraceCpu":
-        """A new thread of the process: a host thread (see HostProcess.clone_thread)."""
-        return space.clone_thread(cpu)
+    def clone_thread(self, space: "HostProcess", cpu: "PtraceCpu", process: bool = False) -> "PtraceCpu":
+        """A new thread of the process (see HostProcess.clone_thread), or with process, a new
+        process in the same memory (CLONE_VM without CLONE_THREAD: vfork, posix_spawn)."""
+        return space.clone_thread(cpu, HOST_VM_CHILD if process else HOST_THREAD)
 
     def fork_process(self, space: "HostProcess", cpu: "PtraceCpu", areas):
         """The forked copy of a process stopped at a syscall: a real host fork (the host
@@ -304,13 +306,14 @@ class HostProcess:
                 return child
             hc.ptrace(hc.PTRACE_CONT, child, 0, 0)
 
-    def clone_thread(self, cpu: "PtraceCpu") -> "PtraceCpu":
-        """A new host thread of this process, injected through cpu (stopped at the guest's
-        clone): traced from birth, it gets cpu's guest registers with 0 as the result."""
+    def clone_thread(self, cpu: "PtraceCpu", flags: int = 0) -> "PtraceCpu":
+        """A new host thread of this process (or, by flags, a host process sharing its
+        memory and host fds), injected through cpu (stopped at the guest's clone): traced
+        from birth, it gets cpu's guest registers with 0 as the result."""
         regs = hc.Regs()
         _check(_ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs)))
         self.forked_pid = None
-        tid = self._first_stop(self.inject(NR_CLONE, HOST_THREAD, 0, 0, 0, 0))
+        tid = self._first_stop(self.inject(NR_CLONE, flags or HOST_THREAD, 0, 0, 0, 0))
         regs.rax, regs.orig_rax = 0, 0xFFFFFFFFFFFFFFFF
         _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
         thread = PtraceCpu(self, tid)

@@ -173,8 +173,9 @@ class UnicornPlatform:
             raise
         return child, child_cpu
 
-    def clone_thread(self, space: "UnicornSpace", cpu: "UnicornCpu") -> "UnicornCpu":
-        """A new thread's CPU over the same Uc: a copy of cpu's registers, 0 as the result."""
+    def clone_thread(self, space: "UnicornSpace", cpu: "UnicornCpu", process: bool = False) -> "UnicornCpu":
+        """A new thread's CPU over the same Uc: a copy of cpu's registers, 0 as the result.
+        (A CLONE_VM process, with process, is the same: its memory is the same Uc.)"""
         thread = UnicornCpu(space, self.arch, sibling=cpu)
         space.threads.append(thread)
         thread.set_result(0)

@@ -23,7 +23,9 @@ class Interest:
 
 def _event_count(f) -> int:
     pipe = getattr(f, "pipe", None)
-    return pipe.events if pipe is not None else 0
+    if pipe is not None:
+        return pipe.events
+    return getattr(f, "events", 0)  # eventfd, timerfd, signalfd: each write, expiry or new signal
 
 
 class EpollFile(File):

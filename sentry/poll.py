@@ -1,5 +1,7 @@
 """Readiness of any open file, as poll(2) sees it, and what to wait on until
-it changes: the one mechanism poll, ppoll, select and pselect6 share."""
+it changes: the one mechanism poll, ppoll, select, pselect6 and epoll share.
+Pipes are looked at first (the common case); eventfd, timerfd and signalfd
+files answer through their own poll_readiness()/poll_wakers(events)."""
 import select as _select
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -27,6 +29,9 @@ def readiness(f) -> int:
             if not p.readers:
                 mask |= POLLERR
         return mask
+    own = getattr(f, "poll_readiness", None)
+    if own is not None:  # eventfd, timerfd, signalfd: sentry objects that know their own state
+        return own()
     host_fd = getattr(f, "host_fd", None)
     if host_fd is not None and hasattr(f, "pushback"):  # a host stream: ask the host
         if f.pushback:
@@ -55,6 +60,9 @@ def wakers(f, events: int):
     if f.__class__ is PipeFile:
         p = f.pipe
         return (p.can_read, p.can_write), ()
+    own = getattr(f, "poll_wakers", None)
+    if own is not None:
+        return own(events), ()
     host_fd = getattr(f, "host_fd", None)
     if host_fd is not None and hasattr(f, "pushback"):
         ev = (EVENT_READ if events & READABLE else 0) | (EVENT_WRITE if events & WRITABLE else 0)

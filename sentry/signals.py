@@ -139,7 +139,7 @@ class ProcSignals:
     """What the threads of one process share: the shared pending set, job control,
     the interval timers and POSIX timers (sentry/timers.py)."""
     __slots__ = ("pending", "queue", "group_exit", "stopped", "stop_sig", "stop_queue", "itimers",
-                 "timers", "next_timer")
+                 "timers", "next_timer", "signalfd_wait")
 
     def __init__(self):
         self.pending = 0
@@ -151,6 +151,7 @@ class ProcSignals:
         self.itimers = {}        # ITIMER_* -> timers.ITimer
         self.timers = {}         # POSIX timer id -> timers.PosixTimer
         self.next_timer = 0
+        self.signalfd_wait = None  # sentry/signalfd.py's queue, notified as a signal becomes pending
 
 
 def init_task(task) -> None:
@@ -343,6 +344,8 @@ def _send(task, sig: int, info: SigInfo, group: bool) -> bool:
     if info is not None:
         queue.append(info)
     _complete(task, sig, group)
+    if shared.signalfd_wait is not None:  # after _complete: a wait the signal interrupts stays so
+        shared.signalfd_wait.notify()  # a signalfd of the process may be readable now
     return True
 
 

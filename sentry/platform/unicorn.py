@@ -129,6 +129,7 @@ def _check(err: int, what: str) -> None:
 # or emu_start's own timeout) can leave the reported pc before an instruction that
 # has already run, which then runs twice when the task resumes.
 SLICE_INSNS = 500_000
+_UNBOUNDED = 1 << 62  # a count no run reaches
 
 
 class UnicornPlatform:
@@ -372,6 +373,7 @@ class UnicornSpace:
         self.shared = []
         self.cpu = UnicornCpu(self, arch)
         self.threads = [self.cpu]  # every live thread's CPU over this Uc
+        self.counted = False       # a run was counted (a time slice): the count hook is in
         self.active = self.cpu     # the thread whose registers are in the Uc now
 
     # --- host backing -------------------------------------------------------------------------
@@ -1135,7 +1137,15 @@ class UnicornCpu:
         hooked = self._hooked
         hooked._why = _NOTHING
         t = self._slice_start = _clock()
-        err = self._emu_start(uch, self._pc, _END, 0, count)
+        limit = count
+        space = self.space
+        if count:
+            space.counted = True
+        elif space.counted and len(space.threads) > 1:
+            # Threads come back to slices soon: keep unicorn's count hook in, as taking it
+            # out (and putting it back) flushes every translation of the process's code.
+            limit = _UNBOUNDED
+        err = self._emu_start(uch, self._pc, _END, 0, limit)
         self._slice_start = 0  # read by cpu_time_ns() from a watchdog thread while running
         self._run_ns += _clock() - t
         if hooked is not self:

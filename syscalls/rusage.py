@@ -2,9 +2,12 @@
 
 CPU time is what the platform measures for a task (ptrace: the host thread's
 run time; unicorn: time inside the emulator), all of it reported as user
-time: the sentry does not tell user from system time apart. A process's
-children times grow when it reaps one, as on Linux. The other rusage fields
-(page faults, context switches, maxrss) are zero."""
+time: the sentry does not tell user from system time apart. RUSAGE_THREAD is
+the calling thread's own CPU time; RUSAGE_SELF (and times(), and what wait4
+reports of a child) is the process's: its live threads' so far plus what its
+ended threads used (Process.cpu_ns, added as each one is released). A
+process's children times grow when it reaps one, as on Linux. The other
+rusage fields (page faults, context switches, maxrss) are zero."""
 import errno as E
 import struct
 import time
@@ -29,7 +32,10 @@ def process_cpu_ns(proc) -> int:
     return proc.cpu_ns + sum(t.cpu.cpu_time_ns() for t in proc.tasks if t.exit_status is None)
 
 
-@syscall("getrusage", status=PARTIAL, note="CPU times (all counted as user time); the other fields are zero")
+@syscall("getrusage", status=PARTIAL,
+         note="CPU times, all counted as user time: RUSAGE_THREAD the caller's, RUSAGE_SELF its live threads' "
+              "plus its ended ones', RUSAGE_CHILDREN the reaped children's; EINVAL for others (RUSAGE_BOTH "
+              "too, as Linux); the other fields are zero")
 def getrusage(t, who, usage):
     who = s32(who)
     if who == RUSAGE_SELF:

@@ -248,6 +248,15 @@ CASES = [
                  b"epoll woken by the child's kill: 1, data 3, EPOLLIN yes\n",
                  b"child through the inherited fd: exit 7", b"blocking read, SIGALRM without SA_RESTART: -1 EINTR\n",
                  b"done\n")),
+    Case("sched",
+         expect=(b"size 4: -1 EINVAL\n", b"pid -1: -1 ESRCH\n", b"getcpu: OK, on that CPU: yes, node set: yes\n",
+                 b"set only CPU 1023: -1 EINVAL\n", b"set another thread's by its tid: OK, read back: OK, count 1: yes\n",
+                 b"policy: SCHED_OTHER\n", b"setscheduler FIFO priority 0: -1 EINVAL\n",
+                 b"to SCHED_BATCH: OK, policy now 3\n", b"SCHED_FIFO priority 1: EPERM, or allowed with CAP_SYS_NICE: yes\n",
+                 b"PRIVATE_EXPEDITED before registering: EPERM\n", b"PRIVATE_EXPEDITED: 0 OK\n",
+                 b"sched_yield until the other thread finished computing: bad returns 0, finished: yes\n",
+                 b"RUSAGE_THREAD of a thread that spun 60 ms: at least 30 ms: yes\n",
+                 b"RUSAGE_SELF after that thread ended: counts it: yes\n", b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

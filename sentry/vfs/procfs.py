@@ -307,9 +307,12 @@ class ProcRoot(StaticDir):
         kernel = self.procfs.kernel
         if kernel is None:
             return {}
-        zombies = {p.pid: p.leader for p in getattr(kernel, "procs", {}).values()
-                   if p.zombie and p.leader is not None}
-        return {**kernel.tasks, **zombies} if zombies else kernel.tasks
+        tasks = kernel.tasks
+        # zombies, and processes whose first thread has exited (pthread_exit in main): the
+        # pid shows another of its threads, as Linux keeps the leader until the group ends
+        extra = {p.pid: p.leader for p in getattr(kernel, "procs", {}).values()
+                 if p.leader is not None and (p.zombie or p.pid not in tasks)}
+        return {**tasks, **extra} if extra else tasks
 
     def lookup(self, name):
         inode = self.kids.get(name)

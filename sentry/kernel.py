@@ -508,6 +508,7 @@ class Kernel:
         for name in ("cwd", "umask", "uid", "euid", "gid", "egid", "sigmask", "comm", "auxv",
                      "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
+        _inherit_sched(task, child)
         child.sigactions = dict(task.sigactions)
         child.rlimits = dict(task.rlimits)
         for name in ("altstack",):  # signal state the signal code may keep per task
@@ -551,6 +552,7 @@ class Kernel:
             child.cwd, child.umask = task.cwd, task.umask
         for name in ("uid", "euid", "gid", "egid", "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
+        _inherit_sched(task, child)
         child.rlimits = task.rlimits  # per process
         signals.on_clone(task, child, thread=True)
         if stack:
@@ -640,6 +642,14 @@ class Kernel:
             task.exit_status = (0, 9)
             if self.exit_status is None and task.proc.pid == 1:
                 self.exit_status = task.exit_status
+
+
+def _inherit_sched(parent: Task, child: Task) -> None:
+    """A new task's CPU affinity and scheduling policy are its creator's (syscalls/sched.py);
+    SCHED_RESET_ON_FORK is not inherited (the policies it would reset are not offered)."""
+    for name in ("sched_affinity", "sched_policy"):
+        if hasattr(parent, name):
+            setattr(child, name, getattr(parent, name))
 
 
 class Timer:

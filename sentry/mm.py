@@ -79,6 +79,7 @@ class MemoryManager:
         self.peak = 0
         self.limit_refused = False  # an allocation failed because of the limit
         self.users = 1              # tasks running in it (threads, CLONE_VM children)
+        self.membarrier = set()     # membarrier(2) registrations (syscalls/sched.py); a fork keeps them
 
     def forked(self, space) -> "MemoryManager":
         """The record of a forked child whose address space (space) is a copy of this one."""
@@ -87,6 +88,7 @@ class MemoryManager:
         child.vmas = [v.part(v.start, v.end) for v in self.vmas]  # shared areas keep their backing
         child.starts = list(self.starts)
         child.total = child.peak = self.total
+        child.membarrier = set(self.membarrier)
         return child
 
     def areas(self) -> list:

@@ -32,7 +32,8 @@ TIMER_CLOCKS = set(_WALL) | {CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID}
 
 
 def process_cpu_ns(proc) -> int:
-    return sum(t.cpu.cpu_time_ns() for t in proc.tasks if t.exit_status is None)
+    """CPU time of a process: its ended threads' and its live ones' so far."""
+    return proc.cpu_ns + sum(t.cpu.cpu_time_ns() for t in proc.tasks if t.exit_status is None)
 
 
 class _Timer:

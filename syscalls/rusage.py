@@ -13,6 +13,7 @@ import struct
 import time
 
 from sentry.errors import Errno
+from sentry.timers import process_cpu_ns
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
 
@@ -25,11 +26,6 @@ RUSAGE_SIZE = 144
 def pack_rusage(user_ns: int, system_ns: int = 0) -> bytes:
     return _TIMEVALS.pack(user_ns // 10**9, user_ns % 10**9 // 1000,
                           system_ns // 10**9, system_ns % 10**9 // 1000).ljust(RUSAGE_SIZE, b"\0")
-
-
-def process_cpu_ns(proc) -> int:
-    """CPU time of a process: its ended threads' and its live ones' so far."""
-    return proc.cpu_ns + sum(t.cpu.cpu_time_ns() for t in proc.tasks if t.exit_status is None)
 
 
 @syscall("getrusage", status=PARTIAL,

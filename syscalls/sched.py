@@ -15,7 +15,6 @@ Linux's)."""
 import errno as E
 import os
 import struct
-import weakref
 
 from sentry.errors import Errno
 from syscalls.abi import s32, write_timespec
@@ -229,7 +228,6 @@ MEMBARRIER_CMDS = (MEMBARRIER_CMD_GLOBAL | MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEM
 
 # An address space's registrations, as Linux's mm->membarrier_state: a registration's "ready"
 # state allows its barrier; registering SYNC_CORE also marks (not readies) PRIVATE_EXPEDITED.
-_registered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # MemoryManager -> set of states
 _READY = {MEMBARRIER_CMD_PRIVATE_EXPEDITED: "private-ready",
           MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: "sync-core-ready"}
 _REGISTER = {MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: ("global", "global-ready"),
@@ -246,7 +244,7 @@ _REPORTED = ((MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, ("global", "global-ready
               "satisfied: ptrace runs all the sandbox's threads on the sentry's one host CPU, so while the "
               "caller is stopped in the sentry every other thread has been switched out (a full barrier, "
               "and one core sees its own code changes); unicorn runs one task at a time with the loop between "
-              "them. The RSEQ commands are EINVAL (no rseq), and registrations are not inherited by a fork")
+              "them. The RSEQ commands are EINVAL (no rseq); registrations are kept by a fork, dropped by execve")
 def membarrier(t, cmd, flags, cpu_id):
     cmd, flags = s32(cmd), flags & 0xFFFFFFFF
     if cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ:
@@ -258,16 +256,14 @@ def membarrier(t, cmd, flags, cpu_id):
         return MEMBARRIER_CMDS
     if cmd in (MEMBARRIER_CMD_GLOBAL, MEMBARRIER_CMD_GLOBAL_EXPEDITED):
         return 0
-    state = _registered.get(t.mm)
+    state = t.mm.membarrier  # the address space's registrations (a set of the states above)
     if cmd in _READY:
-        if state is None or _READY[cmd] not in state:
+        if _READY[cmd] not in state:
             raise Errno(E.EPERM)
         return 0
     if cmd in _REGISTER:
-        if state is None:
-            state = _registered[t.mm] = set()
         state.update(_REGISTER[cmd])
         return 0
     if cmd == MEMBARRIER_CMD_GET_REGISTRATIONS:
-        return sum(bit for bit, states in _REPORTED if state and state.intersection(states))
+        return sum(bit for bit, states in _REPORTED if state.intersection(states))
     raise Errno(E.EINVAL)  # the RSEQ commands and anything unknown

@@ -33,8 +33,11 @@ def now_ns(t, clock: int) -> int:
     host = _HOST_CLOCKS.get(clock)
     if host is not None:
         return host_time.clock_gettime_ns(host)
-    if clock in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID):
+    if clock == CLOCK_THREAD_CPUTIME_ID:
         return t.cpu.cpu_time_ns()
+    if clock == CLOCK_PROCESS_CPUTIME_ID:
+        from sentry.timers import process_cpu_ns
+        return process_cpu_ns(t.proc)
     raise Errno(E.EINVAL)
 
 

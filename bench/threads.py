@@ -102,7 +102,7 @@ def main(argv=None) -> int:
               unicorn=300_000 if q else 2_000_000),
          lambda n: [str(n), "4"], lambda n: ["0", "4"], 1e9, "ns"),
         ("epoll_wait, 1,000 eventfds", "epoll_wait", epollfds,
-         dict(native=20_000 if q else 100_000, ptrace=100 if q else 300, unicorn=100 if q else 300),
+         dict(native=20_000 if q else 100_000, ptrace=2_000 if q else 10_000, unicorn=2_000 if q else 10_000),
          lambda n: [str(n), fds, "epoll"], lambda n: [str(n), fds, "plain"], 1e6, "µs"),
     ]
     print(f"sentry thread bench — {os.cpu_count()} CPUs, {os.uname().release}; medians of {runs}, "

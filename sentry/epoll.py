@@ -1,8 +1,18 @@
 """epoll instances: an interest list over open files, and which of them are ready.
 
 Readiness is sentry/poll.py's, the same for every file kind; an epoll file is
-itself pollable (readable while something in it is ready), so epoll nests."""
+itself pollable (readable while something in it is ready), so epoll nests.
+
+A wait costs what is ready, not what is watched: an entry on a file whose
+wait queues announce every change of its readiness (pipes, eventfds, pidfds,
+epolls: `announces_changes`) watches those queues, and a notify puts it on
+the instance's `pending` list and wakes the instance's own queue. A wait looks
+only at pending entries, at level-triggered entries that were ready last time
+(which stay ready until drained, as Linux's ready list keeps them), and at the
+entries on other kinds of file (`polled`: host streams, timerfds, signalfds,
+devices), which it asks every time."""
 from sentry.poll import ALWAYS, readiness, wakers
+from sentry.sched import WaitQueue
 from sentry.vfs.file import O_RDWR, File
 from sentry.vfs.inode import Inode
 
@@ -12,13 +22,24 @@ CONTROL_BITS = EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET
 
 
 class Interest:
-    __slots__ = ("fd", "file", "events", "data", "seen", "seen_events", "disabled")
+    __slots__ = ("fd", "file", "events", "data", "seen", "seen_events", "disabled", "seq", "epoll",
+                 "queues")
 
     def __init__(self, fd: int, file, events: int, data: int):
         self.fd, self.file, self.events, self.data = fd, file, events, data
         self.seen = 0          # bits an edge-triggered entry has reported and that stayed true
         self.seen_events = -1  # the file's event count when it last reported
         self.disabled = False  # a one-shot entry after its event, until EPOLL_CTL_MOD
+        self.seq = 0           # its place in the interest list (reports go in this order)
+        self.epoll = None
+        self.queues = ()       # the queues it watches (none: it is polled)
+
+    def changed(self) -> None:
+        """A queue it watches was notified: look at it at the next wait."""
+        ep = self.epoll
+        if ep is not None:
+            ep.pending[self.seq] = self
+            ep.wq.notify()
 
 
 def _event_count(f) -> int:
@@ -29,21 +50,67 @@ def _event_count(f) -> int:
 
 
 class EpollFile(File):
+    announces_changes = True  # its queue wq is notified whenever an entry may have become ready
+
     def __init__(self, flags: int = 0):
         super().__init__(Inode(0o600), O_RDWR | flags, "anon_inode:[eventpoll]")
         self.interest: dict[tuple, Interest] = {}  # (fd, id(file)) -> Interest
+        self.pending: dict[int, Interest] = {}     # seq -> entry to look at (changed, or ready)
+        self.polled: dict[int, Interest] = {}      # seq -> entry asked at every wait
+        self.wq = WaitQueue()                      # epoll_wait sleepers, outer epolls, pollers
+        self._seq = 0
 
-    def _live(self):
-        for key, item in list(self.interest.items()):
+    # --- the interest list ---------------------------------------------------------------
+    def add(self, key, item: Interest) -> None:
+        self._seq += 1
+        item.seq, item.epoll = self._seq, self
+        self.interest[key] = item
+        f = item.file
+        queues, fds = wakers(f, item.events)
+        if getattr(f, "announces_changes", False) and queues and not fds:
+            item.queues = tuple(queues)
+            for q in item.queues:
+                q.watch(item)
+            self.pending[item.seq] = item
+        else:
+            self.polled[item.seq] = item
+        self.wq.notify()  # it may be ready now
+
+    def remove(self, key) -> Interest | None:
+        item = self.interest.pop(key, None)
+        if item is not None:
+            for q in item.queues:
+                q.unwatch(item)
+            item.queues, item.epoll = (), None
+            self.pending.pop(item.seq, None)
+            self.polled.pop(item.seq, None)
+        return item
+
+    def modify(self, key, events: int, data: int) -> None:
+        item = self.remove(key)
+        self.add(key, Interest(item.fd, item.file, events, data))
+
+    def _candidates(self):
+        seqs = sorted({*self.pending, *self.polled}) if self.polled else sorted(self.pending)
+        pending, polled = self.pending, self.polled
+        for seq in seqs:
+            item = pending.get(seq) or polled.get(seq)
+            if item is None:
+                continue
             if getattr(item.file, "fd_refs", 1) <= 0:  # its open file is gone: so is the entry
-                del self.interest[key]
-            else:
-                yield item
+                self.remove((item.fd, id(item.file)))
+                continue
+            yield item
 
+    # --- readiness -------------------------------------------------------------------------
     def ready(self, limit: int) -> list[tuple[int, int]]:
         """(events, data) of up to limit ready entries, updating edge and one-shot state."""
         out = []
-        for item in self._live():
+        pending = self.pending
+        for item in self._candidates():
+            if len(out) >= limit:
+                break
+            pending.pop(item.seq, None)  # back on it below while it stays ready (level)
             if item.disabled:
                 continue
             now = readiness(item.file) & (item.events | ALWAYS) & ~CONTROL_BITS
@@ -56,26 +123,28 @@ class EpollFile(File):
                 item.seen, item.seen_events = now, count
             if not now:
                 continue
-            if len(out) >= limit:
-                break
             out.append((now, item.data))
             if item.events & EPOLLONESHOT:
                 item.disabled = True
+            elif not item.events & EPOLLET and item.queues:
+                pending[item.seq] = item  # level-triggered: looked at again next time
         return out
 
     def any_ready(self) -> bool:
-        for item in self._live():
+        for item in self._candidates():
             if not item.disabled and readiness(item.file) & (item.events | ALWAYS) & ~CONTROL_BITS:
                 return True
         return False
 
     def wakers(self):
-        queues, fds = [], []
-        for item in self._live():
+        """What a wait on this instance parks on: its own queue, and the polled entries'."""
+        queues, fds = [self.wq], []
+        for item in list(self.polled.values()):
             q, h = wakers(item.file, item.events)
             queues.extend(q)
             fds.extend(h)
         return queues, fds
 
     def close(self) -> None:
-        self.interest.clear()
+        for key in list(self.interest):
+            self.remove(key)

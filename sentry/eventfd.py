@@ -21,6 +21,8 @@ POLLIN, POLLOUT, POLLERR, POLLRDNORM, POLLWRNORM = 0x1, 0x4, 0x8, 0x40, 0x100
 
 
 class EventFile(File):
+    announces_changes = True  # can_read/can_write are notified at every change (sentry/epoll.py)
+
     def __init__(self, count: int, flags: int):
         super().__init__(Inode(0o600), O_RDWR | (flags & O_NONBLOCK), "anon_inode:[eventfd]")
         self.count = count

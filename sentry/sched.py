@@ -10,15 +10,30 @@ class WaitQueue:
     to run again; each re-runs its syscall from the start and either succeeds
     or waits again (so a spurious wake-up is harmless)."""
 
-    __slots__ = ("waiters",)
+    __slots__ = ("waiters", "watchers")
 
     def __init__(self):
         self.waiters = []
+        self.watchers = None  # objects told changed() at each notify (epoll entries), or None
 
     def notify(self) -> None:
         if self.waiters:
             for task in list(self.waiters):
                 task.kernel.wake(task)
+        if self.watchers:
+            for w in list(self.watchers):
+                w.changed()
+
+    def watch(self, watcher) -> None:
+        if self.watchers is None:
+            self.watchers = []
+        self.watchers.append(watcher)
+
+    def unwatch(self, watcher) -> None:
+        try:
+            self.watchers.remove(watcher)
+        except (AttributeError, ValueError):
+            pass
 
 
 class Wait(Exception):

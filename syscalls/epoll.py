@@ -58,7 +58,7 @@ def epoll_ctl(t, epfd, op, fd, event):
     key = (fd, id(target))
     op = s32(op)
     if op == EPOLL_CTL_DEL:
-        if ep.interest.pop(key, None) is None:
+        if ep.remove(key) is None:
             raise Errno(E.ENOENT)
         return 0
     if op not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
@@ -71,14 +71,14 @@ def epoll_ctl(t, epfd, op, fd, event):
         if events & EPOLLEXCLUSIVE and events & ~(EPOLLEXCLUSIVE | 0x1 | 0x4 | 0x8 | 0x10 | (1 << 31)
                                                   | (1 << 29)):
             raise Errno(E.EINVAL)
-        ep.interest[key] = Interest(fd, target, events, data)
+        ep.add(key, Interest(fd, target, events, data))
         return 0
     item = ep.interest.get(key)
     if item is None:
         raise Errno(E.ENOENT)
     if events & EPOLLEXCLUSIVE or item.events & EPOLLEXCLUSIVE:
         raise Errno(E.EINVAL)
-    item.events, item.data, item.seen, item.seen_events, item.disabled = events, data, 0, -1, False
+    ep.modify(key, events, data)
     return 0
 
 

@@ -12,6 +12,7 @@ PIDFD_NONBLOCK = O_NONBLOCK
 
 class PidFile(File):
     """A pidfd: refers to one process for as long as it is open."""
+    announces_changes = True  # its process's exit_event is notified when it ends (sentry/epoll.py)
 
     def __init__(self, proc, flags: int):
         super().__init__(Inode(0o600), O_RDWR | flags, "anon_inode:[pidfd]")

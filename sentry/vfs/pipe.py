@@ -139,6 +139,7 @@ class Pipe(Inode):
 class PipeFile(File):
     """One open end of a pipe, or of a FIFO (then `inode` is the FIFO's own inode,
     which fstat shows, and `counted` says the open already counted this end)."""
+    announces_changes = True  # can_read/can_write are notified at every change (sentry/epoll.py)
 
     def __init__(self, pipe: Pipe, flags: int, inode=None, path=None, counted=False):
         super().__init__(inode or pipe, flags, path or f"pipe:[{pipe.ino}]")

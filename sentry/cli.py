@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", metavar="SEC", type=_seconds,
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--max-procs", metavar="N", type=int,
-                     help="processes the sandbox may hold at once: fork fails with EAGAIN beyond it")
+                     help="tasks (processes and threads) the sandbox may hold at once: fork and clone fail with EAGAIN beyond it")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
     run.add_argument("--strace", action="store_true", help="print every syscall with its arguments and result")
@@ -151,7 +151,7 @@ def cmd_run(o) -> int:
     elif limit == "memory":
         _log(f"memory: the program was refused memory beyond --memory {o.memory}")
     elif limit == "max_procs":
-        _log(f"max procs: a fork was refused beyond --max-procs {o.max_procs}")
+        _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs}")
     return 128 + signo if signo else code
 
 

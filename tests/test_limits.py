@@ -97,7 +97,7 @@ def test_max_procs_refuses_forks_beyond_it(platform):
     r = subprocess.run([*SENTRY, "--platform", platform, "--max-procs", "3", harness.BUSYBOX, "sh", "-c", FORK_FOUR],
                        capture_output=True, timeout=60)
     assert b"can't fork: Resource temporarily unavailable" in r.stderr, r
-    assert r.stderr.endswith(b"sentry: max procs: a fork was refused beyond --max-procs 3\n"), r
+    assert r.stderr.endswith(b"sentry: max procs: a fork or thread was refused beyond --max-procs 3\n"), r
     assert b"all forked" not in r.stdout
     enough = subprocess.run([*SENTRY, "--platform", platform, "--max-procs", "5", harness.BUSYBOX, "sh", "-c",
                              FORK_FOUR], capture_output=True, timeout=60)

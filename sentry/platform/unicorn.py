@@ -55,6 +55,43 @@ _HOOK_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_v
 _HOOK_MEM_INVALID = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64,
                                      ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
 
+# --- time slices -------------------------------------------------------------------------
+# A slice ends in a UC_HOOK_BLOCK hook: `if (--*counter == 0) uc_emu_stop(uc)`, in machine
+# code, so it costs a few instructions per block run, not a Python call. A stop from
+# inside a hook is exact (unicorn exits at a block boundary); one from another thread is
+# not (it can report a pc before instructions that already ran), and emu_start's own
+# `count` hooks every instruction (~14x slower). Off x86-64 hosts the count is the fallback.
+SLICE_BLOCKS = 100_000  # about SLICE_INSNS
+
+
+def _native_countdown():
+    """The address of the countdown hook's machine code, or None off x86-64 hosts."""
+    import mmap
+    if os.uname().machine != "x86_64":
+        return None
+    stop = ctypes.cast(_lib.uc_emu_stop, ctypes.c_void_p).value
+    code = (b"\x48\xff\x09"                           # dec qword [rcx]   (user_data: the counter)
+            b"\x75\x0c"                               # jnz ret
+            b"\x48\xb8" + stop.to_bytes(8, "little")  # movabs rax, uc_emu_stop
+            + b"\xff\xe0"                             # jmp rax           (uc is already in rdi)
+            b"\xc3")                                   # ret
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        page.write(code)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        mprotect = ctypes.CDLL(None, use_errno=True).mprotect
+        mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        if mprotect(addr, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC):
+            return None
+    except (OSError, ValueError):
+        return None
+    _native_countdown.page = page  # kept mapped for the life of the sentry
+    return addr
+
+
+_COUNTDOWN = _native_countdown()
+
+
 # why a run stopped (set by the hooks)
 _NOTHING, _SYSCALL, _INTR, _MEM = 0, 1, 2, 3
 
@@ -876,6 +913,19 @@ class UnicornCpu:
             cpacr = self._reg_read(A64.UC_ARM64_REG_CPACR_EL1)
             self._reg_write(A64.UC_ARM64_REG_CPACR_EL1, cpacr | (3 << 20))
         self._add_hook(UC.UC_HOOK_MEM_INVALID, _HOOK_MEM_INVALID(self._on_mem_invalid))
+        self._left = None  # blocks left in a time slice: the countdown hook's counter, once in
+
+    def _countdown(self):
+        """The countdown hook, put in the first time a slice is wanted and kept (it costs
+        ~20% of a tight loop; a program that never shares the loop never pays it).
+        Translated blocks lack it: they are flushed, once."""
+        self._left = ctypes.c_int64(_UNBOUNDED)
+        handle = ctypes.c_size_t()
+        _check(_lib.uc_hook_add(self._uch, ctypes.byref(handle), UC.UC_HOOK_BLOCK, ctypes.c_void_p(_COUNTDOWN),
+                                ctypes.c_void_p(ctypes.addressof(self._left)), ctypes.c_uint64(1),
+                                ctypes.c_uint64(0)), "cannot add a hook")
+        _check(_lib.uc_ctl(self._uch, (UC.UC_CTL_IO_WRITE << 30) | UC.UC_CTL_TB_FLUSH), "cannot flush translations")
+        return self._left
 
     def _activate(self) -> None:
         """Load this thread's registers into the Uc, keeping the current thread's."""
@@ -1139,7 +1189,13 @@ class UnicornCpu:
         t = self._slice_start = _clock()
         limit = count
         space = self.space
-        if count:
+        left = hooked._left
+        if count and left is None and _COUNTDOWN is not None:
+            left = hooked._countdown()
+        if left is not None:
+            left.value = max(1, count * SLICE_BLOCKS // SLICE_INSNS) if count else _UNBOUNDED
+            limit = 0
+        elif count:
             space.counted = True
         elif space.counted and len(space.threads) > 1:
             # Threads come back to slices soon: keep unicorn's count hook in, as taking it

@@ -1,8 +1,1050 @@
-"""Sockets: not built yet (the network issue). Until then a program is told
-plainly that there is no such address family."""
+"""Sockets: AF_UNIX, the sandbox's own (sentry/net/unix.py): socketpair and
+socket with bind/listen/connect/accept on abstract names or socket files of the
+sandbox's VFS; send/recv and their msg/mmsg forms with iovecs and SCM_RIGHTS /
+SCM_CREDENTIALS; shutdown; the SOL_SOCKET options; FIONREAD/SIOCOUTQ. read(2),
+write(2) and the rest of syscalls/io.py reach a socket through its File
+methods (sock_read, sock_write, sock_ioctl here).
+
+Every other address family answers EAFNOSUPPORT: DESIGN's sandbox loopback for
+AF_INET/AF_INET6 is not built, and the host network is never touched.
+
+Waiting: a call that cannot go on parks the task on the socket's queues
+(Wait); partial progress of a blocking call (a stream write cut by a full
+buffer, a MSG_WAITALL read) and the deadline of SO_RCVTIMEO/SO_SNDTIMEO are
+kept in task.restart_state (_Progress) across its runs. A signal ends the wait
+with what was done, or -ERESTARTSYS (EINTR when a timeout is set), as Linux's
+sock_intr_errno."""
 import errno as E
+import stat as S
+import struct
+import time
+from signal import SIGPIPE
 
-from syscalls.registry import refuse
+from sentry.errors import Errno
+from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, RMEM_MAX, SCM_MAX_FD,
+                             SEND_SHUTDOWN, SOCK_DGRAM, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF, SOCK_RAW, SOCK_SEQPACKET,
+                             SOCK_STREAM, SOMAXCONN, WMEM_MAX, UnixSocket, drop_file, hold_file, names)
+from sentry.sched import ERESTARTSYS, Wait
+from sentry.signals import send
+from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR
+from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
+from syscalls.registry import PARTIAL, syscall
 
-refuse("socket", E.EAFNOSUPPORT, "no sockets yet: every address family is unsupported")
-refuse("socketpair", E.EAFNOSUPPORT, "no sockets yet")
+AT_FDCWD = -100
+SOCK_NONBLOCK, SOCK_CLOEXEC, SOCK_TYPE_MASK, SOCK_MAX = O_NONBLOCK, O_CLOEXEC, 0xF, 11
+AF_INET, AF_INET6, AF_MAX = 2, 10, 46
+PF_UNIX = 1
+INT_MAX = 0x7FFFFFFF
+UIO_MAXIOV = 1024
+SOCKADDR_STORAGE = 128
+SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
+OPTMEM_MAX = 131072
+
+MSG_OOB, MSG_PEEK, MSG_CTRUNC, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x8, 0x20, 0x40
+MSG_WAITALL, MSG_NOSIGNAL, MSG_WAITFORONE, MSG_CMSG_CLOEXEC = 0x100, 0x4000, 0x10000, 0x40000000
+
+SOL_SOCKET = 1
+SCM_RIGHTS, SCM_CREDENTIALS = 1, 2
+SO_DEBUG, SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 1, 2, 3, 4, 5, 6
+SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_NO_CHECK, SO_PRIORITY = 7, 8, 9, 10, 11, 12
+SO_LINGER, SO_BSDCOMPAT, SO_REUSEPORT, SO_PASSCRED, SO_PEERCRED, SO_RCVLOWAT = 13, 14, 15, 16, 17, 18
+SO_SNDLOWAT, SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD, SO_TIMESTAMP, SO_ACCEPTCONN = 19, 20, 21, 29, 30
+SO_SNDBUFFORCE, SO_RCVBUFFORCE, SO_PASSSEC, SO_PROTOCOL, SO_DOMAIN = 32, 33, 34, 38, 39
+SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW = 66, 67
+# options kept as given (booleans as 0/1) and read back by getsockopt
+BOOL_OPTIONS = {SO_DEBUG, SO_REUSEADDR, SO_DONTROUTE, SO_BROADCAST, SO_KEEPALIVE, SO_OOBINLINE, SO_NO_CHECK,
+                SO_REUSEPORT, SO_TIMESTAMP, SO_PASSSEC}
+INT_OPTIONS = {SO_PRIORITY}
+
+FIONREAD, TIOCOUTQ = 0x541B, 0x5411  # SIOCINQ, SIOCOUTQ
+PROT_WRITE = 2
+
+_MSGHDR = struct.Struct("<Qi4xQQQQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
+_CMSGHDR = struct.Struct("<QiI")        # len, level, type
+MMSGHDR = 64
+CMSG_HDR = _CMSGHDR.size
+
+
+def _cmsg_align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def sock_of(t, fd) -> UnixSocket:
+    f = t.fds.get(s32(fd))
+    if not isinstance(f, UnixSocket):
+        raise Errno(E.ENOTSOCK)
+    return f
+
+
+def _cred(t):
+    """(pid, uid, gid) a message carries (the real ids, as current_uid_gid)."""
+    return (t.tgid, t.uid, t.gid)
+
+
+def _peercred(t):
+    """SO_PEERCRED's (pid, euid, egid) of the task connecting, listening or pairing."""
+    return (t.tgid, t.euid, t.egid)
+
+
+def _addr_in(t, addr: int, addrlen: int):
+    """move_addr_to_kernel: the sockaddr bytes (None for a zero length)."""
+    n = s32(addrlen)
+    if n < 0 or n > SOCKADDR_STORAGE:
+        raise Errno(E.EINVAL)
+    if n == 0:
+        return None
+    return t.mm.read(addr, n)
+
+
+def _addr_out(t, kaddr: bytes, uaddr: int, ulen_ptr: int) -> None:
+    """move_addr_to_user: copy what fits, then the full length into *ulen_ptr."""
+    n = s32(t.mm.read_u32(ulen_ptr))
+    n = min(n, len(kaddr))
+    if n < 0:
+        raise Errno(E.EINVAL)
+    if n:
+        t.mm.write(uaddr, kaddr[:n])
+    t.mm.write_u32(ulen_ptr, len(kaddr))
+
+
+UNNAMED = AF_UNIX.to_bytes(2, "little")
+
+
+def _validate(raw) -> None:
+    if raw is None or len(raw) <= 2 or len(raw) > SUN_LEN_MAX or int.from_bytes(raw[:2], "little") != AF_UNIX:
+        raise Errno(E.EINVAL)
+
+
+def _find_other(t, type_: int, raw: bytes) -> UnixSocket:
+    """unix_find_other: the socket bound to a socket file (walked in the sandbox's view)
+    or to an abstract name."""
+    ns = names(t.kernel)
+    if raw[2] != 0:
+        path = raw[2:].split(b"\0", 1)[0]
+        inode = t.vfs.lookup(t, AT_FDCWD, path, True)
+        st = inode.stat()
+        if not S.S_ISSOCK(st.mode):
+            raise Errno(E.ECONNREFUSED)
+        other = ns.files.get((st.dev, st.ino))
+        if other is None or other.dead:
+            raise Errno(E.ECONNREFUSED)
+        if other.type != type_:
+            raise Errno(E.EPROTOTYPE)
+        return other
+    other = ns.abstract.get((type_, bytes(raw)))
+    if other is None or other.dead:
+        raise Errno(E.ECONNREFUSED)
+    return other
+
+
+def _autobind(t, sock: UnixSocket) -> None:
+    """An abstract name of five hex digits, as Linux's unix_autobind."""
+    if sock.addr is not None:
+        return
+    ns = names(t.kernel)
+    for _ in range(0x100000):
+        raw = UNNAMED + b"\0" + b"%05x" % (next(ns.autobind) & 0xFFFFF)
+        if (sock.type, raw) not in ns.abstract:
+            ns.abstract[(sock.type, raw)] = sock
+            sock.addr = raw
+            return
+    raise Errno(E.ENOSPC)
+
+
+def _dgram_disconnected(sock: UnixSocket, other: UnixSocket) -> None:
+    """A datagram socket leaves a peer: what that peer sent it is dropped, and a peer
+    connected back hears ECONNRESET."""
+    if sock.queue:
+        while sock.queue:
+            sock._uncharge(sock.queue.popleft())
+        sock._relay_room()
+        if not other.dead and other.peer is sock:
+            other.set_err(E.ECONNRESET)
+
+
+class _Progress:
+    """What a blocking socket call keeps across its runs: bytes (or messages) done and
+    the deadline of SO_RCVTIMEO/SO_SNDTIMEO."""
+    __slots__ = ("sock", "kind", "done", "deadline")
+
+    def __init__(self, sock, kind, deadline):
+        self.sock, self.kind, self.done, self.deadline = sock, kind, 0, deadline
+
+
+def _progress(t, sock, kind: str, timeo_ns: int) -> _Progress:
+    rs = t.restart_state if t is not None else None
+    if rs.__class__ is _Progress and rs.sock is sock and rs.kind == kind:
+        return rs
+    return _Progress(sock, kind, time.monotonic() + timeo_ns / 1e9 if timeo_ns else None)
+
+
+def _wait(t, p: _Progress, queues) -> Wait:
+    """Park until one of queues changes; a timeout or a signal ends the call with what
+    was done, else EAGAIN (timeout), EINTR (signal, with a timeout) or -ERESTARTSYS."""
+    if t is None:
+        return Errno(E.EAGAIN)
+    t.restart_state = p
+    done, timed = p.done, p.deadline is not None
+    return Wait(queues=queues, deadline=p.deadline, timeout_result=done if done else -E.EAGAIN,
+                on_interrupt=lambda task: done if done else (-E.EINTR if timed else -ERESTARTSYS))
+
+
+class _Collect:
+    """A sink for read(2): the bytes are delivered by syscalls/io.py afterwards."""
+    __slots__ = ("buf",)
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def room(self, n):
+        return n
+
+    def put(self, data):
+        self.buf += data
+
+    def advance(self, n):
+        pass
+
+
+class _IovSink:
+    """The program's buffers, filled in order; room(n) is how much of the next n bytes
+    they take before the first bad page (copy_to_user's rule)."""
+    __slots__ = ("mm", "iov", "i", "off")
+
+    def __init__(self, mm, iov):
+        self.mm, self.iov, self.i, self.off = mm, [(b, n) for b, n in iov if n], 0, 0
+
+    def advance(self, n):
+        while n and self.i < len(self.iov):
+            take = min(n, self.iov[self.i][1] - self.off)
+            n -= take
+            self.off += take
+            if self.off == self.iov[self.i][1]:
+                self.i, self.off = self.i + 1, 0
+
+    def room(self, n):
+        total, i, off = 0, self.i, self.off
+        while total < n and i < len(self.iov):
+            base, length = self.iov[i]
+            want = min(length - off, n - total)
+            ok = self.mm.writable_prefix(base + off, want)
+            total += ok
+            if ok < want:
+                break
+            i, off = i + 1, 0
+        return total
+
+    def put(self, data):
+        pos = 0
+        while pos < len(data):
+            base, length = self.iov[self.i]
+            take = min(length - self.off, len(data) - pos)
+            self.mm.write(base + self.off, data[pos:pos + take])
+            pos += take
+            self.off += take
+            if self.off == length:
+                self.i, self.off = self.i + 1, 0
+
+
+class _IovSource:
+    """The program's buffers to send from: get(offset, n) reads n bytes at a byte offset."""
+    __slots__ = ("mm", "iov")
+
+    def __init__(self, mm, iov):
+        self.mm, self.iov = mm, [(b, n) for b, n in iov if n]
+
+    def get(self, offset: int, n: int) -> bytes:
+        parts = []
+        for base, length in self.iov:
+            if offset >= length:
+                offset -= length
+                continue
+            take = min(length - offset, n)
+            parts.append(self.mm.read(base + offset, take))
+            n -= take
+            offset = 0
+            if not n:
+                break
+        return b"".join(parts)
+
+
+# --- receiving ---------------------------------------------------------------------------------
+def _recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
+    """One receive: (result, msg_flags, passed files, cred, sender's address). Without
+    `lowat` a stream read ends with whatever it got (read(2): the bytes are delivered
+    after the call, so it may not wait once it has taken some)."""
+    nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
+    peek = bool(flags & MSG_PEEK)
+    if sock.type == SOCK_STREAM:
+        if sock.state != ESTABLISHED:
+            raise Errno(E.EINVAL)
+        if flags & MSG_OOB:
+            raise Errno(E.EINVAL)  # no out-of-band byte is ever pending
+        p = _progress(t, sock, "recv", sock.rcvtimeo)
+        start = 0 if peek else p.done
+        sink.advance(start)
+        target = size if flags & MSG_WAITALL else (min(sock.rcvlowat if lowat else 1, size) or 1)
+        copied, fds, cred, addr, status = sock.stream_take(size - start, peek, sink, start, target)
+        if status is None:
+            return copied, 0, fds, cred, addr
+        err = sock.pop_err()
+        if err:
+            if copied:
+                return copied, 0, fds, cred, addr
+            raise Errno(err)
+        if sock.shutdown & RCV_SHUTDOWN:
+            return copied, 0, fds, cred, addr
+        if nonblock:
+            if copied:
+                return copied, 0, fds, cred, addr
+            raise Errno(E.EAGAIN)
+        p.done = copied
+        raise _wait(t, p, (sock.rq,))
+    if flags & MSG_OOB:
+        raise Errno(E.EOPNOTSUPP)
+    if sock.type == SOCK_SEQPACKET and sock.state != ESTABLISHED:
+        raise Errno(E.ENOTCONN)
+    err = sock.pop_err()
+    if err:
+        raise Errno(err)
+    got = sock.dgram_take(size, peek, sink)
+    if got is None:
+        if sock.shutdown & RCV_SHUTDOWN and (not nonblock or sock.type == SOCK_SEQPACKET):
+            return 0, 0, None, None, None
+        if nonblock:
+            raise Errno(E.EAGAIN)
+        raise _wait(t, _progress(t, sock, "recv", sock.rcvtimeo), (sock.rq,))
+    n, whole, fds, cred, addr = got
+    return (whole if flags & MSG_TRUNC else n), (MSG_TRUNC if n < whole else 0), fds, cred, addr
+
+
+def _drop(fds) -> None:
+    for f in fds or ():
+        drop_file(f)
+
+
+def sock_read(t, sock: UnixSocket, size: int) -> bytes:
+    """read(2), readv(2): a receive without flags (a read of 0 bytes is 0 at once)."""
+    if size == 0:
+        return b""
+    sink = _Collect()
+    _, _, fds, _, _ = _recv(t, sock, sink, min(size, INT_MAX), 0, lowat=False)
+    _drop(fds)
+    return bytes(sink.buf)
+
+
+def sock_ioctl(t, sock: UnixSocket, request: int, arg: int) -> int:
+    if request == FIONREAD:
+        if sock.state == LISTEN:
+            raise Errno(E.EINVAL)
+        if sock.type == SOCK_STREAM:
+            n = sock.inq
+        elif sock.type == SOCK_SEQPACKET:
+            n = sum(len(skb) for skb in sock.queue)
+        else:
+            n = len(sock.queue[0].data) if sock.queue else 0
+        t.mm.write_u32(arg, n)
+        return 0
+    if request == TIOCOUTQ:
+        t.mm.write_u32(arg, sock.wmem)
+        return 0
+    raise Errno(E.ENOTTY)
+
+
+# --- sending -------------------------------------------------------------------------------------
+def _send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None, dest=None) -> int:
+    """One send of `length` bytes (get(offset, n) reads them), as unix_stream_sendmsg /
+    unix_dgram_sendmsg / unix_seqpacket_sendmsg. `files` go as SCM_RIGHTS."""
+    nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
+    if sock.type == SOCK_STREAM:
+        if flags & MSG_OOB:
+            raise Errno(E.EOPNOTSUPP)
+        if dest is not None:
+            raise Errno(E.EISCONN if sock.state == ESTABLISHED else E.EOPNOTSUPP)
+        p = _progress(t, sock, "send", sock.sndtimeo)
+        sent = p.done
+        try:
+            other = sock.stream_check()
+        except Errno as e:
+            if sent:
+                return sent
+            if e.errno == E.EPIPE and not flags & MSG_NOSIGNAL and t is not None:
+                send(t, SIGPIPE)
+            raise
+        if cred is None and t is not None and (sock.passcred or other.passcred or getattr(other, "orphan", False)):
+            cred = _cred(t)
+        fds = None
+        if files and not sent:
+            fds = list(files)
+            for f in fds:
+                hold_file(f)
+        try:
+            sent += sock.stream_push(other, get, sent, length, fds, cred)
+        except Errno:
+            if fds:
+                _drop(fds)
+            if sent:
+                return sent
+            raise
+        if fds and sent == p.done:  # nothing was queued: the files stay with the caller
+            _drop(fds)
+        if sent >= length:
+            return sent
+        if nonblock:
+            if sent:
+                return sent
+            raise Errno(E.EAGAIN)
+        p.done = sent
+        raise _wait(t, p, (sock.wq,))
+    if flags & MSG_OOB:
+        raise Errno(E.EOPNOTSUPP)
+    if sock.type == SOCK_SEQPACKET:
+        err = sock.pop_err()
+        if err:
+            raise Errno(err)
+        if sock.state != ESTABLISHED:
+            raise Errno(E.ENOTCONN)
+        dest = None
+    if dest is not None:
+        _validate(dest)
+    if sock.passcred and sock.addr is None:
+        _autobind(t, sock)
+    if sock.shutdown & SEND_SHUTDOWN:
+        raise Errno(E.EPIPE)
+    if length > sock.sndbuf - 32:
+        raise Errno(E.EMSGSIZE)
+    if sock.wmem >= sock.sndbuf:
+        if nonblock:
+            raise Errno(E.EAGAIN)
+        raise _wait(t, _progress(t, sock, "send", sock.sndtimeo), (sock.wq,))
+    data = get(0, length)
+    if dest is not None:
+        other = _find_other(t, sock.type, dest)
+    else:
+        other = sock.peer
+        if other is None:
+            raise Errno(E.ENOTCONN)
+    if other.peer is not None and other.peer is not sock:
+        raise Errno(E.EPERM)
+    if other.dead:
+        if sock.type == SOCK_SEQPACKET:
+            raise Errno(E.EPIPE)
+        if sock.peer is other:
+            sock.peer = None
+            sock.state = CLOSE
+            sock._changed()
+            _dgram_disconnected(sock, other)
+            raise Errno(E.ECONNREFUSED)
+        raise Errno(E.ECONNRESET)
+    if other.shutdown & RCV_SHUTDOWN:
+        raise Errno(E.EPIPE)
+    if other is not sock and other.peer is not sock and other.full_for(sock):
+        if nonblock:
+            raise Errno(E.EAGAIN)
+        raise _wait(t, _progress(t, sock, "send", sock.sndtimeo), (other.peer_wait, sock.wq))
+    if cred is None and t is not None and (sock.passcred or other.passcred):
+        cred = _cred(t)
+    fds = list(files) if files else None
+    for f in fds or ():
+        hold_file(f)
+    sock.dgram_push(other, data, fds, cred)
+    return length
+
+
+def sock_write(t, sock: UnixSocket, data) -> int:
+    """write(2) and the other file writes: a send without flags. A stream takes what fits
+    now (syscalls/pipes.py's pipe_write loops, waits and keeps the progress)."""
+    if sock.type == SOCK_STREAM:
+        other = sock.stream_check()
+        n = len(data)
+        if not n:
+            return 0
+        cred = None
+        if t is not None and (sock.passcred or other.passcred or getattr(other, "orphan", False)):
+            cred = _cred(t)
+        done = sock.stream_push(other, lambda off, k: bytes(data[off:off + k]), 0, n, None, cred)
+        if done:
+            return done
+        if sock.flags & O_NONBLOCK:
+            raise Errno(E.EAGAIN)
+        raise Wait(queues=(sock.wq,))
+    return _send(t, sock, lambda off, k: bytes(data[off:off + k]), len(data), 0)
+
+
+# --- control messages --------------------------------------------------------------------------
+def _scm_send(t, control: int, controllen: int):
+    """__scm_send: the files of SCM_RIGHTS and the credentials of SCM_CREDENTIALS."""
+    files, cred = [], None
+    if not controllen:
+        return files, cred
+    if controllen >= OPTMEM_MAX:
+        raise Errno(E.ENOBUFS)
+    buf = t.mm.read(control, controllen)
+    pos = 0
+    while pos + CMSG_HDR <= controllen:
+        clen, level, typ = _CMSGHDR.unpack_from(buf, pos)
+        if clen < CMSG_HDR or clen > controllen - pos:
+            raise Errno(E.EINVAL)
+        if level == SOL_SOCKET:
+            if typ == SCM_RIGHTS:
+                num = (clen - CMSG_HDR) // 4
+                if num > 0:
+                    if len(files) + num > SCM_MAX_FD:
+                        raise Errno(E.EINVAL)
+                    for (fd,) in struct.iter_unpack("<i", buf[pos + CMSG_HDR:pos + CMSG_HDR + 4 * num]):
+                        files.append(t.fds.get(fd))
+            elif typ == SCM_CREDENTIALS:
+                if clen != CMSG_HDR + 12:
+                    raise Errno(E.EINVAL)
+                pid, uid, gid = struct.unpack_from("<iII", buf, pos + CMSG_HDR)
+                if uid == 0xFFFFFFFF or gid == 0xFFFFFFFF:
+                    raise Errno(E.EINVAL)
+                root = t.euid == 0
+                if not ((pid == t.tgid or root) and (uid in (t.uid, t.euid) or root)
+                        and (gid in (t.gid, t.egid) or root)):
+                    raise Errno(E.EPERM)
+                cred = (pid, uid, gid)
+            else:
+                raise Errno(E.EINVAL)
+        pos += _cmsg_align(clen)
+    return files, cred
+
+
+class _CmsgOut:
+    """The receiver's control buffer, filled as put_cmsg and scm_detach_fds fill it."""
+    __slots__ = ("t", "pos", "left", "size", "flags")
+
+    def __init__(self, t, control: int, controllen: int):
+        self.t, self.pos, self.left, self.size, self.flags = t, control, controllen, controllen, 0
+
+    def used(self) -> int:
+        return self.size - self.left
+
+    def put(self, level: int, typ: int, data: bytes) -> None:
+        if self.left < CMSG_HDR:
+            self.flags |= MSG_CTRUNC
+            return
+        cmlen = CMSG_HDR + len(data)
+        if self.left < cmlen:
+            self.flags |= MSG_CTRUNC
+            cmlen = self.left
+        self.t.mm.write(self.pos, (_CMSGHDR.pack(cmlen, level, typ) + data)[:cmlen])
+        step = min(_cmsg_align(CMSG_HDR + len(data)), self.left)
+        self.pos += step
+        self.left -= step
+
+    def put_fds(self, files, cloexec: bool) -> None:
+        """scm_detach_fds: as many descriptors as the buffer holds (and the program can
+        be written), installed in the receiver's table; MSG_CTRUNC for the rest."""
+        fdmax = 0 if self.left <= CMSG_HDR else (self.left - CMSG_HDR) // 4
+        fdmax = min(fdmax, len(files))
+        if fdmax:
+            room = self.t.mm.writable_prefix(self.pos, CMSG_HDR + 4 * fdmax)
+            fdmax = max(0, min(fdmax, (room - CMSG_HDR) // 4))
+        got = []
+        for f in files[:fdmax]:
+            try:
+                got.append(self.t.fds.install(f, cloexec))
+            except Errno:
+                break  # EMFILE: the rest are dropped
+        if got:
+            cmlen = CMSG_HDR + 4 * len(got)
+            self.t.mm.write(self.pos, _CMSGHDR.pack(cmlen, SOL_SOCKET, SCM_RIGHTS) + struct.pack(f"<{len(got)}i", *got))
+            step = min(_cmsg_align(cmlen), self.left)
+            self.pos += step
+            self.left -= step
+        if len(got) < len(files) or (files and fdmax <= 0):
+            self.flags |= MSG_CTRUNC
+        _drop(files)  # each installed file holds its descriptor now; the in-flight references go
+
+
+def _scm_recv(t, sock: UnixSocket, out, fds, cred, flags: int) -> None:
+    if out is None:
+        if sock.passcred or fds:
+            out_flags = MSG_CTRUNC
+        else:
+            out_flags = 0
+        _drop(fds)
+        return out_flags
+    if sock.passcred:
+        pid, uid, gid = cred if cred is not None else (0, 65534, 65534)
+        out.put(SOL_SOCKET, SCM_CREDENTIALS, struct.pack("<iII", pid, uid, gid))
+    if fds:
+        out.put_fds(fds, bool(flags & MSG_CMSG_CLOEXEC))
+    return out.flags
+
+
+# --- the calls ---------------------------------------------------------------------------------
+def _new_type(family: int, type_: int, protocol: int):
+    """__sock_create's checks, in Linux's order: (kind, SOCK_NONBLOCK|SOCK_CLOEXEC bits)."""
+    if (type_ & ~SOCK_TYPE_MASK) & ~(SOCK_CLOEXEC | SOCK_NONBLOCK):
+        raise Errno(E.EINVAL)
+    kind = type_ & SOCK_TYPE_MASK
+    if family < 0 or family >= AF_MAX:
+        raise Errno(E.EAFNOSUPPORT)
+    if kind >= SOCK_MAX:
+        raise Errno(E.EINVAL)
+    return kind, type_ & (SOCK_CLOEXEC | SOCK_NONBLOCK)
+
+
+def _unix_kind(kind: int, protocol: int) -> int:
+    if protocol and protocol != PF_UNIX:
+        raise Errno(E.EPROTONOSUPPORT)
+    if kind == SOCK_RAW:
+        return SOCK_DGRAM
+    if kind not in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):
+        raise Errno(E.ESOCKTNOSUPPORT)
+    return kind
+
+
+@syscall("socket", status=PARTIAL, note="AF_UNIX (stream, dgram, seqpacket; SOCK_NONBLOCK, SOCK_CLOEXEC): the "
+         "sandbox's own sockets; every other family EAFNOSUPPORT (no network stack; the host network is never used)")
+def socket(t, family, type_, protocol):
+    family, type_, protocol = s32(family), s32(type_), s32(protocol)
+    kind, flags = _new_type(family, type_, protocol)
+    if family != AF_UNIX:
+        raise Errno(E.EAFNOSUPPORT)
+    sock = UnixSocket(t.kernel, _unix_kind(kind, protocol), flags, t)
+    return t.fds.install(sock, cloexec=bool(flags & SOCK_CLOEXEC))
+
+
+@syscall("socketpair", status=PARTIAL, note="AF_UNIX stream, dgram and seqpacket pairs with SOCK_NONBLOCK/CLOEXEC; "
+         "AF_INET/AF_INET6 EOPNOTSUPP (as Linux), other families EAFNOSUPPORT")
+def socketpair(t, family, type_, protocol, sv):
+    family, type_, protocol = s32(family), s32(type_), s32(protocol)
+    kind, flags = _new_type(family, type_, protocol)
+    if family in (AF_INET, AF_INET6):
+        raise Errno(E.EOPNOTSUPP)  # Linux makes the two sockets, then inet has no socketpair
+    if family != AF_UNIX:
+        raise Errno(E.EAFNOSUPPORT)
+    kind = _unix_kind(kind, protocol)
+    t.mm.check(sv, 8, PROT_WRITE)
+    a = UnixSocket(t.kernel, kind, flags, t)
+    b = UnixSocket(t.kernel, kind, flags, t)
+    a.peer, b.peer = b, a
+    a.state = b.state = ESTABLISHED
+    a.peercred = b.peercred = _peercred(t)
+    cloexec = bool(flags & SOCK_CLOEXEC)
+    fa = t.fds.install(a, cloexec)
+    try:
+        fb = t.fds.install(b, cloexec)
+    except Errno:
+        t.fds.close(fa)
+        raise
+    t.mm.write(sv, struct.pack("<ii", fa, fb))
+    return 0
+
+
+@syscall("bind", status=PARTIAL, note="AF_UNIX: abstract names, socket files made in the sandbox's VFS (EADDRINUSE "
+         "if the name exists), autobind for a bare family")
+def bind(t, fd, addr, addrlen):
+    sock = sock_of(t, fd)
+    raw = _addr_in(t, addr, addrlen)
+    if raw is not None and len(raw) == 2 and int.from_bytes(raw, "little") == AF_UNIX:
+        _autobind(t, sock)
+        return 0
+    _validate(raw)
+    ns = names(t.kernel)
+    if raw[2] != 0:
+        path = raw[2:].split(b"\0", 1)[0]
+        try:
+            t.vfs.mknod(t, AT_FDCWD, path, S.S_IFSOCK | 0o777)
+        except Errno as e:
+            raise Errno(E.EADDRINUSE if e.errno == E.EEXIST else e.errno) from None
+        if sock.addr is not None:
+            t.vfs.unlink(t, AT_FDCWD, path, False)
+            raise Errno(E.EINVAL)
+        st = t.vfs.lookup(t, AT_FDCWD, path, False).stat()
+        key = (st.dev, st.ino)
+        ns.files[key] = sock
+        sock.addr, sock.file_key = UNNAMED + path + b"\0", key
+        return 0
+    if sock.addr is not None:
+        raise Errno(E.EINVAL)
+    key = (sock.type, bytes(raw))
+    if key in ns.abstract and not ns.abstract[key].dead:
+        raise Errno(E.EADDRINUSE)
+    ns.abstract[key] = sock
+    sock.addr = bytes(raw)
+    return 0
+
+
+@syscall("listen")
+def listen(t, fd, backlog):
+    sock = sock_of(t, fd)
+    backlog = s32(backlog)
+    if backlog & 0xFFFFFFFF > SOMAXCONN:
+        backlog = SOMAXCONN
+    if sock.type not in (SOCK_STREAM, SOCK_SEQPACKET):
+        raise Errno(E.EOPNOTSUPP)
+    if sock.addr is None or sock.state not in (CLOSE, LISTEN):
+        raise Errno(E.EINVAL)
+    if backlog > sock.backlog:
+        sock.peer_wait.notify()
+    sock.backlog = backlog
+    sock.state = LISTEN
+    sock.peercred = _peercred(t)
+    sock._changed()
+    return 0
+
+
+@syscall("connect", status=PARTIAL, note="AF_UNIX: stream/seqpacket to a listener (waits while its backlog is full, "
+         "EAGAIN non-blocking), dgram peers and AF_UNSPEC disconnect; a connection completes at once (no EINPROGRESS)")
+def connect(t, fd, addr, addrlen):
+    sock = sock_of(t, fd)
+    raw = _addr_in(t, addr, addrlen)
+    if sock.type == SOCK_DGRAM:
+        if raw is None or len(raw) < 2:
+            raise Errno(E.EINVAL)
+        other = None
+        if int.from_bytes(raw[:2], "little") != AF_UNSPEC:
+            _validate(raw)
+            if sock.passcred and sock.addr is None:
+                _autobind(t, sock)
+            other = _find_other(t, SOCK_DGRAM, raw)
+            if other.peer is not None and other.peer is not sock:
+                raise Errno(E.EPERM)
+            sock.state = other.state = ESTABLISHED
+        old = sock.peer
+        sock.peer = other
+        if old is not None:
+            if other is None:
+                sock.state = CLOSE
+            sock._changed()
+            if other is not old:
+                _dgram_disconnected(sock, old)
+                if old.peer is None:
+                    old.state = CLOSE
+        return 0
+    _validate(raw)
+    if sock.passcred and sock.addr is None:
+        _autobind(t, sock)
+    other = _find_other(t, sock.type, raw)
+    if other.state != LISTEN or other.shutdown & RCV_SHUTDOWN:
+        raise Errno(E.ECONNREFUSED)
+    if other.recvq_full():
+        if sock.flags & O_NONBLOCK:
+            raise Errno(E.EAGAIN)
+        raise _wait(t, _progress(t, sock, "connect", sock.sndtimeo), (other.peer_wait,))
+    if sock.state != CLOSE:
+        raise Errno(E.EISCONN if sock.state == ESTABLISHED else E.EINVAL)
+    embryo = UnixSocket(t.kernel, sock.type, 0, t)
+    embryo.orphan = True  # not accepted yet: what reaches it carries credentials, as Linux's
+    embryo.peer, embryo.state = sock, ESTABLISHED
+    embryo.peercred = _peercred(t)
+    embryo.addr = other.addr
+    embryo.listener = other
+    sock.peercred = other.peercred
+    sock.peer, sock.state = embryo, ESTABLISHED
+    sock._changed()
+    from sentry.net.unix import Skb
+    other.enqueue(Skb(b"", embryo=embryo))
+    return 0
+
+
+def _accept(t, fd, addr, addrlen, flags):
+    flags = s32(flags)
+    if flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK):
+        raise Errno(E.EINVAL)
+    sock = sock_of(t, fd)
+    lowest = 0
+    while lowest in t.fds.files:
+        lowest += 1
+    if lowest >= t.fds.limit:
+        raise Errno(E.EMFILE)
+    if sock.type not in (SOCK_STREAM, SOCK_SEQPACKET):
+        raise Errno(E.EOPNOTSUPP)
+    if sock.state != LISTEN:
+        raise Errno(E.EINVAL)
+    if not sock.queue:
+        err = sock.pop_err()
+        if err:
+            raise Errno(err)
+        if sock.shutdown & RCV_SHUTDOWN:
+            raise Errno(E.EINVAL)
+        if sock.flags & O_NONBLOCK:
+            raise Errno(E.EAGAIN)
+        raise _wait(t, _progress(t, sock, "accept", sock.rcvtimeo), (sock.rq,))
+    skb = sock.queue.popleft()
+    sock._relay_room()
+    new = skb.embryo
+    new.orphan = False
+    new.flags = O_RDWR | (flags & SOCK_NONBLOCK)
+    if addr:
+        peer = new.peer
+        try:
+            _addr_out(t, (peer.addr if peer is not None and peer.addr else UNNAMED), addr, addrlen)
+        except Errno:
+            new.close()
+            raise
+    return t.fds.install(new, cloexec=bool(flags & SOCK_CLOEXEC))
+
+
+@syscall("accept4", status=PARTIAL, note="AF_UNIX stream/seqpacket listeners; SOCK_NONBLOCK, SOCK_CLOEXEC")
+def accept4(t, fd, addr, addrlen, flags):
+    return _accept(t, fd, addr, addrlen, flags)
+
+
+@syscall("accept", status=PARTIAL, note="as accept4")
+def accept(t, fd, addr, addrlen):
+    return _accept(t, fd, addr, addrlen, 0)
+
+
+@syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone")
+def getsockname(t, fd, addr, addrlen):
+    sock = sock_of(t, fd)
+    _addr_out(t, sock.addr or UNNAMED, addr, addrlen)
+    return 0
+
+
+@syscall("getpeername", status=PARTIAL, note="AF_UNIX: the peer's bound name, or the family alone; ENOTCONN")
+def getpeername(t, fd, addr, addrlen):
+    sock = sock_of(t, fd)
+    peer = sock.peer
+    if peer is None:
+        raise Errno(E.ENOTCONN)
+    _addr_out(t, peer.addr or UNNAMED, addr, addrlen)
+    return 0
+
+
+@syscall("shutdown", status=PARTIAL, note="AF_UNIX: SHUT_RD/WR/RDWR; a stream or seqpacket peer sees the mirror "
+         "image (end of input, EPIPE)")
+def shutdown(t, fd, how):
+    sock = sock_of(t, fd)
+    how = s32(how)
+    if how < 0 or how > 2:
+        raise Errno(E.EINVAL)
+    sock.shut(how)
+    return 0
+
+
+@syscall("sendto", status=PARTIAL, note="AF_UNIX; MSG_DONTWAIT, MSG_NOSIGNAL (else SIGPIPE on a stream's EPIPE), "
+         "MSG_EOR/MORE ignored, MSG_OOB EOPNOTSUPP; a destination for datagrams; SO_SNDTIMEO")
+def sendto(t, fd, buf, length, flags, addr, addrlen):
+    sock = sock_of(t, fd)
+    length = min(length, INT_MAX)
+    dest = _addr_in(t, addr, addrlen) if addr else None
+    src = _IovSource(t.mm, [(buf, length)])
+    return _send(t, sock, src.get, length, s32(flags), (), None, dest)
+
+
+@syscall("recvfrom", status=PARTIAL, note="AF_UNIX; MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC; the sender's "
+         "name; SO_RCVTIMEO; MSG_OOB: EINVAL (streams) / EOPNOTSUPP")
+def recvfrom(t, fd, buf, length, flags, addr, addrlen):
+    sock = sock_of(t, fd)
+    size = min(length, INT_MAX)
+    n, _, fds, _, from_addr = _recv(t, sock, _IovSink(t.mm, [(buf, size)]), size, s32(flags))
+    _drop(fds)
+    if addr:
+        _addr_out(t, from_addr or b"", addr, addrlen)
+    return n
+
+
+def _read_msghdr(t, msg: int):
+    name, namelen, iov_addr, iovlen, control, controllen, _ = _MSGHDR.unpack(t.mm.read(msg, _MSGHDR.size))
+    if not name:
+        namelen = 0
+    if namelen < 0:
+        raise Errno(E.EINVAL)
+    namelen = min(namelen, SOCKADDR_STORAGE)
+    if iovlen > UIO_MAXIOV:
+        raise Errno(E.EMSGSIZE)
+    iov = read_iovec(t.mm, iov_addr, iovlen)
+    return name, namelen, iov, control, controllen
+
+
+def _sendmsg(t, sock: UnixSocket, msg: int, flags: int) -> int:
+    name, namelen, iov, control, controllen = _read_msghdr(t, msg)
+    dest = t.mm.read(name, namelen) if namelen else None
+    if controllen > INT_MAX:
+        raise Errno(E.ENOBUFS)
+    files, cred = _scm_send(t, control, controllen)
+    length = min(sum(n for _, n in iov), MAX_RW_COUNT)
+    src = _IovSource(t.mm, iov)
+    return _send(t, sock, src.get, length, flags, files, cred, dest)
+
+
+@syscall("sendmsg", status=PARTIAL, note="as sendto, with iovecs; SCM_RIGHTS passes the sandbox's open files, "
+         "SCM_CREDENTIALS checked as Linux (no ESRCH check of the pid)")
+def sendmsg(t, fd, msg, flags):
+    return _sendmsg(t, sock_of(t, fd), msg, s32(flags))
+
+
+def _recvmsg(t, sock: UnixSocket, msg: int, flags: int) -> int:
+    name, namelen, iov, control, controllen = _read_msghdr(t, msg)
+    size = min(sum(n for _, n in iov), MAX_RW_COUNT)
+    n, mflags, fds, cred, from_addr = _recv(t, sock, _IovSink(t.mm, iov), size, flags)
+    out = _CmsgOut(t, control, controllen) if control else None
+    mflags |= _scm_recv(t, sock, out, fds, cred, flags)
+    if name:
+        _addr_out(t, from_addr or b"", name, msg + 8)
+    t.mm.write_u32(msg + 48, mflags | (flags & MSG_CMSG_CLOEXEC))
+    t.mm.write_u64(msg + 40, out.used() if out is not None else 0)
+    return n
+
+
+@syscall("recvmsg", status=PARTIAL, note="as recvfrom, with iovecs; SCM_RIGHTS installs the passed files "
+         "(MSG_CMSG_CLOEXEC; MSG_CTRUNC when they do not fit), SCM_CREDENTIALS with SO_PASSCRED")
+def recvmsg(t, fd, msg, flags):
+    return _recvmsg(t, sock_of(t, fd), msg, s32(flags))
+
+
+@syscall("sendmmsg", status=PARTIAL, note="sendmsg for each message; a message after the first that would wait "
+         "ends the call with the count sent so far")
+def sendmmsg(t, fd, msgvec, vlen, flags):
+    sock = sock_of(t, fd)
+    flags = s32(flags)
+    vlen = min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    done = 0
+    while done < vlen:
+        entry = msgvec + done * MMSGHDR
+        try:
+            n = _sendmsg(t, sock, entry, flags if done == 0 else flags | MSG_DONTWAIT)
+        except Errno:
+            if done:
+                return done
+            raise
+        t.mm.write_u32(entry + 56, n)
+        done += 1
+    return done
+
+
+@syscall("recvmmsg", status=PARTIAL, note="recvmsg for each message; only the first may wait (MSG_WAITFORONE's "
+         "behaviour whatever the flags); the timeout is checked, not used")
+def recvmmsg(t, fd, msgvec, vlen, flags, timeout):
+    sock = sock_of(t, fd)
+    flags = s32(flags)
+    if timeout:
+        sec, nsec = struct.unpack("<qq", t.mm.read(timeout, 16))
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            raise Errno(E.EINVAL)
+    vlen = min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    done = 0
+    while done < vlen:
+        entry = msgvec + done * MMSGHDR
+        try:
+            n = _recvmsg(t, sock, entry, (flags & ~MSG_WAITFORONE) | (MSG_DONTWAIT if done else 0))
+        except Errno:
+            if done:
+                return done
+            raise
+        t.mm.write_u32(entry + 56, n)
+        done += 1
+    return done
+
+
+# --- options -------------------------------------------------------------------------------------
+def _timeval_ns(t, optval: int, optlen: int) -> int:
+    if optlen < 16:
+        raise Errno(E.EINVAL)
+    sec, usec = struct.unpack("<qq", t.mm.read(optval, 16))
+    if usec < 0 or usec >= 1_000_000:
+        raise Errno(E.EDOM)
+    if sec < 0:
+        return 0
+    return sec * 1_000_000_000 + usec * 1000
+
+
+@syscall("getsockopt", status=PARTIAL, note="SOL_SOCKET: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ERROR, SO_SNDBUF, "
+         "SO_RCVBUF, SO_PEERCRED, SO_PASSCRED, SO_ACCEPTCONN, SO_RCVLOWAT, SO_SNDLOWAT, SO_RCVTIMEO/SNDTIMEO, "
+         "SO_LINGER and the plain flags; others ENOPROTOOPT; other levels EOPNOTSUPP")
+def getsockopt(t, fd, level, optname, optval, optlen):
+    sock = sock_of(t, fd)
+    level, optname = s32(level), s32(optname)
+    if level != SOL_SOCKET:
+        raise Errno(E.EOPNOTSUPP)
+    n = s32(t.mm.read_u32(optlen))
+    if n < 0:
+        raise Errno(E.EINVAL)
+    value = None
+    if optname == SO_TYPE:
+        value = sock.type
+    elif optname == SO_PROTOCOL:
+        value = 0
+    elif optname == SO_DOMAIN:
+        value = AF_UNIX
+    elif optname == SO_ERROR:
+        value = sock.pop_err()
+    elif optname == SO_SNDBUF:
+        value = sock.sndbuf
+    elif optname == SO_RCVBUF:
+        value = sock.rcvbuf
+    elif optname == SO_ACCEPTCONN:
+        value = int(sock.state == LISTEN)
+    elif optname == SO_PASSCRED:
+        value = int(sock.passcred)
+    elif optname == SO_RCVLOWAT:
+        value = sock.rcvlowat
+    elif optname == SO_SNDLOWAT:
+        value = 1
+    elif optname in BOOL_OPTIONS or optname in INT_OPTIONS:
+        value = sock.options.get(optname, 0)
+    elif optname == SO_BSDCOMPAT:
+        value = 0
+    if value is not None:
+        data = struct.pack("<i", value)
+    elif optname == SO_PEERCRED:
+        pid, uid, gid = sock.peercred if sock.peercred is not None else (0, 0xFFFFFFFF, 0xFFFFFFFF)
+        data = struct.pack("<iII", pid, uid, gid)
+    elif optname == SO_LINGER:
+        data = struct.pack("<ii", *sock.linger)
+    elif optname in (SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD, SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW):
+        ns = sock.rcvtimeo if optname in (SO_RCVTIMEO_OLD, SO_RCVTIMEO_NEW) else sock.sndtimeo
+        data = struct.pack("<qq", ns // 1_000_000_000, ns % 1_000_000_000 // 1000)
+    else:
+        raise Errno(E.ENOPROTOOPT)
+    n = min(n, len(data))
+    if n:
+        t.mm.write(optval, data[:n])
+    t.mm.write_u32(optlen, n)
+    return 0
+
+
+@syscall("setsockopt", status=PARTIAL, note="SOL_SOCKET: SO_SNDBUF/RCVBUF(FORCE) (doubled, Linux's bounds), "
+         "SO_PASSCRED, SO_RCVLOWAT, SO_RCVTIMEO/SNDTIMEO, SO_LINGER and the plain flags (kept, no effect); "
+         "others ENOPROTOOPT; other levels EOPNOTSUPP")
+def setsockopt(t, fd, level, optname, optval, optlen):
+    sock = sock_of(t, fd)
+    level, optname, optlen = s32(level), s32(optname), s32(optlen)
+    if level != SOL_SOCKET:
+        raise Errno(E.EOPNOTSUPP)
+    if optlen < 4:
+        raise Errno(E.EINVAL)
+    if optname in (SO_RCVTIMEO_OLD, SO_RCVTIMEO_NEW):
+        sock.rcvtimeo = _timeval_ns(t, optval, optlen)
+        return 0
+    if optname in (SO_SNDTIMEO_OLD, SO_SNDTIMEO_NEW):
+        sock.sndtimeo = _timeval_ns(t, optval, optlen)
+        return 0
+    if optname == SO_LINGER:
+        if optlen < 8:
+            raise Errno(E.EINVAL)
+        onoff, secs = struct.unpack("<ii", t.mm.read(optval, 8))
+        sock.linger = (1 if onoff else 0, secs if onoff else sock.linger[1])
+        return 0
+    val = s32(t.mm.read_u32(optval))
+    if optname in (SO_SNDBUFFORCE, SO_RCVBUFFORCE) and t.euid != 0:
+        raise Errno(E.EPERM)  # CAP_NET_ADMIN
+    if optname in (SO_SNDBUF, SO_SNDBUFFORCE):
+        v = val & 0xFFFFFFFF
+        v = min(v, WMEM_MAX) if optname == SO_SNDBUF else max(val, 0)
+        sock.sndbuf = max(min(v, INT_MAX // 2) * 2, SOCK_MIN_SNDBUF)
+        if sock.writable_now():
+            sock.events += 1
+            sock.wq.notify()
+    elif optname in (SO_RCVBUF, SO_RCVBUFFORCE):
+        v = val & 0xFFFFFFFF
+        v = min(v, RMEM_MAX) if optname == SO_RCVBUF else max(val, 0)
+        sock.rcvbuf = max(min(v, INT_MAX // 2) * 2, SOCK_MIN_RCVBUF)
+    elif optname == SO_PASSCRED:
+        sock.passcred = bool(val)
+    elif optname == SO_RCVLOWAT:
+        sock.rcvlowat = (INT_MAX if val < 0 else val) or 1
+    elif optname in BOOL_OPTIONS:
+        sock.options[optname] = int(bool(val))
+    elif optname in INT_OPTIONS:
+        sock.options[optname] = val
+    else:
+        raise Errno(E.ENOPROTOOPT)
+    return 0

@@ -257,6 +257,18 @@ CASES = [
                  b"sched_yield until the other thread finished computing: bad returns 0, finished: yes\n",
                  b"RUSAGE_THREAD of a thread that spun 60 ms: at least 30 ms: yes\n",
                  b"RUSAGE_SELF after that thread ended: counts it: yes\n", b"done\n")),
+    # AF_UNIX: socketpairs of each type, shutdown/close seen from the other end, options,
+    # epoll, a pair across fork (blocking calls, signals, SCM_RIGHTS), bind/listen/connect/accept
+    Case("sockets", args=(TMP,),
+         expect=(b"read 100 (two writes glued): 7 [abcdefg]\n", b"read then: -1 ECONNRESET\n",
+                 b"non-blocking 1 MiB write took part: yes\n", b"dgram recv 3 MSG_TRUNC: 6 [sec]\n",
+                 b"dgram send after the peer closed: -1 ECONNREFUSED\n", b"seqpacket send again: -1 EPIPE\n",
+                 b"seqpacket SIGPIPEs: 0\n", b"SO_PEERCRED: 0, len 12, pid is mine: yes",
+                 b"recv 12 MSG_WAITALL, 3 bytes come, then SIGALRM: 3 [xyz]\n",
+                 b"read from it: 23 [through the passed pipe]\n",
+                 b"child writing to a closed stream: killed by signal 13\n",
+                 b"accept4: ok, peer len 2 family 1, cloexec yes\n", b"recv 4 of the first: 4 [reco]\n",
+                 b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

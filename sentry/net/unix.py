@@ -181,6 +181,7 @@ class UnixSocket(File):
         self.kernel = kernel
         self.type = type_
         self.waits_for_room = type_ == SOCK_STREAM
+        self.sigpipe = type_ == SOCK_STREAM  # Linux's EPIPE comes with SIGPIPE only for streams
         self.state = CLOSE
         self.peer = None
         self.queue: deque[Skb] = deque()

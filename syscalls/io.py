@@ -152,11 +152,12 @@ def read(t, fd, buf, count):
 
 
 def _stream_write(t, f, data) -> int:
-    """f.write, with Linux's rule for a reader-less pipe: SIGPIPE to the writer, then EPIPE."""
+    """f.write, with Linux's rule for a reader-less pipe: SIGPIPE to the writer, then EPIPE
+    (a socket's `sigpipe` says whether its kind signals: streams do, datagrams do not)."""
     try:
         return f.write(data)
     except Errno as e:
-        if e.errno == E.EPIPE:
+        if e.errno == E.EPIPE and getattr(f, "sigpipe", True):
             send(t, SIGPIPE)  # ends the program unless it blocks, ignores or handles SIGPIPE
         raise
 

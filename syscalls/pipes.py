@@ -30,7 +30,12 @@ def pipe_write(t, f, data) -> int:
             raise
         except Errno as e:
             if e.errno == E.EPIPE:
-                send(t, SIGPIPE)  # ends the program unless it blocks, ignores or handles SIGPIPE
+                # SIGPIPE ends the program unless blocked, ignored or handled. A pipe sends it
+                # even after part of the write went; a socket only when nothing went, and
+                # only if its kind signals (`sigpipe`: streams), as Linux's af_unix.
+                kind = getattr(f, "sigpipe", None)  # None: not a socket (a pipe, a host stream)
+                if kind is None or kind and not done:
+                    send(t, SIGPIPE)
                 if done:
                     return done
             raise

@@ -115,3 +115,29 @@ def test_api_max_procs():
     assert result.limit_hit == "max_procs" and b"all forked" not in result.stdout, result
     ok = Sandbox(limits=Limits(max_procs=8)).run([harness.BUSYBOX, "sh", "-c", FORK_FOUR])
     assert (ok.exit_code, ok.stdout, ok.limit_hit) == (0, b"all forked\n", None), ok
+
+
+THREADS = """
+import threading
+stop = threading.Event()
+started = []
+try:
+    for i in range(8):
+        t = threading.Thread(target=stop.wait); t.start(); started.append(t)
+except RuntimeError as e:
+    print("refused after", len(started), "threads:", e)
+stop.set()
+for t in started:
+    t.join()
+print("joined", len(started))
+"""
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_max_procs_counts_threads(platform):
+    """Threads count against --max-procs as against RLIMIT_NPROC: a thread bomb is stopped too."""
+    r = subprocess.run([*SENTRY, "--platform", platform, "--max-procs", "4", "/usr/bin/python3", "-I", "-c", THREADS],
+                       capture_output=True, timeout=120)
+    assert r.stdout == b"refused after 3 threads: can't start new thread\njoined 3\n", r
+    assert r.stderr.endswith(b"sentry: max procs: a fork or thread was refused beyond --max-procs 4\n"), r
+    assert r.returncode == 0, r

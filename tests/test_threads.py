@@ -14,8 +14,9 @@ threaded programs, compared with native runs.
   sandbox's own wall-clock limit.
 - Real programs nobody here wrote: the host's python3 with threading (Lock,
   Event, Condition, Barrier, Semaphore, local, Timer, signals and threads),
-  queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor;
-  xz compressing with 2 threads.
+  queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor,
+  subprocesses started from several threads at once (vfork from threads); xz
+  compressing with 2 threads.
 - Host tools that wait with poll/pselect: busybox sh's `read -t` (poll), bash's
   `read -t` (pselect6), coreutils `timeout` (a timer and sigsuspend).
 
@@ -396,10 +397,30 @@ except RuntimeError:
 print("done")
 '''
 
+PY_SUBPROCESS_THREADS = r'''
+import concurrent.futures as cf, subprocess
+def run(i):
+    r = subprocess.run(["/bin/echo", f"child {i}"], capture_output=True, text=True)
+    return r.returncode, r.stdout.strip()
+with cf.ThreadPoolExecutor(max_workers=4) as ex:
+    res = list(ex.map(run, range(12)))
+print("12 subprocesses from 4 threads:", res == [(0, f"child {i}") for i in range(12)])
+with cf.ThreadPoolExecutor(max_workers=3) as ex:
+    print("exit codes:", list(ex.map(lambda i: subprocess.run(f"exit {i}", shell=True).returncode, range(6))))
+def tr(i):
+    p = subprocess.Popen(["/usr/bin/tr", "a-z", "A-Z"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = p.communicate(b"abc %d\n" % i * 1000)
+    return len(out), out[:6], p.returncode
+with cf.ThreadPoolExecutor(max_workers=2) as ex:
+    print("communicate from 2 threads at once:", list(ex.map(tr, range(2))))
+print("done")
+'''
+
 PYTHON_CASES = [
     pytest.param("threading", PY_THREADING, id="threading"),
     pytest.param("queue", PY_QUEUE, id="queue"),
     pytest.param("executor", PY_EXECUTOR, id="executor"),
+    pytest.param("subprocess-threads", PY_SUBPROCESS_THREADS, id="subprocess-threads"),
 ]
 
 

@@ -366,7 +366,7 @@ CASES = [
          expect=(b"a thread blocked in read got 5 bytes [hello]\n", b"200 round trips between two threads: 400\n",
                  b"165536 bytes, data right: yes\n", b"poll woken by another's write: 1, POLLIN yes\n",
                  b"closes the last write end: 0\n",
-                 b"a thread's read of an fd another thread closes meanwhile, then a write: 1\n",
+                 b"a thread reads an fd another thread closes meanwhile, then writes to the pipe: write 1, read 1\n",
                  b"another adds a ready pipe: 1 event(s), data 42\n", b"done\n")),
     Case("threads", id="select", args=("select",),
          expect=(b"its own byte, counts right: yes, select calls between 1 and 200: yes\n",

@@ -15,6 +15,7 @@ from sentry.process import ProcessTable
 from sentry.sched import TaskExit, Wait
 
 CLONE_VM = 0x100
+CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups")
 from sentry.task import Task
 from sentry.vfs import VFS
 
@@ -505,8 +506,7 @@ class Kernel:
         fds = task.fds.share() if share_files else task.fds.copy()
         proc = self.ptable.create(parent or task.proc)
         child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
-        for name in ("cwd", "umask", "uid", "euid", "gid", "egid", "sigmask", "comm", "auxv",
-                     "no_new_privs", "dumpable"):
+        for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
         child.sigactions = dict(task.sigactions)
@@ -550,7 +550,7 @@ class Kernel:
             child.fs = task.fs
         else:
             child.cwd, child.umask = task.cwd, task.umask
-        for name in ("uid", "euid", "gid", "egid", "comm", "auxv", "no_new_privs", "dumpable"):
+        for name in (*CREDENTIALS, "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
         child.rlimits = task.rlimits  # per process

@@ -47,7 +47,9 @@ class Task:
         self.exe_path = exe_path
         self.argv, self.envp = argv, envp
         self.fs = FsContext(kernel.vfs.root_loc)
-        self.uid = self.euid = self.gid = self.egid = 0
+        self.uid = self.euid = self.suid = self.fsuid = 0  # the sandbox's own ids (syscalls/creds.py)
+        self.gid = self.egid = self.sgid = self.fsgid = 0
+        self.groups = None  # supplementary groups once set (setgroups); None: just gid
         # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
         # sigshared (the process's), altstack, saved_sigmask, restart_block...
         init_signals(self)

@@ -1,4 +1,4 @@
 """Imports every handler family so that each registers itself."""
-from syscalls import (attrs, clone, epoll, files, fs, futex, info, io, locks, mm, net, pidfd, pipes,  # noqa: F401
+from syscalls import (attrs, clone, creds, epoll, files, fs, futex, info, io, locks, mm, net, pidfd, pipes,  # noqa: F401
                       poll, process, rusage, sched, signals, time, wait)
 from syscalls import eventfd, signalfd, timerfd  # noqa: F401,E402

@@ -171,10 +171,10 @@ def prctl(t, option, arg2, arg3, arg4, arg5):
     raise Errno(E.EINVAL)
 
 
-@syscall("getgroups", note="the sandbox's user has one supplementary group, its own gid")
+@syscall("getgroups", note="the thread's supplementary groups (setgroups); at first one, its own gid")
 def getgroups(t, size, lst):
     size = s32(size)
-    groups = [t.gid]
+    groups = [t.gid] if t.groups is None else list(t.groups)
     if size < 0:
         raise Errno(E.EINVAL)
     if size == 0:

@@ -394,9 +394,7 @@ CASES = [
                  b"SIGSEGV handled in that thread yes\n", b"  main reads it again: 7\n", b"done\n")),
     Case("threads", id="setxid", args=("setxid",), stderr="notes",
          expect=(b"a loop, cond_wait: all yes\n", b"the reader read 3, the sleeper went on yes, the loop yes, the waiter yes\n",
-                 b"every thread's ids the same afterwards: yes\n", b"done\n"),
-         gap="issue 6: setuid/setgid/setresgid/setgroups answer ENOSYS (libc's every-thread broadcast "
-             "of them runs, but each call fails)"),
+                 b"every thread's ids the same afterwards: yes\n", b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

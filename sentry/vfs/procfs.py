@@ -653,7 +653,7 @@ def gen_status(task) -> bytes:
     sid = getattr(task, "sid", task.tgid)
     sigq_max = getattr(task, "rlimits", {}).get(11, (4096, 4096))[0]
     n = _ncpus()
-    groups = " ".join(str(g) for g in getattr(task, "groups", ()))
+    groups = " ".join(str(g) for g in getattr(task, "groups", None) or ())
     lines = [
         f"Name:\t{task.comm}",
         f"Umask:\t{task.umask:04o}",

@@ -15,8 +15,9 @@ threaded programs, compared with native runs.
 - Real programs nobody here wrote: the host's python3 with threading (Lock,
   Event, Condition, Barrier, Semaphore, local, Timer, signals and threads),
   queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor,
-  subprocesses started from several threads at once (vfork from threads); xz
-  compressing with 2 threads.
+  subprocesses started from several threads at once (vfork from threads),
+  asyncio's to_thread/run_in_executor/call_soon_threadsafe; xz compressing with
+  2 threads.
 - Host tools that wait with poll/pselect: busybox sh's `read -t` (poll), bash's
   `read -t` (pselect6), coreutils `timeout` (a timer and sigsuspend).
 
@@ -416,11 +417,33 @@ with cf.ThreadPoolExecutor(max_workers=2) as ex:
 print("done")
 '''
 
+PY_ASYNCIO_THREADS = r'''
+import asyncio, threading, time
+def blocking(x):
+    time.sleep(0.02)
+    return x * 2
+async def main():
+    loop = asyncio.get_running_loop()
+    r = await asyncio.gather(*(asyncio.to_thread(blocking, i) for i in range(8)))
+    print("to_thread:", r)
+    r = await loop.run_in_executor(None, blocking, 21)
+    print("run_in_executor:", r)
+    fut = loop.create_future()
+    threading.Thread(target=lambda: (time.sleep(0.05), loop.call_soon_threadsafe(fut.set_result, "from a thread"))).start()
+    print("call_soon_threadsafe:", await asyncio.wait_for(fut, 10))
+    cf = asyncio.run_coroutine_threadsafe(asyncio.sleep(0.01, "coroutine result"), loop)
+    res = await loop.run_in_executor(None, cf.result, 10)
+    print("run_coroutine_threadsafe from a thread:", res)
+asyncio.run(main())
+print("done")
+'''
+
 PYTHON_CASES = [
     pytest.param("threading", PY_THREADING, id="threading"),
     pytest.param("queue", PY_QUEUE, id="queue"),
     pytest.param("executor", PY_EXECUTOR, id="executor"),
     pytest.param("subprocess-threads", PY_SUBPROCESS_THREADS, id="subprocess-threads"),
+    pytest.param("asyncio-threads", PY_ASYNCIO_THREADS, id="asyncio-threads"),
 ]
 
 

@@ -395,7 +395,10 @@ CASES = [
                  b"CHILD_CLEARTID cleared yes\n", b"our fd still open: yes, our cwd unchanged: yes\n",
                  b"CHILD_SETTID seen in it yes, cleared at its end yes\n", b"ours closed too: yes\n",
                  b"ours moved too: yes\n", b"we see its SIG_IGN for SIGURG: yes\n",
-                 b"its fs base is the TLS given: yes\n", b"(exit signal SIGCHLD): -1 ECHILD\n", b"done\n")),
+                 b"its fs base is the TLS given: yes\n", b"(exit signal SIGCHLD): -1 ECHILD\n",
+                 b"clone3 of a thread with exit_signal SIGCHLD: EINVAL\n", b"clone3 with a stack of size 0: EINVAL\n",
+                 b"clone3 of a thread: its tid returned yes, PARENT_SETTID yes, it ran on its stack yes, "
+                 b"CHILD_CLEARTID yes\n", b"done\n")),
     Case("threads", id="memory", args=("memory",),
          expect=(b"4 threads x 200 mmap/mprotect/mremap/munmap and 4 x 1500 malloc/free at once: bad 0\n",
                  b"SIGSEGV handled in that thread yes\n", b"  main reads it again: 7\n", b"done\n")),

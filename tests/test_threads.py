@@ -56,7 +56,6 @@ FAST_MODES = (
     ("main-exit", 0),
     ("sigwait", 0),
     ("proc", 0),
-    ("rawclone", 0),
     ("exec", 0),
 )
 # the modes that end the process from a thread (pid 1 of the sandbox)

@@ -354,6 +354,7 @@ CASES = [
                  b"child forked by a non-main thread: gettid == getpid yes, getppid is the process yes, "
                  b"threads in /proc/self/task 1",
                  b"main's waitpid(-1) returned the other thread's child: yes\n", b"  its status: exited 8\n",
+                 b"waitpid(another thread's child, __WNOTHREAD): ECHILD; that thread's own: exit 9\n",
                  b"got what was written after: yes\n",
                  b"vfork from a thread, the child waits for another thread to count on: exited 0\n",
                  b"two threads in waitpid(-1), two children exit: each reaped one: yes, codes 3 and 4\n",

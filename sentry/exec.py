@@ -138,7 +138,7 @@ def commit(task, prepared: Prepared) -> None:
     from sentry.mm import MemoryManager
     kernel = task.kernel
     plan = prepared.plan
-    if len(task.proc.tasks) > 1:
+    if len(task.proc.tasks) > 1 or task.tid != task.proc.pid:
         kernel.end_other_threads(task)
     if task.fds.users > 1:  # a table shared by CLONE_FILES: the new image has its own
         old, task.fds = task.fds, task.fds.copy()

@@ -14,12 +14,13 @@ from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.process import ProcessTable
 from sentry.sched import TaskExit, Wait
 
-CLONE_VM = 0x100
+CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups")
 from sentry.task import Task
 from sentry.vfs import VFS
 
 MASK64 = (1 << 64) - 1
+RESTART_RESULTS = frozenset(-e & MASK64 for e in (512, 513, 514, 516))  # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
 FD_POLL_EVERY = 0.005  # while tasks keep the loop busy, host fds are still looked at this often
 
 SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV"}
@@ -348,8 +349,10 @@ class Kernel:
             task.cpu.answer(ret)  # set the result and resume: the hot path's last step
 
     def _to_user(self, task: Task, nr, ret) -> None:
-        """Let the task run on, delivering its pending signals first."""
-        if task.sigpending():
+        """Let the task run on, delivering its pending signals first. A call a signal
+        interrupted (a -ERESTART* result) goes there too when the signal is no longer
+        pending for it (another thread took it): it is restarted, as Linux does."""
+        if task.sigpending() or ret is not None and (ret & MASK64) in RESTART_RESULTS:
             from sentry import signals
             self.current = task
             try:
@@ -505,15 +508,15 @@ class Kernel:
                 raise
         fds = task.fds.share() if share_files else task.fds.copy()
         proc = self.ptable.create(parent or task.proc)
+        proc.creator = task if parent is None else (parent.tasks[0] if parent.tasks else None)
         child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
         for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
         child.sigactions = dict(task.sigactions)
         child.rlimits = dict(task.rlimits)
-        for name in ("altstack",):  # signal state the signal code may keep per task
-            if hasattr(task, name):
-                setattr(child, name, getattr(task, name))
+        if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:  # a CLONE_VM child starts without it, as Linux
+            child.altstack = task.altstack
         proc.exit_signal = exit_signal
         if stack:
             cpu.set_sp(stack)
@@ -567,7 +570,7 @@ class Kernel:
     def exit_thread(self, task: Task, code: int) -> None:
         """exit(2): the task ends; its process ends with it only if it was the last thread."""
         if not any(t is not task and t.exit_status is None for t in task.proc.tasks):
-            self.exit_group(task, code)
+            self.exit_group(task, code)  # (the process's status is the last thread's, as on Linux)
             return
         task.exit_status = (code & 0xFF, 0)
         self._release(task)
@@ -627,9 +630,11 @@ class Kernel:
         if mm.users:  # the memory lives on, in sibling threads or a CLONE_VM relative
             siblings = sum(1 for t in proc.tasks if tasks.get(t.tid) is t)
             if not proc.exiting:
-                task.cpu.end_thread()
                 if siblings:
-                    proc.tasks.remove(task)
+                    self.ptable.thread_ended(task)
+                task.cpu.end_thread()
+                if siblings and task.tid != proc.pid:
+                    proc.tasks.remove(task)  # (the first thread stays a zombie until the group ends)
             elif mm.users != siblings:
                 task.cpu.end_thread()  # others use the memory: end this thread on its own
             # (else the process is ending and its last thread's release closes it all)

@@ -20,6 +20,7 @@ class Process:
         self.kernel = kernel
         self.pid = pid
         self.parent = parent          # a Process, or None for the sandbox's first one
+        self.creator = None           # the parent's thread that made it (__WNOTHREAD, pdeathsig)
         self.children: list[Process] = []
         self.tasks = []
         self.pgid, self.sid = pgid, sid
@@ -151,9 +152,23 @@ class ProcessTable:
                     self.procs.pop(child.pid, None)
                 continue
             reaper.children.append(child)
+            child.creator = next((t for t in reaper.tasks if t.exit_status is None), None)
             if child.zombie:
                 reaper.child_events.notify()
         proc.children = []
+
+    def thread_ended(self, task) -> None:
+        """A thread ended while its process lives on: the children it made now belong to
+        another of its threads, and each that asked for PR_SET_PDEATHSIG gets it, as on
+        Linux, where a child's parent is a thread."""
+        from sentry import signals
+        heir = next((t for t in task.proc.tasks if t is not task and t.exit_status is None), None)
+        for child in task.proc.children:
+            if child.creator is task:
+                child.creator = heir
+                for t in child.tasks:
+                    if t.pdeathsig and t.exit_status is None:
+                        signals.send(t, t.pdeathsig)
 
     def reap(self, proc: Process) -> None:
         """Release a zombie's pid (wait4 found it, or nobody will)."""

@@ -139,7 +139,7 @@ class ProcSignals:
     """What the threads of one process share: the shared pending set, job control,
     the interval timers and POSIX timers (sentry/timers.py)."""
     __slots__ = ("pending", "queue", "group_exit", "stopped", "stop_sig", "stop_queue", "itimers",
-                 "timers", "next_timer", "signalfd_wait")
+                 "timers", "next_timer", "signalfd_wait", "chosen")
 
     def __init__(self):
         self.pending = 0
@@ -151,6 +151,7 @@ class ProcSignals:
         self.itimers = {}        # ITIMER_* -> timers.ITimer
         self.timers = {}         # POSIX timer id -> timers.PosixTimer
         self.next_timer = 0
+        self.chosen = {}         # sig -> the thread a process-directed signal was given to
         self.signalfd_wait = None  # sentry/signalfd.py's queue, notified as a signal becomes pending
 
 
@@ -244,7 +245,7 @@ def on_exec(task) -> None:
 def on_clone(parent, child, *, thread: bool = False) -> None:
     """A new task: a new process (fork) or, with thread, a thread of parent's process."""
     child.sigmask = parent.sigmask
-    child.altstack = parent.altstack
+    child.altstack = None if thread else parent.altstack  # CLONE_VM without CLONE_VFORK resets it
     if thread:
         child.sigshared = parent.sigshared
         child.sigactions = parent.sigactions
@@ -407,6 +408,10 @@ def _complete(task, sig: int, group: bool) -> None:
         if target is None:
             return
     shared = task.sigshared
+    if group:
+        # Linux wakes one thread for it (TIF_SIGPENDING); the others, the sender among them,
+        # leave it pending for that one while it still wants it (see dequeue).
+        shared.chosen[sig] = target
     h = handler_of(target, sig)
     kind = _DEFAULT.get(sig, TERM)
     if h == SIG_DFL and kind == TERM and not shared.group_exit and not target.sigmask & _bit(sig):
@@ -468,7 +473,20 @@ def dequeue(task, mask: int):
         return sig, info
     shared = task.sigshared
     if shared.pending & ~mask:
+        chosen = shared.chosen
+        if chosen:
+            for sig, t in list(chosen.items()):
+                if t is task:
+                    continue
+                if _wants(t, sig) and t.kernel.tasks.get(t.tid) is t:
+                    mask |= _bit(sig)  # another thread was woken for it and will take it
+                else:
+                    del chosen[sig]
+            if not shared.pending & ~mask:
+                return 0, None
         sig, info, shared.pending, shared.queue = _dequeue_from(shared.pending, shared.queue, mask)
+        if not shared.pending & _bit(sig):
+            chosen.pop(sig, None)
         timers.taken(info)
         return sig, info
     return 0, None

@@ -118,7 +118,9 @@ def clone3(t, uargs, size):
      cgroup) = _CLONE_ARGS.unpack(raw[:88].ljust(88, b"\0"))
     if exit_signal & ~CSIGNAL or set_tid or set_tid_size or flags & CLONE_INTO_CGROUP:
         raise Errno(E.EINVAL)
-    if (stack == 0) != (stack_size == 0) and stack_size:
+    if exit_signal and flags & (CLONE_THREAD | CLONE_PARENT):
+        raise Errno(E.EINVAL)  # only clone(2) ignores an exit signal there
+    if (stack == 0) != (stack_size == 0):
         raise Errno(E.EINVAL)
     if flags & CLONE_PIDFD:
         parent_tid = pidfd

@@ -73,6 +73,20 @@ def set_robust_list(t, head, length):
     return 0
 
 
+@syscall("get_robust_list")
+def get_robust_list(t, pid, head_ptr, len_ptr):
+    pid = s32(pid)
+    target = t if pid == 0 else t.kernel.tasks.get(pid)
+    if target is None or pid < 0:
+        raise Errno(E.ESRCH)
+    if target.proc is not t.proc and t.euid != 0 and t.euid not in (target.uid, target.suid):
+        raise Errno(E.EPERM)
+    head = target.robust_list[0]
+    t.mm.write_u64(head_ptr, head)
+    t.mm.write_u64(len_ptr, 24)  # sizeof(struct robust_list_head), whatever was set, as Linux
+    return 0
+
+
 @syscall("arch_prctl", status=PARTIAL, note="FS and GS bases; CPUID faulting, CET and AMX controls answer EINVAL")
 def arch_prctl(t, code, addr):
     if code in (ARCH_SET_FS, ARCH_SET_GS):

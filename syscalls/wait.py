@@ -20,6 +20,8 @@ def _matches(t, child, which: str, ident: int, options: int) -> bool:
     # __WCLONE: only children that signal their parent with something other than SIGCHLD
     if not options & __WALL and bool(options & __WCLONE) != (child.exit_signal != SIGCHLD):
         return False
+    if options & __WNOTHREAD and child.creator is not t:
+        return False  # a child another thread of the process made
     return True
 
 

@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 import struct
+import time
 import weakref
 
 import _socket  # the C module: the socket package's import costs start-up time
@@ -538,9 +539,10 @@ class HostProcess:
         """Kill the host process and reap it and its keeper."""
         self._passed.clear()
         self._closing.clear()
-        # SIGKILL ends every thread; Linux reports the first host thread's end only once
-        # the others are reaped, so they are reaped first.
-        for cpu in sorted(self.threads, key=lambda c: c.tid == self.pid):
+        threads = self.threads
+        if len(threads) > 1:
+            _reap_together(threads)
+        for cpu in sorted(threads, key=lambda c: c.tid == self.pid):
             cpu.kill()
             self.platform.cpus.pop(cpu.tid, None)
         self.threads = []
@@ -779,6 +781,33 @@ class PtraceCpu:
                 os.waitpid(keeper, 0)
             except ChildProcessError:
                 pass
+
+
+def _reap_together(cpus) -> None:
+    """SIGKILL a process's host threads and reap them in whatever order they end. One at
+    a time would deadlock: Linux reports a group's first thread only after the others
+    are reaped, and when the group is a pid namespace's init its last thread waits, in
+    zap_pid_ns_processes, until every other thread is reaped, whichever that is."""
+    for cpu in cpus:
+        if cpu.running:
+            cpu.running = False
+            cpu.platform.running -= 1
+    live = [c for c in cpus if c.gone is None]
+    if live:
+        _kill_quietly(live[0].tid)  # the whole thread group
+    delay = 0.0002
+    while live:
+        for cpu in list(live):
+            try:
+                pid, status = os.waitpid(cpu.tid, hc.WALL | os.WNOHANG)
+            except ChildProcessError:
+                pid, status = cpu.tid, -1
+            if pid and not (status != -1 and os.WIFSTOPPED(status)):
+                cpu.gone = status
+                live.remove(cpu)
+        if live:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
 
 def _check(ret):

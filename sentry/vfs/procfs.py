@@ -412,6 +412,10 @@ class ThreadsDir(ProcDir):
         if kernel is None:
             return [self.task]
         found = [t for tid, t in sorted(kernel.tasks.items()) if t.tgid == pid]
+        proc = getattr(self.task, "proc", None)
+        leader = proc.leader if proc is not None else None
+        if leader is not None and leader.tid == pid and leader not in found:
+            found.insert(0, leader)  # a first thread that exited while others run on: a zombie
         return found or [self.task]
 
     def task_dir(self, task) -> TaskDir:

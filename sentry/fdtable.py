@@ -99,8 +99,14 @@ class FDTable:
         if self.lock_table is not None and getattr(file, "inode", None) is not None:
             from sentry.vfs.locks import key_of
             self.lock_table.release(key_of(file.inode), self)
-        file.fd_refs -= 1
-        if file.fd_refs <= 0:  # the last descriptor of it, in any process
-            if getattr(file, "lock_table", None) is not None:
-                file.lock_table.release_file(file)
-            file.close()
+        drop_ref(file)
+
+
+def drop_ref(file) -> None:
+    """One reference to an open file went (a descriptor, or a call that held it while it
+    waited); the last one closes it."""
+    file.fd_refs -= 1
+    if file.fd_refs <= 0:  # the last descriptor of it, in any process
+        if getattr(file, "lock_table", None) is not None:
+            file.lock_table.release_file(file)
+        file.close()

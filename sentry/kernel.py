@@ -340,6 +340,8 @@ class Kernel:
             self.current = None
         if task.restart_state is not None:
             task.restart_state = None  # the call is done: what it kept across waits goes
+        if task.held_file is not None:
+            task.release_held()
         if task.exit_status is not None:
             return  # it ended during its own call (a signal it sent its group)
         if task.sigpending():
@@ -414,6 +416,8 @@ class Kernel:
                 stop = task.pending_stop
                 task.pending_stop = None
                 task.restart_state = None  # the call is done
+                if task.held_file is not None:
+                    task.release_held()
                 task.pending_result = (stop.nr if stop is not None else None, w.wake_result & MASK64)
             self.runq.append(task)
 
@@ -423,6 +427,8 @@ class Kernel:
             w = self._unpark(task)
             task.pending_stop = None
             task.restart_state = None  # the call is done
+            if task.held_file is not None:
+                task.release_held()
             task.pending_result = (stop.nr if stop is not None else None, w.timeout_result & MASK64)
             self.runq.append(task)
 
@@ -437,6 +443,8 @@ class Kernel:
             self._unpark(task)
             task.pending_stop = None
             task.restart_state = None
+            if task.held_file is not None:
+                task.release_held()
             if stop is not None:
                 value = w.on_interrupt(task) if w.on_interrupt is not None else w.interrupt_result
                 task.pending_result = (stop.nr, value & MASK64)
@@ -621,6 +629,8 @@ class Kernel:
             return
         if task.blocked is not None:
             self._unpark(task)
+        if task.held_file is not None:
+            task.release_held()
         proc, mm, tasks = task.proc, task.mm, self.tasks
         from sentry import threads
         threads.release_futexes(task, mm.users > 1)  # the robust list, clear_child_tid

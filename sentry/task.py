@@ -66,6 +66,7 @@ class Task:
         self.pending_result = None  # (nr, value): a syscall to finish with value when it runs
         self.restart_state = None  # what a call that waits keeps until it runs again (progress)
         self.wait_token = 0       # tells a stale timer from the wait it was set for
+        self.held_file = None     # (fd, file) a waiting read/write holds open, as Linux's fdget
         self.vfork_parent = None  # the Process held until this vfork child execs or exits
 
     @property
@@ -99,6 +100,19 @@ class Task:
     @property
     def sid(self) -> int:
         return self.proc.sid
+
+    def hold_file(self, fd: int, file) -> None:
+        """A read or write of fd waits: it goes on with this file when it runs again, even if
+        fd is closed (or reused) meanwhile, and the file stays open until the call ends."""
+        if self.held_file is None:
+            file.fd_refs = getattr(file, "fd_refs", 0) + 1
+            self.held_file = (fd, file)
+
+    def release_held(self) -> None:
+        from sentry.fdtable import drop_ref
+        _, file = self.held_file
+        self.held_file = None
+        drop_ref(file)
 
     def sigpending(self) -> bool:
         """Is a signal waiting that this task should take before it runs on? (hot path:

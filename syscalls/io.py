@@ -18,18 +18,37 @@ from syscalls.registry import PARTIAL, syscall
 FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
 
 
+def _file(t, fd):
+    """fd's open file; for a read or write that waited, the one it started with (Task.hold_file)."""
+    held = t.held_file
+    if held is not None and held[0] == fd:
+        return held[1]
+    return t.fds.get(fd)
+
+
 def _readable(t, fd):
-    f = t.fds.get(s32(fd))
+    fd = s32(fd)
+    f = _file(t, fd)
     if not f.readable:
         raise Errno(E.EBADF)
     return f
 
 
 def _writable(t, fd):
-    f = t.fds.get(s32(fd))
+    fd = s32(fd)
+    f = _file(t, fd)
     if not f.writable:
         raise Errno(E.EBADF)
     return f
+
+
+def _holding(t, fd, f, call, *args):
+    """call(*args); should it wait, the task holds f meanwhile."""
+    try:
+        return call(*args)
+    except Wait:
+        t.hold_file(s32(fd), f)
+        raise
 
 
 def _deliver(t, f, data: bytes, iov) -> int:
@@ -148,7 +167,8 @@ def _write_pieces(t, f, buf, count, offset=None) -> int:
 
 @syscall("read")
 def read(t, fd, buf, count):
-    return _read_pieces(t, _readable(t, fd), buf, count)
+    f = _readable(t, fd)
+    return _holding(t, fd, f, _read_pieces, t, f, buf, count)
 
 
 def _stream_write(t, f, data) -> int:
@@ -166,8 +186,8 @@ def _stream_write(t, f, data) -> int:
 def write(t, fd, buf, count):
     f = _writable(t, fd)
     if f.__class__ is PipeFile or f.waits_for_room:
-        return pipe_write(t, f, t.mm.read(buf, min(count, PIECE, MAX_RW_COUNT)))
-    return _write_pieces(t, f, buf, count)
+        return _holding(t, fd, f, pipe_write, t, f, t.mm.read(buf, min(count, PIECE, MAX_RW_COUNT)))
+    return _holding(t, fd, f, _write_pieces, t, f, buf, count)
 
 
 @syscall("pread64")
@@ -203,7 +223,7 @@ def _gather(t, iov) -> bytes:
 def readv(t, fd, iov_addr, iovcnt):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
-    data = f.read(min(sum(n for _, n in iov), PIECE))
+    data = _holding(t, fd, f, f.read, min(sum(n for _, n in iov), PIECE))
     return _deliver(t, f, data, iov)
 
 
@@ -211,9 +231,11 @@ def readv(t, fd, iov_addr, iovcnt):
 def writev(t, fd, iov_addr, iovcnt):
     f = _writable(t, fd)
     data = _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt)))
+    if not data:
+        return 0
     if f.__class__ is PipeFile or f.waits_for_room:
-        return pipe_write(t, f, data) if data else 0
-    return _stream_write(t, f, data) if data else 0
+        return _holding(t, fd, f, pipe_write, t, f, data)
+    return _holding(t, fd, f, _stream_write, t, f, data)
 
 
 @syscall("preadv")

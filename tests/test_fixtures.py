@@ -375,7 +375,10 @@ CASES = [
                  b"165536 bytes, data right: yes\n", b"poll woken by another's write: 1, POLLIN yes\n",
                  b"closes the last write end: 0\n",
                  b"a thread reads an fd another thread closes meanwhile, then writes to the pipe: write 1, read 1\n",
-                 b"another adds a ready pipe: 1 event(s), data 42\n", b"done\n")),
+                 b"another adds a ready pipe: 1 event(s), data 42\n",
+                 b"a thread polls an fd another thread closes meanwhile, then writes to the pipe: write 1, poll 1, "
+                 b"POLLNVAL yes\n",
+                 b"the registered fd closed but dup'd, then a write: 1 event(s), data 7\n", b"done\n")),
     Case("threads", id="select", args=("select",),
          expect=(b"its own byte, counts right: yes, select calls between 1 and 200: yes\n",
                  b"select on them drained, 10 ms: 0\n", b"select on the 200 write ends: 200\n", b"done\n")),

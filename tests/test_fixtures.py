@@ -373,11 +373,14 @@ CASES = [
     Case("threads", id="pipe", args=("pipe",),
          expect=(b"a thread blocked in read got 5 bytes [hello]\n", b"200 round trips between two threads: 400\n",
                  b"165536 bytes, data right: yes\n", b"poll woken by another's write: 1, POLLIN yes\n",
-                 b"closes the last write end: 0\n",
-                 b"a thread reads an fd another thread closes meanwhile, then writes to the pipe: write 1, read 1\n",
-                 b"another adds a ready pipe: 1 event(s), data 42\n",
-                 b"a thread polls an fd another thread closes meanwhile, then writes to the pipe: write 1, poll 1, "
+                 b"closes the last write end: 0\n", b"another adds a ready pipe: 1 event(s), data 42\n", b"done\n")),
+    Case("threads", id="fdclose", args=("fdclose",),
+         expect=(b"a thread reads an fd another thread closes meanwhile, then a write to the pipe: write 1, read 1\n",
+                 b"a thread polls an fd another thread closes meanwhile, then a write to the pipe: write 1, poll 1, "
                  b"POLLNVAL yes\n",
+                 b"a thread accepts on a listener another thread closes meanwhile, then a connect: connect 0, "
+                 b"accept a connection\n",
+                 b"a thread receives on a socket another thread closes meanwhile, then a send: send 2, recv 2\n",
                  b"the registered fd closed but dup'd, then a write: 1 event(s), data 7\n", b"done\n")),
     Case("threads", id="select", args=("select",),
          expect=(b"its own byte, counts right: yes, select calls between 1 and 200: yes\n",

@@ -17,8 +17,8 @@ threaded programs, compared with native runs.
   Event, Condition, Barrier, Semaphore, local, Timer, signals and threads),
   queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor,
   subprocesses started from several threads at once (vfork from threads),
-  asyncio's to_thread/run_in_executor/call_soon_threadsafe; xz compressing with
-  2 threads.
+  asyncio's to_thread/run_in_executor/call_soon_threadsafe; node's libuv thread
+  pool and a worker thread with Atomics; xz compressing with 2 threads.
 - Host tools that wait with poll/pselect: busybox sh's `read -t` (poll), bash's
   `read -t` (pselect6), coreutils `timeout` (a timer and sigsuspend).
 
@@ -442,6 +442,42 @@ def test_python_threads(name, script, platform):
     _need(PYTHON)
     native, _ = _compare(platform, [PYTHON, "-I", "-c", script], guest_tracebacks=True, label=f"python3 {name}")
     assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout.decode() + native.stderr_text()
+
+
+NODE = "/usr/bin/node"
+NODE_THREADS = r'''
+const crypto = require('crypto');
+const { Worker } = require('worker_threads');
+(async () => {
+  // libuv's thread pool runs these off the main thread, four at once
+  const keys = await Promise.all([1, 2, 3, 4].map(i => new Promise((res, rej) =>
+    crypto.pbkdf2('secret' + i, 'salt', 50, 8, 'sha256', (e, k) => e ? rej(e) : res(k.toString('hex'))))));
+  console.log('pbkdf2 in the pool:', keys.join(' '));
+  // a worker thread: a message back, and Atomics on a SharedArrayBuffer with the main thread
+  const sab = new SharedArrayBuffer(8);
+  const ia = new Int32Array(sab);
+  const w = new Worker(`const { parentPort, workerData } = require('worker_threads');
+    const ia = new Int32Array(workerData);
+    for (let i = 0; i < 1000; i++) Atomics.add(ia, 0, 1);
+    let s = 0; for (let i = 0; i <= 1000; i++) s += i;
+    parentPort.postMessage(s);
+    Atomics.store(ia, 1, 1); Atomics.notify(ia, 1);`, { eval: true, workerData: sab });
+  const msg = await new Promise((res, rej) => { w.on('message', res); w.on('error', rej); });
+  Atomics.wait(ia, 1, 0, 10000);
+  console.log('worker message:', msg, 'its flag:', Atomics.load(ia, 1), 'Atomics.add from it:', Atomics.load(ia, 0));
+  await new Promise(r => w.on('exit', r));
+  setTimeout(() => console.log('timer fired; done'), 20);
+})();
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_node_threads(platform):
+    """node: libuv's thread pool (crypto.pbkdf2 four at once), a worker thread with a
+    message and Atomics on a SharedArrayBuffer, a timer; epoll and eventfds underneath."""
+    _need(NODE)
+    native, _ = _compare(platform, [NODE, "-e", NODE_THREADS], label="node threads")
+    assert native.status == 0 and native.stdout.endswith(b"timer fired; done\n"), native.stdout
 
 
 XZ_INPUT = b"".join(b"%06d the quick brown fox jumps over the lazy dog %d\n" % (i, i * i % 9973) for i in range(2500))

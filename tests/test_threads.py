@@ -18,7 +18,8 @@ threaded programs, compared with native runs.
   queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor,
   subprocesses started from several threads at once (vfork from threads),
   asyncio's to_thread/run_in_executor/call_soon_threadsafe; node's libuv thread
-  pool and a worker thread with Atomics; xz compressing with 2 threads.
+  pool and a worker thread with Atomics; perl's ithreads and Thread::Queue; xz
+  compressing with 2 threads.
 - Host tools that wait with poll/pselect: busybox sh's `read -t` (poll), bash's
   `read -t` (pselect6), coreutils `timeout` (a timer and sigsuspend).
 
@@ -442,6 +443,31 @@ def test_python_threads(name, script, platform):
     _need(PYTHON)
     native, _ = _compare(platform, [PYTHON, "-I", "-c", script], guest_tracebacks=True, label=f"python3 {name}")
     assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout.decode() + native.stderr_text()
+
+
+PERL = "/usr/bin/perl"
+PERL_THREADS = r'''
+use strict; use warnings;
+use threads; use threads::shared; use Thread::Queue;
+my $count :shared = 0;
+my @t = map { threads->create(sub { for (1..500) { lock($count); $count++ } return threads->tid() > 0 ? 1 : 0 }) } 1..4;
+my $ok = 0; $ok += $_->join for @t;
+print "4 threads x 500 under lock: $count, joined $ok\n";
+my $q = Thread::Queue->new();
+my @c = map { threads->create(sub { my $s = 0; while (defined(my $v = $q->dequeue())) { $s += $v } return $s }) } 1..2;
+$q->enqueue($_) for 1..200; $q->end();
+my $sum = 0; $sum += $_->join for @c;
+print "Thread::Queue 1..200 through 2 consumers: $sum\n";
+print "done\n";
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_perl_threads(platform):
+    """perl's ithreads: a shared counter under lock, Thread::Queue to two consumers."""
+    _need(PERL)
+    native, _ = _compare(platform, [PERL, "-e", PERL_THREADS], label="perl threads")
+    assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout
 
 
 NODE = "/usr/bin/node"

@@ -340,7 +340,7 @@ class Kernel:
             self.current = None
         if task.restart_state is not None:
             task.restart_state = None  # the call is done: what it kept across waits goes
-        if task.held_file is not None:
+        if task.held_files is not None:
             task.release_held()
         if task.exit_status is not None:
             return  # it ended during its own call (a signal it sent its group)
@@ -373,6 +373,11 @@ class Kernel:
     # --- waiting --------------------------------------------------------------------------------
     def _park(self, task: Task, stop, w: Wait) -> None:
         task.blocked, task.pending_stop = w, stop
+        using = task.using
+        if using is not None:
+            task.using = None
+            if using[2] is task.syscall_args:  # a socket call waits: it holds its socket
+                task.hold_file(using[0], using[1])
         task.wait_token += 1
         for q in w.queues:
             if task not in q.waiters:  # a queue named twice (two fds of one pipe) holds it once
@@ -416,7 +421,7 @@ class Kernel:
                 stop = task.pending_stop
                 task.pending_stop = None
                 task.restart_state = None  # the call is done
-                if task.held_file is not None:
+                if task.held_files is not None:
                     task.release_held()
                 task.pending_result = (stop.nr if stop is not None else None, w.wake_result & MASK64)
             self.runq.append(task)
@@ -427,7 +432,7 @@ class Kernel:
             w = self._unpark(task)
             task.pending_stop = None
             task.restart_state = None  # the call is done
-            if task.held_file is not None:
+            if task.held_files is not None:
                 task.release_held()
             task.pending_result = (stop.nr if stop is not None else None, w.timeout_result & MASK64)
             self.runq.append(task)
@@ -443,7 +448,7 @@ class Kernel:
             self._unpark(task)
             task.pending_stop = None
             task.restart_state = None
-            if task.held_file is not None:
+            if task.held_files is not None:
                 task.release_held()
             if stop is not None:
                 value = w.on_interrupt(task) if w.on_interrupt is not None else w.interrupt_result
@@ -629,7 +634,7 @@ class Kernel:
             return
         if task.blocked is not None:
             self._unpark(task)
-        if task.held_file is not None:
+        if task.held_files is not None:
             task.release_held()
         proc, mm, tasks = task.proc, task.mm, self.tasks
         from sentry import threads

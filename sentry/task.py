@@ -66,7 +66,9 @@ class Task:
         self.pending_result = None  # (nr, value): a syscall to finish with value when it runs
         self.restart_state = None  # what a call that waits keeps until it runs again (progress)
         self.wait_token = 0       # tells a stale timer from the wait it was set for
-        self.held_file = None     # (fd, file) a waiting read/write holds open, as Linux's fdget
+        self.held_files = None    # [(fd, file)] a waiting call holds open, as Linux's fdget
+        self.using = None         # (fd, socket, the call's args) a socket call looked up
+        self.syscall_args = ()
         self.vfork_parent = None  # the Process held until this vfork child execs or exits
 
     @property
@@ -102,17 +104,28 @@ class Task:
         return self.proc.sid
 
     def hold_file(self, fd: int, file) -> None:
-        """A read or write of fd waits: it goes on with this file when it runs again, even if
-        fd is closed (or reused) meanwhile, and the file stays open until the call ends."""
-        if self.held_file is None:
-            file.fd_refs = getattr(file, "fd_refs", 0) + 1
-            self.held_file = (fd, file)
+        """A call on fd waits: the file stays open until the call ends, even if fd is closed
+        (or reused) meanwhile, and a read, write, recv or accept goes on with it."""
+        held = self.held_files
+        if held is None:
+            held = self.held_files = []
+        elif any(f is file for _, f in held):
+            return
+        file.fd_refs = getattr(file, "fd_refs", 0) + 1
+        held.append((fd, file))
+
+    def held(self, fd: int):
+        """The file a waiting call holds for fd, or None."""
+        for n, f in self.held_files or ():
+            if n == fd:
+                return f
+        return None
 
     def release_held(self) -> None:
         from sentry.fdtable import drop_ref
-        _, file = self.held_file
-        self.held_file = None
-        drop_ref(file)
+        held, self.held_files = self.held_files, None
+        for _, file in held:
+            drop_ref(file)
 
     def sigpending(self) -> bool:
         """Is a signal waiting that this task should take before it runs on? (hot path:

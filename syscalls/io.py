@@ -20,9 +20,10 @@ FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
 
 def _file(t, fd):
     """fd's open file; for a read or write that waited, the one it started with (Task.hold_file)."""
-    held = t.held_file
-    if held is not None and held[0] == fd:
-        return held[1]
+    if t.held_files is not None:
+        held = t.held(fd)
+        if held is not None:
+            return held
     return t.fds.get(fd)
 
 

@@ -71,9 +71,13 @@ def _cmsg_align(n: int) -> int:
 
 # --- helpers ---------------------------------------------------------------------------------
 def sock_of(t, fd) -> UnixSocket:
-    f = t.fds.get(s32(fd))
+    fd = s32(fd)
+    f = t.held(fd) if t.held_files is not None else None  # a call that waited goes on with its file
+    if f is None:
+        f = t.fds.get(fd)
     if not isinstance(f, UnixSocket):
         raise Errno(E.ENOTSOCK)
+    t.using = (fd, f, t.syscall_args)  # this call's socket: held should it wait (Kernel._park)
     return f
 
 

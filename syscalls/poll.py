@@ -31,6 +31,7 @@ def _wait(t, files_events, deadline, saved=None, left=None):
     interrupted, it writes the time left too (left(ns), as Linux's poll_select_finish)."""
     queues, fds = [], []
     for f, events in files_events:
+        t.hold_file(-1, f)  # open until the call ends, whoever closes its fd (Linux's poll table)
         q, h = wakers(f, events)
         queues.extend(q)
         fds.extend(h)

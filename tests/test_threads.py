@@ -3,16 +3,15 @@ threaded programs, compared with native runs.
 
 - Determinism: fast modes of fixtures/threads.c where threads race (the 2-thread
   counter, TLS, the main thread leaving first, execve from a thread, a thread
-  ending the process by exit or a fatal signal) run RUNS times each on
-  each platform, glibc-dynamic and musl-static, every run's exit status, stdout
-  and stderr equal to the native run's.  Every mode is
-  also in test_fixtures.py's CASES (all four variants, once); the slower modes
-  are only there.  To keep this cheap, the runs of one platform x variant
-  happen in one helper process that runs the sandbox in-process
-  (sentry.api.Sandbox) one run after another and reports each as a JSON line;
-  a run that has not reported within RUN_DEADLINE seconds fails the test (the
-  helper is killed: a hang never hangs the suite), and each run also has the
-  sandbox's own wall-clock limit.
+  ending the process by exit or a fatal signal) run RUNS times each on each
+  platform, glibc-dynamic and musl-static, every run's exit status, stdout and
+  stderr equal to the native run's.  Every mode is also in test_fixtures.py's
+  CASES (all four variants, once); the slower modes are only there.  To keep
+  this cheap, the runs of one platform x variant happen in one helper process
+  that runs the sandbox in-process (sentry.api.Sandbox) one run after another
+  and reports each as a JSON line; a run that has not reported within
+  RUN_DEADLINE seconds fails the test (the helper is killed: a hang never hangs
+  the suite), and each run also has the sandbox's own wall-clock limit.
 - Real programs nobody here wrote: the host's python3 with threading (Lock,
   Event, Condition, Barrier, Semaphore, local, Timer, signals and threads),
   queue.Queue producers and consumers, concurrent.futures.ThreadPoolExecutor,

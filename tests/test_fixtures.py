@@ -269,7 +269,7 @@ CASES = [
                  b"child writing to a closed stream: killed by signal 13\n",
                  b"accept4: ok, peer len 2 family 1, cloexec yes\n", b"recv 4 of the first: 4 [reco]\n",
                  b"done\n")),
-    # --- issue 6: threads (fixtures/threads.c; tests/test_threads.py runs them 20 times each) ---
+    # --- issue 6: threads (fixtures/threads.c; tests/test_threads.py runs the racing modes 20 times) ---
     Case("threads", id="create", args=("create",),
          expect=(b"64 threads alive at once, joined: results sum 85344\n", b"getpid the same in every thread: yes\n",
                  b"gettid differs from getpid in every thread: yes\n", b"tids distinct: yes\n",

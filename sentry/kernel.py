@@ -84,6 +84,7 @@ class Kernel:
             except Errno as e:
                 raise SentryError(f"--workdir {cwd}: {os.strerror(e.errno)}") from None
         path, argv = self._script_interpreter(path, argv)
+        execfn, path = path, self._real_path(path)
         info, data = self.load_elf(path, path)
         if info.machine != self.arch:
             raise SentryError(f"{path}: exec format error: an {info.machine} program, "
@@ -92,7 +93,7 @@ class Kernel:
         if info.interp:  # PT_INTERP comes from the sandbox's own view, never the host's
             interp = (*self.load_elf(info.interp, f"{path}: its interpreter {info.interp}"), info.interp)
         try:
-            plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=path.encode(),
+            plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=execfn.encode(),
                                      random_bytes=self.random_bytes(16), hwcap=self.platform_hwcap(),
                                      hwcap2=0, interp=interp)
         except loader.LoadError as e:
@@ -130,6 +131,19 @@ class Kernel:
         proc.tasks.append(task)
         task.cpu.task = task
         self.tasks[task.tid] = task
+
+    def _real_path(self, path: str) -> str:
+        """path with its symlinks resolved in the sandbox's view, as execve names the
+        program (/proc/self/exe, and so ld.so's $ORIGIN); path itself if it does not resolve
+        (load_elf reports that)."""
+        from sentry.vfs import loc_path
+        try:
+            found = self.vfs.find(None, -100, path.encode(), follow=True)
+        except Errno:
+            return path
+        if found.inode is None:
+            return path
+        return loc_path(found.loc).decode(errors="surrogateescape")
 
     def _script_interpreter(self, path: str, argv: list[bytes]):
         """(path, argv) to run for a `#!` script, as execve does (nested up to 4 deep)."""

@@ -32,14 +32,27 @@ def build_default_view(vfs, program: str, data: bytes, mounts=()) -> None:
             vfs.add_symlink(host.encode(), os.fsencode(os.readlink(host)))
         elif os.path.isdir(host):
             vfs.mount(host.encode(), HostFS(host, readonly=True).root)
-    directory = os.path.dirname(program)
-    covered = any(directory == "/" + n or directory.startswith("/" + n + "/") for n in SYSTEM_DIRS)
-    if not covered:
-        if directory in NOT_LENDABLE:
-            vfs.add_file(program, data)
-        else:
-            vfs.mount(os.fsencode(directory), HostFS(directory, readonly=True).root)
+    # A program named by a symlink runs as its target (/proc/self/exe, ld.so's $ORIGIN:
+    # /usr/bin/java finds libjli.so beside the real binary), so that is lent too.
+    real = os.path.realpath(program)
+    _lend_program(vfs, program, data, link_to=real if real != program else None)
+    if real != program:
+        _lend_program(vfs, real, data)
     add_mounts(vfs, mounts)
+
+
+def _lend_program(vfs, program: str, data: bytes, link_to: str = None) -> None:
+    """The program's directory, read-only, unless a system directory holds it already;
+    in a directory that is not lent, the file alone (or, for a symlink, a link to link_to)."""
+    directory = os.path.dirname(program)
+    if any(directory == "/" + n or directory.startswith("/" + n + "/") for n in SYSTEM_DIRS):
+        return
+    if directory not in NOT_LENDABLE:
+        vfs.mount(os.fsencode(directory), HostFS(directory, readonly=True).root)
+    elif link_to is not None:
+        vfs.add_symlink(os.fsencode(program), os.fsencode(link_to))
+    else:
+        vfs.add_file(program, data)
 
 
 def add_mounts(vfs, mounts) -> None:

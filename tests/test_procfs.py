@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -125,3 +127,35 @@ def test_proc_shows_only_the_sandbox(platform):
     assert _bb(platform, "ls", "/proc/1/root/") == _bb(platform, "ls", "/")
     maps = _bb(platform, "cat", "/proc/self/maps")
     assert maps.splitlines()[-1].endswith("[stack]") and "[vdso]" not in maps
+
+
+def _symlinked_program(tmp_path):
+    """d/bin/prog -> ../real/prog, a dynamic program whose library sits beside it
+    and is found by RPATH $ORIGIN: ld.so takes $ORIGIN from /proc/self/exe, so the
+    program runs only if that names the link's target (whose directory the default
+    view lends, as it lends the link's)."""
+    real, link_dir = tmp_path / "real", tmp_path / "bin"
+    real.mkdir()
+    link_dir.mkdir()
+    (tmp_path / "lib.c").write_text('const char *where(void) { return "the library beside the target"; }\n')
+    (tmp_path / "prog.c").write_text(
+        '#include <stdio.h>\n#include <unistd.h>\nconst char *where(void);\n'
+        'int main(int c, char **v) { char b[4096]; ssize_t n = readlink("/proc/self/exe", b, sizeof b - 1);\n'
+        '  b[n < 0 ? 0 : n] = 0; printf("argv[0] %s\\nexe %s\\nlib %s\\n", v[0], b, where()); return 0; }\n')
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", real / "libwhere.so", tmp_path / "lib.c"], check=True)
+    subprocess.run(["gcc", "-o", real / "prog", tmp_path / "prog.c", f"-L{real}", "-lwhere",
+                    "-Wl,-rpath,$ORIGIN"], check=True)
+    os.symlink("../real/prog", link_dir / "prog")
+    return link_dir / "prog"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_program_named_by_a_symlink(platform, tmp_path):
+    """The first program, named by a symlink, runs as its target, as execve runs it:
+    /proc/self/exe and $ORIGIN are the target's (`sentry run /usr/bin/java` needs
+    both), argv[0] the name the user typed."""
+    prog = _symlinked_program(tmp_path)
+    native = harness.run_native(prog)
+    assert native.status == 0 and f"exe {tmp_path}/real/prog\n".encode() in native.stdout, native.stdout
+    sandbox = harness.run_sandbox(platform, prog)
+    harness.compare(native, sandbox, label="program named by a symlink")

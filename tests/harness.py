@@ -145,6 +145,14 @@ def require_busybox() -> str:
     return BUSYBOX
 
 
+def require_program(path: str) -> str:
+    """A host program the tests run (in the sandbox and natively): a failure, never a
+    skip, when it is missing."""
+    if not os.access(path, os.X_OK):
+        raise HarnessError(f"{path} is not installed on this host (scripts/setup installs it)")
+    return path
+
+
 # --------------------------------------------------------------------------
 # running
 
@@ -386,6 +394,18 @@ def differential(platform: str, program, args=(), *, stdin: bytes | None = None,
     native = run_native(program, args, stdin=stdin, env=env)
     sandbox = run_sandbox(platform, program, args, stdin=stdin, env=env)
     compare(native, sandbox, stderr=stderr, label=label)
+    return native, sandbox
+
+
+def compare_program(platform: str, argv, *, stdin: bytes | None = None, timeout: float = RUN_TIMEOUT,
+                    guest_tracebacks: bool = False, label: str = "") -> tuple[Run, Run]:
+    """Run a real program (argv[0] a host path) natively and in the sandbox and compare
+    them (stderr up to the sentry's notes); (native, sandbox)."""
+    native = run_native(argv[0], argv[1:], stdin=stdin, timeout=timeout)
+    assert not native.timed_out, f"native {label or argv[0]} timed out"
+    sandbox = run_sandbox(platform, argv[0], argv[1:], stdin=stdin, timeout=timeout)
+    compare(native, sandbox, stderr="notes", label=label or " ".join(map(str, argv))[:120],
+            guest_tracebacks=guest_tracebacks)
     return native, sandbox
 
 

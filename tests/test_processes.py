@@ -10,7 +10,6 @@ pid is printed.  The sentry may add its own `sentry: ...` lines on stderr
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -23,26 +22,16 @@ PYTHON = "/usr/bin/python3"
 TIMEOUT = 60  # per program run
 
 
-def _need(path: str) -> None:
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is not installed on this host (scripts/setup installs it)")
+def _compare(platform, argv, **kw):
+    return harness.compare_program(platform, argv, timeout=TIMEOUT, **kw)
 
 
 def _shell(name: str) -> list[str]:
     if name == "busybox":
         harness.require_busybox()
         return [BB, "sh", "-c"]
-    _need(DASH)
+    harness.require_program(DASH)
     return [DASH, "-c"]
-
-
-def _compare(platform, argv, *, stdin=None, guest_tracebacks=False, label=""):
-    native = harness.run_native(argv[0], argv[1:], stdin=stdin, timeout=TIMEOUT)
-    assert not native.timed_out, f"native {label or argv[0]} timed out"
-    sandbox = harness.run_sandbox(platform, argv[0], argv[1:], stdin=stdin, timeout=TIMEOUT)
-    harness.compare(native, sandbox, stderr="notes", label=label or " ".join(argv)[:120],
-                    guest_tracebacks=guest_tracebacks)
-    return native, sandbox
 
 
 # --------------------------------------------------------------------------
@@ -240,6 +229,6 @@ PYTHON_CASES = [
 @pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name,script", PYTHON_CASES)
 def test_python(name, script, platform):
-    _need(PYTHON)
+    harness.require_program(PYTHON)
     native, _ = _compare(platform, [PYTHON, "-I", "-c", script], guest_tracebacks=True, label=f"python3 {name}")
     assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout.decode() + native.stderr_text()

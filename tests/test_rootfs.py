@@ -1,5 +1,4 @@
 """--rootfs DIR: the directory read-only below, the program's changes in memory above."""
-import os
 import shutil
 import subprocess
 import sys

@@ -12,7 +12,6 @@ Every script prints only deterministic facts; the sentry may add its own
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -249,8 +248,7 @@ CASES = [
 @pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name,script", CASES)
 def test_python_sockets(name, script, platform):
-    if not os.access(PYTHON, os.X_OK):
-        pytest.fail(f"{PYTHON} is not installed on this host")
+    harness.require_program(PYTHON)
     argv = [PYTHON, "-I", "-c", script]
     native = harness.run_native(argv[0], argv[1:], timeout=TIMEOUT)
     assert not native.timed_out, f"native python3 {name} timed out"

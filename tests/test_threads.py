@@ -45,6 +45,11 @@ PYTHON = "/usr/bin/python3"
 BASH = "/usr/bin/bash"
 TIMEOUT = 60  # per real-program run
 
+
+def _compare(platform, argv, **kw):
+    return harness.compare_program(platform, argv, timeout=TIMEOUT, **kw)
+
+
 RUNS = 20
 RUN_LIMIT = 10  # the sandbox's own wall-clock limit for one run (seconds)
 RUN_DEADLINE = 20  # a run not reported by then fails the test (a run takes well under 1 s)
@@ -166,20 +171,6 @@ def test_repeated_runs(platform, variant):
 
 # --------------------------------------------------------------------------
 # real programs
-
-
-def _need(path: str) -> None:
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is not installed on this host (scripts/setup installs it)")
-
-
-def _compare(platform, argv, *, stdin=None, guest_tracebacks=False, label=""):
-    native = harness.run_native(argv[0], argv[1:], stdin=stdin, timeout=TIMEOUT)
-    assert not native.timed_out, f"native {label or argv[0]} timed out"
-    sandbox = harness.run_sandbox(platform, argv[0], argv[1:], stdin=stdin, timeout=TIMEOUT)
-    harness.compare(native, sandbox, stderr="notes", label=label or " ".join(argv)[:120],
-                    guest_tracebacks=guest_tracebacks)
-    return native, sandbox
 
 
 PY_THREADING = r'''
@@ -439,7 +430,7 @@ PYTHON_CASES = [
 @pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name,script", PYTHON_CASES)
 def test_python_threads(name, script, platform):
-    _need(PYTHON)
+    harness.require_program(PYTHON)
     native, _ = _compare(platform, [PYTHON, "-I", "-c", script], guest_tracebacks=True, label=f"python3 {name}")
     assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout.decode() + native.stderr_text()
 
@@ -464,7 +455,7 @@ print "done\n";
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_perl_threads(platform):
     """perl's ithreads: a shared counter under lock, Thread::Queue to two consumers."""
-    _need(PERL)
+    harness.require_program(PERL)
     native, _ = _compare(platform, [PERL, "-e", PERL_THREADS], label="perl threads")
     assert native.status == 0 and native.stdout.endswith(b"done\n"), native.stdout
 
@@ -500,7 +491,7 @@ const { Worker } = require('worker_threads');
 def test_node_threads(platform):
     """node: libuv's thread pool (crypto.pbkdf2 four at once), a worker thread with a
     message and Atomics on a SharedArrayBuffer, a timer; epoll and eventfds underneath."""
-    _need(NODE)
+    harness.require_program(NODE)
     native, _ = _compare(platform, [NODE, "-e", NODE_THREADS], label="node threads")
     assert native.status == 0 and native.stdout.endswith(b"timer fired; done\n"), native.stdout
 
@@ -511,7 +502,7 @@ XZ_INPUT = b"".join(b"%06d the quick brown fox jumps over the lazy dog %d\n" % (
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_xz_two_threads(platform):
     """xz compresses blocks in 2 threads: the same bytes as natively."""
-    _need("/usr/bin/xz")
+    harness.require_program("/usr/bin/xz")
     native, _ = _compare(platform, ["/usr/bin/xz", "-T2", "--block-size=32KiB", "-0", "-c"], stdin=XZ_INPUT,
                          label="xz -T2")
     assert native.status == 0 and native.stdout[:6] == b"\xfd7zXZ\x00"
@@ -533,7 +524,7 @@ echo done
 def test_read_timeout(shell, platform):
     """`read -t`: busybox sh waits with poll, bash with pselect6."""
     argv = [harness.require_busybox(), "sh", "-c", READ_T] if shell == "busybox" else [BASH, "-c", READ_T]
-    _need(argv[0])
+    harness.require_program(argv[0])
     native, _ = _compare(platform, argv, label=f"{shell} read -t")
     assert b"[late]" in native.stdout and native.stdout.endswith(b"done\n")
 
@@ -541,7 +532,7 @@ def test_read_timeout(shell, platform):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_coreutils_timeout(platform):
     """coreutils timeout: a timer, sigsuspend, and the child it kills."""
-    _need("/usr/bin/timeout")
+    harness.require_program("/usr/bin/timeout")
     script = ('/usr/bin/timeout 0.2 /bin/sleep 5; echo "timeout: $?"; '
               '/usr/bin/timeout -s KILL 0.2 /bin/sleep 5; echo "timeout -s KILL: $?"; '
               '/usr/bin/timeout 5 /bin/sh -c "exit 3"; echo "finished in time: $?"')

@@ -441,16 +441,20 @@ class MemoryManager:
             addr = v.end
             i += 1
 
-    def writable_prefix(self, addr: int, size: int) -> int:
+    def writable_prefix(self, addr: int, size: int, prot: int = PROT_WRITE) -> int:
         """How many bytes from addr (up to size) the program could write, as a
         copy to user memory that stops at the first fault."""
         done = 0
         while done < size:
             i = self._find(addr + done)
-            if i < 0 or not self.vmas[i].prot & PROT_WRITE:
+            if i < 0 or not self.vmas[i].prot & prot:
                 break
             done = min(size, self.vmas[i].end - addr)
         return done
+
+    def readable_prefix(self, addr: int, size: int) -> int:
+        """How many bytes from addr (up to size) a copy from user memory could read."""
+        return self.writable_prefix(addr, size, PROT_READ)
 
     def read(self, addr: int, size: int) -> bytes:
         if size <= 0:

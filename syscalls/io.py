@@ -94,7 +94,7 @@ PIECE = 16 << 20
 def _read_pieces(t, f, buf, count, offset=None) -> int:
     """read/pread into one buffer: pieces until count, EOF or a fault (a fault after
     some bytes ends the call with what was done, as Linux's copy_to_user)."""
-    if count >= DIRECT_READ:
+    if count >= DIRECT:
         n = _read_direct(t, f, buf, count, offset)
         if n is not None:
             return n
@@ -115,12 +115,13 @@ def _read_pieces(t, f, buf, count, offset=None) -> int:
             return done
 
 
-# --- large reads straight from a host descriptor into guest memory ---------------------------
-# A host file, or a memory file whose bytes are in a memfd (sentry/vfs/backing.py), is
-# read by the platform itself (ptrace: pread64 injected into the traced process, which
-# holds the fd; unicorn: preadv into the host pages behind guest memory): one host copy,
-# as a native read, and nothing held in the sentry. The file offset stays the sentry's.
-DIRECT_READ = 256 << 10
+# --- large transfers straight between a host descriptor and guest memory ------------------
+# A host file, or (reads) a memory file whose bytes are in a memfd (sentry/vfs/backing.py),
+# is read and written by the platform itself (ptrace: pread64/pwrite64 injected into the
+# traced process, which holds the fd; unicorn: preadv/pwritev on the host pages behind
+# guest memory): one host copy, as a native call, and nothing held in the sentry. The
+# file offset stays the sentry's.
+DIRECT = 256 << 10
 
 
 def _read_direct(t, f, buf, count, offset):
@@ -148,14 +149,40 @@ def _read_direct(t, f, buf, count, offset):
     return n
 
 
+def _write_direct(t, f, buf, count, offset):
+    """write/pwrite of count bytes from buf done by the platform, or None where it cannot be."""
+    write_backing = getattr(f, "write_backing", None)
+    write_file = getattr(t.mm.space, "write_file", None)
+    backing = write_backing() if write_backing is not None and write_file is not None else None
+    if backing is None:
+        return None
+    ok = t.mm.readable_prefix(buf, min(count, MAX_RW_COUNT))  # as copy_from_user
+    if ok == 0:
+        raise Errno(E.EFAULT)
+    # O_APPEND writes at the end whatever the offset, pwrite too (as _write_at).
+    pos = f.inode.size if f.flags & O_APPEND else (f.offset if offset is None else offset)
+    n = write_file(backing, pos, buf, ok)
+    if n is None:
+        return None
+    if n < 0:
+        raise Errno(-n)
+    if offset is None:
+        f.offset = pos + n
+    return n
+
+
 def _write_pieces(t, f, buf, count, offset=None) -> int:
     """write/pwrite from one buffer, piece by piece while each piece goes whole."""
+    if count >= DIRECT:
+        n = _write_direct(t, f, buf, count, offset)
+        if n is not None:
+            return n
     count = min(count, MAX_RW_COUNT)
     done = 0
     while True:
         want = min(count - done, PIECE)
         try:
-            data = t.mm.read(buf + done, want)
+            data = _user_bytes(t, buf + done, want)
         except Errno:
             if done:
                 return done
@@ -164,6 +191,16 @@ def _write_pieces(t, f, buf, count, offset=None) -> int:
         done += n
         if n < want or done >= count:
             return done
+
+
+def _user_bytes(t, addr: int, size: int) -> bytes:
+    """The program's bytes at [addr, addr+size) up to the first page it cannot read, as
+    Linux's copy_from_user stops there (a write then writes what it got); EFAULT when
+    the first byte cannot be read."""
+    ok = t.mm.readable_prefix(addr, size)
+    if ok == 0 and size:
+        raise Errno(E.EFAULT)
+    return t.mm.read(addr, ok)
 
 
 @syscall("read")
@@ -187,7 +224,7 @@ def _stream_write(t, f, data) -> int:
 def write(t, fd, buf, count):
     f = _writable(t, fd)
     if f.__class__ is PipeFile or f.waits_for_room:
-        return _holding(t, fd, f, pipe_write, t, f, t.mm.read(buf, min(count, PIECE, MAX_RW_COUNT)))
+        return _holding(t, fd, f, pipe_write, t, f, _user_bytes(t, buf, min(count, PIECE, MAX_RW_COUNT)))
     return _holding(t, fd, f, _write_pieces, t, f, buf, count)
 
 
@@ -208,13 +245,19 @@ def pwrite64(t, fd, buf, count, offset):
 
 
 def _gather(t, iov) -> bytes:
-    """The bytes of a write's buffers, at most PIECE of them (a short transfer beyond)."""
+    """The bytes of a write's buffers, at most PIECE of them (a short transfer beyond),
+    up to the first page that cannot be read (EFAULT if that is the first byte)."""
     parts, left = [], PIECE
     for base, length in iov:
         n = min(length, left)
         if n:
-            parts.append(t.mm.read(base, n))
-            left -= n
+            ok = t.mm.readable_prefix(base, n)
+            if ok == 0 and not parts:
+                raise Errno(E.EFAULT)
+            parts.append(t.mm.read(base, ok))
+            left -= ok
+            if ok < n:
+                break
         if left <= 0:
             break
     return b"".join(parts)

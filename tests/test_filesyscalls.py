@@ -142,6 +142,22 @@ def test_mounts(variant, platform, shm_dir, host_tmp_path_cleanup):
     assert os.listdir(shm_dir) == [], "the sandboxed run left files in the mount"
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_large_transfers_on_a_rw_mount(variant, platform, tmp_path):
+    """fixtures/bigio.c on a host file: the sizes where the platform moves the bytes
+    between the host file and guest memory itself (pread64/pwrite64 in the traced
+    process, preadv/pwritev on unicorn's host pages), faults part way included."""
+    from test_fixtures import BIGIO_EXPECT
+    prog = harness.build("bigio", variant)
+    target = str(tmp_path / "big")
+    native = harness.run_native(prog, [target])
+    _check_native("bigio", native, BIGIO_EXPECT)
+    sandbox = harness.run_sandbox(platform, prog, [target], options=["--mount", f"{tmp_path}:{tmp_path}:rw"])
+    harness.compare(native, sandbox, label=f"bigio on a rw mount ({variant})")
+    assert os.listdir(tmp_path) == [], "the sandboxed run left files in the mount"
+
+
 # --- read-only mounts ----------------------------------------------------------------------------
 RO_SCRIPT = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
 

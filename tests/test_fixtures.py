@@ -15,6 +15,10 @@ import harness
 from harness import PLATFORMS, VARIANTS
 
 TMP = "{tmp}"  # stands for a fresh /tmp path, the same for native and sandbox
+# fixtures/bigio.c on a memory file here; tests/test_filesyscalls.py runs it on a rw mount
+BIGIO_EXPECT = (b"same bytes: yes\n", b"hole reads as zeros: yes\n", b"appended bytes: yes\n",
+                b"pwrite 512 KiB at 0 (appends): 524288\n", b"write with a bad tail: 524288\n",
+                b"read into a read-only tail: 524288\n", b"mapping filled: yes\n", b"done\n")
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ CASES = [
     Case("floats", expect=(b"harmonic(200000) = 12.78329081042982\n",)),
     Case("bigwrite", expect=()),
     Case("bigrw", args=(TMP,), expect=(b"write: 104857600\n", b"pread: 104857600\n", b"content back: same\n")),
+    Case("bigio", args=(TMP,), expect=BIGIO_EXPECT),
     # the sentry may log the unknown syscall (by name, once)
     Case("enosys", stderr="notes", expect=(b"syscall(999): -1 ENOSYS\n", b"after\n")),
     Case("badptr", stdin=b"some data on stdin\n",

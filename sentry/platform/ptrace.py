@@ -24,17 +24,15 @@ from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, S
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
 NR_RT_SIGACTION, NR_CLONE = 13, 56
-NR_CLOSE, NR_PREAD64, NR_RECVMSG, NR_EXIT = 3, 17, 47, 60
+NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_EXIT = 3, 17, 18, 47, 60
 INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
-            NR_CLOSE, NR_PREAD64, NR_RECVMSG)  # the last three: host fds passed in (HostProcess.map_file)
+            NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG)  # the last four: host fds passed in (map_file)
 # A guest thread is a host thread of the traced process: memory, host fds (the passed
 # ones) and host signal dispositions shared, as the guest's own are.
 HOST_THREAD = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000  # VM FS FILES SIGHAND THREAD SYSVSEM
 HOST_VM_CHILD = 0x100 | 0x400 | signal.SIGCHLD  # VM FILES: a guest CLONE_VM process
 FORK_EVENTS = (hc.PTRACE_EVENT_FORK, hc.PTRACE_EVENT_CLONE)
 MAP_SHARED = 0x01
-PTRACE_PEEKUSER = 3
-_RIP = hc.Regs.rip.offset
 MSG_DONTWAIT, MSG_CMSG_CLOEXEC, MSG_CTRUNC = 0x40, 0x40000000, 0x08
 MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x10, 0x20, 0x4000
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
@@ -503,11 +501,20 @@ class HostProcess:
 
     def read_file(self, backing, offset: int, addr: int, size: int) -> int:
         """pread64 from backing straight into guest memory at addr (writable: the
-        MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno.
-        Called at the guest's read syscall stop: the registers the CPU read there are
-        the ones to restore, which spares inject() a GETREGS and its record keeping.
+        MemoryManager checked): one copy, by the host kernel. Bytes read, or -errno;
         None when the fd cannot be passed (the process is out of descriptors): the
         caller reads the usual way."""
+        return self._file_io(NR_PREAD64, backing, offset, addr, size)
+
+    def write_file(self, backing, offset: int, addr: int, size: int) -> int:
+        """pwrite64 to backing straight from guest memory at addr (readable: the
+        MemoryManager checked), as read_file."""
+        return self._file_io(NR_PWRITE64, backing, offset, addr, size)
+
+    def _file_io(self, nr: int, backing, offset: int, addr: int, size: int) -> int:
+        """Called at the guest's read or write syscall stop: the registers the CPU read
+        there are the ones to restore, which spares inject() a GETREGS and its record
+        keeping."""
         try:
             fd = self._guest_fd(backing)
         except Errno:
@@ -518,22 +525,24 @@ class HostProcess:
         if regs is None:
             regs = self._quick = hc.Regs()
         ctypes.memmove(ctypes.addressof(regs), cpu._regs_addr, ctypes.sizeof(regs))
-        regs.rip, regs.rax, regs.orig_rax = STUB_SYSCALL, NR_PREAD64, 0xFFFFFFFFFFFFFFFF
+        regs.rip, regs.rax, regs.orig_rax = STUB_SYSCALL, nr, 0xFFFFFFFFFFFFFFFF
         regs.rdi, regs.rsi, regs.rdx, regs.r10 = fd, addr, size, offset
-        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
+        regs_addr = ctypes.addressof(regs)
+        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, regs_addr))
         _ptrace(hc.PTRACE_CONT, tid, 0, 0)
         while True:
             _, status = os.waitpid(tid, hc.WALL)
             if not os.WIFSTOPPED(status):
                 cpu.gone = status
-                raise SentryError("the sandbox process died during a read")
-            if status >> 8 == signal.SIGTRAP and _ptrace(PTRACE_PEEKUSER, tid, _RIP, 0) == STUB_TRAP:
+                raise SentryError("the sandbox process died during a read or write")
+            _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
+            if status >> 8 == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
             _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop: resume the injection
-        ret = _ptrace(PTRACE_PEEKUSER, tid, hc.RAX_OFFSET, 0)
+        ret = regs.rax
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
         _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, cpu._regs_addr))
-        return ret
+        return ret - (1 << 64) if ret >= 1 << 63 else ret
 
     def close(self) -> None:
         """Kill the host process and reap it and its keeper."""

@@ -608,6 +608,23 @@ class UnicornSpace:
             i += 1
         return done
 
+    def write_file(self, backing, offset: int, addr: int, size: int) -> int:
+        """pwrite to backing straight from the host pages behind guest [addr, addr+size)
+        (readable: the MemoryManager checked): one copy. Bytes written, or -errno."""
+        done = 0
+        for lo, hi in _chunks(addr, addr + size):
+            buf = (ctypes.c_char * (hi - lo)).from_address(self._host_of(lo))
+            try:
+                n = os.pwritev(backing.fd, [buf], offset + done)
+            except OSError as e:
+                if done:
+                    break
+                return -(e.errno or errno.EIO)
+            done += n
+            if n < hi - lo:
+                break
+        return done
+
     def map(self, start: int, length: int, prot: int, _shared=None) -> None:
         """Anonymous zeroed pages at exactly [start, start+length), replacing what was there
         (or, from map_file, _shared = (backing, offset): that file's pages)."""

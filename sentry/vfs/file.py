@@ -211,6 +211,10 @@ class HostFile(RegularFile):
     def read_backing(self):
         return (self.backing(), None) if self.host_fd is not None else None
 
+    def write_backing(self):
+        """The Backing a large write may go to straight from guest memory."""
+        return self.backing() if self.host_fd is not None and self.writable else None
+
     def truncate(self, length: int) -> None:
         self._host(os.ftruncate, length)
         from sentry.vfs.backing import host_file_shrunk

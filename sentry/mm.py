@@ -462,6 +462,13 @@ class MemoryManager:
         self.check(addr, size, PROT_READ)
         return self.space.read(addr, size)
 
+    def read_into(self, addr: int, buf) -> None:
+        """Fill a writable buffer with the program's bytes from addr (no bytes object
+        in between: a large write(2) to a memory file lands in the file's own buffer)."""
+        if len(buf):
+            self.check(addr, len(buf), PROT_READ)
+            self.space.read_into(addr, buf)
+
     def write(self, addr: int, data) -> None:
         if not data:
             return

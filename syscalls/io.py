@@ -150,15 +150,19 @@ def _read_direct(t, f, buf, count, offset):
 
 
 def _write_direct(t, f, buf, count, offset):
-    """write/pwrite of count bytes from buf done by the platform, or None where it cannot be."""
+    """write/pwrite of count bytes from buf done by the platform (a host file), or copied
+    straight into a memory file's buffer; None where neither can be."""
     write_backing = getattr(f, "write_backing", None)
     write_file = getattr(t.mm.space, "write_file", None)
     backing = write_backing() if write_backing is not None and write_file is not None else None
-    if backing is None:
+    write_with = None if backing is not None else getattr(f, "write_with", None)
+    if backing is None and write_with is None:
         return None
     ok = t.mm.readable_prefix(buf, min(count, MAX_RW_COUNT))  # as copy_from_user
     if ok == 0:
         raise Errno(E.EFAULT)
+    if write_with is not None:
+        return write_with(ok, lambda view: t.mm.read_into(buf, view), offset)
     # O_APPEND writes at the end whatever the offset, pwrite too (as _write_at).
     pos = f.inode.size if f.flags & O_APPEND else (f.offset if offset is None else offset)
     n = write_file(backing, pos, buf, ok)

@@ -130,6 +130,15 @@ def process_vm_write(pid: int, addr: int, data) -> bool:
     return _process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == size
 
 
+def process_vm_read_into(pid: int, addr: int, buf) -> bool:
+    """Fill a writable buffer from another process's memory (one copy); False unless
+    all of it came."""
+    size = len(buf)
+    local = IoVec(buffer_address(buf), size)
+    remote = IoVec(addr, size)
+    return _process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == size
+
+
 def signalfd_of(signo: int) -> int:
     """A non-blocking, close-on-exec signalfd for one (blocked) signal."""
     mask = (ctypes.c_uint64 * 16)()

@@ -379,6 +379,17 @@ class HostProcess:
             raise Errno(errno.EFAULT)
         return data
 
+    def read_into(self, addr: int, buf) -> None:
+        """Fill a writable buffer (a memoryview) with guest memory from addr."""
+        if len(buf) >= BULK and hc.process_vm_read_into(self.pid, addr, buf):
+            return
+        try:
+            n = os.preadv(self.mem, [buf], addr)
+        except OSError:
+            raise Errno(errno.EFAULT) from None
+        if n != len(buf):
+            raise Errno(errno.EFAULT)
+
     def write(self, addr: int, data) -> None:
         # Large guest writes (read(2) results) go by process_vm_writev, straight from
         # the sentry's buffer; it honours page protections, so the loader's writes to

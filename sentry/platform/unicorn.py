@@ -742,6 +742,12 @@ class UnicornSpace:
             raise Errno(errno.EFAULT)
         return buf.raw
 
+    def read_into(self, addr: int, buf) -> None:
+        """Fill a writable buffer (a memoryview) with guest memory from addr."""
+        size = len(buf)
+        if size and _lib.uc_mem_read(self._uch, addr, (ctypes.c_char * size).from_buffer(buf), size):
+            raise Errno(errno.EFAULT)
+
     def write(self, addr: int, data) -> None:
         """Store data, whatever the protections. Unicorn does not drop code it has translated
         from pages written this way (guest stores are tracked, uc_mem_write is not), so a

@@ -123,6 +123,21 @@ class RegularFile(File):
             return 0
         return self.inode.write(offset, data)
 
+    def write_with(self, size: int, fill, offset: int = None):
+        """write (offset None) or pwrite of size bytes that fill(view) copies straight
+        into the file's own buffer (RegularInode.write_with); None where it cannot."""
+        write_with = getattr(self.inode, "write_with", None)
+        if write_with is None:
+            return None
+        # O_APPEND writes at the end whatever the offset, pwrite too (as Linux).
+        pos = self.inode.size if self.flags & O_APPEND else (self.offset if offset is None else offset)
+        if pos < 0:
+            raise Errno(E.EINVAL)
+        n = write_with(pos, size, fill)
+        if n is not None and offset is None:
+            self.offset = pos + n
+        return n
+
     def seek(self, offset: int, whence: int) -> int:
         size = self.inode.size
         if whence == SEEK_SET:

@@ -5,6 +5,7 @@ directory, the names in it. Names are bytes, single components; the path
 walk (sentry/vfs/__init__.py) is the only place that splits paths, follows
 symlinks and crosses mounts, so no filesystem ever sees `..` or a `/`.
 """
+import ctypes
 import errno as E
 import itertools
 import os
@@ -188,6 +189,17 @@ MEMORY = FileSystem("tmpfs")
 MEMFD = FileSystem("memfd")  # memfd_create's files: no directory holds them (link: EXDEV)
 
 
+def _bytearray_resize(buf: bytearray, size: int) -> None:
+    """Grow buf to size without writing the new bytes (CPython's PyByteArray_Resize, with
+    its amortised growth), where extend would first fill them with zeros."""
+    if _resize(buf, size) != 0:
+        raise Errno(E.ENOMEM)
+
+
+_resize = ctypes.pythonapi.PyByteArray_Resize
+_resize.argtypes, _resize.restype = (ctypes.py_object, ctypes.c_ssize_t), ctypes.c_int
+
+
 class RegularInode(Inode):
     """A memory file. Its bytes are one bytearray until it is first mapped shared;
     then they move into a memfd (a `Backing`) that every mapping maps, and every
@@ -280,6 +292,31 @@ class RegularInode(Inode):
                 buf[offset:offset + len(data)] = data
         self.touch()
         return len(data)
+
+    def write_with(self, offset: int, size: int, fill):
+        """Store size bytes at offset that fill(view) copies straight into the file's own
+        buffer (a large write(2): the program's bytes land in place, no bytes object in
+        between); None while the bytes live in a memfd (the caller writes the usual way)."""
+        if self.data is None:
+            return None
+        self.check_write(offset, size)
+        buf = self.data
+        old, end = len(buf), offset + size
+        if offset > old:
+            buf.extend(bytes(offset - old))  # the gap reads as zeros
+        if end > len(buf):
+            _bytearray_resize(buf, end)  # uninitialised: fill writes every new byte
+        view = memoryview(buf)[offset:end]
+        try:
+            fill(view)
+        except BaseException:
+            view.release()
+            if end > old:
+                del buf[old:]
+            raise
+        view.release()
+        self.touch()
+        return size
 
     def check_write(self, offset: int, length: int) -> None:
         """May length bytes be written at offset (seals, the memory file limit)?"""

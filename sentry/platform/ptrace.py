@@ -552,7 +552,9 @@ class HostProcess:
             _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop: resume the injection
         ret = regs.rax
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
+        saved.rax = ret  # the guest call's result already, which spares answer() a POKEUSER
         _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, cpu._regs_addr))
+        cpu.preset = ret
         return ret - (1 << 64) if ret >= 1 << 63 else ret
 
     def close(self) -> None:
@@ -585,6 +587,7 @@ class PtraceCpu:
         self._regs_addr = ctypes.addressof(self.regs)
         self.gone = None  # wait status once the host thread has ended
         self.parked = False  # a first host thread whose guest thread ended: never resumed
+        self.preset = None   # the result register's value, set by the last injection (answer's check)
 
     def set_entry(self, pc: int, sp: int) -> None:
         r = self.regs
@@ -597,6 +600,7 @@ class PtraceCpu:
 
     def resume(self) -> None:
         """Let the guest run on to its next stop (which the platform's next_stop reports)."""
+        self.preset = None
         _ptrace(hc.PTRACE_SYSEMU, self.tid, 0, 0)
         if not self.running:
             self.running = True
@@ -605,7 +609,10 @@ class PtraceCpu:
     def answer(self, value: int) -> None:
         """set_result then resume, in one call (every syscall ends with this)."""
         tid = self.tid
-        _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value & 0xFFFFFFFFFFFFFFFF)
+        value &= 0xFFFFFFFFFFFFFFFF
+        if value != self.preset:
+            _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value)
+        self.preset = None
         _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
         if not self.running:
             self.running = True
@@ -685,6 +692,7 @@ class PtraceCpu:
         return None
 
     def set_result(self, value: int) -> None:
+        self.preset = None
         _ptrace(hc.PTRACE_POKEUSER, self.tid, hc.RAX_OFFSET, value & 0xFFFFFFFFFFFFFFFF)
 
     def set_tls(self, value: int) -> None:

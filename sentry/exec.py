@@ -155,6 +155,7 @@ def commit(task, prepared: Prepared) -> None:
         cpu.task = task
         task.cpu = cpu
     mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory)
+    mm.as_limit = task.as_limit()  # RLIMIT_AS survives exec
     task.mm = mm
     try:
         mm.load(plan)

@@ -78,6 +78,7 @@ class MemoryManager:
         self.total = 0              # bytes mapped now
         self.peak = 0
         self.limit_refused = False  # an allocation failed because of the limit
+        self.as_limit = None        # the program's own RLIMIT_AS (soft), or None for none
         self.users = 1              # tasks running in it (threads, CLONE_VM children)
         self.membarrier = set()     # membarrier(2) registrations (syscalls/sched.py); a fork keeps them
 
@@ -88,6 +89,7 @@ class MemoryManager:
         child.vmas = [v.part(v.start, v.end) for v in self.vmas]  # shared areas keep their backing
         child.starts = list(self.starts)
         child.total = child.peak = self.total
+        child.as_limit = self.as_limit
         child.membarrier = set(self.membarrier)
         return child
 
@@ -129,11 +131,18 @@ class MemoryManager:
     def _charge(self, start: int, end: int) -> None:
         """ENOMEM if mapping [start, end) would take the process past its limit
         (what it replaces there does not count twice), as RLIMIT_AS does."""
-        if self.limit is None:
+        if self.limit is None and self.as_limit is None:
             return
         replaced = sum(min(v.end, end) - max(v.start, start) for v in self.vmas
                        if v.start < end and start < v.end)
-        if self.total - replaced + (end - start) > self.limit:
+        self._check_total(self.total - replaced + (end - start))
+
+    def _check_total(self, total: int) -> None:
+        """ENOMEM if the process would map `total` bytes: past its own RLIMIT_AS, or past
+        the sandbox's --memory (which the run's outcome then reports)."""
+        if self.as_limit is not None and total > self.as_limit:
+            raise Errno(E.ENOMEM)
+        if self.limit is not None and total > self.limit:
             self.limit_refused = True
             raise Errno(E.ENOMEM)
 
@@ -335,9 +344,8 @@ class MemoryManager:
             if new & (PAGE - 1) or new < old + old_len and old < new + new_len:
                 raise Errno(E.EINVAL)
             self.munmap(new, new_len)
-        if self.limit is not None and self.total + new_len - old_len > self.limit:
-            self.limit_refused = True
-            raise Errno(E.ENOMEM)
+        if new_len > old_len:
+            self._check_total(self.total + new_len - old_len)
         moved = vma.part(old, old + new_len)
         moved.start, moved.end = new, new + new_len
         if vma.backing is not None:

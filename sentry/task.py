@@ -2,6 +2,7 @@
 from sentry.signals import init_task as init_signals
 
 RLIM_INFINITY = (1 << 64) - 1
+RLIMIT_AS = 9
 
 # What a fresh sandboxed process starts with (soft, hard), as Linux's defaults,
 # keyed by Linux's RLIMIT_* numbers: CPU, FSIZE, DATA, STACK, CORE, RSS, NPROC,
@@ -126,6 +127,11 @@ class Task:
         held, self.held_files = self.held_files, None
         for _, file in held:
             drop_ref(file)
+
+    def as_limit(self):
+        """RLIMIT_AS's soft limit in bytes, or None when there is none (the MemoryManager's as_limit)."""
+        soft = self.rlimits[RLIMIT_AS][0]
+        return None if soft == RLIM_INFINITY else soft
 
     def sigpending(self) -> bool:
         """Is a signal waiting that this task should take before it runs on? (hot path:

@@ -8,6 +8,7 @@ from sentry.errors import Errno
 from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path
 from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                           AT_SYMLINK_NOFOLLOW, pack_statfs, s32, s64)
+from syscalls.io import fsize_grow
 from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
 
@@ -195,6 +196,7 @@ def truncate(t, path, length):
     if not S.S_ISREG(inode.mode):
         raise Errno(E.EINVAL)
     inode.fs.check_writable()
+    fsize_grow(t, inode.size, length)
     inode.truncate(length)
     return 0
 

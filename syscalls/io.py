@@ -3,11 +3,12 @@ sendfile(2), copy_file_range(2); ftruncate(2), fallocate(2); fsync(2) and the
 other sync calls; posix_fadvise(2)."""
 import errno as E
 import stat as S
-from signal import SIGPIPE
+from signal import SIGPIPE, SIGXFSZ
 
 from sentry.errors import Errno
 from sentry.sched import Wait
 from sentry.signals import send
+from sentry.task import RLIM_INFINITY
 from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from sentry.vfs.pipe import PipeFile
@@ -175,8 +176,44 @@ def _write_direct(t, f, buf, count, offset):
     return n
 
 
+# --- RLIMIT_FSIZE --------------------------------------------------------------------------------
+RLIMIT_FSIZE = 1
+
+
+def _write_pos(f, offset, flags: int = 0) -> int:
+    """Where a write to a regular file lands: its end under O_APPEND (or RWF_APPEND, and
+    not RWF_NOAPPEND) whatever the offset, as Linux; else offset (None or -1: the file
+    position)."""
+    if flags & RWF_APPEND or f.flags & O_APPEND and not flags & RWF_NOAPPEND:
+        return f.inode.size
+    return f.offset if offset is None or offset == -1 else offset
+
+
+def fsize_room(t, f, pos: int, count: int) -> int:
+    """count cut at the process's RLIMIT_FSIZE for a write to a regular file at pos; at or
+    past the limit SIGXFSZ and EFBIG (Linux's generic_write_check_limits)."""
+    limit = t.rlimits[RLIMIT_FSIZE][0]
+    if limit == RLIM_INFINITY or not count or not isinstance(f, RegularFile):
+        return count
+    if pos >= limit:
+        send(t, SIGXFSZ)
+        raise Errno(E.EFBIG)
+    return min(count, limit - pos)
+
+
+def fsize_grow(t, old_size: int, new_size: int) -> None:
+    """A truncate or fallocate that grows a file past RLIMIT_FSIZE: SIGXFSZ and EFBIG
+    (Linux's inode_newsize_ok)."""
+    limit = t.rlimits[RLIMIT_FSIZE][0]
+    if new_size > old_size and limit != RLIM_INFINITY and new_size > limit:
+        send(t, SIGXFSZ)
+        raise Errno(E.EFBIG)
+
+
 def _write_pieces(t, f, buf, count, offset=None) -> int:
     """write/pwrite from one buffer, piece by piece while each piece goes whole."""
+    if isinstance(f, RegularFile):
+        count = fsize_room(t, f, _write_pos(f, offset), min(count, MAX_RW_COUNT))
     if count >= DIRECT:
         n = _write_direct(t, f, buf, count, offset)
         if n is not None:
@@ -191,7 +228,7 @@ def _write_pieces(t, f, buf, count, offset=None) -> int:
             if done:
                 return done
             raise
-        n = _stream_write(t, f, data) if offset is None else _write_at(f, data, offset + done)
+        n = _stream_write(t, f, data) if offset is None else _write_at(t, f, data, offset + done)
         done += n
         if n < want or done >= count:
             return done
@@ -283,6 +320,8 @@ def writev(t, fd, iov_addr, iovcnt):
         return 0
     if f.__class__ is PipeFile or f.waits_for_room:
         return _holding(t, fd, f, pipe_write, t, f, data)
+    if isinstance(f, RegularFile):
+        data = data[:fsize_room(t, f, _write_pos(f, None), len(data))]
     return _holding(t, fd, f, _stream_write, t, f, data)
 
 
@@ -301,7 +340,7 @@ def pwritev(t, fd, iov_addr, iovcnt, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return _write_at(f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
+    return _write_at(t, f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
 
 
 @syscall("lseek")
@@ -338,6 +377,11 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         data = bytes(in_file.pread(count, offset))  # a copy: in and out may be one file
     else:
         data = bytes(in_file.read(count))
+    if data and isinstance(out_file, RegularFile):
+        room = fsize_room(t, out_file, _write_pos(out_file, None), len(data))
+        if room < len(data):
+            _give_back(in_file, data[room:], offset_ptr)
+            data = data[:room]
     try:
         written = _stream_write(t, out_file, data) if data else 0
     except Wait:
@@ -351,12 +395,19 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         raise
     if offset_ptr:
         t.mm.write_u64(offset_ptr, offset + written)
-    elif written < len(data):  # what did not go back to the input
-        try:
-            in_file.seek(written - len(data), 1)
-        except Errno:
-            in_file.unread(data[written:])  # a pipe or stream input: it cannot seek
+    elif written < len(data):
+        _give_back(in_file, data[written:], offset_ptr)
     return written
+
+
+def _give_back(in_file, rest: bytes, offset_ptr) -> None:
+    """What sendfile took from its input and did not write goes back to it."""
+    if offset_ptr:
+        return  # a positioned read moved nothing
+    try:
+        in_file.seek(-len(rest), 1)
+    except Errno:
+        in_file.unread(rest)  # a pipe or stream input: it cannot seek
 
 
 # --- preadv2/pwritev2 ---------------------------------------------------------------------------
@@ -378,14 +429,13 @@ def _rwf(f, flags: int, writing: bool) -> None:
         raise Errno(E.EOPNOTSUPP)
 
 
-def _write_at(f, data, offset: int, flags: int = 0) -> int:
-    """A positioned write (offset -1: at the file position). A regular file opened
-    O_APPEND (or written with RWF_APPEND, and not RWF_NOAPPEND) is written at its
-    end whatever the offset, as Linux does."""
+def _write_at(t, f, data, offset: int, flags: int = 0) -> int:
+    """A positioned write (offset -1: at the file position), at the end of a regular
+    file written in append mode (_write_pos), cut at RLIMIT_FSIZE."""
     if not isinstance(f, RegularFile):
         return f.write(data) if offset == -1 else f.pwrite(data, offset)
-    append = flags & RWF_APPEND or f.flags & O_APPEND and not flags & RWF_NOAPPEND
-    pos = f.inode.size if append else (f.offset if offset == -1 else offset)
+    pos = _write_pos(f, offset, flags)
+    data = data[:fsize_room(t, f, pos, len(data))]
     n = f.pwrite(data, pos)
     if offset == -1:
         f.offset = pos + n
@@ -417,7 +467,7 @@ def pwritev2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, True)
     data = _gather(t, iov)
-    return _write_at(f, data, offset, flags & 0xFFFFFFFF) if data else 0
+    return _write_at(t, f, data, offset, flags & 0xFFFFFFFF) if data else 0
 
 
 # --- copying ------------------------------------------------------------------------------------
@@ -454,6 +504,7 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
         raise Errno(E.EINVAL)  # overlapping ranges of one file
     if count == 0:
         return 0
+    count = fsize_room(t, f_out, start_out, count)
     data = bytes(f_in.pread(count, start_in))  # a copy: the write may move the source's bytes
     n = f_out.pwrite(data, start_out) if data else 0
     if pos_in is None:
@@ -482,6 +533,7 @@ def ftruncate(t, fd, length):
     f = file_of(t, fd)
     if not S.S_ISREG(f.inode.mode) or not f.writable or not hasattr(f, "truncate"):
         raise Errno(E.EINVAL)
+    fsize_grow(t, f.inode.size, length)
     f.truncate(length)
     return 0
 
@@ -512,6 +564,8 @@ def fallocate(t, fd, mode, offset, length):
         raise Errno(E.ENODEV)
     if offset + length > OFFSET_MAX:
         raise Errno(E.EFBIG)
+    if not mode & FALLOC_FL_KEEP_SIZE and kind in (0, FALLOC_FL_ZERO_RANGE, FALLOC_FL_WRITE_ZEROES):
+        fsize_grow(t, f.inode.size, offset + length)
     f.fallocate(mode, offset, length)
     return 0
 

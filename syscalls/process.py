@@ -103,7 +103,14 @@ def arch_prctl(t, code, addr):
 _RLIMIT = struct.Struct("<QQ")
 
 
-@syscall("prlimit64")
+RLIMIT_AS, RLIMIT_NOFILE = 9, 7
+_RLIMIT_NOTE = ("every limit is kept, per process, and a raised hard limit needs the effective uid 0; "
+                "enforced: FSIZE (SIGXFSZ, EFBIG), AS (ENOMEM), NOFILE, NPROC, SIGPENDING, NICE, CORE "
+                "(a core flag, no core file); kept but not enforced: CPU, DATA, STACK, RSS, MEMLOCK, "
+                "MSGQUEUE, RTPRIO, RTTIME, LOCKS")
+
+
+@syscall("prlimit64", status=PARTIAL, note=_RLIMIT_NOTE)
 def prlimit64(t, pid, resource, new, old):
     pid, resource = s32(pid), s32(resource)
     if pid not in (0, t.tgid):
@@ -116,14 +123,18 @@ def prlimit64(t, pid, resource, new, old):
         soft, hard = wanted
         if soft > hard:
             raise Errno(E.EINVAL)
-        if resource == 7 and hard > NR_OPEN:  # RLIMIT_NOFILE
+        if hard > current[1] and t.euid != 0:  # CAP_SYS_RESOURCE: the sandbox's root only
+            raise Errno(E.EPERM)
+        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
             raise Errno(E.EPERM)
     if old:
         t.mm.write(old, _RLIMIT.pack(*current))
     if wanted is not None:
         t.rlimits[resource] = wanted
-        if resource == 7:
+        if resource == RLIMIT_NOFILE:
             t.fds.limit = min(wanted[0], NR_OPEN)
+        elif resource == RLIMIT_AS:
+            t.mm.as_limit = t.as_limit()
     return 0
 
 
@@ -132,7 +143,7 @@ def getrlimit(t, resource, rlim):
     return prlimit64(t, 0, resource, 0, rlim)
 
 
-@syscall("setrlimit")
+@syscall("setrlimit", status=PARTIAL, note="as prlimit64")
 def setrlimit(t, resource, rlim):
     return prlimit64(t, 0, resource, rlim, 0)
 

@@ -364,6 +364,34 @@ print(json.dumps({"top": top, "files": len(walk), "walk": walk, "config": config
 '''
 
 
+# sqlite (libsqlite3 through python3's module): byte-range locks, pwrite, fsync,
+# truncation, a rollback journal, and in WAL mode a shared mapping of the -shm file.
+SQLITE_SCRIPT = r'''
+import os, sqlite3, sys
+out = sys.argv[1]
+for mode in ("delete", "truncate", "wal"):
+    for page in (1024, 4096, 65536, 512):
+        p = os.path.join(out, f"{mode}-{page}.db")
+        c = sqlite3.connect(p)
+        c.execute(f"pragma page_size={page}")
+        c.execute(f"pragma journal_mode={mode}")
+        c.execute("create table t(a integer primary key, b text)")
+        with c:
+            c.executemany("insert into t(b) values (?)", (("v%05d" % (i * 7919 % 5000),) for i in range(5000)))
+        c.execute("create index ib on t(b)")
+        with c:
+            c.execute("delete from t where a % 3 = 0")
+        reader = sqlite3.connect(p)
+        print(mode, page, reader.execute("select count(*), min(b), max(b) from t").fetchone(),
+              reader.execute("pragma integrity_check").fetchone()[0])
+        reader.close()
+        if mode != "wal":
+            c.execute("vacuum")
+        c.close()
+print(sorted(os.listdir(out)))
+'''
+
+
 WRITERS = [
     Prog("cp-a", ("/bin/cp", "-a", ".", "{out}/copy"), unicorn=True),
     Prog("cp-r", ("/bin/cp", "-r", "src", "data", "{out}")),
@@ -371,6 +399,7 @@ WRITERS = [
     Prog("bb-tar-x", (BB, "tar", "-xf", "-", "-C", "{out}"), stdin="bbtar"),
     Prog("bb-cp-a", (BB, "cp", "-a", ".", "{out}/copy")),
     Prog("python3", (PYTHON, "-I", "-c", _python_script(), "{out}")),
+    Prog("python3-sqlite", (PYTHON, "-I", "-c", SQLITE_SCRIPT, "{out}"), unicorn=True),
     # pipelines: two programs of the sandbox joined by a pipe (issue 4 waited for fork)
     Prog("tar-pipe", ("/bin/sh", "-c", "tar --sort=name -cf - . | tar -xf - -C {out}"), unicorn=True),
     Prog("bb-tar-pipe", (BB, "sh", "-c", "tar -cf - . | tar -xf - -C {out} && echo piped")),

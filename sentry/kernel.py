@@ -12,7 +12,7 @@ from sentry.fdtable import FDTable
 from sentry.mm import MemoryManager
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.process import ProcessTable
-from sentry.sched import TaskExit, Wait
+from sentry.sched import Resumed, TaskExit, Wait
 
 CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups")
@@ -350,14 +350,16 @@ class Kernel:
             return
         except TaskExit:
             return
+        except Resumed:  # the call runs on the host (a passed-through read): nothing to answer
+            ret = None
         finally:
             self.current = None
         if task.restart_state is not None:
             task.restart_state = None  # the call is done: what it kept across waits goes
         if task.held_files is not None:
             task.release_held()
-        if task.exit_status is not None:
-            return  # it ended during its own call (a signal it sent its group)
+        if task.exit_status is not None or ret is None:
+            return  # it ended during its own call (a signal it sent its group), or runs on
         if task.sigpending():
             task.cpu.set_result(ret)
             self._to_user(task, stop.nr, ret)

@@ -65,3 +65,8 @@ class Wait(Exception):
 
 class TaskExit(Exception):
     """The task has ended (exit/exit_group or a fatal signal already recorded)."""
+
+
+class Resumed(Exception):
+    """The platform has let the task's syscall run on the host and resumed it (a ptrace
+    read passed through): there is no result for the sentry to set."""

@@ -6,7 +6,7 @@ import stat as S
 from signal import SIGPIPE, SIGXFSZ
 
 from sentry.errors import Errno
-from sentry.sched import Wait
+from sentry.sched import Resumed, Wait
 from sentry.signals import send
 from sentry.task import RLIM_INFINITY
 from sentry.vfs.file import O_APPEND, RegularFile
@@ -133,6 +133,9 @@ def _read_direct(t, f, buf, count, offset):
     if src is None:
         return None
     backing, size = src
+    cpu = t.cpu
+    if cpu.live and size is None and _pass_through(t, f, backing, buf, count):
+        raise Resumed
     pos = f.offset if offset is None else offset
     want = min(count, MAX_RW_COUNT) if size is None else min(count, MAX_RW_COUNT, max(0, size - pos))
     if want <= 0:
@@ -147,7 +150,26 @@ def _read_direct(t, f, buf, count, offset):
         raise Errno(-n)
     if offset is None:
         f.offset = pos + n
+    if size is None and t.kernel.dispatch.strace is None:
+        cpu.arm_pass_through()  # a read loop's next read may then run on the host
     return n
+
+
+def _pass_through(t, f, backing, buf, count) -> bool:
+    """At a live entry stop (ptrace): may this read of a host file run on the host as the
+    guest made it? Its fd must be mirrored in the traced process (the same open file, so
+    the same position), its buffer all writable, no signal pending, no --strace."""
+    if t.kernel.dispatch.strace is not None or t.sigpending():
+        return False
+    if t.mm.writable_prefix(buf, count) != count:
+        return False
+    fd = s32(t.syscall_args[0])
+    if t.fds.get(fd) is not f or not t.mm.space.mirror(backing, fd):
+        return False
+    if not t.cpu.live:
+        return False  # placing the mirror took an injection, which ended this call's entry stop
+    t.cpu.pass_through()
+    return True
 
 
 def _write_direct(t, f, buf, count, offset):

@@ -24,9 +24,16 @@ from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, S
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
 NR_RT_SIGACTION, NR_CLONE = 13, 56
-NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_EXIT = 3, 17, 18, 47, 60
+NR_READ, NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_EXIT, NR_DUP3 = 0, 3, 17, 18, 47, 60, 292
 INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
-            NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG)  # the last four: host fds passed in (map_file)
+            NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_DUP3)  # the last five: host fds passed in
+# What the host kernel may run from a guest instruction: a read the sentry passed through
+# (PtraceCpu.pass_through), and -1, a call the sentry skipped at a live entry stop.
+PASSED_THROUGH = (NR_READ, NR_PREAD64, -1)
+PTRACE_SYSCALL = 24
+ORIG_RAX_OFFSET = hc.Regs.orig_rax.offset
+MASK64 = 0xFFFFFFFFFFFFFFFF
+MIRROR_MAX = 1024  # guest fd numbers mirrored in the traced process (pass_through) stay below
 # A guest thread is a host thread of the traced process: memory, host fds (the passed
 # ones) and host signal dispositions shared, as the guest's own are.
 HOST_THREAD = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000  # VM FS FILES SIGHAND THREAD SYSVSEM
@@ -253,6 +260,7 @@ class HostProcess:
         self._guest_sock = -1
         self._passed = {}
         self._closing = []
+        self._mirrors = {}  # guest fd number -> weak reference to the Backing at that host fd
         self._quick = None  # registers for read_file's injection
         self.platform = platform
         self.cpu = PtraceCpu(self, pid)  # the thread injections go through (the kernel sets it)
@@ -340,7 +348,7 @@ class HostProcess:
                     self.reserved.append((lo, hi))  # [vvar] refuses: keep the guest off it
 
     def _install_seccomp(self):
-        prog = seccomp_filter(INJECTED, STUB_SYSCALL + 2)
+        prog = seccomp_filter(INJECTED, STUB_SYSCALL + 2, anywhere=PASSED_THROUGH)
         fprog = SCRATCH + 16
         os.pwrite(self.mem, (len(prog) // 8).to_bytes(8, "little") + fprog.to_bytes(8, "little")
                   + prog, SCRATCH)
@@ -431,6 +439,7 @@ class HostProcess:
             hc.ptrace(hc.PTRACE_CONT, cpu.tid, 0, 0)
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
         hc.ptrace(hc.PTRACE_SETREGS, cpu.tid, 0, ctypes.addressof(saved))
+        cpu.live = False  # the thread left the syscall it stopped in (skipped) for the stub
         ret = regs.rax
         return ret - (1 << 64) if ret >= 1 << 63 else ret
 
@@ -456,12 +465,43 @@ class HostProcess:
             if b is not None and b.fd is not None:
                 self._passed[key] = (weakref.ref(b), fd)
                 b.hold(self)
+        for n, ref in parent._mirrors.items():
+            b = ref()
+            if b is not None and b.fd is not None:
+                self._mirrors[n] = weakref.ref(b)
+                b.hold(self)
 
     def forget(self, backing) -> None:
-        """backing's host fd closed in the sentry: close the process's copy at the next chance."""
+        """backing's host fd closed in the sentry: close the process's copies at the next chance."""
         entry = self._passed.pop(id(backing), None)
         if entry is not None:
             self._closing.append(entry[1])
+        for n in [n for n, ref in self._mirrors.items() if ref() is backing or ref() is None]:
+            del self._mirrors[n]
+            if entry is None or n != entry[1]:
+                self._closing.append(n)
+
+    def mirror(self, backing, n: int) -> bool:
+        """Make host fd n of the process backing's descriptor, as the guest's fd n is its
+        file, so that the guest's own read(n, ...) can run on the host (pass_through);
+        False where it cannot be (n is one of the sentry's own fds in the process)."""
+        ref = self._mirrors.get(n)
+        if ref is not None and ref() is backing:
+            return True
+        if not 0 <= n < MIRROR_MAX or n == self._guest_sock:
+            return False
+        try:
+            fd = self._guest_fd(backing)
+        except Errno:
+            return False
+        if fd != n:
+            if any(entry[1] == n for entry in self._passed.values()):
+                return False  # the sentry's own copy of another file sits there
+            if self.inject(NR_DUP3, fd, n, 0x80000) != n:  # O_CLOEXEC
+                return False
+        self._mirrors[n] = weakref.ref(backing)
+        backing.hold(self)
+        return True
 
     def _guest_fd(self, backing) -> int:
         """The fd number in the process of backing's host fd, passed in now if it is not yet."""
@@ -555,6 +595,7 @@ class HostProcess:
         saved.rax = ret  # the guest call's result already, which spares answer() a POKEUSER
         _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, cpu._regs_addr))
         cpu.preset = ret
+        cpu.live = False  # the thread left the syscall it stopped in (skipped) for the stub
         return ret - (1 << 64) if ret >= 1 << 63 else ret
 
     def close(self) -> None:
@@ -588,6 +629,14 @@ class PtraceCpu:
         self.gone = None  # wait status once the host thread has ended
         self.parked = False  # a first host thread whose guest thread ended: never resumed
         self.preset = None   # the result register's value, set by the last injection (answer's check)
+        # Passed-through reads: after a large read of a host file the thread runs on under
+        # PTRACE_SYSCALL (trace_next), so its next syscall stops *live*: at its entry, not
+        # yet skipped. A read of a mirrored host fd then runs on the host as it is
+        # (pass_through); any other call is skipped there (orig_rax -1) and answered.
+        self.trace_next = False
+        self.traced = False   # resumed with PTRACE_SYSCALL: its next syscall stop is live
+        self.live = False     # stopped at a live entry: the call runs on the host unless skipped
+        self.passing = False  # a passed-through call runs: its exit stop comes next
 
     def set_entry(self, pc: int, sp: int) -> None:
         r = self.regs
@@ -601,7 +650,15 @@ class PtraceCpu:
     def resume(self) -> None:
         """Let the guest run on to its next stop (which the platform's next_stop reports)."""
         self.preset = None
-        _ptrace(hc.PTRACE_SYSEMU, self.tid, 0, 0)
+        tid = self.tid
+        if self.live:
+            self.live = False
+            _ptrace(hc.PTRACE_POKEUSER, tid, ORIG_RAX_OFFSET, MASK64)  # skip the call
+        if self.passing:  # a stray stop inside a passed-through call: its exit stop must come
+            _ptrace(PTRACE_SYSCALL, tid, 0, 0)
+        else:
+            self.traced = self.trace_next = False
+            _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
         if not self.running:
             self.running = True
             self.platform.running += 1
@@ -610,13 +667,42 @@ class PtraceCpu:
         """set_result then resume, in one call (every syscall ends with this)."""
         tid = self.tid
         value &= 0xFFFFFFFFFFFFFFFF
-        if value != self.preset:
+        if self.live:
+            self.live = False
+            _ptrace(hc.PTRACE_POKEUSER, tid, ORIG_RAX_OFFSET, MASK64)  # skip the call
+            _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value)
+        elif value != self.preset:
             _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value)
         self.preset = None
-        _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
+        if self.trace_next:
+            # (never from a live stop: its call's exit would stop too; the injection that
+            # armed it left the syscall)
+            self.trace_next = False
+            self.traced = True
+            _ptrace(PTRACE_SYSCALL, tid, 0, 0)
+        else:
+            self.traced = False
+            _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
         if not self.running:
             self.running = True
             self.platform.running += 1
+
+    def pass_through(self) -> None:
+        """At a live entry stop: let the guest's own call run on the host as it is (the
+        caller checked it: a read of a host file mirrored at the guest's fd number), then
+        the thread runs on; its exit stop is resumed by decode, still under PTRACE_SYSCALL."""
+        self.live = False
+        self.passing = self.traced = True
+        self.preset = None
+        _ptrace(PTRACE_SYSCALL, self.tid, 0, 0)
+        if not self.running:
+            self.running = True
+            self.platform.running += 1
+
+    def arm_pass_through(self) -> None:
+        """Answer the current call with PTRACE_SYSCALL: the next one stops live."""
+        if not self.live:
+            self.trace_next = True
 
     def end_thread(self) -> None:
         """This thread ends while its process goes on: its host thread exits (an injected
@@ -668,7 +754,14 @@ class PtraceCpu:
             self.platform.running -= 1
         tid = self.tid
         if status == SYSCALL_STOP:
+            if self.passing:  # the exit stop of a passed-through call: on, still armed
+                self.passing = False
+                _ptrace(PTRACE_SYSCALL, tid, 0, 0)
+                self.running = True
+                self.platform.running += 1
+                return None
             _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
+            self.live = self.traced
             r = self.regs
             return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
         if not os.WIFSTOPPED(status):
@@ -676,6 +769,7 @@ class PtraceCpu:
             return None if self.parked else ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
         if self.parked:
             return None  # left stopped
+        self.live = False  # (only a syscall entry stop can be live)
         sig = os.WSTOPSIG(status)
         event = status >> 16
         if event == hc.PTRACE_EVENT_STOP and self.stop_requested:

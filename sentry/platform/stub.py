@@ -39,11 +39,19 @@ _RET_KILL_PROCESS = 0x80000000
 _RET_ALLOW = 0x7FFF0000
 
 
-def seccomp_filter(allowed_nrs, ip: int) -> bytes:
-    """A BPF program (struct sock_filter[]) for the rules above."""
+def seccomp_filter(allowed_nrs, ip: int, anywhere=()) -> bytes:
+    """A BPF program (struct sock_filter[]) for the rules above; the calls in `anywhere`
+    are admitted from any instruction (see ptrace.py's passed-through reads)."""
     ld, jeq, ret = 0x20, 0x15, 0x06
-    prog = [
-        (ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH_X86_64), (ret, 0, 0, _RET_KILL_PROCESS),
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, _AUDIT_ARCH_X86_64), (ret, 0, 0, _RET_KILL_PROCESS)]
+    if anywhere:
+        prog.append((ld, 0, 0, 0))
+        n = len(anywhere)
+        for i, nr in enumerate(anywhere):
+            prog.append((jeq, n - i, 0, nr & 0xFFFFFFFF))
+        prog.append((0x05, 0, 0, 1))           # ja +1: none matched, on to the IP check
+        prog.append((ret, 0, 0, _RET_ALLOW))
+    prog += [
         (ld, 0, 0, 8), (jeq, 1, 0, ip & 0xFFFFFFFF), (ret, 0, 0, _RET_KILL_PROCESS),
         (ld, 0, 0, 12), (jeq, 1, 0, ip >> 32), (ret, 0, 0, _RET_KILL_PROCESS),
         (ld, 0, 0, 0),

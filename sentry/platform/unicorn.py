@@ -877,6 +877,10 @@ def _old_exception_offset():
 
 class UnicornCpu:
     """The CPU of one Uc: run to the next syscall or fault."""
+    live = False  # (ptrace's passed-through reads: a syscall stop here never runs on the host)
+
+    def arm_pass_through(self) -> None:
+        pass
 
     def __init__(self, space: UnicornSpace, arch: str, sibling: "UnicornCpu | None" = None):
         """The first CPU of a Uc, or (sibling) another thread's over the same Uc, which

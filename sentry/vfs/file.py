@@ -181,9 +181,23 @@ class HostFile(RegularFile):
     """An open file of a host directory the user lent: reads and writes go to the host fd."""
 
     def __init__(self, inode, flags, path, host_fd: int):
-        super().__init__(inode, flags, path)
         self.host_fd = host_fd
+        super().__init__(inode, flags, path)
         self._backing = None
+
+    # The file position lives in the host open file, which the traced process's copies
+    # share: a read the ptrace platform lets run on the host moves it (pass_through).
+    @property
+    def offset(self) -> int:
+        return os.lseek(self.host_fd, 0, os.SEEK_CUR) if self.host_fd is not None else 0
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        if self.host_fd is not None:
+            try:
+                os.lseek(self.host_fd, value, os.SEEK_SET)
+            except OSError as e:
+                raise Errno(e.errno) from None
 
     def pread(self, size: int, offset: int) -> bytes:
         if offset < 0:

@@ -62,3 +62,43 @@ def test_passed_fds_are_closed_after_the_sentry_lets_go(proc):
     now = fds_of(proc) - {proc._guest_sock}
     assert len(now) == 1 and len(proc._passed) == 1  # the first one was closed
     assert os.readlink(f"/proc/{proc.pid}/fd/{now.pop()}").startswith("/memfd:u")
+
+
+# --- mirrors: the guest's fd number, for reads passed through to the host -------------------
+def _host_file(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(name.encode() * 100)
+    fd = os.open(p, os.O_RDONLY)
+    b = of_host_fd(fd, writable=False)
+    os.close(fd)
+    return str(p), b
+
+
+def test_mirror_puts_the_file_at_the_guests_number(proc, tmp_path):
+    path, b = _host_file(tmp_path, "first")
+    n = max(fds_of(proc)) + 5  # a number no fd of the process has
+    assert proc.mirror(b, n)
+    assert os.readlink(f"/proc/{proc.pid}/fd/{n}") == path
+    assert proc.mirror(b, n)  # already there: nothing injected
+    path2, b2 = _host_file(tmp_path, "second")
+    assert proc.mirror(b2, n)  # the guest's fd n is another file now: replaced
+    assert os.readlink(f"/proc/{proc.pid}/fd/{n}") == path2
+
+
+def test_mirror_never_takes_the_sentrys_own_fds(proc, tmp_path):
+    _, b = _host_file(tmp_path, "mine")
+    assert not proc.mirror(b, proc._guest_sock)
+    _, other = _host_file(tmp_path, "other")
+    passed = proc._guest_fd(other)
+    assert not proc.mirror(b, passed)  # the copy of another file sits there
+    assert not proc.mirror(b, 1 << 20)
+
+
+def test_mirror_is_closed_after_the_sentry_lets_go(proc, tmp_path):
+    _, b = _host_file(tmp_path, "gone")
+    n = max(fds_of(proc)) + 5
+    assert proc.mirror(b, n)
+    b.release()
+    _, b2 = _host_file(tmp_path, "next")
+    proc._guest_fd(b2)  # the next pass closes what the sentry let go of
+    assert n not in fds_of(proc)

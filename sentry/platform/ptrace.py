@@ -1,7 +1,9 @@
 """The ptrace platform: guests run natively in host processes the sentry traces.
 
 Every guest syscall stops the host process before the host kernel runs it
-(PTRACE_SYSEMU) and is answered by the sentry. The host kernel only ever
+(PTRACE_SYSEMU, or PTRACE_SYSCALL in a read loop) and is answered by the
+sentry, or, a read of a host file the sentry checked, let run as it is
+(PtraceCpu.pass_through). The host kernel only ever
 execs our stub (stub.py); the guest image is built by injecting mmap,
 mprotect and munmap through the stub's syscall instruction, and guest memory
 moves in bulk through /proc/PID/mem.
@@ -446,11 +448,12 @@ class HostProcess:
     # --- host fds passed in: shared file mappings, reads straight into guest memory -------
     # The traced process holds host fds the sentry passes it (a host file open as the
     # guest opened it, a memory file's memfd), so that injected mmap and pread64 can use
-    # them. Guest code can never use them itself: PTRACE_SYSEMU stops every syscall
-    # instruction it runs before the host kernel sees it, and the seccomp filter admits
-    # only the stub's own syscall instruction, which runs only for the sentry's
-    # injections. A file of a read-only mount is passed O_RDONLY: the host kernel refuses
-    # a writable shared mapping of it whatever the sentry asked.
+    # them. Guest code can never use them on its own: every syscall instruction it runs
+    # stops before the host kernel sees it (PTRACE_SYSEMU or PTRACE_SYSCALL), and the
+    # only ones let on are reads the sentry checked (pass_through); the seccomp filter
+    # admits nothing else from guest code. A file of a read-only mount is passed
+    # O_RDONLY: the host kernel refuses a writable shared mapping of it whatever the
+    # sentry asked.
     def attach_socket(self, sock, peer) -> None:
         """sock: the sentry's end of the socket pair; peer: the process's end (kept open in
         the sentry too, at the fd number it has in the process, to drain a failed pass)."""

@@ -30,9 +30,10 @@ def stub_elf() -> bytes:
     return image.ljust(0x100, b"\0") + _CODE
 
 
-# seccomp: once the image is built, the host kernel accepts from the stub only
-# the calls the sentry injects, and only from the stub's own syscall instruction.
-# Guest syscalls never reach it (PTRACE_SYSEMU skips them before seccomp runs).
+# seccomp: once the image is built, the host kernel accepts the calls the sentry
+# injects, only from the stub's own syscall instruction, and from anywhere else only
+# what ptrace.py's PASSED_THROUGH lists (reads the sentry let through at their entry
+# stop, and skipped calls). Guest syscalls reach it only when the sentry lets them on.
 SECCOMP_SET_MODE_FILTER = 1
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _RET_KILL_PROCESS = 0x80000000

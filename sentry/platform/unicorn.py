@@ -875,6 +875,41 @@ def _old_exception_offset():
     return found
 
 
+# The registers of a signal context, in the order of a batched access (get_context):
+# x86-64's integer registers but rip (the CPU keeps it apart), the segment bases, the FPU
+# control words, FP0-FP7 (physical order), XMM0-XMM15; aarch64's X0-X30, SP, NZCV,
+# TPIDR_EL0, V0-V31, FPSR, FPCR.
+def _x86_context():
+    from sentry.platform.context import X86_GPRS
+    slots = tuple(n for n in X86_GPRS if n != "rip") + ("fs_base", "gs_base")
+    ids = [getattr(X86, f"UC_X86_REG_{n.upper()}") for n in slots]
+    ids += [X86.UC_X86_REG_FPCW, X86.UC_X86_REG_FPSW, X86.UC_X86_REG_FPTAG, X86.UC_X86_REG_MXCSR]
+    ids += [X86.UC_X86_REG_FP0 + i for i in range(8)] + [X86.UC_X86_REG_XMM0 + i for i in range(16)]
+    return slots, tuple(ids)
+
+
+_X86_SLOTS, _X86_CONTEXT = _x86_context()
+_A64_CONTEXT = tuple([A64.UC_ARM64_REG_X29 if i == 29 else A64.UC_ARM64_REG_X30 if i == 30
+                      else A64.UC_ARM64_REG_X0 + i for i in range(31)]
+                     + [A64.UC_ARM64_REG_SP, A64.UC_ARM64_REG_NZCV, A64.UC_ARM64_REG_TPIDR_EL0]
+                     + [A64.UC_ARM64_REG_V0 + i for i in range(32)]
+                     + [A64.UC_ARM64_REG_FPSR, A64.UC_ARM64_REG_FPCR])
+_BATCHES = {}
+
+
+def _batch(ids):
+    """(ids array, 16-byte slot buffer, slot pointers, count) for one batched register
+    access of `ids` (a context is ~60 registers: one ctypes call, not sixty)."""
+    layout = _BATCHES.get(ids)
+    if layout is None:
+        n = len(ids)
+        buf = ctypes.create_string_buffer(16 * n)
+        base = ctypes.addressof(buf)
+        layout = _BATCHES[ids] = ((ctypes.c_int * n)(*ids), buf,
+                                  (ctypes.c_void_p * n)(*(base + 16 * i for i in range(n))), n)
+    return layout
+
+
 class UnicornCpu:
     """The CPU of one Uc: run to the next syscall or fault."""
     live = False  # (ptrace's passed-through reads: a syscall stop here never runs on the host)
@@ -1097,87 +1132,99 @@ class UnicornCpu:
     def get_sp(self) -> int:
         return self._reg_read(self._sp_reg)
 
-    def _reg_bytes(self, reg: int, size: int) -> bytes:
+    def _read_all(self, ids) -> bytes:
+        """The registers `ids`, each in a 16-byte little-endian slot."""
         if self.space.active is not self:
             self._activate()
-        buf = ctypes.create_string_buffer(max(size, 16))
-        _check(_lib.uc_reg_read(self._uch, reg, buf), "cannot read a register")
-        return buf.raw[:size]
+        arr, buf, ptrs, n = _batch(ids)
+        ctypes.memset(buf, 0, 16 * n)
+        _check(_lib.uc_reg_read_batch(self._uch, arr, ptrs, n), "cannot read the registers")
+        return buf.raw
 
-    def _reg_write_bytes(self, reg: int, data: bytes) -> None:
+    def _write_all(self, ids, slots: bytes) -> None:
+        """Load the registers `ids` from 16-byte slots."""
         if self.space.active is not self:
             self._activate()
-        buf = ctypes.create_string_buffer(bytes(data).ljust(16, b"\0"), max(len(data), 16))
-        _check(_lib.uc_reg_write(self._uch, reg, buf), "cannot write a register")
+        arr, buf, ptrs, n = _batch(ids)
+        ctypes.memmove(buf, slots, 16 * n)
+        _check(_lib.uc_reg_write_batch(self._uch, arr, ptrs, n), "cannot write the registers")
 
     def get_context(self):
         """Every user register (see sentry/platform/context.py). x86-64's FP/SIMD state
         is given as the FXSAVE image the CPU model would store."""
-        from sentry.platform.context import A64Context, X86_GPRS, X86Context
+        from sentry.platform.context import A64Context, X86Context
         if self.arch == "x86_64":
+            raw = self._read_all(_X86_CONTEXT)
             ctx = X86Context.__new__(X86Context)
-            for name in X86_GPRS:
-                setattr(ctx, name, self._reg_read(getattr(X86, f"UC_X86_REG_{name.upper()}")))
+            for i, name in enumerate(_X86_SLOTS):
+                setattr(ctx, name, int.from_bytes(raw[16 * i:16 * i + 8], "little"))
             ctx.rip = self._pc
-            ctx.fs_base = self._reg_read(X86.UC_X86_REG_FS_BASE)
-            ctx.gs_base = self._reg_read(X86.UC_X86_REG_GS_BASE)
-            fcw, fsw, tag = (self._reg_read(r) & 0xFFFF for r in (X86.UC_X86_REG_FPCW, X86.UC_X86_REG_FPSW,
-                                                                  X86.UC_X86_REG_FPTAG))
+            k = len(_X86_SLOTS)
+            fcw, fsw, tag, mxcsr = (int.from_bytes(raw[16 * (k + j):16 * (k + j) + 8], "little") for j in range(4))
+            fcw, fsw, tag = fcw & 0xFFFF, fsw & 0xFFFF, tag & 0xFFFF
             top = (fsw >> 11) & 7
             ftw = sum(1 << i for i in range(8) if (tag >> (2 * i)) & 3 != 3)  # abridged: physical order
             fx = bytearray(512)
             struct.pack_into("<HHB", fx, 0, fcw, fsw, ftw)
-            struct.pack_into("<II", fx, 24, self._reg_read(X86.UC_X86_REG_MXCSR) & 0xFFFFFFFF, 0xFFFF)
+            struct.pack_into("<II", fx, 24, mxcsr & 0xFFFFFFFF, 0xFFFF)
+            fp = 16 * (k + 4)  # FP0..FP7, physical order
             for i in range(8):  # ST(i) in stack order
-                fx[32 + 16 * i:42 + 16 * i] = self._reg_bytes(X86.UC_X86_REG_FP0 + ((top + i) & 7), 10)
-            for i in range(16):
-                fx[160 + 16 * i:176 + 16 * i] = self._reg_bytes(X86.UC_X86_REG_XMM0 + i, 16)
+                phys = (top + i) & 7
+                fx[32 + 16 * i:42 + 16 * i] = raw[fp + 16 * phys:fp + 16 * phys + 10]
+            xmm = fp + 16 * 8
+            fx[160:416] = raw[xmm:xmm + 256]
             ctx.fpu, ctx.xfeatures = bytes(fx), 0
             return ctx
+        raw = self._read_all(_A64_CONTEXT)
+
+        def word(i):
+            return int.from_bytes(raw[16 * i:16 * i + 8], "little")
         ctx = A64Context.__new__(A64Context)
-        ctx.x = [self._reg_read(A64.UC_ARM64_REG_X29 if i == 29 else A64.UC_ARM64_REG_X30 if i == 30
-                                else A64.UC_ARM64_REG_X0 + i) for i in range(31)]
-        ctx.sp = self._reg_read(A64.UC_ARM64_REG_SP)
+        ctx.x = [word(i) for i in range(31)]
+        ctx.sp = word(31)
         ctx.pc = self._pc
-        ctx.pstate = self._reg_read(A64.UC_ARM64_REG_NZCV) & 0xF0000000  # EL0t, flags
-        ctx.tpidr = self._reg_read(A64.UC_ARM64_REG_TPIDR_EL0)
-        ctx.v = [int.from_bytes(self._reg_bytes(A64.UC_ARM64_REG_V0 + i, 16), "little") for i in range(32)]
-        ctx.fpsr = self._reg_read(A64.UC_ARM64_REG_FPSR) & 0xFFFFFFFF
-        ctx.fpcr = self._reg_read(A64.UC_ARM64_REG_FPCR) & 0xFFFFFFFF
+        ctx.pstate = word(32) & 0xF0000000  # EL0t, flags
+        ctx.tpidr = word(33)
+        ctx.v = [int.from_bytes(raw[16 * (34 + i):16 * (35 + i)], "little") for i in range(32)]
+        ctx.fpsr = word(66) & 0xFFFFFFFF
+        ctx.fpcr = word(67) & 0xFFFFFFFF
         return ctx
 
     def set_context(self, ctx) -> None:
         """Load every user register from ctx."""
         if self.arch == "x86_64":
-            from sentry.platform.context import X86_GPRS
-            for name in X86_GPRS:
-                self._reg_write(getattr(X86, f"UC_X86_REG_{name.upper()}"), getattr(ctx, name))
-            self._reg_write(X86.UC_X86_REG_FS_BASE, ctx.fs_base)
-            self._reg_write(X86.UC_X86_REG_GS_BASE, ctx.gs_base)
+            slots = bytearray(16 * len(_X86_CONTEXT))
+            for i, name in enumerate(_X86_SLOTS):
+                struct.pack_into("<Q", slots, 16 * i, getattr(ctx, name) & MASK64)
+            k = len(_X86_SLOTS)
             fx = ctx.fpu
             fcw, fsw, ftw = struct.unpack_from("<HHB", fx, 0)
             top = (fsw >> 11) & 7
-            self._reg_write(X86.UC_X86_REG_FPCW, fcw)
-            self._reg_write(X86.UC_X86_REG_FPSW, fsw)
-            self._reg_write(X86.UC_X86_REG_FPTAG, sum(0 if ftw >> i & 1 else 3 << (2 * i) for i in range(8)))
-            self._reg_write(X86.UC_X86_REG_MXCSR, struct.unpack_from("<I", fx, 24)[0])
+            tag = sum(0 if ftw >> i & 1 else 3 << (2 * i) for i in range(8))
+            mxcsr = struct.unpack_from("<I", fx, 24)[0]
+            for j, v in enumerate((fcw, fsw, tag, mxcsr)):
+                struct.pack_into("<Q", slots, 16 * (k + j), v)
+            fp = 16 * (k + 4)
             for i in range(8):
-                self._reg_write_bytes(X86.UC_X86_REG_FP0 + ((top + i) & 7), fx[32 + 16 * i:42 + 16 * i])
-            for i in range(16):
-                self._reg_write_bytes(X86.UC_X86_REG_XMM0 + i, fx[160 + 16 * i:176 + 16 * i])
+                phys = (top + i) & 7
+                slots[fp + 16 * phys:fp + 16 * phys + 10] = fx[32 + 16 * i:42 + 16 * i]
+            xmm = fp + 16 * 8
+            slots[xmm:xmm + 256] = fx[160:416]
+            self._write_all(_X86_CONTEXT, bytes(slots))
             self._reg_write(X86.UC_X86_REG_RIP, ctx.rip)
             self._pc = ctx.rip & MASK64
             return
+        slots = bytearray(16 * len(_A64_CONTEXT))
         for i in range(31):
-            self._reg_write(A64.UC_ARM64_REG_X29 if i == 29 else A64.UC_ARM64_REG_X30 if i == 30
-                            else A64.UC_ARM64_REG_X0 + i, ctx.x[i])
-        self._reg_write(A64.UC_ARM64_REG_SP, ctx.sp)
-        self._reg_write(A64.UC_ARM64_REG_NZCV, ctx.pstate & 0xF0000000)
-        self._reg_write(A64.UC_ARM64_REG_TPIDR_EL0, ctx.tpidr)
+            struct.pack_into("<Q", slots, 16 * i, ctx.x[i] & MASK64)
+        struct.pack_into("<Q", slots, 16 * 31, ctx.sp & MASK64)
+        struct.pack_into("<Q", slots, 16 * 32, ctx.pstate & 0xF0000000)
+        struct.pack_into("<Q", slots, 16 * 33, ctx.tpidr & MASK64)
         for i in range(32):
-            self._reg_write_bytes(A64.UC_ARM64_REG_V0 + i, (ctx.v[i] & ((1 << 128) - 1)).to_bytes(16, "little"))
-        self._reg_write(A64.UC_ARM64_REG_FPSR, ctx.fpsr)
-        self._reg_write(A64.UC_ARM64_REG_FPCR, ctx.fpcr)
+            slots[16 * (34 + i):16 * (35 + i)] = (ctx.v[i] & ((1 << 128) - 1)).to_bytes(16, "little")
+        struct.pack_into("<Q", slots, 16 * 66, ctx.fpsr & 0xFFFFFFFF)
+        struct.pack_into("<Q", slots, 16 * 67, ctx.fpcr & 0xFFFFFFFF)
+        self._write_all(_A64_CONTEXT, bytes(slots))
         self._reg_write(A64.UC_ARM64_REG_PC, ctx.pc)
         self._pc = ctx.pc & MASK64
 

@@ -143,15 +143,22 @@ def _read_direct(t, f, buf, count, offset):
     ok = t.mm.writable_prefix(buf, want)  # as copy_to_user: up to the first bad page
     if ok == 0:
         raise Errno(E.EFAULT)
-    n = read_file(backing, pos, buf, ok)
+    n = _moved(f, offset, pos, read_file(backing, pos, buf, ok))
+    if n is not None and size is None and t.kernel.dispatch.strace is None:
+        cpu.arm_pass_through()  # a read loop's next read may then run on the host
+    return n
+
+
+def _moved(f, offset, pos: int, n):
+    """What a direct transfer at pos did: None (the platform could not; the caller goes
+    the usual way), -errno raised, or n bytes, the file position moved past them when
+    the call was not positioned."""
     if n is None:
         return None
     if n < 0:
         raise Errno(-n)
     if offset is None:
         f.offset = pos + n
-    if size is None and t.kernel.dispatch.strace is None:
-        cpu.arm_pass_through()  # a read loop's next read may then run on the host
     return n
 
 
@@ -184,18 +191,10 @@ def _write_direct(t, f, buf, count, offset):
     ok = t.mm.readable_prefix(buf, min(count, MAX_RW_COUNT))  # as copy_from_user
     if ok == 0:
         raise Errno(E.EFAULT)
+    pos = _write_pos(f, offset)
     if write_with is not None:
-        return write_with(ok, lambda view: t.mm.read_into(buf, view), offset)
-    # O_APPEND writes at the end whatever the offset, pwrite too (as _write_at).
-    pos = f.inode.size if f.flags & O_APPEND else (f.offset if offset is None else offset)
-    n = write_file(backing, pos, buf, ok)
-    if n is None:
-        return None
-    if n < 0:
-        raise Errno(-n)
-    if offset is None:
-        f.offset = pos + n
-    return n
+        return _moved(f, offset, pos, write_with(pos, ok, lambda view: t.mm.read_into(buf, view)))
+    return _moved(f, offset, pos, write_file(backing, pos, buf, ok))
 
 
 # --- RLIMIT_FSIZE --------------------------------------------------------------------------------
@@ -211,12 +210,14 @@ def _write_pos(f, offset, flags: int = 0) -> int:
     return f.offset if offset is None or offset == -1 else offset
 
 
-def fsize_room(t, f, pos: int, count: int) -> int:
-    """count cut at the process's RLIMIT_FSIZE for a write to a regular file at pos; at or
-    past the limit SIGXFSZ and EFBIG (Linux's generic_write_check_limits)."""
+def fsize_room(t, f, count: int, offset=None, flags: int = 0) -> int:
+    """count cut at the process's RLIMIT_FSIZE for a write to a regular file (at
+    _write_pos(f, offset, flags)); at or past the limit SIGXFSZ and EFBIG (Linux's
+    generic_write_check_limits)."""
     limit = t.rlimits[RLIMIT_FSIZE][0]
     if limit == RLIM_INFINITY or not count or not isinstance(f, RegularFile):
         return count
+    pos = _write_pos(f, offset, flags)
     if pos >= limit:
         send(t, SIGXFSZ)
         raise Errno(E.EFBIG)
@@ -235,7 +236,7 @@ def fsize_grow(t, old_size: int, new_size: int) -> None:
 def _write_pieces(t, f, buf, count, offset=None) -> int:
     """write/pwrite from one buffer, piece by piece while each piece goes whole."""
     if isinstance(f, RegularFile):
-        count = fsize_room(t, f, _write_pos(f, offset), min(count, MAX_RW_COUNT))
+        count = fsize_room(t, f, min(count, MAX_RW_COUNT), offset)
     if count >= DIRECT:
         n = _write_direct(t, f, buf, count, offset)
         if n is not None:
@@ -343,7 +344,7 @@ def writev(t, fd, iov_addr, iovcnt):
     if f.__class__ is PipeFile or f.waits_for_room:
         return _holding(t, fd, f, pipe_write, t, f, data)
     if isinstance(f, RegularFile):
-        data = data[:fsize_room(t, f, _write_pos(f, None), len(data))]
+        data = data[:fsize_room(t, f, len(data))]
     return _holding(t, fd, f, _stream_write, t, f, data)
 
 
@@ -400,7 +401,7 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
     else:
         data = bytes(in_file.read(count))
     if data and isinstance(out_file, RegularFile):
-        room = fsize_room(t, out_file, _write_pos(out_file, None), len(data))
+        room = fsize_room(t, out_file, len(data))
         if room < len(data):
             _give_back(in_file, data[room:], offset_ptr)
             data = data[:room]
@@ -457,7 +458,7 @@ def _write_at(t, f, data, offset: int, flags: int = 0) -> int:
     if not isinstance(f, RegularFile):
         return f.write(data) if offset == -1 else f.pwrite(data, offset)
     pos = _write_pos(f, offset, flags)
-    data = data[:fsize_room(t, f, pos, len(data))]
+    data = data[:fsize_room(t, f, len(data), offset, flags)]
     n = f.pwrite(data, pos)
     if offset == -1:
         f.offset = pos + n
@@ -526,7 +527,7 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
         raise Errno(E.EINVAL)  # overlapping ranges of one file
     if count == 0:
         return 0
-    count = fsize_room(t, f_out, start_out, count)
+    count = fsize_room(t, f_out, count, start_out)  # (O_APPEND outputs were refused)
     data = bytes(f_in.pread(count, start_in))  # a copy: the write may move the source's bytes
     n = f_out.pwrite(data, start_out) if data else 0
     if pos_in is None:

@@ -146,8 +146,8 @@ def require_busybox() -> str:
 
 
 def require_program(path: str) -> str:
-    """A host program the tests run (in the sandbox and natively): a failure, never a
-    skip, when it is missing."""
+    """A host program the tests run (in the sandbox and natively); its absence fails
+    the test."""
     if not os.access(path, os.X_OK):
         raise HarnessError(f"{path} is not installed on this host (scripts/setup installs it)")
     return path

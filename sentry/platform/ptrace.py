@@ -669,7 +669,7 @@ class PtraceCpu:
     def answer(self, value: int) -> None:
         """set_result then resume, in one call (every syscall ends with this)."""
         tid = self.tid
-        value &= 0xFFFFFFFFFFFFFFFF
+        value &= MASK64
         if self.live:
             self.live = False
             _ptrace(hc.PTRACE_POKEUSER, tid, ORIG_RAX_OFFSET, MASK64)  # skip the call

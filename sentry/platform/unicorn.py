@@ -588,20 +588,11 @@ class UnicornSpace:
     def read_file(self, backing, offset: int, addr: int, size: int) -> int:
         """pread from backing straight into the host pages behind guest [addr, addr+size)
         (writable: the MemoryManager checked): one copy. Bytes read, or -errno."""
-        done = 0
-        for lo, hi in _chunks(addr, addr + size):
-            buf = (ctypes.c_char * (hi - lo)).from_address(self._host_of(lo))
-            try:
-                n = os.preadv(backing.fd, [buf], offset + done)
-            except OSError as e:
-                if done:
-                    break
-                return -(e.errno or errno.EIO)
-            done += n
-            if n < hi - lo:
-                break
+        done = self._file_io(os.preadv, backing, offset, addr, size)
+        if done <= 0:
+            return done
         i = bisect.bisect_right(self._starts, addr) - 1
-        while done and i < len(self._regions) and self._regions[i][0] < addr + done:
+        while i < len(self._regions) and self._regions[i][0] < addr + done:
             if i >= 0 and self._regions[i][2] & UC.UC_PROT_EXEC:
                 self._drop_code(addr, addr + done)  # bytes of translated code may have changed
                 break
@@ -611,11 +602,16 @@ class UnicornSpace:
     def write_file(self, backing, offset: int, addr: int, size: int) -> int:
         """pwrite to backing straight from the host pages behind guest [addr, addr+size)
         (readable: the MemoryManager checked): one copy. Bytes written, or -errno."""
+        return self._file_io(os.pwritev, backing, offset, addr, size)
+
+    def _file_io(self, call, backing, offset: int, addr: int, size: int) -> int:
+        """call (os.preadv or os.pwritev) on backing at offset over the host pages behind
+        guest [addr, addr+size), window by window: bytes moved, or -errno if none were."""
         done = 0
         for lo, hi in _chunks(addr, addr + size):
             buf = (ctypes.c_char * (hi - lo)).from_address(self._host_of(lo))
             try:
-                n = os.pwritev(backing.fd, [buf], offset + done)
+                n = call(backing.fd, [buf], offset + done)
             except OSError as e:
                 if done:
                     break

@@ -123,20 +123,16 @@ class RegularFile(File):
             return 0
         return self.inode.write(offset, data)
 
-    def write_with(self, size: int, fill, offset: int = None):
-        """write (offset None) or pwrite of size bytes that fill(view) copies straight
-        into the file's own buffer (RegularInode.write_with); None where it cannot."""
+    def write_with(self, pos: int, size: int, fill):
+        """Store size bytes at pos that fill(view) copies straight into the file's own
+        buffer (RegularInode.write_with); None where it cannot. The caller moves the
+        file position."""
         write_with = getattr(self.inode, "write_with", None)
         if write_with is None:
             return None
-        # O_APPEND writes at the end whatever the offset, pwrite too (as Linux).
-        pos = self.inode.size if self.flags & O_APPEND else (self.offset if offset is None else offset)
         if pos < 0:
             raise Errno(E.EINVAL)
-        n = write_with(pos, size, fill)
-        if n is not None and offset is None:
-            self.offset = pos + n
-        return n
+        return write_with(pos, size, fill)
 
     def seek(self, offset: int, whence: int) -> int:
         size = self.inode.size

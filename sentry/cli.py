@@ -71,9 +71,14 @@ def _parser() -> argparse.ArgumentParser:
                      "read-only below, writes kept in memory")
     run.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
                      help="lend a host directory at GUEST, read-only unless :rw")
-    run.add_argument("--workdir", metavar="DIR", help="working directory inside the sandbox (default /)")
-    run.add_argument("--env", action="append", default=[], metavar="K=V",
-                     help="add a variable to the program's environment")
+    run.add_argument("--workdir", metavar="DIR", help="working directory inside the sandbox (default: the "
+                     "current directory, lent read-only at its own path)")
+    run.add_argument("--no-cwd", action="store_true",
+                     help="do not lend the current directory: the working directory is / (or --workdir)")
+    run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                     help="set a variable in the program's environment (NAME alone: the host's value, if set)")
+    run.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                     help="read variables from FILE: NAME=VALUE or NAME lines, # comments (as docker's)")
     run.add_argument("--net", choices=("none", "host"), default="none", help="network access (default none)")
     run.add_argument("--publish", action="append", default=[], metavar="HOST:GUEST",
                      help=f"publish a sandbox port ({NOT_YET})")
@@ -110,15 +115,69 @@ def _parser() -> argparse.ArgumentParser:
     return top
 
 
+def _host_cwd():
+    try:
+        return os.getcwd()
+    except OSError:  # removed, or out of reach: the sandbox starts at /
+        return None
+
+
+def _environment(items, files) -> list[bytes]:
+    """What `sentry run` adds to the program's environment (over PATH, HOSTNAME and HOME):
+    TERM when it has a terminal, the host's LANG and LC_ALL, then --env-file and --env
+    (later ones win, as in docker run). Bytes, as the host's environment is."""
+    env = []
+    if any(os.isatty(fd) for fd in (0, 1, 2)):
+        env.append(b"TERM=" + (os.environb.get(b"TERM") or b"xterm"))
+    env += [name + b"=" + os.environb[name] for name in (b"LANG", b"LC_ALL") if name in os.environb]
+    for path in files:
+        env += _env_file(path)
+    for item in items:
+        env += _env_item(os.fsencode(item), f"--env {item!r}")
+    return env
+
+
+def _env_item(item: bytes, where: str) -> list[bytes]:
+    """NAME=VALUE as it is; a bare NAME takes the host's value, or nothing if it has none."""
+    name, eq, _ = item.partition(b"=")
+    if not name:
+        raise SentryError(f"{where}: no variable name")
+    if eq:
+        return [item]
+    if any(c in name for c in b" \t"):
+        raise SentryError(f"{where}: variable {name.decode(errors='replace')!r} contains whitespace")
+    return [name + b"=" + os.environb[name]] if name in os.environb else []
+
+
+def _env_file(path: str) -> list[bytes]:
+    """docker's --env-file: NAME=VALUE lines taken literally (no quotes, no expansion),
+    leading whitespace and a UTF-8 BOM dropped, `#` comments and blank lines skipped, a bare
+    NAME passing the host's value."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SentryError(f"--env-file {path}: {e.strerror}") from None
+    env = []
+    for n, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        line = line.removesuffix(b"\r").lstrip(b" \t\v\f\r")
+        if not line or line.startswith(b"#"):
+            continue
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            raise SentryError(f"--env-file {path}: invalid UTF-8 on line {n}") from None
+        env += _env_item(line, f"--env-file {path}, line {n}")
+    return env
+
+
 def cmd_run(o) -> int:
     refused = [name for name, value in (
         ("--publish", o.publish), ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
-    for item in o.env:
-        if "=" not in item or item.startswith("="):
-            raise SentryError(f"--env {item!r}: expected K=V")
-    from sentry.runner import _elf_machine, execute, read_program, resolve_program
+    env = _environment(o.env, o.env_file)
+    from sentry.runner import execute
     from sentry.vfs.file import O_RDONLY, O_WRONLY, HostStream
     from sentry.vfs.inode import Inode
 
@@ -135,12 +194,9 @@ def cmd_run(o) -> int:
             except OSError as e:
                 raise SentryError(f"--strace-file {o.strace_file}: {e.strerror}") from None
         tracer = Strace(stream.write)
-    if o.arch and not o.rootfs:
-        actual = _elf_machine(read_program(resolve_program(o.program)))
-        if actual != o.arch:
-            raise SentryError(f"{o.program}: an {actual} program, not {o.arch}", 126)
-    code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=[os.fsencode(e) for e in o.env],
+    code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=env, arch=o.arch,
                           platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
+                          host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
                           mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
                           cpu_time=o.cpu_time, max_procs=o.max_procs,
                           stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])

@@ -83,15 +83,17 @@ class Kernel:
                 cwd_loc = self.vfs.lookup_loc(None, -100, os.path.join("/", cwd).encode())
             except Errno as e:
                 raise SentryError(f"--workdir {cwd}: {os.strerror(e.errno)}") from None
-        path, argv = self._script_interpreter(path, argv)
-        execfn, path = path, self._real_path(path)
-        info, data = self.load_elf(path, path)
+        path, argv, label = self._script_interpreter(path, argv, cwd_loc)
+        execfn, path = path, self._real_path(path, cwd_loc)
+        info, data = self.load_elf(path, label, cwd_loc)
         if info.machine != self.arch:
             raise SentryError(f"{path}: exec format error: an {info.machine} program, "
                               f"this sandbox runs {self.arch}", 126)
         interp = None
         if info.interp:  # PT_INTERP comes from the sandbox's own view, never the host's
-            interp = (*self.load_elf(info.interp, f"{path}: its interpreter {info.interp}"), info.interp)
+            # ... and, as Linux's open_exec, a relative one from the working directory
+            interp = (*self.load_elf(info.interp, f"{path}: its interpreter {info.interp}", cwd_loc),
+                      info.interp)
         try:
             plan = loader.plan_image(info, data, path=path, argv=argv, envp=envp, execfn=execfn.encode(),
                                      random_bytes=self.random_bytes(16), hwcap=self.platform_hwcap(),
@@ -132,38 +134,47 @@ class Kernel:
         task.cpu.task = task
         self.tasks[task.tid] = task
 
-    def _real_path(self, path: str) -> str:
+    def _find(self, path: str, cwd_loc, follow: bool = True):
+        """Walk path in the sandbox's view, a relative one from cwd_loc (the first
+        program's working directory: no task exists yet)."""
+        start = self.vfs.root_loc if path.startswith("/") else cwd_loc
+        return self.vfs.walk(None, start, os.fsencode(path), follow)
+
+    def _real_path(self, path: str, cwd_loc) -> str:
         """path with its symlinks resolved in the sandbox's view, as execve names the
         program (/proc/self/exe, and so ld.so's $ORIGIN); path itself if it does not resolve
         (load_elf reports that)."""
         from sentry.vfs import loc_path
         try:
-            found = self.vfs.find(None, -100, path.encode(), follow=True)
+            found = self._find(path, cwd_loc)
         except Errno:
             return path
         if found.inode is None:
             return path
         return loc_path(found.loc).decode(errors="surrogateescape")
 
-    def _script_interpreter(self, path: str, argv: list[bytes]):
-        """(path, argv) to run for a `#!` script, as execve does (nested up to 4 deep)."""
+    def _script_interpreter(self, path: str, argv: list[bytes], cwd_loc):
+        """(path, argv, label) to run for a `#!` script, as execve does (nested up to 4
+        deep); label names the file for an error about it."""
         from sentry.exec import BINPRM_BUF_SIZE, MAX_INTERP_DEPTH, _shebang
-        label = path
+        label = script = path
         for _ in range(MAX_INTERP_DEPTH + 1):
             try:
-                inode = self.vfs.lookup(None, -100, path.encode())
-                head = inode.open(0, path).pread(BINPRM_BUF_SIZE, 0) if S.S_ISREG(inode.mode) else b""
+                found = self._find(path, cwd_loc)
+                inode = found.inode
+                head = inode.open(0, path).pread(BINPRM_BUF_SIZE, 0) if inode and S.S_ISREG(inode.mode) else b""
             except Errno:
-                return path, argv  # load_elf reports it
+                return path, argv, label  # load_elf reports it
             if bytes(head[:2]) != b"#!":
-                return path, argv
+                return path, argv, label
             try:
                 interp, arg = _shebang(bytes(head))
             except Errno:
-                raise SentryError(f"{label}: exec format error: an empty #! line", 126) from None
-            argv = [interp] + ([arg] if arg else []) + [path.encode()] + list(argv[1:])
+                raise SentryError(f"{script}: exec format error: an empty #! line", 126) from None
+            argv = [interp] + ([arg] if arg else []) + [os.fsencode(path)] + list(argv[1:])
             path = os.fsdecode(interp)
-        raise SentryError(f"{label}: too many levels of #! interpreters", 126)
+            label = f"{script}: its interpreter {path}"
+        raise SentryError(f"{script}: too many levels of #! interpreters", 126)
 
     @staticmethod
     def read_whole(inode, path: str) -> bytes:
@@ -179,13 +190,15 @@ class Kernel:
         finally:
             f.close()
 
-    def load_elf(self, path: str, label: str):
-        """(ElfInfo, bytes) of the file at path in the sandbox's view; a one-line
-        SentryError starting with label (127 if missing, 126 if not executable)."""
+    def load_elf(self, path: str, label: str, cwd_loc):
+        """(ElfInfo, bytes) of the file at path in the sandbox's view (a relative path from
+        cwd_loc); a one-line SentryError starting with label (127 if missing, 126 if not
+        executable)."""
         import loader
-        import stat as S
         try:
-            inode = self.vfs.lookup(None, -100, path.encode())
+            inode = self._find(path, cwd_loc).inode
+            if inode is None:
+                raise Errno(2)
         except Errno as e:
             raise SentryError(f"{label}: {os.strerror(e.errno)}", 127) from None
         if not S.S_ISREG(inode.mode):

@@ -17,68 +17,113 @@ class Outcome(NamedTuple):
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def resolve_program(program: str) -> str:
-    """The host file the user named, as an absolute path (PATH searched for a bare name)."""
-    if "/" not in program:
-        for d in os.environ.get("PATH", DEFAULT_PATH).split(":"):
-            candidate = os.path.join(d or ".", program)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return os.path.abspath(candidate)
-        raise SentryError(f"{program}: command not found", 127)
-    return os.path.abspath(program)
-
-
 def read_program(path: str) -> bytes:
+    """A host file's bytes, for a program copied into the sandbox (lend_program)."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             if not S.S_ISREG(st.st_mode):
                 raise SentryError(f"{path}: not a regular file", 126)
-            if not st.st_mode & 0o111:
-                raise SentryError(f"{path}: Permission denied", 126)
             return f.read()
-    except FileNotFoundError:
-        raise SentryError(f"{path}: No such file or directory", 127) from None
-    except IsADirectoryError:
-        raise SentryError(f"{path}: Is a directory", 126) from None
-    except NotADirectoryError:
-        raise SentryError(f"{path}: Not a directory", 127) from None
-    except PermissionError:
-        raise SentryError(f"{path}: Permission denied", 126) from None
     except OSError as e:
         raise SentryError(f"{path}: {e.strerror}", 126) from None
 
 
+def environment(items) -> dict:
+    """The program's environment as docker run gives one: PATH, HOSTNAME (None: the
+    kernel's hostname, filled in once it exists), HOME, then NAME=VALUE items; an item
+    naming a variable already there replaces its value in place."""
+    from sentry.view import HOME
+    env = {b"PATH": DEFAULT_PATH.encode(), b"HOSTNAME": None, b"HOME": HOME.encode()}
+    for item in items:
+        name, _, value = item.partition(b"=")
+        env[name] = value
+    return env
+
+
+def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=None) -> tuple[str, bytes]:
+    """PROGRAM as the sandbox sees it, after its view, mounts and working directory are
+    set up: a bare name through the sandbox's PATH, a path relative to the working
+    directory or absolute. A path the sandbox does not see but the host has (absolute,
+    or relative to host_cwd when that is the working directory) gets its directory lent
+    first. (the path to execute, its bytes), or a one-line SentryError: 127 not found,
+    126 cannot execute."""
+    from sentry.errors import Errno
+    from sentry.kernel import Kernel
+    if not program:
+        raise SentryError("'': command not found", 127)
+    if "/" not in program:
+        refused = None
+        for d in os.fsdecode(search_path).split(":"):
+            candidate = f"{d}/{program}" if d else program  # an empty entry: the working directory
+            try:
+                inode = view.lookup(candidate, workdir)
+            except Errno:
+                continue
+            if S.S_ISREG(inode.mode) and inode.mode & 0o111:
+                return candidate, Kernel.read_whole(inode, candidate)
+            refused = refused or candidate
+        if refused:
+            raise SentryError(f"{refused}: Permission denied", 126)
+        raise SentryError(f"{program}: command not found in the sandbox's PATH", 127)
+    try:
+        inode = view.lookup(program, workdir)
+    except Errno as e:
+        host = program if program.startswith("/") else host_cwd and os.path.join(host_cwd, program)
+        if e.errno != 2 or not host or not os.path.exists(host):
+            raise SentryError(f"{program}: {os.strerror(e.errno)}", 127 if e.errno in (2, 20) else 126) from None
+        from sentry.view import lend_program
+        lend_program(view, os.path.normpath(host), read_program)
+        try:
+            inode = view.lookup(program, workdir)
+        except Errno as e:
+            raise SentryError(f"{program}: {os.strerror(e.errno)}", 127 if e.errno in (2, 20) else 126) from None
+    if inode.is_dir():
+        raise SentryError(f"{program}: Is a directory", 126)
+    if not S.S_ISREG(inode.mode):
+        raise SentryError(f"{program}: not a regular file", 126)
+    if not inode.mode & 0o111:
+        raise SentryError(f"{program}: Permission denied", 126)
+    return program, Kernel.read_whole(inode, program)
+
+
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
-            workdir=None, mounts=(), rootfs=None, timeout=None, memory=None, cpu_time=None,
-            max_procs=None) -> Outcome:
-    """Run one program in a fresh sandbox."""
+            workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
+            cpu_time=None, max_procs=None) -> Outcome:
+    """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
+    as the working directory, unless workdir names one; env: NAME=VALUE items over the
+    defaults (environment()); arch: the architecture PROGRAM must be."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
-    from sentry.view import add_mounts, build_default_view, rootfs_program, rootfs_root
-    if rootfs:
-        root = rootfs_root(rootfs)
-        path, data = rootfs_program(root, program, DEFAULT_PATH)
-    else:
-        root = None
-        path = resolve_program(program)
-        data = read_program(path)
-    arch = _elf_machine(data)
-    plat = platforms.create(platform or platforms.default_platform(), arch)
+    from sentry.view import add_mounts, default_view, lend_cwd, rootfs_view
     if max_procs is not None and max_procs < 1:
         raise SentryError(f"--max-procs {max_procs}: at least 1 (the program itself)")
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=root, timeout=timeout, memory=memory,
-                    cpu_time=cpu_time, max_procs=max_procs)
-    if rootfs:
-        add_mounts(kernel.vfs, mounts)
+    view = rootfs_view(rootfs) if rootfs else default_view()
+    if workdir:
+        workdir, host_cwd = os.path.join("/", workdir), None
+    elif host_cwd and not rootfs:
+        workdir = lend_cwd(view, host_cwd)
     else:
-        build_default_view(kernel.vfs, path, data, mounts)
-    envp = [b"PATH=" + DEFAULT_PATH.encode()]
-    for item in env:
-        key = item.split(b"=", 1)[0]
-        envp = [e for e in envp if e.split(b"=", 1)[0] != key] + [item]
-    argv = [path.encode() if program == path else program.encode()] + [a for a in args]
-    kernel.spawn(path, argv, envp, [f(kernel) for f in stdio], cwd=workdir)
+        workdir, host_cwd = "/", None
+    add_mounts(view, mounts)
+    from sentry.errors import Errno
+    try:
+        view.probe.lookup_loc(None, -100, os.fsencode(workdir))
+    except Errno as e:
+        raise SentryError(f"--workdir {workdir}: {os.strerror(e.errno)}") from None
+    envp = environment(env)
+    path, data = find_program(view, program, envp[b"PATH"], workdir, host_cwd if workdir == host_cwd else None)
+    actual = _elf_machine(data)
+    if arch and actual != arch:
+        raise SentryError(f"{program}: an {actual} program, not {arch}", 126)
+    plat = platforms.create(platform or platforms.default_platform(), actual)
+    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=view.root, timeout=timeout, memory=memory,
+                    cpu_time=cpu_time, max_procs=max_procs)
+    view.lay(kernel.vfs)
+    if envp[b"HOSTNAME"] is None:
+        envp[b"HOSTNAME"] = kernel.hostname
+    argv = [os.fsencode(program)] + list(args)
+    kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio], cwd=workdir)
     code, signo = kernel.run()
     return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached, kernel.peak_memory)
 

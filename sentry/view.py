@@ -1,14 +1,88 @@
 """The filesystem view a sandbox starts with (DESIGN.md, "What the user types"):
-the host's system directories read-only, a fresh memory /tmp, the program's
-own directory read-only, the user's --mount grants, and nothing else."""
+the host's system directories read-only, a fresh memory /tmp, a memory home,
+the host's current directory read-only at its own path, the user's --mount
+grants, the program's own directory if the sandbox would not see it otherwise,
+and nothing else.
+
+A view is built once and laid on two VFSes: a probe, where the working
+directory and PROGRAM are looked up (the platform, and so the kernel, depend on
+the program found), and then the kernel's own."""
+import errno as E
 import os
 
-from sentry.errors import SentryError
+from sentry.errors import Errno, SentryError
+from sentry.vfs import VFS
 from sentry.vfs.hostfs import HostFS
 
 SYSTEM_DIRS = ("usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin", "etc")
 # A program living directly in one of these gets only its own file, never the directory.
 NOT_LENDABLE = ("/", "/tmp", "/dev", "/proc", "/home", "/root")
+# The sandbox's own (or, for /sys, none): a current directory under them is never lent.
+KERNEL_DIRS = ("/dev", "/proc", "/sys")
+HOME = "/root"  # the sandbox's user is root (sentry/task.py): its home, in the sandbox's memory
+
+
+def _under(path: str, tops) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in tops)
+
+
+class View:
+    """The parts of a sandbox's filesystem, in the order they are laid."""
+
+    def __init__(self, root=None):
+        self.root = root  # the tree under everything: --rootfs's overlay, or None for memory
+        self._steps = []
+        self.probe = VFS(os.urandom, root=root)
+
+    def _add(self, fn, *args) -> None:
+        self._steps.append((fn, args))
+        fn(self.probe, *args)
+
+    def lay(self, vfs) -> None:
+        """Build the view on vfs (a kernel's, made with root=self.root)."""
+        for fn, args in self._steps:
+            fn(vfs, *args)
+
+    def mount(self, path: str, root) -> None:
+        self._add(VFS.mount, os.fsencode(path), root)
+
+    def symlink(self, path: str, target: str) -> None:
+        self._add(VFS.add_symlink, os.fsencode(path), os.fsencode(target))
+
+    def file(self, path: str, data: bytes) -> None:
+        self._add(VFS.add_file, path, data)
+
+    def home(self) -> None:
+        self._add(_make_home)
+
+    def lookup(self, path: str, cwd: str = "/", follow: bool = True):
+        """The inode at path in the view (relative to cwd), or Errno."""
+        probe = self.probe
+        try:
+            start = probe.root_loc if path.startswith("/") else probe.lookup_loc(None, -100, os.fsencode(cwd))
+            found = probe.walk(None, start, os.fsencode(path), follow)
+        except AttributeError:  # a /proc name that needs a task: the probe runs none
+            raise Errno(E.ENOENT) from None
+        if found.inode is None:
+            raise Errno(E.ENOENT)
+        return found.inode
+
+    def sees(self, path: str, follow: bool = True) -> bool:
+        try:
+            self.lookup(path, follow=follow)
+            return True
+        except Errno:
+            return False
+
+
+def _make_home(vfs) -> None:
+    """HOME: an existing, writable, private directory (kept if --rootfs has one)."""
+    root, name = vfs.root, HOME.lstrip("/").encode()
+    try:
+        if root.lookup(name) is None:
+            root.mkdir(name, 0o700)
+    except Errno:
+        pass  # a rootfs whose /root is not a directory: HOME names what it has
 
 
 def parse_mount(spec: str) -> tuple[str, str, bool]:
@@ -25,75 +99,86 @@ def parse_mount(spec: str) -> tuple[str, str, bool]:
     return os.path.abspath(host), os.path.normpath(guest), mode == "ro"
 
 
-def build_default_view(vfs, program: str, data: bytes, mounts=()) -> None:
+def default_view() -> View:
+    """The host's system directories read-only, their top-level symlinks, and HOME."""
+    view = View()
     for name in SYSTEM_DIRS:
         host = "/" + name
         if os.path.islink(host):
-            vfs.add_symlink(host.encode(), os.fsencode(os.readlink(host)))
+            view.symlink(host, os.readlink(host))
         elif os.path.isdir(host):
-            vfs.mount(host.encode(), HostFS(host, readonly=True).root)
-    # A program named by a symlink runs as its target (/proc/self/exe, ld.so's $ORIGIN:
-    # /usr/bin/java finds libjli.so beside the real binary), so that is lent too.
-    real = os.path.realpath(program)
-    _lend_program(vfs, program, data, link_to=real if real != program else None)
-    if real != program:
-        _lend_program(vfs, real, data)
-    add_mounts(vfs, mounts)
+            view.mount(host, HostFS(host, readonly=True).root)
+    view.home()
+    return view
 
 
-def _lend_program(vfs, program: str, data: bytes, link_to: str = None) -> None:
-    """The program's directory, read-only, unless a system directory holds it already;
-    in a directory that is not lent, the file alone (or, for a symlink, a link to link_to)."""
-    directory = os.path.dirname(program)
-    if any(directory == "/" + n or directory.startswith("/" + n + "/") for n in SYSTEM_DIRS):
-        return
-    if directory not in NOT_LENDABLE:
-        vfs.mount(os.fsencode(directory), HostFS(directory, readonly=True).root)
-    elif link_to is not None:
-        vfs.add_symlink(os.fsencode(program), os.fsencode(link_to))
-    else:
-        vfs.add_file(program, data)
-
-
-def add_mounts(vfs, mounts) -> None:
-    for spec in mounts:
-        host, guest, readonly = parse_mount(spec)
-        if not os.path.isdir(host):
-            raise SentryError(f"--mount {spec}: {host} is not a directory (only directories can be mounted)")
-        try:
-            vfs.mount(os.fsencode(guest), HostFS(host, readonly).root)
-        except OSError as e:
-            raise SentryError(f"--mount {spec}: {e.strerror}") from None
-
-
-def rootfs_root(rootfs: str):
+def rootfs_view(rootfs: str) -> View:
     """--rootfs DIR: the directory as a read-only lower under a memory upper."""
     from sentry.vfs.overlay import OverlayFS
     if not os.path.isdir(rootfs):
         raise SentryError(f"--rootfs {rootfs}: not a directory")
     try:
-        return OverlayFS(HostFS(os.path.abspath(rootfs), readonly=True).root).root
-    except OSError as e:
-        raise SentryError(f"--rootfs {rootfs}: {e.strerror}") from None
+        view = View(OverlayFS(HostFS(os.path.abspath(rootfs), readonly=True).root).root)
+    except Errno as e:
+        raise SentryError(f"--rootfs {rootfs}: {os.strerror(e.errno)}") from None
+    view.home()
+    return view
 
 
-def rootfs_program(root, program: str, search_path: str) -> tuple[str, bytes]:
-    """PROGRAM as a path inside the root filesystem (a bare name searched in PATH
-    there), and its bytes, read through the sandbox's own walk."""
-    import stat as S
-
-    from sentry.errors import Errno
-    from sentry.kernel import Kernel
-    from sentry.vfs import VFS
-    probe = VFS(os.urandom, root=root)
-    candidates = [program] if "/" in program else [f"{d}/{program}" for d in search_path.split(":") if d]
-    for candidate in candidates:
-        path = candidate if candidate.startswith("/") else "/" + candidate
+def lend_cwd(view: View, cwd: str) -> str:
+    """Lend the host's current directory at its own path, read-only; the working
+    directory the sandbox gets for it. Not lent: `/` (never the whole host: the
+    sandbox's own /), /tmp (the sandbox's memory one), /dev, /proc and /sys (the
+    sandbox's own: the same path if it has it, else /), a system directory (already
+    there). HOME is lent as an overlay, so that it stays writable (in memory)."""
+    if cwd in ("/", "/tmp") or _under(cwd, ["/" + n for n in SYSTEM_DIRS]):
+        return cwd
+    if _under(cwd, KERNEL_DIRS):
         try:
-            inode = probe.lookup(None, -100, path.encode())
+            return cwd if view.lookup(cwd).is_dir() else "/"
         except Errno:
+            return "/"
+    try:
+        lent = HostFS(cwd, readonly=True).root
+        if cwd == HOME:
+            from sentry.vfs.overlay import OverlayFS
+            lent = OverlayFS(lent).root
+    except Errno as e:
+        raise SentryError(f"the current directory {cwd}: {os.strerror(e.errno)} (--no-cwd runs without it)") from None
+    view.mount(cwd, lent)  # under /tmp: inside the sandbox's memory /tmp (mounts nest)
+    return cwd
+
+
+def add_mounts(view: View, mounts) -> None:
+    for spec in mounts:
+        host, guest, readonly = parse_mount(spec)
+        if not os.path.isdir(host):
+            raise SentryError(f"--mount {spec}: {host} is not a directory (only directories can be mounted)")
+        try:
+            view.mount(guest, HostFS(host, readonly).root)
+        except (Errno, OSError) as e:
+            raise SentryError(f"--mount {spec}: {os.strerror(e.errno)}") from None
+
+
+def lend_program(view: View, program: str, read) -> None:
+    """An absolute host path the view does not show: its directory, read-only, unless
+    the sandbox has that directory from elsewhere (a system directory, a --mount); in a
+    directory that is never lent, the file alone (read(path) gives its bytes), or for a
+    symlink a link. A program named by a symlink runs as its target (/proc/self/exe,
+    ld.so's $ORIGIN: /usr/bin/java finds libjli.so beside the real binary), so the
+    target's directory is lent too."""
+    real = os.path.realpath(program)
+    for path in dict.fromkeys((program, real)):
+        if view.sees(path, follow=False):
             continue
-        if not S.S_ISREG(inode.mode):
-            raise SentryError(f"{path}: not a regular file in the root filesystem", 126)
-        return path, Kernel.read_whole(inode, path)
-    raise SentryError(f"{program}: not found in the root filesystem", 127)
+        directory = os.path.dirname(path)
+        if directory in NOT_LENDABLE:
+            if path != real:
+                view.symlink(path, real)
+            else:
+                view.file(path, read(path))
+        elif not view.sees(directory):
+            try:
+                view.mount(directory, HostFS(directory, readonly=True).root)
+            except Errno as e:
+                raise SentryError(f"{directory}: {os.strerror(e.errno)}", 126) from None

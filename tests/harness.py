@@ -46,9 +46,12 @@ VARIANTS: dict[str, list[str]] = {
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-I", str(FIXTURES)]
 
-# The guest's whole environment by default (the sentry's contract); --env
-# entries come after it.
+# The guest's whole environment by default (the sentry's contract, as `docker run`
+# gives one); --env entries replace a default's value in place or come after them.
+# The sentry would also pass the host's LANG and LC_ALL: sentry_host_env() leaves them
+# out, so that both sides run without (and TERM is given only with a terminal: never here).
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_ENV = {"PATH": GUEST_PATH, "HOSTNAME": "sentry", "HOME": "/root"}
 
 RUN_TIMEOUT = 60  # seconds for one program run; a hang fails one test
 BUILD_TIMEOUT = 120
@@ -179,8 +182,8 @@ class Run:
 
 
 def guest_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the guest sees: PATH, then the --env entries."""
-    out = {"PATH": GUEST_PATH}
+    """The environment the guest sees: GUEST_ENV, then the --env entries."""
+    out = dict(GUEST_ENV)
     for k, v in (env or {}).items():
         out[k] = v
     return out
@@ -221,9 +224,10 @@ def _communicate(argv, *, stdin, env, cwd, timeout, where) -> Run:
 
 def run_native(program: str | os.PathLike, args=(), *, stdin: bytes | None = None,
                env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT,
-               cwd: str | os.PathLike = "/") -> Run:
-    """Run the program on the host, with the sandbox's env and cwd '/' (the
-    sandbox's default; pass the --workdir of the sandboxed run otherwise)."""
+               cwd: str | os.PathLike = REPO) -> Run:
+    """Run the program on the host, with the sandbox's env and working directory:
+    the repository, which run_sandbox's sentry runs in and so lends (pass the
+    --workdir of the sandboxed run otherwise, or "/" for --no-cwd)."""
     argv = [str(program), *map(str, args)]
     return _communicate(argv, stdin=stdin, env=guest_env(env), cwd=str(cwd), timeout=timeout, where="native")
 
@@ -244,6 +248,8 @@ def sentry_host_env() -> dict[str, str]:
     # make `python -m sentry` find the package even without an install
     e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
     e.pop("PYTHONSTARTUP", None)
+    for name in ("LANG", "LC_ALL"):  # the sentry would pass them on: see GUEST_ENV
+        e.pop(name, None)
     return e
 
 

@@ -77,8 +77,8 @@ def test_sha256_of_program_file(platform):
     assert run.stdout.decode(errors="replace") == f"{want}  {BB}\n"
 
 
-def _ls(platform, path, *opts):
-    run = harness.run_sandbox(platform, BB, ["ls", *opts, path])
+def _ls(platform, path, *opts, options=()):
+    run = harness.run_sandbox(platform, BB, ["ls", *opts, path], options=options)
     harness.check_sentry_sane(run)
     assert run.status == 0, f"busybox ls {path}: exit {run.status}\n{run.stderr_text()}"
     return run.stdout.decode(errors="replace").split()
@@ -87,14 +87,16 @@ def _ls(platform, path, *opts):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_ls_root_is_the_sandbox_view(platform):
     """The sandbox's / is the default view: dev, tmp, proc, the host's system
-    directories (read-only), not the host's home, root, var or srv.
+    directories (read-only), root (the sandbox's own HOME, empty), not the host's
+    home, var or srv; with --no-cwd, not the current directory's either.
     (Native `ls /` differs on purpose.)"""
     harness.require_busybox()
-    names = _ls(platform, "/")
-    for want in ("dev", "tmp", "bin", "usr", "etc", "proc"):
+    names = _ls(platform, "/", options=["--no-cwd"])
+    for want in ("dev", "tmp", "bin", "usr", "etc", "proc", "root"):
         assert want in names, f"{want!r} missing from the sandbox's /: {names}"
-    for host_only in ("home", "root", "var", "srv", "opt", "boot", "work"):
+    for host_only in ("home", "var", "srv", "opt", "boot", harness.REPO.parts[1]):
         assert host_only not in names, f"host directory {host_only!r} visible in the sandbox: {names}"
+    assert _ls(platform, "/root", "-A", options=["--no-cwd"]) == []
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

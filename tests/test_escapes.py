@@ -35,8 +35,9 @@ from harness import PLATFORMS
 TIMEOUT = 40
 # What the default view has at its root (DESIGN.md): the host's system
 # directories, /tmp, /dev, /proc; plus the directories leading to the program.
-VIEW_ROOT = {"usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin", "etc", "tmp", "dev", "proc"}
-HOST_ONLY = ("home", "root", "var", "srv", "opt", "boot", "mnt", "media", "run", "sys")
+VIEW_ROOT = {"usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin", "etc", "tmp", "dev", "proc",
+             "root"}  # root: the sandbox's own HOME, in memory
+HOST_ONLY = ("home", "var", "srv", "opt", "boot", "mnt", "media", "run", "sys")
 
 
 def _program(variant: str = "glibc-static") -> Path:
@@ -478,9 +479,10 @@ def test_proc_links_stay_in_the_view(platform, scene):
     assert cwd is None or cwd == {".", "..", "inside.txt", "sub"}, f"/proc/1/cwd is not the workdir: {sorted(cwd)}"
     up = a.names("list /proc/self/cwd/..")
     assert up is None or up == {".", "..", "mnt"}, f"/proc/self/cwd/.. shows {sorted(up)}"
-    # the sandbox's pid 1 is the program: its environment is the guest's (PATH only), not host init's
+    # the sandbox's pid 1 is the program: its environment is the guest's, not host init's
     env = a.one("read /proc/1/environ")
-    assert env.startswith("-1 ") or env == "ok [PATH=" + harness.GUEST_PATH + ".]", f"/proc/1/environ: {env}"
+    own = "".join(f"{k}={v}." for k, v in harness.GUEST_ENV.items())
+    assert env.startswith("-1 ") or env == f"ok [{own}]", f"/proc/1/environ: {env}"
     fds = a.names("list /proc/1/fd/")
     assert fds is None or len(fds) < 12, f"/proc/1/fd/ of the sandbox lists {len(fds)} entries: {sorted(fds)}"
     native_control(scene, ["read", f"/proc/self/root{c}"])

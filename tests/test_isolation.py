@@ -74,10 +74,11 @@ def test_host_tmp_is_invisible(platform):
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_host_files_are_invisible(platform):
-    # /etc, /usr, /lib* are lent read-only by design; everything else of the host is absent.
-    for path in (str(harness.REPO / "pyproject.toml"), "/var/lib/dpkg/status", "/root", "/home",
+    # /etc, /usr, /lib* are lent read-only by design (and the current directory, but for
+    # --no-cwd); everything else of the host is absent.
+    for path in (str(harness.REPO / "pyproject.toml"), "/var/lib/dpkg/status", "/home",
                  "/proc/1/environ"):
-        run = harness.run_sandbox(platform, _tmpwrite(), ["check", path])
+        run = harness.run_sandbox(platform, _tmpwrite(), ["check", path], options=["--no-cwd"])
         harness.check_sentry_sane(run)
         if path == "/proc/1/environ" and run.stdout.startswith(b"open: ok"):
             # the sandbox's procfs: pid 1 is the program itself, with the guest's environment
@@ -87,6 +88,11 @@ def test_host_files_are_invisible(platform):
             continue
         assert run.status == 0 and run.stdout.startswith(b"open: E"), (
             f"host path {path} readable in the sandbox: {run.stdout[:200]!r}\n{run.stderr_text()}")
+    # /root is the sandbox's own HOME, in memory: empty, whatever the host's holds
+    run = harness.run_sandbox(platform, _tmpwrite(), ["list", "/root"], options=["--no-cwd"])
+    harness.check_sentry_sane(run)
+    assert run.stdout == b"entry: . dir\nentry: .. dir\nentries: 2\n", (
+        f"the sandbox's /root is not its own empty home: {run.stdout!r}\n{run.stderr_text()}")
 
 
 def _watched(platform, program, args, tmp_path, **kw) -> tuple[harness.Run, dict]:

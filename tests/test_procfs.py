@@ -23,7 +23,7 @@ BB = harness.BUSYBOX
 
 PROCSELF_EXPECT = (
     b"exe is argv[0]: yes\n", b"/proc/self is the pid: yes\n", b"cmdline is argv, NUL-separated: yes\n",
-    b"environ is envp: yes (1 entries)\n", b"status Name: procself\n", b"status Pid is getpid: yes\n",
+    b"environ is envp: yes (3 entries)\n", b"status Name: procself\n", b"status Pid is getpid: yes\n",
     b"status SigBlk has SIGUSR1: yes\n", b"stat fields: 52\n",
     b"maps: main in an r-xp mapping of the program: yes\n", b"maps: a local variable in [stack] rw-p: yes\n",
     b"maps: the grown break in [heap]: yes\n", b"maps names at column 73, anonymous lines end in a space: yes\n",
@@ -123,7 +123,7 @@ def test_proc_shows_only_the_sandbox(platform):
     pids = [n for n in _bb(platform, "ls", "/proc").split() if n.isdigit()]
     assert pids == ["1"]
     env = _bb(platform, "cat", "/proc/1/environ")
-    assert env == f"PATH={harness.GUEST_PATH}\0"
+    assert env == "".join(f"{k}={v}\0" for k, v in harness.GUEST_ENV.items())
     assert _bb(platform, "ls", "/proc/1/root/") == _bb(platform, "ls", "/")
     maps = _bb(platform, "cat", "/proc/self/maps")
     assert maps.splitlines()[-1].endswith("[stack]") and "[vdso]" not in maps

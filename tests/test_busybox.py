@@ -92,9 +92,10 @@ def test_ls_root_is_the_sandbox_view(platform):
     (Native `ls /` differs on purpose.)"""
     harness.require_busybox()
     names = _ls(platform, "/", options=["--no-cwd"])
-    for want in ("dev", "tmp", "bin", "usr", "etc", "proc", "root"):
+    view = ("dev", "tmp", "bin", "usr", "etc", "proc", "root")
+    for want in view:
         assert want in names, f"{want!r} missing from the sandbox's /: {names}"
-    for host_only in ("home", "var", "srv", "opt", "boot", harness.REPO.parts[1]):
+    for host_only in {"home", "var", "srv", "opt", "boot", harness.REPO.parts[1]} - set(view):
         assert host_only not in names, f"host directory {host_only!r} visible in the sandbox: {names}"
     assert _ls(platform, "/root", "-A", options=["--no-cwd"]) == []
 
@@ -110,7 +111,7 @@ def test_ls_dev(platform):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_ls_tmp_is_empty(platform):
     harness.require_busybox()
-    assert _ls(platform, "/tmp", "-A") == []
+    assert _ls(platform, "/tmp", "-A", options=["--no-cwd"]) == []
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -26,6 +26,7 @@ class Result:
     wall_time: float
     peak_memory: int
     limit_hit: str | None = None
+    log: list = field(default_factory=list)  # the sentry's own messages (unsupported syscalls, ...), never in stderr
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Sandbox:
 
         env_items = [f"{k}={v}".encode() for k, v in (env or {}).items()]
         start, cpu0 = time.monotonic(), time.process_time()
-        code, signo, limit, peak = _in_own_thread(
+        code, signo, limit, peak, _ = _in_own_thread(
             execute, argv[0], [os.fsencode(a) for a in argv[1:]], env=env_items,
             platform=self.platform, seed=self.seed, log=log.append,
             rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
@@ -66,7 +67,7 @@ class Sandbox:
         return Result(exit_code=128 + signo if signo else code, signal=signo,
                       stdout=bytes(out[0].data), stderr=bytes(err[0].data),
                       cpu_time=time.process_time() - cpu0, wall_time=time.monotonic() - start,
-                      peak_memory=peak, limit_hit=limit or ("max_output" if truncated else None))
+                      peak_memory=peak, limit_hit=limit or ("max_output" if truncated else None), log=log)
 
 
 def _in_own_thread(fn, *args, **kw):

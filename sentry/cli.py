@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="tasks (processes and threads) the sandbox may hold at once: fork and clone fail with EAGAIN beyond it")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
+    run.add_argument("--grace", metavar="SEC", type=_seconds, default=3.0,
+                     help="after a SIGTERM or SIGHUP passed on to the program, how long the sandbox may take to "
+                     "end before everything in it is killed (default 3)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print sentry's own diagnostics on stderr (unsupported syscalls, crash reports); "
+                     "also SENTRY_LOG=stderr, or SENTRY_LOG=FILE to append them to FILE")
     run.add_argument("--strace", action="store_true", help="print every syscall with its arguments and result")
     run.add_argument("--strace-file", metavar="FILE", help="write the --strace output to FILE instead of stderr")
     run.add_argument("program", metavar="PROGRAM")
@@ -177,13 +183,9 @@ def cmd_run(o) -> int:
     if refused:
         raise SentryError(f"{refused[0]} {NOT_YET}")
     env = _environment(o.env, o.env_file)
+    from sentry.console import Console
     from sentry.runner import execute
-    from sentry.vfs.file import O_RDONLY, O_WRONLY, HostStream
-    from sentry.vfs.inode import Inode
-
-    def host_stdio(fd, flags):
-        return lambda kernel: HostStream(Inode(0o600), fd, flags)
-
+    note = _note_sink(o.verbose)
     tracer = None
     if o.strace or o.strace_file:
         from syscalls.strace import Strace
@@ -194,13 +196,19 @@ def cmd_run(o) -> int:
             except OSError as e:
                 raise SentryError(f"--strace-file {o.strace_file}: {e.strerror}") from None
         tracer = Strace(stream.write)
-    code, signo, limit, _ = execute(o.program, [os.fsencode(a) for a in o.args], env=env, arch=o.arch,
-                          platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log,
-                          host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
-                          mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
-                          cpu_time=o.cpu_time, max_procs=o.max_procs,
-                          stdio=[host_stdio(0, O_RDONLY), host_stdio(1, O_WRONLY), host_stdio(2, O_WRONLY)])
-    if limit == "timeout":
+    console = Console(grace=o.grace)  # first: it blocks the signals it passes on, before any thread
+    try:
+        code, signo, limit, _, ended_by = execute(
+            o.program, [os.fsencode(a) for a in o.args], env=env, arch=o.arch,
+            platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log, note=note,
+            host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
+            mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
+            cpu_time=o.cpu_time, max_procs=o.max_procs, stdio=console.stdio(), console=console)
+    finally:
+        console.close()
+    if ended_by:
+        _log(ended_by)
+    elif limit == "timeout":
         _log(f"timeout: the program was killed after {o.timeout:g} s")
     elif limit == "cpu_time":
         _log(f"cpu time: the program was killed after {o.cpu_time:g} s of CPU")
@@ -209,6 +217,22 @@ def cmd_run(o) -> int:
     elif limit == "max_procs":
         _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs}")
     return 128 + signo if signo else code
+
+
+def _note_sink(verbose: bool):
+    """Where the sentry's diagnostics go (unsupported syscalls, crash reports): nowhere
+    unless --verbose or SENTRY_LOG asks (stderr, or SENTRY_LOG=FILE appended to), so
+    the program's stderr is its own."""
+    target = os.environ.get("SENTRY_LOG", "")
+    if verbose or target in ("1", "stderr"):
+        return _log
+    if not target:
+        return lambda message: None
+    try:
+        stream = open(target, "a", buffering=1)
+    except OSError as e:
+        raise SentryError(f"SENTRY_LOG={target}: {e.strerror}") from None
+    return lambda message: stream.write(f"sentry: {message}\n")
 
 
 def cmd_syscalls(o) -> int:

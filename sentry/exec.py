@@ -162,7 +162,7 @@ def commit(task, prepared: Prepared) -> None:
         cpu.set_entry(plan.entry, plan.sp)
     except Errno:
         # Past the point of no return Linux kills the process: so do we.
-        kernel.log(f"{task.comm}[{task.tid}]: execve of {prepared.exe_path}: cannot map the new image")
+        kernel.note(f"{task.comm}[{task.tid}]: execve of {prepared.exe_path}: cannot map the new image")
         kernel.exit_group(task, 0, 9)
         from sentry.sched import TaskExit
         raise TaskExit from None

@@ -20,6 +20,7 @@ from sentry.task import Task
 from sentry.vfs import VFS
 
 MASK64 = (1 << 64) - 1
+BELL = -1  # the selector key data of post()'s bell
 RESTART_RESULTS = frozenset(-e & MASK64 for e in (512, 513, 514, 516))  # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
 FD_POLL_EVERY = 0.005  # while tasks keep the loop busy, host fds are still looked at this often
 
@@ -27,8 +28,8 @@ SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL
 
 
 class Kernel:
-    def __init__(self, platform, *, log, seed=None, strace=None, root=None, timeout=None, memory=None,
-                 cpu_time=None, max_procs=None):
+    def __init__(self, platform, *, log, note=None, seed=None, strace=None, root=None, timeout=None,
+                 memory=None, cpu_time=None, max_procs=None):
         self.platform = platform
         self.arch = platform.arch
         self.log = log
@@ -62,13 +63,40 @@ class Kernel:
         self.max_procs = max_procs  # processes the sandbox may hold at once (--max-procs), or None
         from sentry.futex import Futexes
         self.futexes = Futexes()
+        self.note = note or log   # the sentry's diagnostics (unsupported calls, crashes): a log, not the program's
         from syscalls.dispatch import Dispatcher
-        self.dispatch = Dispatcher(self.arch, log, strace)
+        self.dispatch = Dispatcher(self.arch, self.note, strace)
+        self.console = None       # sentry/console.py's Console under `sentry run`: the host terminal and signals
+        self.ended_by = None      # why the sentry killed everything from outside (a second Ctrl-C, ...)
+        self._posted = deque()    # what post() asked the loop to run
+        self._bell = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # rung by post(): wakes a loop in select
 
     def log_once(self, message: str) -> None:
         if message not in self._logged:
             self._logged.add(message)
-            self.log(message)
+            self.note(message)
+
+    def post(self, fn) -> None:
+        """Run fn() in the loop soon. Safe from any thread (a console's signal thread, an
+        embedding program): it only queues fn, rings the loop's bell (a loop in select) and
+        has the platform stop a running task (a loop waiting for one to stop)."""
+        self._posted.append(fn)
+        try:
+            os.write(self._bell[1], b"\0")
+        except OSError:
+            pass  # full (already rung) or closed (the run is over)
+        self.platform.wake()
+
+    def _run_posted(self) -> None:
+        posted = self._posted
+        while posted:
+            posted.popleft()()
+
+    def end_everything(self, reason: str) -> None:
+        """Kill every task now, from outside (the user's second Ctrl-C, a SIGTERM's grace
+        period over): the run ends as by SIGKILL and `ended_by` says why."""
+        if self.ended_by is None:
+            self.ended_by = reason
 
     def random_bytes(self, n: int) -> bytes:
         return self._rng.randbytes(n) if self._rng else os.urandom(n)
@@ -231,12 +259,15 @@ class Kernel:
         events = self.platform.event_fd()  # readable when a task stops (ptrace), or None
         if events is not None:
             self.selector.register(events, selectors.EVENT_READ, None)
+        self.selector.register(self._bell[0], selectors.EVENT_READ, BELL)
         if watchdog is not None:
             watchdog.start()  # after event_fd(): the thread inherits its signal mask
-        platform, runq, tasks = self.platform, self.runq, self.tasks
+        platform, runq, tasks, posted = self.platform, self.runq, self.tasks, self._posted
         try:
             while tasks:
-                if self.limit_hit:
+                if posted:
+                    self._run_posted()
+                if self.limit_hit or self.ended_by:
                     init = self.procs.get(1)
                     self._end_all_but(init)
                     if init is not None and init.leader is not None and init.leader.exit_status is None:
@@ -278,6 +309,9 @@ class Kernel:
                 self._release(task)
             if events is not None:
                 self.selector.unregister(events)
+            self.selector.unregister(self._bell[0])
+            for fd in self._bell:
+                os.close(fd)
             platform.close_events()
         return self.exit_status
 
@@ -334,7 +368,7 @@ class Kernel:
             from sentry import signals
             fault = getattr(signals, "fault", None)
             if fault is None:
-                self.log(f"{task.comm}[{task.tid}] killed by {SIGNAL_NAMES.get(stop.signo, stop.signo)}"
+                self.note(f"{task.comm}[{task.tid}] killed by {SIGNAL_NAMES.get(stop.signo, stop.signo)}"
                          f" at pc {stop.pc:#x}{': ' + stop.reason if stop.reason else ''}")
                 self.exit_group(task, 0, stop.signo)
                 return
@@ -518,13 +552,20 @@ class Kernel:
             # A stop is announced on the platform's event fd; should that wake-up go to
             # another thread of an embedding program, look again soon all the same.
             timeout = 0.05 if timeout is None else min(timeout, 0.05)
-        if timeout is None and not self.fd_waiters:
-            if not self.timers:
-                raise SentryError("deadlock: every task is waiting and nothing can wake them")
+        if timeout is None and not self.fd_waiters and not self.timers and self.console is None:
+            # (with a console, the user's Ctrl-C, SIGCONT or SIGTERM may still come)
+            raise SentryError("deadlock: every task is waiting and nothing can wake them")
         for key, _ in self.selector.select(timeout):
             fd = key.data
             if fd is None:
                 self.platform.drain_events()
+                continue
+            if fd == BELL:
+                try:
+                    while os.read(self._bell[0], 512):
+                        pass
+                except BlockingIOError:
+                    pass
                 continue
             for task in list(self.fd_waiters.get(fd, ())):
                 self.wake(task)

@@ -24,6 +24,7 @@ class Process:
         self.children: list[Process] = []
         self.tasks = []
         self.pgid, self.sid = pgid, sid
+        self.tty = None               # its controlling terminal (sentry/vfs/tty.py), or None
         self.exit_signal = SIGCHLD    # what the parent is sent when this one ends
         self.zombie = False
         self.exiting = False          # exit_group under way: its threads end together
@@ -54,6 +55,9 @@ class Process:
     def report_stop(self, sig: int) -> None:
         self.stop_report, self.cont_report = sig, False
         self._tell_parent(CLD_STOPPED, sig)
+        console = getattr(self.kernel, "console", None) if self.parent is None else None
+        if console is not None:
+            console.init_stopped()  # the whole sandbox stopped: sentry stops too
 
     def report_continue(self) -> None:
         self.stop_report, self.cont_report = None, True
@@ -96,6 +100,7 @@ class ProcessTable:
             proc = Process(self.kernel, pid, None, pid, pid)
         else:
             proc = Process(self.kernel, pid, parent, parent.pgid, parent.sid)
+            proc.tty = parent.tty
             parent.children.append(proc)
         self.procs[pid] = proc
         return proc
@@ -115,6 +120,8 @@ class ProcessTable:
         proc.status = (signo | (WCOREFLAG if core else 0)) if signo else (code & 0xFF) << 8
         proc.exit_event.notify()
         proc.vfork_done.notify()
+        if proc.tty is not None and proc.pid == proc.sid:
+            proc.tty.leader_exited(proc)
         self._adopt_children(proc)
         parent = proc.parent
         if parent is None:

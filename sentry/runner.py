@@ -13,6 +13,7 @@ class Outcome(NamedTuple):
     signo: int              # the signal that ended it, or 0
     limit_hit: str | None   # "timeout", "cpu_time", "memory" or "max_procs" when a limit was reached
     peak_memory: int        # the largest address space it mapped, in bytes
+    ended_by: str | None = None  # why sentry killed everything from outside (the console's second Ctrl-C, ...)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -89,10 +90,12 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
-            cpu_time=None, max_procs=None) -> Outcome:
+            cpu_time=None, max_procs=None, console=None, note=None) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
-    defaults (environment()); arch: the architecture PROGRAM must be."""
+    defaults (environment()); arch: the architecture PROGRAM must be; console: `sentry run`'s
+    sentry/console.py Console (the host terminal and signals); note: where the sentry's
+    diagnostics go (unsupported syscalls, crash reports), log by default."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, default_view, lend_cwd, rootfs_view
@@ -117,15 +120,20 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     if arch and actual != arch:
         raise SentryError(f"{program}: an {actual} program, not {arch}", 126)
     plat = platforms.create(platform or platforms.default_platform(), actual)
-    kernel = Kernel(plat, log=log, seed=seed, strace=strace, root=view.root, timeout=timeout, memory=memory,
-                    cpu_time=cpu_time, max_procs=max_procs)
+    kernel = Kernel(plat, log=log, note=note, seed=seed, strace=strace, root=view.root, timeout=timeout,
+                    memory=memory, cpu_time=cpu_time, max_procs=max_procs)
+    if console is not None:
+        console.attach(kernel)
     view.lay(kernel.vfs)
     if envp[b"HOSTNAME"] is None:
         envp[b"HOSTNAME"] = kernel.hostname
     argv = [os.fsencode(program)] + list(args)
-    kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio], cwd=workdir)
+    task = kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio],
+                        cwd=workdir)
+    if console is not None:
+        console.started(task)
     code, signo = kernel.run()
-    return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached, kernel.peak_memory)
+    return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached, kernel.peak_memory, kernel.ended_by)
 
 
 def _elf_machine(data: bytes) -> str:

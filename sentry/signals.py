@@ -759,7 +759,7 @@ def _die(task, sig: int, info) -> None:
     kernel = task.kernel
     report = task.fault_report
     if report and report[0] == sig:
-        kernel.log(report[1])
+        kernel.note(report[1])
     task.fault_report = None
     core = _DEFAULT.get(sig) == CORE and task.rlimits.get(4, (0, 0))[0] > 0
     try:

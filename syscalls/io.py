@@ -16,7 +16,7 @@ from syscalls.paths import file_of
 from syscalls.pipes import pipe_write
 from syscalls.registry import PARTIAL, syscall
 
-FIOCLEX, FIONCLEX, FIONBIO = 0x5451, 0x5450, 0x5421
+FIOCLEX, FIONCLEX, FIONBIO, FIOASYNC = 0x5451, 0x5450, 0x5421, 0x5452
 
 
 def _file(t, fd):
@@ -371,7 +371,8 @@ def lseek(t, fd, offset, whence):
     return t.fds.get(s32(fd)).seek(s64(offset), s32(whence))
 
 
-@syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX/FIONBIO; TCGETS and TIOCGWINSZ forwarded for a terminal on stdio, ENOTTY otherwise")
+@syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX/FIONBIO/FIOASYNC on any file; the terminal's (syscalls/tty.py), "
+         "sockets' and pipes' own; ENOTTY for the rest (no block devices, no FS_IOC_*)")
 def ioctl(t, fd, request, arg):
     fd = s32(fd)
     f = t.fds.get(fd)
@@ -382,9 +383,10 @@ def ioctl(t, fd, request, arg):
     if request == FIONCLEX:
         t.fds.cloexec.discard(fd)
         return 0
-    if request == FIONBIO:
+    if request in (FIONBIO, FIOASYNC):
+        bit = 0o4000 if request == FIONBIO else 0o20000  # O_NONBLOCK, O_ASYNC (no SIGIO is sent)
         on = int.from_bytes(t.mm.read(arg, 4), "little")
-        f.flags = f.flags | 0o4000 if on else f.flags & ~0o4000
+        f.flags = f.flags | bit if on else f.flags & ~bit
         return 0
     return f.ioctl(t, request, arg)
 

@@ -264,4 +264,5 @@ def setsid(t):
     if any(p.pgid == me.pid for p in t.kernel.procs.values()):
         raise Errno(E.EPERM)  # already a group leader
     me.sid = me.pgid = me.pid
+    me.tty = None  # a new session has no controlling terminal
     return me.pid

@@ -89,6 +89,11 @@ def memfd_with(name: str, data: bytes) -> int:
     return fd
 
 
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Signal one host thread; a thread already gone is no error."""
+    _libc.syscall(234, tgid, tid, sig)  # SYS_tgkill on x86-64 (the ptrace platform's only host)
+
+
 def current_cpu() -> int:
     return _libc.sched_getcpu()
 

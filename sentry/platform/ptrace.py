@@ -49,6 +49,11 @@ MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 NAMESPACES = (hc.CLONE_NEWUSER | hc.CLONE_NEWPID | hc.CLONE_NEWNS | hc.CLONE_NEWNET
               | hc.CLONE_NEWIPC | hc.CLONE_NEWUTS)
 SYSCALL_STOP = (((signal.SIGTRAP | 0x80) << 8) | 0x7F)   # raw wait status of a syscall stop
+# What wake() sends a running tracee: never a fault signal, and never delivered (the tracer
+# drops it at the signal-delivery stop, as every stray host signal).
+WAKE_SIGNAL = signal.SIGURG
+KEEPER_BLOCKS = {signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+                 signal.SIGHUP, signal.SIGTERM, signal.SIGWINCH}
 FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 
 _ptrace = hc.raw_ptrace
@@ -67,6 +72,7 @@ class PtracePlatform:
         self.running = 0                         # how many tracees run (resumed, no stop seen yet)
         self._events = None                      # signalfd of SIGCHLD: a tracee stopped
         self._old_mask = None
+        self.woken = False                       # wake() asked a blocked next_stop to return
 
     def new_process(self):
         """A fresh host process, stopped, its address space empty but for the stub."""
@@ -122,8 +128,18 @@ class PtracePlatform:
                 stop = cpu.decode(status)
                 if stop is not None:
                     return cpu, stop
-            if not self.running:
+            if not self.running or self.woken:
+                self.woken = False
                 return None
+
+    def wake(self) -> None:
+        """Make a loop blocked in next_stop look up (safe from any thread): a running tracee
+        is sent WAKE_SIGNAL, whose stop decode swallows, and next_stop returns None."""
+        self.woken = True
+        for cpu in list(self.cpus.values()):
+            if cpu.running and cpu.gone is None:
+                hc.tgkill(cpu.proc.pid, cpu.tid, WAKE_SIGNAL)
+                return
 
     def busy(self):
         return self.running > 0
@@ -177,6 +193,9 @@ def _spawn_stub(stub_fd: int, sock_fd: int = -1) -> int:
     keeper = os.fork()
     if keeper == 0:  # keeper; must never return into the sentry's code
         try:
+            # The keeper shares the sentry's process group: the terminal's Ctrl-C, Ctrl-Z and
+            # hang-up are the sentry's to pass on (sentry/console.py), never the keeper's.
+            signal.pthread_sigmask(signal.SIG_BLOCK, KEEPER_BLOCKS)
             hc.prctl(hc.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != sentry_pid:
                 os._exit(1)
@@ -237,6 +256,7 @@ def _become_stub(go_r: int, stub_fd: int, sock_fd: int = -1) -> None:
         hc.prctl(hc.PR_SET_PDEATHSIG, signal.SIGKILL)
         hc.prctl(hc.PR_SET_NO_NEW_PRIVS, 1)
         os.setsid()
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # wake() must reach every tracee
         for fd in os.listdir("/proc/self/fd"):
             if int(fd) not in (go_r, stub_fd, sock_fd):
                 try:

@@ -179,6 +179,8 @@ class UnicornPlatform:
             raise SentryError(f"the unicorn platform runs x86_64 and aarch64 programs, not {arch}", 126)
         self.arch = arch
         self.ready = deque()  # CPUs resumed and waiting for their turn
+        self.running_cpu = None  # the CPU in emu_start now, for wake()
+        self.wakeable = False    # wake() may come (from another thread): every run can be stopped exactly
 
     def new_process(self):
         """A fresh empty address space (one Uc) and its one CPU."""
@@ -233,7 +235,23 @@ class UnicornPlatform:
             return None
         cpu = ready.popleft()
         cpu.queued = False
-        return cpu, cpu.run(0 if block and not ready else SLICE_INSNS)
+        self.running_cpu = cpu
+        try:
+            return cpu, cpu.run(0 if block and not ready else SLICE_INSNS)
+        finally:
+            self.running_cpu = None
+
+    def wake(self) -> None:
+        """From any thread: the running emulation stops at its next block (a PreemptStop),
+        so that the loop looks at what was posted to it."""
+        cpu = self.running_cpu
+        if cpu is None:
+            return
+        left = cpu._hooked._left
+        if left is not None:
+            left.value = 1  # the countdown hook stops exactly, at a block boundary
+        elif cpu._uch is not None:
+            cpu._stop(cpu._uch)  # no countdown off x86-64 hosts: unicorn's own stop
 
     def busy(self):
         return "now" if self.ready else False
@@ -1260,7 +1278,7 @@ class UnicornCpu:
         limit = count
         space = self.space
         left = hooked._left
-        if count and left is None and _COUNTDOWN is not None:
+        if (count or self.platform.wakeable) and left is None and _COUNTDOWN is not None:
             left = hooked._countdown()
         if left is not None:
             left.value = max(1, count * SLICE_BLOCKS // SLICE_INSNS) if count else _UNBOUNDED
@@ -1282,7 +1300,7 @@ class UnicornCpu:
         self._pc = v[7]
         if self._why == _SYSCALL and not err:
             return SyscallStop(v[0], v[1:7])
-        if count and self._why == _NOTHING and not err and not self._killed:
+        if self._why == _NOTHING and not err and not self._killed and (count or left is not None and left.value <= 0):
             # The slice is used up. (A `hlt` in a counted slice is taken for this too and
             # the task goes on after it; outside slices it is a fault, as on Linux.)
             return PreemptStop()

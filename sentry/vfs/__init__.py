@@ -61,9 +61,11 @@ class VFS:
             self.root.add(b"tmp", DirInode(0o1777))
         else:
             self.mount(b"/tmp", DirInode(0o1777))  # a fresh memory /tmp over the root's own
-        dev, shm = make_devfs(random_bytes)
+        from sentry.vfs.tty import make_devpts
+        dev, shm = make_devfs(random_bytes, kernel)
         self.mount(b"/dev", dev)
         self.mount(b"/dev/shm", shm)
+        self.mount(b"/dev/pts", make_devpts())
         self.mount(b"/proc", ProcFS(self, kernel).root)  # kernel: the tasks /proc shows
 
     @property

@@ -1,8 +1,10 @@
 """devfs: the sandbox's /dev. The character devices null, zero, full, random,
-urandom and tty (ENXIO: the sandbox has no controlling terminal), the
+urandom and tty (the caller's controlling terminal: ENXIO without one), the
 stdin/stdout/stderr and fd links into /proc/self/fd, shm/ (a memory
-filesystem of its own) and an empty pts/. There is no ptmx: the sandbox has
-no pseudo-terminals, and opening /dev/ptmx fails with ENOENT."""
+filesystem of its own) and pts/, where the VFS mounts a devpts of the
+sandbox's own (its one terminal, when `sentry run` was started on one:
+sentry/vfs/tty.py). There is no ptmx: the sandbox cannot make pseudo-terminals,
+and opening /dev/ptmx fails with ENOENT."""
 import errno as E
 
 from sentry.errors import Errno
@@ -81,18 +83,15 @@ def make_devices(dev_dir, random_bytes):
         dev_dir.add(name.encode(), inode)
 
 
-def _no_tty(flags):
-    raise Errno(E.ENXIO)  # no controlling terminal, as for a daemon
-
-
-def make_devfs(random_bytes):
+def make_devfs(random_bytes, kernel=None):
     """The /dev filesystem's root, and the root of its shm filesystem (mounted
     at /dev/shm by the VFS, so that it is a filesystem of its own)."""
     from sentry.vfs.inode import DeviceInode, DirInode, SymlinkInode
+    from sentry.vfs.tty import open_controlling
     devfs = FileSystem("devtmpfs")  # one per sandbox, as its tmpfs mounts
     root = DirInode(0o755, fs=devfs)
     make_devices(root, random_bytes)
-    tty = DeviceInode(5, 0, _no_tty)
+    tty = DeviceInode(5, 0, lambda flags: open_controlling(kernel, tty, flags))
     root.add(b"tty", tty)
     for inode in root.children.values():
         inode.fs = devfs

@@ -310,8 +310,8 @@ class DirFile(File):
 
 class HostStream(File):
     """One of the sentry's own stdio descriptors, lent to the guest as a stream.
-    Only read/write go through; fstat reports its type (tty, pipe, file) and
-    terminal queries (TCGETS, TIOCGWINSZ) are forwarded read-only."""
+    Only read/write go through; fstat reports its type (pipe, file). A host
+    terminal is lent as the sandbox's terminal instead (sentry/vfs/tty.py)."""
 
     waits_for_room = True  # a full host pipe parks the writer (syscalls/pipes.py pipe_write)
 
@@ -368,15 +368,6 @@ class HostStream(File):
             os.close(self.out_fd)
             self.out_fd = self.host_fd
 
-    def ioctl(self, task, request, arg):
-        import fcntl
-        import termios
-        sizes = {termios.TCGETS: 60, termios.TIOCGWINSZ: 8}
-        if request not in sizes or not os.isatty(self.host_fd):
-            raise Errno(E.ENOTTY)
-        buf = fcntl.ioctl(self.host_fd, request, bytes(sizes[request]))
-        task.mm.write(arg, buf)
-        return 0
 
 
 class BufferStream(File):

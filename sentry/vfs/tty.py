@@ -1,0 +1,212 @@
+"""The sandbox's terminal: the host terminal `sentry run` was started on, lent to
+the sandbox as /dev/pts/0 of its own devpts.
+
+Its line discipline (echo, line editing, the characters that raise signals) is
+the host's: modes the program sets (TCSETS) are set on the host terminal, and
+sentry/console.py puts the host's back when sentry ends. What a kernel keeps
+of a terminal is the sandbox's own: the session it controls, its foreground
+process group, job control (SIGTTIN and SIGTTOU for a background group), its
+window size (the host's, followed through SIGWINCH, until the program sets its
+own: the host's is never changed) and its name. The ioctls are
+syscalls/tty.py's."""
+import errno as E
+import os
+from signal import SIGCONT, SIGHUP, SIGTTIN, SIGTTOU, SIGWINCH
+
+from sentry.errors import Errno
+from sentry.sched import Wait
+from sentry.vfs.file import O_NOCTTY, O_NONBLOCK, File, HostStream
+from sentry.vfs.inode import DeviceInode, DirInode, FileSystem
+
+DEVPTS_SUPER_MAGIC = 0x1CD1
+PTS_MAJOR = 136
+TTY_GID = 5            # the tty group owns pts nodes (devpts's gid=5 mount option, as Debian's)
+ERESTARTSYS = 512
+TIOCGWINSZ = 0x5413
+
+
+class Terminal:
+    """One terminal of the sandbox, on one host terminal (a fresh description of it of
+    sentry's own, non-blocking, so the user's shell keeps its own flags)."""
+
+    def __init__(self, kernel, host_fd: int, index: int = 0):
+        self.kernel = kernel
+        self.fd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.index = index
+        self.name = f"/dev/pts/{index}"
+        self.session = None   # the sid of the session it is the controlling terminal of
+        self.pgrp = None      # its foreground process group
+        self.exclusive = False
+        self.pushback = b""   # input a reader's faulting buffer gave back
+        self.tostop = False   # the host's TOSTOP, as last set through the sandbox (syscalls/tty.py)
+        self.output_stopped = False  # TCXONC TCOOFF: the console starts it again at the end
+        self.on_read = None   # told when a program reads it (the console's second Ctrl-C rule)
+        self.winsize = self.host_winsize()
+        try:
+            import termios
+            self.tostop = bool(termios.tcgetattr(self.fd)[3] & termios.TOSTOP)
+        except Exception:  # termios.error: not a terminal after all
+            pass
+        self.inode = DeviceInode(PTS_MAJOR, index, self.open, mode=0o620)
+        self.inode.gid = TTY_GID
+
+    def host_winsize(self) -> bytes:
+        import fcntl
+        try:
+            return fcntl.ioctl(self.fd, TIOCGWINSZ, bytes(8))
+        except OSError:
+            return bytes(8)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    # --- opening ------------------------------------------------------------------------------
+    def open(self, flags: int, inode=None, path=None) -> "TtyFile":
+        """A new open file of the terminal (by its /dev/pts name, /proc/PID/fd/N or /dev/tty).
+        A session leader without one takes it as its controlling terminal, unless O_NOCTTY."""
+        task = self.kernel.current
+        if self.exclusive and task is not None and task.euid != 0:
+            raise Errno(E.EBUSY)  # TIOCEXCL: only CAP_SYS_ADMIN opens it again
+        f = TtyFile(self, inode or self.inode, flags, path or self.name)
+        if task is not None and not flags & O_NOCTTY:
+            proc = task.proc
+            if proc.pid == proc.sid and proc.tty is None and self.session is None:
+                self.make_controlling(proc)
+        return f
+
+    # --- sessions and process groups ---------------------------------------------------------
+    def make_controlling(self, proc) -> None:
+        """The terminal becomes proc's session's, its group the foreground (Linux's __proc_set_tty)."""
+        self.session, self.pgrp = proc.sid, proc.pgid
+        proc.tty = self
+
+    def leader_exited(self, proc) -> None:
+        """Its session's leader ended: the foreground group is hung up and every process of
+        the session loses it (disassociate_ctty; a pty is not hung up itself)."""
+        if self.session != proc.sid:
+            return
+        pgrp = self.pgrp
+        self.session = self.pgrp = None
+        for p in list(self.kernel.procs.values()):
+            if p.sid == proc.sid:
+                p.tty = None
+        if pgrp is not None:
+            self.signal_group(pgrp, SIGHUP)
+            self.signal_group(pgrp, SIGCONT)
+
+    def signal_group(self, pgid: int, sig: int) -> None:
+        """Send sig to every process of the group, as the terminal does (SI_KERNEL)."""
+        from sentry import signals
+        for p in self.kernel.ptable.in_group(pgid):
+            signals.send_process(p, sig)
+
+    def signal_foreground(self, sig: int) -> bool:
+        """sig to the foreground group (the Ctrl-C, Ctrl-\\ and Ctrl-Z the host terminal
+        raised); False when there is none."""
+        if self.pgrp is None or not self.kernel.ptable.in_group(self.pgrp):
+            return False
+        self.signal_group(self.pgrp, sig)
+        return True
+
+    def resize(self, winsize: bytes) -> None:
+        """A new window size: the foreground group hears of a change (SIGWINCH)."""
+        if winsize != self.winsize:
+            self.winsize = winsize
+            if self.pgrp is not None:
+                self.signal_group(self.pgrp, SIGWINCH)
+
+    def check_job(self, task, sig: int) -> None:
+        """Job control (Linux's __tty_check_change): a process of a background group of the
+        terminal's session that reads it (SIGTTIN), or changes it or writes under TOSTOP
+        (SIGTTOU), stops its group and the call restarts after; EIO instead when that
+        group is orphaned, or reading while SIGTTIN is ignored or blocked."""
+        proc = task.proc
+        if proc.tty is not self or self.pgrp is None or proc.pgid == self.pgrp:
+            return
+        from sentry import signals
+        if task.sigmask & (1 << (sig - 1)) or signals.handler_of(task, sig) == signals.SIG_IGN:
+            if sig == SIGTTIN:
+                raise Errno(E.EIO)
+            return
+        if signals._orphaned_pgrp(task):
+            raise Errno(E.EIO)
+        self.signal_group(proc.pgid, sig)
+        raise Errno(ERESTARTSYS)
+
+
+class TtyFile(HostStream):
+    """An open file of a Terminal: reads and writes go to the host terminal (the host's
+    line discipline answers them), with the sandbox's job control first."""
+
+    def __init__(self, terminal: Terminal, inode, flags: int, path: str):
+        File.__init__(self, inode, flags, path)
+        self.terminal = terminal
+        self.host_fd = self.out_fd = terminal.fd  # poll asks the host about it (sentry/poll.py)
+
+    @property
+    def pushback(self) -> bytes:
+        return self.terminal.pushback
+
+    @pushback.setter
+    def pushback(self, data: bytes) -> None:
+        self.terminal.pushback = data
+
+    def reopen(self, flags: int) -> "TtyFile":
+        return self.terminal.open(flags | O_NOCTTY, self.inode, self.path)
+
+    def read(self, size: int) -> bytes:
+        term = self.terminal
+        task = term.kernel.current
+        if task is not None:
+            term.check_job(task, SIGTTIN)
+        if term.on_read is not None:
+            term.on_read()
+        if term.pushback:
+            out, term.pushback = term.pushback[:size], term.pushback[size:]
+            return out
+        try:
+            return os.read(term.fd, size)
+        except BlockingIOError:
+            if self.flags & O_NONBLOCK:
+                raise Errno(E.EAGAIN) from None
+            raise Wait(fd=term.fd, events=1) from None
+        except OSError as e:
+            raise Errno(e.errno) from None
+
+    def write(self, data: bytes) -> int:
+        term = self.terminal
+        if term.tostop:
+            task = term.kernel.current
+            if task is not None:
+                term.check_job(task, SIGTTOU)
+        return super().write(data)
+
+    def close(self) -> None:
+        pass  # the host descriptor is the terminal's
+
+    def ioctl(self, task, request: int, arg: int) -> int:
+        from syscalls.tty import tty_ioctl
+        return tty_ioctl(task, self, request, arg)
+
+
+def make_devpts():
+    """The root of a fresh devpts (mounted at /dev/pts): a terminal adds its node."""
+    return DirInode(0o755, fs=FileSystem("devpts", magic=DEVPTS_SUPER_MAGIC))
+
+
+def add_terminal(vfs, terminal: Terminal) -> None:
+    """Give the terminal its /dev/pts/N node."""
+    root = vfs.mounts[b"/dev/pts"]
+    terminal.inode.fs = root.fs
+    root.add(b"%d" % terminal.index, terminal.inode)
+
+
+def open_controlling(kernel, inode, flags: int):
+    """/dev/tty: a new open file of the caller's controlling terminal (ENXIO without one)."""
+    task = kernel.current if kernel is not None else None
+    term = task.proc.tty if task is not None else None
+    if term is None:
+        raise Errno(E.ENXIO)
+    return term.open(flags | O_NOCTTY, inode, "/dev/tty")

@@ -40,9 +40,17 @@ def _open_exec(task, dirfd: int, path: bytes, flags: int):
         name = loc_path(found.loc).decode(errors="surrogateescape")
     if S.S_ISLNK(inode.mode):
         raise Errno(E.ELOOP)
-    if not S.S_ISREG(inode.mode) or not inode.mode & 0o111:
-        raise Errno(E.EACCES)
+    _may_exec(task, inode)
     return inode, name
+
+
+def _may_exec(task, inode) -> None:
+    """A regular file the caller may execute (EACCES; its root needs some execute bit).
+    Reading it is not asked: the kernel reads it for the program."""
+    from sentry.vfs import perm
+    if not S.S_ISREG(inode.mode):
+        raise Errno(E.EACCES)
+    perm.permission(task, inode, perm.MAY_EXEC)
 
 
 def _read_head_and_all(kernel, inode, name):
@@ -104,8 +112,7 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
             iinode = task.vfs.lookup(task, -100, info.interp.encode())
         except Errno:
             raise Errno(E.ENOENT) from None
-        if not S.S_ISREG(iinode.mode):
-            raise Errno(E.EACCES)
+        _may_exec(task, iinode)
         idata = kernel.read_whole(iinode, info.interp)
         interp = (_parse(kernel, iinode, idata, E.ELIBBAD), idata, info.interp)
     try:

@@ -139,7 +139,7 @@ def lend_cwd(view: View, cwd: str) -> str:
         except Errno:
             return "/"
     try:
-        lent = HostFS(cwd, readonly=True).root
+        lent = HostFS(cwd, readonly=True, lent=True).root
         if cwd == HOME:
             from sentry.vfs.overlay import OverlayFS
             lent = OverlayFS(lent).root
@@ -155,7 +155,7 @@ def add_mounts(view: View, mounts) -> None:
         if not os.path.isdir(host):
             raise SentryError(f"--mount {spec}: {host} is not a directory (only directories can be mounted)")
         try:
-            view.mount(guest, HostFS(host, readonly).root)
+            view.mount(guest, HostFS(host, readonly, lent=True).root)
         except (Errno, OSError) as e:
             raise SentryError(f"--mount {spec}: {os.strerror(e.errno)}") from None
 
@@ -179,6 +179,6 @@ def lend_program(view: View, program: str, read) -> None:
                 view.file(path, read(path))
         elif not view.sees(directory):
             try:
-                view.mount(directory, HostFS(directory, readonly=True).root)
+                view.mount(directory, HostFS(directory, readonly=True, lent=True).root)
             except Errno as e:
                 raise SentryError(f"{directory}: {os.strerror(e.errno)}", 126) from None

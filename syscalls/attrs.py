@@ -1,13 +1,18 @@
 """A file's attributes: chmod(2), chown(2), utimensat(2) and the older utime(2),
 utimes(2), futimesat(2); the extended attributes of getxattr(2) and its family.
 
-The sandbox's user is root: every change its permissions allow is allowed.
-Memory filesystems record the new owner; a host mount keeps the host's (EPERM
-unless nothing changes). No extended attribute is ever stored."""
+Who may change what is Linux's rule (sentry/vfs/perm.py): the mode and
+explicit times are the owner's or CAP_FOWNER's, the owner CAP_CHOWN's (an
+owner may give the file to one of its groups), "now" needs the owner or write
+permission. Memory filesystems record the new owner; a host mount keeps the
+host's (EPERM unless nothing changes) and takes no set-user-ID or
+set-group-ID bit. No extended attribute is ever stored."""
 import errno as E
+import stat as S
 import time
 
 from sentry.errors import Errno
+from sentry.vfs import perm
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, read_timespec_pair,
                           read_timeval_pair, s32)
 from syscalls.paths import CWD, file_of, inode_at
@@ -15,11 +20,11 @@ from syscalls.registry import PARTIAL, syscall
 
 
 # --- mode ------------------------------------------------------------------------------------
-def _chmod(inode, mode: int) -> int:
+def _chmod(t, inode, mode: int) -> int:
     inode.fs.check_writable()
     if inode.is_symlink():
         raise Errno(E.EOPNOTSUPP)  # a link's mode never changes
-    inode.chmod(mode & 0o7777)
+    inode.chmod(perm.chmod_mode(t, inode, mode & 0o7777))
     return 0
 
 
@@ -28,7 +33,7 @@ def fchmodat2(t, dirfd, path, mode, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise Errno(E.EINVAL)
-    return _chmod(inode_at(t, dirfd, path, flags), mode)
+    return _chmod(t, inode_at(t, dirfd, path, flags), mode)
 
 
 @syscall("fchmodat")
@@ -43,13 +48,17 @@ def chmod(t, path, mode):
 
 @syscall("fchmod")
 def fchmod(t, fd, mode):
-    return _chmod(file_of(t, fd).stat_inode(), mode)
+    return _chmod(t, file_of(t, fd).stat_inode(), mode)
 
 
 # --- owner -----------------------------------------------------------------------------------
-def _chown(inode, uid: int, gid: int) -> int:
+def _chown(t, inode, uid: int, gid: int) -> int:
     inode.fs.check_writable()
-    inode.chown(s32(uid), s32(gid))  # -1: leave it
+    uid, gid = s32(uid), s32(gid)  # -1: leave it
+    outsider = perm.may_chown(t, inode, uid, gid)
+    inode.chown(uid, gid)  # drops set-user-ID, and set-group-ID where group-executable
+    if outsider and inode.mode & S.S_ISGID and not inode.is_dir():
+        inode.chmod(inode.mode & 0o7777 & ~S.S_ISGID)
     return 0
 
 
@@ -61,7 +70,7 @@ def fchownat(t, dirfd, path, uid, gid, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise Errno(E.EINVAL)
-    return _chown(inode_at(t, dirfd, path, flags), uid, gid)
+    return _chown(t, inode_at(t, dirfd, path, flags), uid, gid)
 
 
 @syscall("chown", status=PARTIAL, note=_CHOWN_NOTE)
@@ -76,7 +85,7 @@ def lchown(t, path, uid, gid):
 
 @syscall("fchown", status=PARTIAL, note=_CHOWN_NOTE)
 def fchown(t, fd, uid, gid):
-    return _chown(file_of(t, fd).stat_inode(), uid, gid)
+    return _chown(t, file_of(t, fd).stat_inode(), uid, gid)
 
 
 # --- times -----------------------------------------------------------------------------------
@@ -105,6 +114,8 @@ def _set_times(t, dirfd, path, times, flags) -> int:
                     raise Errno(E.EINVAL)
                 values[i] = sec * 1_000_000_000 + nsec
     inode.fs.check_writable()
+    # both "now" is a touch (the owner, or write permission); anything else sets times
+    perm.may_set_times(t, inode, explicit=times is not None and any(n != UTIME_NOW for _, n in times))
     inode.set_times(*values)
     return 0
 

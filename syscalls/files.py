@@ -122,7 +122,7 @@ def memfd_create(t, name, flags):
         text = t.mm.read_cstring(name, MFD_NAME_MAX + 1)
     except Errno as e:
         raise Errno(E.EINVAL if e.errno == E.ENAMETOOLONG else e.errno) from None
-    inode = RegularInode(0o666 if flags & MFD_NOEXEC_SEAL else 0o777, fs=MEMFD)
+    inode = RegularInode(0o666 if flags & MFD_NOEXEC_SEAL else 0o777, fs=MEMFD, uid=t.fsuid, gid=t.fsgid)
     inode.nlink = 0
     if flags & MFD_NOEXEC_SEAL:
         inode.seals = F_SEAL_EXEC

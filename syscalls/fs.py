@@ -5,14 +5,14 @@ import errno as E
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path
+from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path, perm
+from sentry.vfs.perm import MAY_EXEC, MAY_WRITE
 from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                           AT_SYMLINK_NOFOLLOW, pack_statfs, s32, s64)
 from syscalls.io import fsize_grow
 from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
 
-F_OK, X_OK, W_OK, R_OK = 0, 1, 2, 4
 CWD = AT_FDCWD & 0xFFFFFFFF
 
 
@@ -27,7 +27,9 @@ def getcwd(t, buf, size):
 
 @syscall("chdir")
 def chdir(t, path):
-    t.cwd = t.vfs.lookup_loc(t, AT_FDCWD, t.mm.read_cstring(path))
+    loc = t.vfs.lookup_loc(t, AT_FDCWD, t.mm.read_cstring(path))
+    perm.permission(t, loc[-1][1], MAY_EXEC)
+    t.cwd = loc
     return 0
 
 
@@ -36,6 +38,7 @@ def fchdir(t, fd):
     f = t.fds.get(s32(fd))
     if not f.inode.is_dir() or f.loc is None:
         raise Errno(E.ENOTDIR)
+    perm.permission(t, f.inode, MAY_EXEC)
     t.cwd = f.loc
     return 0
 
@@ -89,16 +92,19 @@ def readlink(t, path, buf, size):
 
 @syscall("faccessat2")
 def faccessat2(t, dirfd, path, mode, flags):
-    if mode & ~7 or flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | 0x1000):
+    if mode & ~7 or flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise Errno(E.EINVAL)
-    from syscalls.files import _inode_at
-    inode = _inode_at(t, dirfd, path, flags)
-    # The sandbox's user is root: everything is readable and writable, but on a
-    # read-only mount; executing needs some execute bit, as for root on Linux.
-    if mode & W_OK and inode.fs.readonly and S.S_IFMT(inode.mode) in (S.S_IFREG, S.S_IFDIR, S.S_IFLNK):
-        raise Errno(E.EROFS)
-    if mode & X_OK and not S.S_ISDIR(inode.mode) and not inode.mode & 0o111:
-        raise Errno(E.EACCES)
+    if flags & AT_EACCESS:
+        return _access(t, dirfd, path, mode, flags)
+    with perm.real_ids(t):  # the walk too is checked with the real ids
+        return _access(t, dirfd, path, mode, flags)
+
+
+def _access(t, dirfd, path, mode, flags) -> int:
+    """The mode bits asked for (R_OK, W_OK, X_OK are MAY_READ, MAY_WRITE, MAY_EXEC):
+    EROFS for writing a file on a read-only filesystem, EACCES from the bits (the
+    sandbox's root needs some execute bit on a file, as Linux's)."""
+    perm.permission(t, inode_at(t, dirfd, path, flags), mode)
     return 0
 
 
@@ -196,6 +202,7 @@ def truncate(t, path, length):
     if not S.S_ISREG(inode.mode):
         raise Errno(E.EINVAL)
     inode.fs.check_writable()
+    perm.permission(t, inode, MAY_WRITE)
     fsize_grow(t, inode.size, length)
     inode.truncate(length)
     return 0

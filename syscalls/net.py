@@ -26,6 +26,7 @@ from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV
                              SOCK_STREAM, SOMAXCONN, WMEM_MAX, UnixSocket, drop_file, hold_file, names)
 from sentry.sched import ERESTARTSYS, Wait
 from sentry.signals import send
+from sentry.vfs import perm
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
 from syscalls.registry import PARTIAL, syscall
@@ -127,6 +128,7 @@ def _find_other(t, type_: int, raw: bytes) -> UnixSocket:
     if raw[2] != 0:
         path = raw[2:].split(b"\0", 1)[0]
         inode = t.vfs.lookup(t, AT_FDCWD, path, True)
+        perm.permission(t, inode, perm.MAY_WRITE)  # connecting writes to the socket file
         st = inode.stat()
         if not S.S_ISSOCK(st.mode):
             raise Errno(E.ECONNREFUSED)

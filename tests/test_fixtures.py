@@ -67,6 +67,12 @@ CASES = [
     Case("fileio", args=(TMP,), expect=(b"writev to stdout\n", b"done\n")),
     Case("paths", args=(TMP,), expect=(b"getcwd: /\n", b"exe is argv[0]: yes\n", b"done\n")),
     Case("devices", expect=(b"write /dev/full: -1 ENOSPC\n", b"done\n")),
+    # file permissions: made as root, tried as root and as 65534 (the native run needs root)
+    Case("perms", args=(TMP,), expect=(b"root exec prog644: -1 EACCES\n", b"stat d700/inner: -1 EACCES\n",
+                                       b"open f600 O_RDONLY: -1 EACCES\n", b"unlink sticky/rootfile: -1 EPERM\n",
+                                       b"link f644 (not ours, not writable): -1 EPERM\n",
+                                       b"create 02755 in sgid-others (group 1234): ok\n  owner: uid=65534 gid=1234 mode=0755\n",
+                                       b"connect to the root's socket (0755): -1 EACCES\n", b"done\n")),
     # ~9000 mmap/munmap calls with musl's allocator: slow on a Python kernel
     Case("malloc", expect=(b"realloc_corrupt=0 ", b"done\n"), timeout=180),
     Case("mmap", id="anon", args=("anon",), expect=(b"page 3 after munmap: EFAULT\n", b"done\n")),

@@ -12,8 +12,10 @@ import os
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_PATH, O_RDONLY,
-                             O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
+from sentry.vfs import perm
+from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
+                             O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
+from sentry.vfs.perm import MAY_EXEC, MAY_READ, MAY_WRITE
 from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode
 from sentry.vfs.locks import LockTable
 
@@ -159,6 +161,7 @@ class VFS:
             d = stack[-1][1]
             if not d.is_dir():
                 raise Errno(E.ENOTDIR)
+            perm.may_search(task, d)
             if len(name) > NAME_MAX:
                 raise Errno(E.ENAMETOOLONG)
             if name == b"." or name == b"..":
@@ -256,12 +259,15 @@ class VFS:
         nofollow = flags & O_NOFOLLOW or flags & O_CREAT and flags & O_EXCL
         found = self.find(task, dirfd, path, follow=not nofollow, resolve=resolve)
         inode = found.inode
-        if inode is None:
+        created = inode is None
+        if created:
             if not flags & O_CREAT:
                 raise Errno(E.ENOENT)
             if found.slash:
                 raise Errno(E.EISDIR)
-            inode = found.dir.create(found.name, mode & 0o7777 & ~task.umask)
+            perm.may_create(task, found.dir)
+            inode = self._make(task, found.dir, S.S_IFREG | (mode & 0o7777 & ~self._umask(task)),
+                               lambda m: found.dir.create(found.name, m))
             found = Found(found.parent, found.name, inode, found.parent + ((found.name, inode),))
         elif flags & O_CREAT and flags & O_EXCL:
             raise Errno(E.EEXIST)
@@ -277,20 +283,42 @@ class VFS:
             f.loc = found.loc
             return f
         if inode.is_dir():
-            if flags & O_ACCMODE != O_RDONLY or flags & O_CREAT:
+            if flags & O_ACCMODE != O_RDONLY or flags & (O_CREAT | O_TRUNC):  # O_TRUNC asks to write
                 raise Errno(E.EISDIR)
+            self._may_open(task, inode, flags, MAY_READ)
             parent = found.loc[-2][1] if len(found.loc) > 1 else inode
             f = DirFile(inode, flags, path_str, parent.ino)
             f.loc = found.loc
             return f
         truncate = flags & O_TRUNC and S.S_ISREG(inode.mode)  # even O_RDONLY|O_TRUNC truncates, as Linux
-        if (flags & O_ACCMODE != O_RDONLY or truncate) and S.S_IFMT(inode.mode) in (S.S_IFREG, S.S_IFDIR):
-            inode.fs.check_writable()
+        if not created:  # a file this call made opens as asked, whatever its mode
+            self._may_open(task, inode, flags, _ACC_MODE[flags & O_ACCMODE] | (MAY_WRITE if flags & O_TRUNC else 0))
         f = inode.open(flags, path_str, task) if S.S_ISFIFO(inode.mode) and inode.fs is not None \
             and hasattr(inode, "pipe") else inode.open(flags, path_str)
         if truncate:
             inode.truncate(0)
         return f
+
+    @staticmethod
+    def _may_open(task, inode, flags: int, want: int) -> None:
+        """may_open's permission part: the access the flags ask for (O_TRUNC writes);
+        O_NOATIME is the owner's."""
+        perm.permission(task, inode, want)
+        if flags & O_NOATIME and not perm.owns(task, inode):
+            raise Errno(E.EPERM)
+
+    @staticmethod
+    def _umask(task) -> int:
+        return task.umask if task is not None else 0o022
+
+    @staticmethod
+    def _make(task, directory, mode: int, make):
+        """A new file made by make(mode without its type) in directory: owned as Linux's
+        inode_init_owner says (perm.new_owner), mode already less the umask."""
+        uid, gid, mode = perm.new_owner(task, directory, mode)
+        inode = make(mode & 0o7777)
+        inode.init_owner(uid, gid)
+        return inode
 
     def _open_tmpfile(self, task, dirfd, path, flags, mode, resolve) -> File:
         """O_TMPFILE: a file with no name in the directory path names (linkat can
@@ -302,7 +330,9 @@ class VFS:
             raise Errno(E.ENOENT)
         if not found.inode.is_dir():
             raise Errno(E.ENOTDIR)
-        inode = found.inode.tmpfile(mode & 0o7777 & ~task.umask, not flags & O_EXCL)
+        perm.may_create(task, found.inode)
+        inode = self._make(task, found.inode, S.S_IFREG | (mode & 0o7777 & ~self._umask(task)),
+                           lambda m: found.inode.tmpfile(m, not flags & O_EXCL))
         name = b"%s/#%d (deleted)" % (loc_path(found.loc).rstrip(b"/"), inode.ino)
         return inode.open(flags & ~O_TMPFILE, os.fsdecode(name))
 
@@ -319,7 +349,9 @@ class VFS:
 
     def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
         found = self.create_at(task, dirfd, path, want_dir=True)
-        found.dir.mkdir(found.name, mode & 0o1777 & ~task.umask)
+        perm.may_create(task, found.dir)
+        self._make(task, found.dir, S.S_IFDIR | (mode & 0o1777 & ~self._umask(task)),
+                   lambda m: found.dir.mkdir(found.name, m))
 
     def mknod(self, task, dirfd: int, path: bytes, mode: int) -> None:
         """A regular file, FIFO or socket (devices: EPERM, the sandbox makes none)."""
@@ -329,19 +361,24 @@ class VFS:
         if kind not in (S.S_IFREG, S.S_IFCHR, S.S_IFBLK, S.S_IFIFO, S.S_IFSOCK):
             raise Errno(E.EINVAL)
         found = self.create_at(task, dirfd, path)
+        perm.may_create(task, found.dir)
         if kind in (S.S_IFCHR, S.S_IFBLK):
             raise Errno(E.EPERM)
-        found.dir.mknod(found.name, kind | (mode & 0o7777 & ~task.umask))
+        self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)),
+                   lambda m: found.dir.mknod(found.name, kind | m))
 
     def symlink(self, task, target: bytes, dirfd: int, path: bytes) -> None:
         found = self.create_at(task, dirfd, path)
-        found.dir.symlink(found.name, target)
+        perm.may_create(task, found.dir)
+        self._make(task, found.dir, S.S_IFLNK | 0o777, lambda m: found.dir.symlink(found.name, target))
 
     def link(self, task, inode: Inode, dirfd: int, path: bytes) -> None:
         """A new name for inode (found by the caller: linkat's source)."""
         found = self.create_at(task, dirfd, path)
         if inode.fs is not found.dir.fs:
             raise Errno(E.EXDEV)
+        perm.may_link(task, inode)
+        perm.may_create(task, found.dir)
         if inode.is_dir():
             raise Errno(E.EPERM)
         if inode.stat().nlink == 0 and not getattr(inode, "linkable", True):
@@ -359,17 +396,14 @@ class VFS:
         inode = found.inode
         if inode is None:
             raise Errno(E.ENOENT)
+        if not rmdir and found.slash:
+            raise Errno(E.EISDIR if inode.is_dir() else E.ENOTDIR)
+        perm.may_delete(task, found.dir, inode, rmdir)
         if rmdir:
-            if not inode.is_dir():
-                raise Errno(E.ENOTDIR)
             if loc_path(found.loc) in self.mounts:
                 raise Errno(E.EBUSY)
             found.dir.rmdir(name)
         else:
-            if inode.is_dir():
-                raise Errno(E.EISDIR)
-            if found.slash:
-                raise Errno(E.ENOTDIR)
             found.dir.unlink(name)
 
     def rename(self, task, olddirfd: int, oldpath: bytes, newdirfd: int, newpath: bytes, flags: int = 0) -> None:
@@ -406,8 +440,16 @@ class VFS:
                 raise Errno(E.EINVAL if exchange else E.ENOTEMPTY)  # over one of its own parents
         if dst is not None and _same(src, dst):
             return  # two names of one file: nothing to do
-        if dst is not None and not exchange and src.is_dir() != dst.is_dir():
-            raise Errno(E.EISDIR if dst.is_dir() else E.ENOTDIR)
+        perm.may_delete(task, old_dir, src, src.is_dir())
+        if dst is None:
+            perm.may_create(task, new_dir)
+        else:  # the kinds: EISDIR or ENOTDIR when one replaces the other
+            perm.may_delete(task, new_dir, dst, dst.is_dir() if exchange else src.is_dir())
+        if not _same(old_dir, new_dir):  # a directory that moves has its `..` rewritten
+            if src.is_dir():
+                perm.permission(task, src, MAY_WRITE)
+            if exchange and dst.is_dir():
+                perm.permission(task, dst, MAY_WRITE)
         for found in (old, new):
             if found.inode is not None and self._holds_mount(found.loc):
                 raise Errno(E.EBUSY)
@@ -429,6 +471,9 @@ class VFS:
         if not inode.is_symlink():
             raise Errno(E.EINVAL)
         return inode.readlink(task)
+
+
+_ACC_MODE = (MAY_READ, MAY_WRITE, MAY_READ | MAY_WRITE, MAY_READ | MAY_WRITE)  # by O_ACCMODE
 
 
 def _same(a: Inode, b: Inode) -> bool:

@@ -5,6 +5,20 @@ up with openat(dir, name, O_PATH|O_NOFOLLOW), one component at a time, so the
 host kernel never follows a symlink or a `..` for us: a host symlink becomes a
 symlink inode that the sandbox's own walk follows inside the sandbox's view.
 Nothing outside the directory the user granted can be named.
+
+Host files keep their host owners and modes in stat; whose rights the
+sandbox has on them (sentry/vfs/perm.py) depends on how the directory came:
+- lent by the user (`lent=True`: a --mount, the program's own directory):
+  files of the host user who runs the sentry are the sandbox root's own (and
+  its group's, for that user's group), as in a rootless container where
+  that user is uid 0 inside; files of other host owners are nobody's in the
+  sandbox: only their "other" bits apply, for every sandbox process, root
+  included;
+- the system's (the default view's /usr, /etc, ...: the default, `lent=False`):
+  every file is a stranger's, so /etc/shadow stays as closed to the sandbox's
+  root as it is to an ordinary host user.
+Through a read-write directory the sandbox never makes a set-user-ID or
+set-group-ID file, a device, FIFO or socket node, nor changes an owner.
 """
 import errno as E
 import os
@@ -41,10 +55,17 @@ def _kind(entry: os.DirEntry) -> int:
         return 0
 
 
+_SETID = S.S_ISUID | S.S_ISGID
+
+
 class HostFS(FileSystem):
-    def __init__(self, host_path: str, readonly: bool):
+    def __init__(self, host_path: str, readonly: bool, lent: bool = False):
+        """lent: the user lent this directory (its user's files are the sandbox root's);
+        else every file in it is a stranger's (see the module's doc)."""
         super().__init__(f"host:{host_path}", readonly, magic=0xEF53)
         self.host_path = host_path
+        self.lent = lent
+        self.host_ids = (os.geteuid(), os.getegid())  # who the sandbox's root is here, when lent
         fd = _host(os.open, host_path, O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
         try:
             self.magic = hostcalls.fs_type(fd)  # statfs f_type: the host filesystem's kind
@@ -89,6 +110,16 @@ class HostInode(Inode):
     def is_dir(self) -> bool:
         return S.S_ISDIR(self.mode)
 
+    def owner(self):
+        fs = self.fs
+        if not fs.lent:
+            return None, None
+        uid, gid = fs.host_ids
+        return (0 if self.uid == uid else None), (0 if self.gid == gid else None)
+
+    def init_owner(self, uid, gid):
+        pass  # the host user who runs the sentry owns what it makes
+
     # --- names -------------------------------------------------------------------------
     def _check_name(self):
         if not self.is_dir():
@@ -108,14 +139,14 @@ class HostInode(Inode):
         self._check_name()
         self.fs.check_writable()
         fd = _host(os.open, name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                   mode & 0o7777, dir_fd=self.fd)
+                   mode & 0o7777 & ~_SETID, dir_fd=self.fd)
         os.close(fd)
         return self.lookup(name)
 
     def mkdir(self, name, mode):
         self._check_name()
         self.fs.check_writable()
-        _host(os.mkdir, name, mode & 0o7777, dir_fd=self.fd)
+        _host(os.mkdir, name, mode & 0o7777 & ~_SETID, dir_fd=self.fd)
         return self.lookup(name)
 
     def symlink(self, name, target):
@@ -145,16 +176,15 @@ class HostInode(Inode):
     def mknod(self, name, mode):
         self._check_name()
         self.fs.check_writable()
-        if S.S_IFMT(mode) not in (S.S_IFREG, S.S_IFIFO, S.S_IFSOCK):
-            raise Errno(E.EPERM)
-        _host(os.mknod, name, mode, 0, dir_fd=self.fd)
-        return self.lookup(name)
+        if S.S_IFMT(mode) != S.S_IFREG:
+            raise Errno(E.EPERM)  # no device, FIFO or socket node on the host
+        return self.create(name, mode)
 
     def tmpfile(self, mode, linkable=True):
         self._check_name()
         self.fs.check_writable()
         fd = _host(os.open, ".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC | (0 if linkable else os.O_EXCL),
-                   mode & 0o7777, dir_fd=self.fd)
+                   mode & 0o7777 & ~_SETID, dir_fd=self.fd)
         try:
             path_fd = _host(os.open, f"/proc/self/fd/{fd}", O_PATH | os.O_CLOEXEC)  # the file, not the link
         finally:
@@ -222,6 +252,8 @@ class HostInode(Inode):
         self.fs.check_writable()
         if S.S_ISLNK(self.mode):
             raise Errno(E.EOPNOTSUPP)  # never through /proc/self/fd: that would follow the link
+        if mode & _SETID:
+            raise Errno(E.EPERM)  # no set-user-ID or set-group-ID file on the host
         _host(os.chmod, f"/proc/self/fd/{self.fd}", mode & 0o7777)
         self.mode = S.S_IFMT(self.mode) | (mode & 0o7777)
 

@@ -98,6 +98,15 @@ class Inode:
     def is_symlink(self) -> bool:
         return S.S_ISLNK(self.mode)
 
+    def owner(self):
+        """(uid, gid) as the sandbox's permission checks see them (sentry/vfs/perm.py):
+        the stored ids here; None for an id that is nobody in the sandbox."""
+        return self.uid, self.gid
+
+    def init_owner(self, uid: int, gid: int) -> None:
+        """A new file's owner and group, given once by the VFS that made it."""
+        self.uid, self.gid = uid, gid
+
     def touch(self) -> None:
         self.mtime = self.ctime = time.time_ns()
 

@@ -4,6 +4,10 @@ What the program changes is copied up into memory first (copy-on-write);
 what it deletes is hidden by a whiteout in the upper directory; a directory
 deleted and made again is opaque (hides the lower one). The host is never
 written. Used for --rootfs.
+
+It is the sandbox's own root filesystem, as a container image is: the owners
+stored below count as sandbox ids, under Linux's permission rules (the
+lower's host ids are taken as they are, never mapped).
 """
 import errno as E
 import stat as S
@@ -40,6 +44,14 @@ class OverlayInode(Inode):
     # --- attributes: the upper's once copied up, else the lower's -----------------------------
     def stat(self):
         return (self.upper or self.lower).stat()
+
+    def owner(self):
+        top = self.upper or self.lower
+        return top.uid, top.gid  # stored ids, never a host mapping: the image's own
+
+    def init_owner(self, uid, gid):
+        self.upper.init_owner(uid, gid)
+        self.uid, self.gid = uid, gid
 
     @property
     def size(self) -> int:
@@ -83,7 +95,9 @@ class OverlayInode(Inode):
         self.mode = self.upper.mode
 
     def chown(self, uid, gid):
-        self.copy_up().chown(uid, gid)
+        up = self.copy_up()
+        up.chown(uid, gid)
+        self.mode, self.uid, self.gid = up.mode, up.uid, up.gid
 
     def set_times(self, atime, mtime):
         self.copy_up().set_times(atime, mtime)

@@ -92,7 +92,22 @@ class ProcFile(File):
 
 class _ProcInode(Inode):
     """What every procfs inode shares: attributes cannot change (chmod EPERM),
-    times and truncation are accepted and change nothing, as Linux's proc."""
+    times and truncation are accepted and change nothing, as Linux's proc.
+    One of a process's own (`task` set) is owned by its effective ids, or by
+    root while it is not dumpable, but for its directory (task_dump_owner)."""
+    task = None
+
+    def owner(self):
+        task = self.task
+        if task is None:
+            return self.uid, self.gid
+        if getattr(task, "dumpable", 1) != 1 and self.mode != S.S_IFDIR | 0o555:
+            return 0, 0
+        return getattr(task, "euid", 0), getattr(task, "egid", 0)
+
+    def stat(self):
+        self.uid, self.gid = self.owner()
+        return self
 
     def chmod(self, mode):
         raise Errno(E.EPERM)
@@ -349,11 +364,6 @@ class TaskDir(ProcDir):
         self.with_threads = with_threads
         self.kids = None
 
-    def stat(self):
-        self.uid = getattr(self.task, "euid", 0)
-        self.gid = getattr(self.task, "egid", 0)
-        return self
-
     def children(self):
         if self.kids is None:
             self.kids = self._build()
@@ -393,6 +403,8 @@ class TaskDir(ProcDir):
         kids[b"io"] = gen(gen_io, 0o400)
         if self.with_threads:
             kids[b"task"] = ThreadsDir(procfs, task)
+        for kid in kids.values():
+            kid.task = task  # owned by the process
         self.nlink = 2 + sum(1 for i in kids.values() if i.is_dir())
         return kids
 

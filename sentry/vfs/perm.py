@@ -1,0 +1,196 @@
+"""Who may do what to a file: Linux's discretionary access control (DAC), with
+the sandbox's own credentials.
+
+Every check of the file calls comes here, in Linux's order and with its
+errnos: `permission` is inode_permission (EROFS for a write on a read-only
+filesystem, then generic_permission on the mode bits, no ACLs), `may_create`
+and `may_delete` are namei's, `owns` is inode_owner_or_capable, the rest are
+the setattr and link rules.
+
+Credentials are the thread's: fsuid, fsgid and supplementary groups
+(sentry/task.py, syscalls/creds.py). The sandbox has no capability sets: a
+thread holds the file capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+CAP_FOWNER, CAP_CHOWN, CAP_FSETID, CAP_MKNOD) exactly while its fsuid is 0,
+which is where Linux's setuid and setfsuid fix-ups leave them when no capset
+is ever called.
+
+A file's owner and group are what its inode's `owner()` says, as the sandbox
+sees them: memory and overlay files carry sandbox ids; a host file's are
+the sandbox's root where the host user who runs the sentry owns it in a
+directory the user lent, else None (nobody in the sandbox: only the "other"
+bits apply, and no privilege overrides them), as in a rootless container
+(sentry/vfs/hostfs.py). Privilege over a file needs both of its ids to exist
+in the sandbox (Linux's capable_wrt_inode_uidgid).
+
+A task of None is the sentry itself (setting up the view): never refused.
+"""
+import errno as E
+import stat as S
+from contextlib import contextmanager
+
+from sentry.errors import Errno
+
+MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
+_RO_KINDS = (S.S_IFREG, S.S_IFDIR, S.S_IFLNK)  # what a read-only filesystem refuses to write
+
+
+def in_group(task, gid) -> bool:
+    """in_group_p: the thread's fsgid or one of its supplementary groups."""
+    return gid is not None and (gid == task.fsgid or gid in (task.groups or ()))
+
+
+def privileged(task, inode) -> bool:
+    """A file capability held with respect to inode: fsuid 0, and the file's owner
+    and group are ids of the sandbox."""
+    if task.fsuid != 0:
+        return False
+    uid, gid = inode.owner()
+    return uid is not None and gid is not None
+
+
+def _allowed(task, inode, want: int) -> bool:
+    """generic_permission without ACLs: the owner, group or other bits, then privilege
+    (directories: any search or read, writes too; files: reads and writes, and
+    execution where some execute bit is set)."""
+    mode = inode.mode
+    uid, gid = inode.owner()
+    if uid is not None and task.fsuid == uid:
+        bits = mode >> 6
+    elif in_group(task, gid):
+        bits = mode >> 3
+    else:
+        bits = mode
+    if not want & ~bits & 7:
+        return True
+    if not privileged(task, inode):
+        return False
+    return S.S_ISDIR(mode) or not want & MAY_EXEC or bool(mode & 0o111)
+
+
+def permission(task, inode, want: int) -> None:
+    """inode_permission: want is MAY_READ|MAY_WRITE|MAY_EXEC. A write to a file,
+    directory or link of a read-only filesystem is EROFS before any bit is looked at."""
+    if want & MAY_WRITE and inode.fs.readonly and S.S_IFMT(inode.mode) in _RO_KINDS:
+        raise Errno(E.EROFS)
+    if task is not None and not _allowed(task, inode, want):
+        raise Errno(E.EACCES)
+
+
+def may_search(task, directory) -> None:
+    """may_lookup: crossing a directory in a walk needs its search bit."""
+    if task is not None and not _allowed(task, directory, MAY_EXEC):
+        raise Errno(E.EACCES)
+
+
+def owns(task, inode) -> bool:
+    """inode_owner_or_capable: the caller is the file's owner, or holds CAP_FOWNER over it."""
+    if task is None:
+        return True
+    uid, _ = inode.owner()
+    return (uid is not None and task.fsuid == uid) or privileged(task, inode)
+
+
+def may_create(task, directory) -> None:
+    """A new name in directory: write and search on it."""
+    permission(task, directory, MAY_WRITE | MAY_EXEC)
+
+
+def may_delete(task, directory, victim, isdir: bool) -> None:
+    """Removing (or renaming away, or replacing) victim's name in directory: write and
+    search on the directory; in a sticky one, only the owner of the file or of the
+    directory, or CAP_FOWNER (EPERM); then the kind (ENOTDIR, EISDIR)."""
+    permission(task, directory, MAY_WRITE | MAY_EXEC)
+    if task is not None and directory.mode & S.S_ISVTX:
+        fsuid = task.fsuid
+        if fsuid not in (victim.owner()[0], directory.owner()[0]) and not privileged(task, victim):
+            raise Errno(E.EPERM)
+    if isdir and not victim.is_dir():
+        raise Errno(E.ENOTDIR)
+    if not isdir and victim.is_dir():
+        raise Errno(E.EISDIR)
+
+
+def may_link(task, inode) -> None:
+    """fs.protected_hardlinks=1 (Debian's default): a hard link to a file the caller
+    does not own needs a regular file, not set-user-ID nor executable set-group-ID,
+    that it may read and write (EPERM), unless it holds CAP_FOWNER."""
+    if task is None or owns(task, inode):
+        return
+    mode = inode.mode
+    safe = (S.S_ISREG(mode) and not mode & S.S_ISUID
+            and mode & (S.S_ISGID | S.S_IXGRP) != (S.S_ISGID | S.S_IXGRP))
+    if safe:
+        try:
+            permission(task, inode, MAY_READ | MAY_WRITE)
+        except Errno:
+            safe = False
+    if not safe:
+        raise Errno(E.EPERM)
+
+
+def new_owner(task, directory, mode: int):
+    """(uid, gid, mode) of a file about to be made in directory with mode (its type
+    included, the umask already applied): inode_init_owner. Owned by the fsuid; the
+    group is the directory's when it is set-group-ID (a new directory inherits the
+    bit), else the fsgid. A set-group-ID request for an executable file made there by
+    someone outside that group without CAP_FSETID loses the bit (mode_strip_sgid)."""
+    if task is None:
+        return 0, 0, mode
+    if directory.mode & S.S_ISGID:
+        _, gid = directory.owner()
+        if (not S.S_ISDIR(mode) and mode & (S.S_ISGID | S.S_IXGRP) == (S.S_ISGID | S.S_IXGRP)
+                and not in_group(task, gid) and not privileged(task, directory)):
+            mode &= ~S.S_ISGID
+        if S.S_ISDIR(mode):
+            mode |= S.S_ISGID
+        return task.fsuid, directory.gid, mode
+    return task.fsuid, task.fsgid, mode
+
+
+def chmod_mode(task, inode, mode: int) -> int:
+    """The mode chmod may set (setattr_prepare): the owner's or CAP_FOWNER's call
+    (EPERM), S_ISGID dropped unless the caller is in the file's group or holds
+    CAP_FSETID."""
+    if not owns(task, inode):
+        raise Errno(E.EPERM)
+    if task is not None and mode & S.S_ISGID and not in_group(task, inode.owner()[1]) \
+            and not privileged(task, inode):
+        mode &= ~S.S_ISGID
+    return mode
+
+
+def may_chown(task, inode, uid: int, gid: int) -> bool:
+    """chown_ok and chgrp_ok (EPERM); uid and gid are -1 to leave them. True when the
+    caller is neither in the file's group nor holds CAP_FSETID: a set-group-ID bit
+    then goes too (setattr_should_drop_sgid; Inode.chown drops the rest)."""
+    if task is None:
+        return False
+    owner, group = inode.owner()
+    is_owner = owner is not None and task.fsuid == owner
+    if uid != -1 and not (is_owner and uid == owner) and not privileged(task, inode):
+        raise Errno(E.EPERM)
+    if gid != -1 and not (is_owner and (gid == group or in_group(task, gid))) and not privileged(task, inode):
+        raise Errno(E.EPERM)
+    return not in_group(task, group) and not privileged(task, inode)
+
+
+def may_set_times(task, inode, explicit: bool) -> None:
+    """utimensat and its family (may_setattr, setattr_prepare): explicit times need
+    the owner or CAP_FOWNER (EPERM); "now" also the write permission (EACCES)."""
+    if owns(task, inode):
+        return
+    if explicit:
+        raise Errno(E.EPERM)
+    permission(task, inode, MAY_WRITE)
+
+
+@contextmanager
+def real_ids(task):
+    """access(2) without AT_EACCESS checks, its walk included, with the real uid and
+    gid as the fs ids (Linux's access_override_creds)."""
+    saved = task.fsuid, task.fsgid
+    task.fsuid, task.fsgid = task.uid, task.gid
+    try:
+        yield
+    finally:
+        task.fsuid, task.fsgid = saved

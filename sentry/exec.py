@@ -174,6 +174,7 @@ def commit(task, prepared: Prepared) -> None:
         from sentry.sched import TaskExit
         raise TaskExit from None
     task.fds.close_on_exec()
+    task.exec_credentials()
     task.exe_path = prepared.exe_path
     task.argv, task.envp = prepared.argv, prepared.envp
     task.auxv = plan.auxv

@@ -48,9 +48,11 @@ class Task:
         self.exe_path = exe_path
         self.argv, self.envp = argv, envp
         self.fs = FsContext(kernel.vfs.root_loc)
-        self.uid = self.euid = self.suid = self.fsuid = 0  # the sandbox's own ids (syscalls/creds.py)
+        # the sandbox's own ids (syscalls/creds.py); files are checked against the fs ids and
+        # the supplementary groups (sentry/vfs/perm.py)
+        self.uid = self.euid = self.suid = self.fsuid = 0
         self.gid = self.egid = self.sgid = self.fsgid = 0
-        self.groups = None  # supplementary groups once set (setgroups); None: just gid
+        self.groups = None  # supplementary groups once set (setgroups); None: none but gid
         # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
         # sigshared (the process's), altstack, saved_sigmask, restart_block...
         init_signals(self)
@@ -103,6 +105,12 @@ class Task:
     @property
     def sid(self) -> int:
         return self.proc.sid
+
+    def exec_credentials(self) -> None:
+        """What execve does to the ids (set-user-ID programs are not honoured): the saved
+        and fs ids become the effective ones."""
+        self.suid = self.fsuid = self.euid
+        self.sgid = self.fsgid = self.egid
 
     def hold_file(self, fd: int, file) -> None:
         """A call on fd waits: the file stays open until the call ends, even if fd is closed

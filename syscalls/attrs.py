@@ -20,6 +20,10 @@ from syscalls.registry import PARTIAL, syscall
 
 
 # --- mode ------------------------------------------------------------------------------------
+_CHMOD_NOTE = ("the owner's or CAP_FOWNER's (EPERM), S_ISGID dropped outside the file's group; a host file "
+               "takes no set-user-ID or set-group-ID bit (EPERM)")
+
+
 def _chmod(t, inode, mode: int) -> int:
     inode.fs.check_writable()
     if inode.is_symlink():
@@ -28,7 +32,7 @@ def _chmod(t, inode, mode: int) -> int:
     return 0
 
 
-@syscall("fchmodat2")
+@syscall("fchmodat2", status=PARTIAL, note=_CHMOD_NOTE)
 def fchmodat2(t, dirfd, path, mode, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
@@ -36,17 +40,17 @@ def fchmodat2(t, dirfd, path, mode, flags):
     return _chmod(t, inode_at(t, dirfd, path, flags), mode)
 
 
-@syscall("fchmodat")
+@syscall("fchmodat", status=PARTIAL, note=_CHMOD_NOTE)
 def fchmodat(t, dirfd, path, mode):
     return fchmodat2(t, dirfd, path, mode, 0)
 
 
-@syscall("chmod")
+@syscall("chmod", status=PARTIAL, note=_CHMOD_NOTE)
 def chmod(t, path, mode):
     return fchmodat2(t, CWD, path, mode, 0)
 
 
-@syscall("fchmod")
+@syscall("fchmod", status=PARTIAL, note=_CHMOD_NOTE)
 def fchmod(t, fd, mode):
     return _chmod(t, file_of(t, fd).stat_inode(), mode)
 
@@ -62,7 +66,8 @@ def _chown(t, inode, uid: int, gid: int) -> int:
     return 0
 
 
-_CHOWN_NOTE = "memory files record the owner; host files keep the host's (EPERM unless unchanged)"
+_CHOWN_NOTE = ("Linux's rules (CAP_CHOWN, or the owner giving the group to one of its groups; set-id bits "
+               "dropped); memory files record the owner; host files keep the host's (EPERM unless unchanged)")
 
 
 @syscall("fchownat", status=PARTIAL, note=_CHOWN_NOTE)

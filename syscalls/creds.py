@@ -6,17 +6,22 @@ Credentials are per thread, as the raw syscalls are on Linux (libc makes every
 thread call them in turn). They are the sandbox's own: the program starts as
 uid 0 of its sandbox and the host never sees them. Privilege is Linux's
 CAP_SETUID/CAP_SETGID, which a thread holds while its effective uid is 0. The
-ids the sandbox checks are the effective ones (kill, SO_PEERCRED, /proc);
-file access inside the sandbox is not checked against them."""
+effective ids are what kill, SO_PEERCRED and /proc see; file permissions
+(sentry/vfs/perm.py) are checked against the fs ids (which follow the
+effective ones but for setfsuid/setfsgid) and the supplementary groups, the
+file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN, ...) held while
+the fsuid is 0 — where Linux's setuid and setfsuid fix-ups leave them when no
+capset is ever called. access(2) checks the real ids instead."""
 import errno as E
 import struct
 
 from sentry.errors import Errno
-from syscalls.registry import PARTIAL, syscall
+from syscalls.registry import syscall
 
 NOBODY = 0xFFFFFFFF  # (uid_t)-1: "unchanged" where the call allows it, else invalid
 NGROUPS_MAX = 65536
-_NOTE = "the sandbox's own ids, per thread, with Linux's rules (privileged while the effective uid is 0)"
+_NOTE = ("the sandbox's own ids, per thread, with Linux's rules (privileged while the effective uid is 0); "
+         "file permissions are checked against the fs ids")
 
 
 def _privileged(t) -> bool:
@@ -149,7 +154,7 @@ def setfsgid(t, fsgid):
     return _set_fs(t, "gid", fsgid)
 
 
-@syscall("setgroups", status=PARTIAL, note="the thread's supplementary groups, privileged only; nothing is checked against them")
+@syscall("setgroups", note="the thread's supplementary groups (file permissions check them), privileged only")
 def setgroups(t, size, lst):
     size = size & 0xFFFFFFFF
     if size > NGROUPS_MAX:

@@ -126,7 +126,7 @@ def umask(t, mask):
 
 @syscall("mknodat", status=PARTIAL, note="regular files, FIFOs (one process: a FIFO whose other end "
          "is not open answers EDEADLK where Linux would wait forever; host FIFOs cannot be opened) and "
-         "sockets; devices EPERM (the sandbox makes none)")
+         "sockets; devices EPERM (the sandbox makes none); in a host directory only regular files (EPERM)")
 def mknodat(t, dirfd, path, mode, dev):
     t.vfs.mknod(t, s32(dirfd), t.mm.read_cstring(path), mode & 0xFFFF)
     return 0

@@ -35,8 +35,11 @@ _RO_KINDS = (S.S_IFREG, S.S_IFDIR, S.S_IFLNK)  # what a read-only filesystem ref
 
 
 def in_group(task, gid) -> bool:
-    """in_group_p: the thread's fsgid or one of its supplementary groups."""
-    return gid is not None and (gid == task.fsgid or gid in (task.groups or ()))
+    """in_group_p: the thread's fsgid or one of its supplementary groups (until setgroups,
+    its gid alone: what getgroups shows)."""
+    if gid is None:
+        return False
+    return gid == task.fsgid or gid in (task.groups if task.groups is not None else (task.gid,))
 
 
 def privileged(task, inode) -> bool:

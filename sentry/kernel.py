@@ -735,9 +735,11 @@ class Kernel:
 
 
 def _inherit_sched(parent: Task, child: Task) -> None:
-    """A new task's CPU affinity and scheduling policy are its creator's (syscalls/sched.py);
-    SCHED_RESET_ON_FORK is not inherited (the policies it would reset are not offered)."""
-    for name in ("sched_affinity", "sched_policy"):
+    """A new task's CPU affinity, scheduling policy, nice value and I/O priority
+    (syscalls/sched.py), memory policy (syscalls/mempolicy.py) and personality
+    (syscalls/info.py) are its creator's; SCHED_RESET_ON_FORK is not inherited (the
+    policies it would reset are not offered)."""
+    for name in ("sched_affinity", "sched_policy", "sched_nice", "ioprio", "mempolicy", "personality"):
         if hasattr(parent, name):
             setattr(child, name, getattr(parent, name))
 

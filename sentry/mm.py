@@ -45,8 +45,9 @@ class Vma:
     A shared mapping of a file (or shared anonymous memory) has a `backing`: the
     host descriptor holding the pages (sentry/vfs/backing.py), which the platform
     mapped there from file offset `offset`; `maywrite` is whether it may ever be
-    made writable (the file was open for writing: Linux's VM_MAYWRITE)."""
-    __slots__ = ("start", "end", "prot", "name", "shared", "backing", "offset", "maywrite")
+    made writable (the file was open for writing: Linux's VM_MAYWRITE); `policy` is
+    its NUMA memory policy from mbind(2) (syscalls/mempolicy.py), None for none."""
+    __slots__ = ("start", "end", "prot", "name", "shared", "backing", "offset", "maywrite", "policy")
 
     def __init__(self, start: int, end: int, prot: int, name: str = "", shared: bool = False,
                  backing=None, offset=None, maywrite: bool = True):
@@ -56,11 +57,14 @@ class Vma:
         self.backing = backing
         self.offset = offset  # the file offset of start (file mappings made by mmap), or None
         self.maywrite = maywrite
+        self.policy = None
 
     def part(self, start: int, end: int) -> "Vma":
         """The same area cut to [start, end) (within it)."""
         offset = None if self.offset is None else self.offset + (start - self.start)
-        return Vma(start, end, self.prot, self.name, self.shared, self.backing, offset, self.maywrite)
+        piece = Vma(start, end, self.prot, self.name, self.shared, self.backing, offset, self.maywrite)
+        piece.policy = self.policy
+        return piece
 
     def __repr__(self):
         return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name!r})"
@@ -81,6 +85,7 @@ class MemoryManager:
         self.as_limit = None        # the program's own RLIMIT_AS (soft), or None for none
         self.users = 1              # tasks running in it (threads, CLONE_VM children)
         self.membarrier = set()     # membarrier(2) registrations (syscalls/sched.py); a fork keeps them
+        self.pkey_map = 0           # protection keys taken (syscalls/mm.py); a fork keeps them
 
     def forked(self, space) -> "MemoryManager":
         """The record of a forked child whose address space (space) is a copy of this one."""
@@ -91,6 +96,7 @@ class MemoryManager:
         child.total = child.peak = self.total
         child.as_limit = self.as_limit
         child.membarrier = set(self.membarrier)
+        child.pkey_map = self.pkey_map
         return child
 
     def areas(self) -> list:
@@ -294,6 +300,13 @@ class MemoryManager:
             self._insert(v)
         if end > addr:
             self.space.protect(addr, end - addr, prot)
+
+    def set_policy(self, start: int, end: int, policy) -> None:
+        """Give every mapped page of [start, end) the memory policy `policy` (mbind(2)),
+        splitting areas at the ends as Linux's mbind_range."""
+        for v in self._carve(start, end):
+            v.policy = policy
+            self._insert(v)
 
     def covered(self, start: int, end: int) -> bool:
         """Is every page of [start, end) mapped?"""

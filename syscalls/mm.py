@@ -1,8 +1,10 @@
-"""Memory: brk(2), mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2), msync(2)."""
+"""Memory: brk(2), mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2), msync(2),
+mincore(2), the mlock(2) family, and the protection-key calls pkey_alloc(2),
+pkey_free(2), pkey_mprotect(2)."""
 import errno as E
 
 from sentry.errors import Errno
-from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PROT_WRITE
+from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PAGE, PROT_WRITE, TASK_SIZE
 from sentry.vfs.file import O_PATH
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
@@ -59,3 +61,154 @@ def madvise(t, addr, length, advice):
 def msync(t, addr, length, flags):
     t.mm.msync(addr, length, s32(flags))
     return 0
+
+
+# --- residency and locking ------------------------------------------------------------------------
+# The sandbox's pages are never swapped out by the sentry, and it does not ask the host which
+# ones are resident: every mapped page counts as resident and locked pages are not recorded.
+
+MASK64 = (1 << 64) - 1
+
+
+def _page_range(start: int, length: int) -> tuple[int, int]:
+    """mlock's range: start down to its page, the length up to whole pages in 64 bits (a
+    length that wraps to 0 is an empty range, as on Linux; EINVAL if the end wraps)."""
+    length = (length + (start & (PAGE - 1)) + PAGE - 1) & ~(PAGE - 1) & MASK64
+    start &= ~(PAGE - 1)
+    if start + length > MASK64:
+        raise Errno(E.EINVAL)
+    return start, start + length
+
+
+def _all_mapped(t, start: int, end: int) -> None:
+    """ENOMEM unless every page of [start, end) is mapped (Linux's apply_vma_lock_flags)."""
+    if end > start and not t.mm.covered(start, end):
+        raise Errno(E.ENOMEM)
+
+
+RLIMIT_MEMLOCK = 8
+
+
+def _may_lock(t, nbytes: int) -> None:
+    """can_do_mlock and the RLIMIT_MEMLOCK check of one call (the sandbox's root has
+    CAP_IPC_LOCK): EPERM with a zero limit, ENOMEM past it."""
+    if t.euid == 0:
+        return
+    limit = t.rlimits[RLIMIT_MEMLOCK][0]
+    if limit == 0:
+        raise Errno(E.EPERM)
+    if nbytes // PAGE > limit // PAGE:
+        raise Errno(E.ENOMEM)
+
+
+_LOCK_NOTE = ("the sandbox's pages are never swapped out: the range is checked as Linux (ENOMEM for unmapped "
+              "pages), and RLIMIT_MEMLOCK for one call unless root; what is locked is not recorded "
+              "(VmLck 0, no count across calls)")
+
+
+@syscall("mlock", status=PARTIAL, note=_LOCK_NOTE)
+def mlock(t, start, length):
+    start, end = _page_range(start, length)
+    _may_lock(t, end - start)
+    _all_mapped(t, start, end)
+    return 0
+
+
+MLOCK_ONFAULT = 1
+
+
+@syscall("mlock2", status=PARTIAL, note="as mlock; MLOCK_ONFAULT accepted")
+def mlock2(t, start, length, flags):
+    if flags & 0xFFFFFFFF & ~MLOCK_ONFAULT:
+        raise Errno(E.EINVAL)
+    return mlock(t, start, length)
+
+
+@syscall("munlock", status=PARTIAL, note="the range is checked as Linux (ENOMEM for unmapped pages)")
+def munlock(t, start, length):
+    start, end = _page_range(start, length)
+    _all_mapped(t, start, end)
+    return 0
+
+
+MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
+
+
+@syscall("mlockall", status=PARTIAL, note="flags checked as Linux; EPERM with a zero RLIMIT_MEMLOCK and ENOMEM "
+         "for MCL_CURRENT past it unless root; nothing is recorded")
+def mlockall(t, flags):
+    flags = s32(flags)
+    if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
+        raise Errno(E.EINVAL)
+    _may_lock(t, sum(v.end - v.start for v in t.mm.vmas) if flags & MCL_CURRENT else 0)
+    return 0
+
+
+@syscall("munlockall")
+def munlockall(t):
+    return 0
+
+
+@syscall("mincore", status=PARTIAL, note="every mapped page reads as resident (1): the sentry does not ask the "
+         "host which pages were touched; EINVAL, ENOMEM and EFAULT as Linux")
+def mincore(t, start, length, vec):
+    if start & (PAGE - 1):
+        raise Errno(E.EINVAL)
+    if start + length > TASK_SIZE:
+        raise Errno(E.ENOMEM)
+    pages = (length + PAGE - 1) // PAGE
+    if vec + pages > TASK_SIZE:
+        raise Errno(E.EFAULT)
+    while pages:
+        vma = next((v for v in t.mm.vmas if v.start <= start < v.end), None)
+        if vma is None:
+            raise Errno(E.ENOMEM)
+        n = min(pages, (vma.end - start) // PAGE)
+        t.mm.write(vec, b"\x01" * n)
+        pages -= n
+        vec += n
+        start += n * PAGE
+    return 0
+
+
+# --- protection keys ------------------------------------------------------------------------------
+# The sandbox's CPU has no protection keys (unicorn's has none; on ptrace the sentry could not give
+# a key's pages to the host's page tables), so the calls answer as Linux does on such a CPU. On x86
+# the first pkey_alloc of an address space takes key 0 into its map and fails setting its rights
+# (EINVAL), leaving the map full: later ones are ENOSPC. On aarch64 without POE: ENOSPC.
+PKEY_DISABLE_ACCESS, PKEY_DISABLE_WRITE = 1, 2
+PKEY_ACCESS_MASK = PKEY_DISABLE_ACCESS | PKEY_DISABLE_WRITE
+PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP = 0x8, 0x01000000, 0x02000000
+
+
+@syscall("pkey_alloc", status=PARTIAL, note="a CPU without protection keys, as Linux answers there: x86 EINVAL "
+         "for an address space's first call, then ENOSPC; aarch64 ENOSPC; EINVAL for bad flags or rights")
+def pkey_alloc(t, flags, access_rights):
+    if flags or access_rights & ~PKEY_ACCESS_MASK:
+        raise Errno(E.EINVAL)
+    if t.kernel.arch == "x86_64" and not t.mm.pkey_map:
+        t.mm.pkey_map = 1
+        raise Errno(E.EINVAL)
+    raise Errno(E.ENOSPC)
+
+
+@syscall("pkey_free", status=PARTIAL, note="no key is ever allocated: EINVAL, as Linux on a CPU without them")
+def pkey_free(t, pkey):
+    raise Errno(E.EINVAL)
+
+
+@syscall("pkey_mprotect", status=PARTIAL, note="key -1 is mprotect; any other key EINVAL (none is allocated), "
+         "after mprotect's own argument checks, as Linux")
+def pkey_mprotect(t, start, length, prot, pkey):
+    pkey, prot = s32(pkey), prot & 0xFFFFFFFF
+    if prot & PROT_GROWSDOWN and prot & PROT_GROWSUP or start & (PAGE - 1):
+        raise Errno(E.EINVAL)
+    if not length:
+        return 0
+    if start + ((length + PAGE - 1) & ~(PAGE - 1)) > (1 << 64) - 1:
+        raise Errno(E.ENOMEM)
+    if prot & ~(PROT_GROWSDOWN | PROT_GROWSUP) & ~(7 | PROT_SEM):
+        raise Errno(E.EINVAL)
+    if pkey != -1:
+        raise Errno(E.EINVAL)
+    return mprotect(t, start, length, prot)

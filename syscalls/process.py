@@ -5,6 +5,7 @@ import struct
 
 from sentry.errors import Errno
 from sentry.sched import TaskExit
+from syscalls import seccomp
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, refuse, syscall
 
@@ -154,11 +155,37 @@ refuse("rseq", E.ENOSYS, "restartable sequences need preemption notices the sent
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
 PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38, 39
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+PR_GET_SECCOMP, PR_SET_SECCOMP, PR_CAPBSET_READ = 21, 22, 23
+PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_GET_TID_ADDRESS = 30, 29, 40
+CAP_LAST_CAP = 40
+DEFAULT_TIMER_SLACK_NS = 50_000
 
 
-@syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper; other options EINVAL")
+@syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper, timer slack "
+         "(kept, not applied), the tid address; PR_CAPBSET_READ (the full bounding set); PR_GET_SECCOMP 0 and "
+         "PR_SET_SECCOMP EINVAL (syscalls/seccomp.py); other options EINVAL")
 def prctl(t, option, arg2, arg3, arg4, arg5):
     option = s32(option)
+    if option == PR_CAPBSET_READ:
+        if arg2 > CAP_LAST_CAP:
+            raise Errno(E.EINVAL)
+        return 1
+    if option == PR_GET_SECCOMP:
+        return seccomp.seccomp_mode(t)
+    if option == PR_SET_SECCOMP:
+        if arg2 == seccomp.SECCOMP_MODE_STRICT:
+            return seccomp.set_mode(t, seccomp.SECCOMP_SET_MODE_STRICT, 0, 0)
+        if arg2 == seccomp.SECCOMP_MODE_FILTER:
+            return seccomp.set_mode(t, seccomp.SECCOMP_SET_MODE_FILTER, 0, arg3)
+        raise Errno(E.EINVAL)
+    if option == PR_GET_TIMERSLACK:
+        return getattr(t, "timer_slack_ns", DEFAULT_TIMER_SLACK_NS)
+    if option == PR_SET_TIMERSLACK:
+        t.timer_slack_ns = arg2 or DEFAULT_TIMER_SLACK_NS
+        return 0
+    if option == PR_GET_TID_ADDRESS:
+        t.mm.write_u64(arg2, t.clear_child_tid)
+        return 0
     if option == PR_SET_NAME:
         t.comm = t.mm.read_cstring(arg2, 1 << 20)[:15].decode(errors="replace") if arg2 else ""
         return 0

@@ -1,17 +1,21 @@
 """Scheduling as the sandbox shows it: sched_yield(2), sched_getaffinity(2),
-sched_setaffinity(2), getcpu(2), the sched_*param/*scheduler family,
-sched_get_priority_min/max(2), sched_rr_get_interval(2) and membarrier(2).
+sched_setaffinity(2), getcpu(2), the sched_*param/*scheduler family, sched_getattr(2),
+sched_setattr(2), sched_get_priority_min/max(2), sched_rr_get_interval(2),
+getpriority(2), setpriority(2), ioprio_get(2), ioprio_set(2) and membarrier(2).
 
 The sandbox sees CPUs 0..n-1, n the host's count (at most 64: its cpumask is
 8 bytes); where its tasks really run is the sentry's business. ptrace runs
 every task as a host thread on the sentry's one host CPU; unicorn runs one
-task at a time in the loop. Each task keeps its own affinity mask and policy
-(SCHED_OTHER, SCHED_BATCH or SCHED_IDLE, priority 0); a new task starts with
-every CPU and SCHED_OTHER (not inherited: the kernel's fork and clone_thread
-copy no scheduling state yet). Real-time and deadline policies are refused as
-Linux refuses them to a task without CAP_SYS_NICE; membarrier registrations
-belong to the address space (a fork's child starts unregistered, unlike
-Linux's)."""
+task at a time in the loop. Each task keeps its own affinity mask, policy
+(SCHED_OTHER, SCHED_BATCH or SCHED_IDLE, priority 0), nice value and I/O
+priority, which a new task inherits from its creator (sentry/kernel.py
+_inherit_sched); they are bookkeeping: the sentry schedules every task alike.
+Real-time and deadline policies (and the real-time I/O class) are refused as
+Linux refuses them to a task without CAP_SYS_NICE: the sandbox has no real-time
+scheduling to give. What else needs CAP_SYS_NICE on Linux (a lower nice value
+past RLIMIT_NICE, another user's task) is allowed to the sandbox's root (euid 0).
+membarrier registrations belong to the address space (a fork's child starts
+unregistered, unlike Linux's)."""
 import errno as E
 import os
 import struct
@@ -106,35 +110,63 @@ def _read_priority(t, param) -> int:
     return t.mm.read_u32(param)
 
 
-def _set_scheduler(t, pid: int, policy: int, param) -> int:
-    """Linux's do_sched_setscheduler and __sched_setscheduler for a task without
-    CAP_SYS_NICE; policy -1 keeps the task's (sched_setparam)."""
-    if not param or pid < 0:
-        raise Errno(E.EINVAL)
-    prio = _read_priority(t, param)
+def _nice(task) -> int:
+    return getattr(task, "sched_nice", 0)
+
+
+def _privileged(t) -> bool:
+    return t.euid == 0  # CAP_SYS_NICE for what the sandbox can give: the sandbox's root
+
+
+def _nice_allowed(t, task, nice: int) -> bool:
+    """Linux's can_nice: a nice value below the task's own needs RLIMIT_NICE to allow it
+    (20 - nice <= the limit) or CAP_SYS_NICE."""
+    return 20 - nice <= task.rlimits.get(RLIMIT_NICE, (0, 0))[0] or _privileged(t)
+
+
+def _same_owner(t, task) -> bool:
+    return t.euid in (task.euid, task.uid) or _privileged(t)
+
+
+def _set_scheduler(t, pid: int, policy: int, prio: int, *, nice=None, reset=None, clamp=False,
+                   keep=False) -> int:
+    """Linux's __sched_setscheduler from user space; policy -1 keeps the task's
+    (sched_setparam); nice (sched_setattr) sets a fair policy's nice value; reset is
+    SCHED_RESET_ON_FORK when not given in the policy; clamp: utilization clamps were
+    asked for (EOPNOTSUPP once the rest is checked, as without CONFIG_UCLAMP_TASK);
+    keep (SCHED_FLAG_KEEP_PARAMS): everything is checked, only the reset flag changes."""
     task = _target(t, pid)
     current = _policy(task)
-    reset = getattr(task, "sched_reset_on_fork", False)
     if policy < 0:
         policy = current
+        reset = getattr(task, "sched_reset_on_fork", False)
     else:
-        reset = bool(policy & SCHED_RESET_ON_FORK)
-        policy &= ~SCHED_RESET_ON_FORK
+        if reset is None:
+            reset = bool(policy & SCHED_RESET_ON_FORK)
+            policy &= ~SCHED_RESET_ON_FORK
         if policy not in _POLICIES:
             raise Errno(E.EINVAL)
     if prio > MAX_RT_PRIO - 1:
         raise Errno(E.EINVAL)
     if policy == SCHED_DEADLINE or (policy in _RT) != (prio != 0):
-        raise Errno(E.EINVAL)  # a deadline policy needs sched_setattr's parameters
-    # What Linux allows a task without CAP_SYS_NICE (the sandbox has no real-time scheduling to give):
+        raise Errno(E.EINVAL)  # deadline parameters are checked (and refused) by sched_setattr
     if policy in _RT:
-        raise Errno(E.EPERM)  # as with RLIMIT_RTPRIO 0
-    if current == SCHED_IDLE and policy != SCHED_IDLE and 20 > task.rlimits.get(RLIMIT_NICE, (0, 0))[0]:
-        raise Errno(E.EPERM)  # leaving SCHED_IDLE needs RLIMIT_NICE to allow nice 0
-    if getattr(task, "sched_reset_on_fork", False) and not reset:
+        raise Errno(E.EPERM)  # the sandbox has no real-time scheduling to give
+    if nice is not None and nice < _nice(task) and not _nice_allowed(t, task, nice):
         raise Errno(E.EPERM)
-    task.sched_policy = policy
+    if current == SCHED_IDLE and policy != SCHED_IDLE and not _nice_allowed(t, task, _nice(task)):
+        raise Errno(E.EPERM)  # leaving SCHED_IDLE is a nice reduction
+    if not _same_owner(t, task):
+        raise Errno(E.EPERM)
+    if getattr(task, "sched_reset_on_fork", False) and not reset and not _privileged(t):
+        raise Errno(E.EPERM)
+    if clamp:
+        raise Errno(E.EOPNOTSUPP)
     task.sched_reset_on_fork = reset
+    if not keep:
+        task.sched_policy = policy
+        if nice is not None:
+            task.sched_nice = nice
     return 0
 
 
@@ -142,15 +174,18 @@ def _set_scheduler(t, pid: int, policy: int, param) -> int:
          note="SCHED_OTHER, SCHED_BATCH and SCHED_IDLE kept per task (priority 0; the sentry schedules them "
               "alike); SCHED_FIFO/RR EPERM as without CAP_SYS_NICE; EINVAL and EPERM checks as Linux's")
 def sched_setscheduler(t, pid, policy, param):
-    policy = s32(policy)
-    if policy < 0:
+    policy, pid = s32(policy), s32(pid)
+    if policy < 0 or not param or pid < 0:
         raise Errno(E.EINVAL)
-    return _set_scheduler(t, s32(pid), policy, param)
+    return _set_scheduler(t, pid, policy, _read_priority(t, param))
 
 
 @syscall("sched_setparam", status=PARTIAL, note="priority 0 under the task's policy (any other EINVAL, as Linux)")
 def sched_setparam(t, pid, param):
-    return _set_scheduler(t, s32(pid), -1, param)
+    pid = s32(pid)
+    if not param or pid < 0:
+        raise Errno(E.EINVAL)
+    return _set_scheduler(t, pid, -1, _read_priority(t, param))
 
 
 @syscall("sched_getscheduler", note="the task's policy (SCHED_OTHER unless set), with SCHED_RESET_ON_FORK")
@@ -204,6 +239,196 @@ def sched_rr_get_interval(t, pid, tp):
     except OSError:
         seconds = 0.0
     write_timespec(t.mm, tp, int(seconds * 1e9))
+    return 0
+
+
+# --- sched_attr ------------------------------------------------------------------------------
+SCHED_ATTR = struct.Struct("<IIQiIQQQII")  # size, policy, flags, nice, priority, runtime, deadline, period, util
+SCHED_ATTR_SIZE_VER0 = 48
+SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_KEEP_POLICY, SCHED_FLAG_KEEP_PARAMS = 0x01, 0x08, 0x10
+SCHED_FLAG_UTIL_CLAMP = 0x60
+SCHED_FLAG_ALL = 0x7F
+SCHED_FLAG_SUGOV = 0x10000000
+DL_PERIOD_MIN_NS, DL_PERIOD_MAX_NS = 100_000, 4_194_304_000  # kernel.sched_deadline_period_{min,max}_us
+
+
+def _deadline_params_ok(runtime: int, deadline: int, period: int) -> bool:
+    """Linux's __checkparam_dl."""
+    if deadline == 0 or runtime < 1 << 10 or deadline >> 63 or period >> 63:
+        return False
+    period = period or deadline
+    if period < deadline or deadline < runtime:
+        return False
+    return DL_PERIOD_MIN_NS <= period <= DL_PERIOD_MAX_NS
+
+
+@syscall("sched_getattr", status=PARTIAL,
+         note="policy, SCHED_FLAG_RESET_ON_FORK and nice; runtime, deadline, period 0 and no utilization "
+              "clamps (a kernel without CONFIG_UCLAMP_TASK); the size handshake as Linux")
+def sched_getattr(t, pid, attr, size, flags):
+    pid, size, flags = s32(pid), size & 0xFFFFFFFF, flags & 0xFFFFFFFF
+    if not attr or pid < 0 or size > 4096 or size < SCHED_ATTR_SIZE_VER0 or flags:
+        raise Errno(E.EINVAL)
+    task = _target(t, pid)
+    reset = SCHED_FLAG_RESET_ON_FORK if getattr(task, "sched_reset_on_fork", False) else 0
+    policy = _policy(task)
+    nice = _nice(task) if policy not in _RT else 0
+    wrote = min(size, SCHED_ATTR.size)
+    t.mm.write(attr, SCHED_ATTR.pack(wrote, policy, reset, nice, 0, 0, 0, 0, 0, 0)[:wrote])
+    return 0
+
+
+@syscall("sched_setattr", status=PARTIAL,
+         note="as sched_setscheduler, with the nice value of a fair policy and SCHED_FLAG_KEEP_*; deadline "
+              "parameters checked then refused (EPERM), utilization clamps EOPNOTSUPP; the size handshake "
+              "(E2BIG with the kernel's size written back) as Linux")
+def sched_setattr(t, pid, attr, flags):
+    pid = s32(pid)
+    if not attr or pid < 0 or flags & 0xFFFFFFFF:
+        raise Errno(E.EINVAL)
+    size = t.mm.read_u32(attr) or SCHED_ATTR_SIZE_VER0
+    if size < SCHED_ATTR_SIZE_VER0 or size > 4096:
+        t.mm.write_u32(attr, SCHED_ATTR.size)
+        raise Errno(E.E2BIG)
+    raw = t.mm.read(attr, size)
+    if any(raw[SCHED_ATTR.size:]):  # copy_struct_from_user: what the kernel does not know must be zero
+        t.mm.write_u32(attr, SCHED_ATTR.size)
+        raise Errno(E.E2BIG)
+    (_, policy, sflags, nice, prio, runtime, deadline, period,
+     _, _) = SCHED_ATTR.unpack(raw[:SCHED_ATTR.size].ljust(SCHED_ATTR.size, b"\0"))
+    if sflags & SCHED_FLAG_UTIL_CLAMP and size < SCHED_ATTR.size:
+        raise Errno(E.EINVAL)
+    nice = max(-20, min(19, nice))
+    if policy & 0x80000000:
+        raise Errno(E.EINVAL)
+    if sflags & SCHED_FLAG_KEEP_POLICY:
+        policy = -1
+    task = _target(t, pid)
+    if sflags & SCHED_FLAG_KEEP_PARAMS:
+        nice, prio = _nice(task), 0
+    if policy >= 0 and policy not in _POLICIES:
+        raise Errno(E.EINVAL)
+    if sflags & ~(SCHED_FLAG_ALL | SCHED_FLAG_SUGOV):
+        raise Errno(E.EINVAL)
+    if policy == SCHED_DEADLINE:
+        if prio > MAX_RT_PRIO - 1 or not (sflags & SCHED_FLAG_SUGOV or _deadline_params_ok(runtime, deadline, period)):
+            raise Errno(E.EINVAL)
+        raise Errno(E.EPERM)  # the sandbox has no deadline scheduling to give
+    if sflags & SCHED_FLAG_SUGOV:
+        raise Errno(E.EINVAL)
+    return _set_scheduler(t, pid, policy, prio, nice=nice, reset=bool(sflags & SCHED_FLAG_RESET_ON_FORK),
+                          clamp=bool(sflags & SCHED_FLAG_UTIL_CLAMP), keep=bool(sflags & SCHED_FLAG_KEEP_PARAMS))
+
+
+# --- nice values ------------------------------------------------------------------------------
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+
+
+def _tasks_of(t, which: int, who: int) -> list:
+    """The live tasks a getpriority/setpriority/ioprio_* (which, who) names, as Linux: a thread for
+    PRIO_PROCESS, every thread of the process group's processes, every thread of the user's."""
+    live = [task for task in t.kernel.tasks.values() if task.exit_status is None]
+    if which == PRIO_PROCESS:
+        return [t] if who == 0 else [task for task in live if task.tid == who]
+    if which == PRIO_PGRP:
+        pgid = who or t.proc.pgid
+        return [task for task in live if task.proc.pgid == pgid]
+    uid = who if who else t.uid
+    return [task for task in live if task.uid == uid]
+
+
+@syscall("getpriority", note="the highest priority (20 - nice) among the named tasks, as Linux's raw syscall")
+def getpriority(t, which, who):
+    which, who = s32(which), s32(who)
+    if not PRIO_PROCESS <= which <= PRIO_USER:
+        raise Errno(E.EINVAL)
+    tasks = _tasks_of(t, which, who)
+    if not tasks:
+        raise Errno(E.ESRCH)
+    return max(20 - _nice(task) for task in tasks)
+
+
+@syscall("setpriority", note="nice values kept per task (inherited, shown in /proc/PID/stat) and clamped to "
+         "-20..19; EPERM for another user's task, EACCES for a reduction past RLIMIT_NICE, as Linux (the "
+         "sandbox's root may); the sentry schedules every task alike")
+def setpriority(t, which, who, niceval):
+    which, who, niceval = s32(which), s32(who), s32(niceval)
+    if not PRIO_PROCESS <= which <= PRIO_USER:
+        raise Errno(E.EINVAL)
+    niceval = max(-20, min(19, niceval))
+    error = E.ESRCH
+    for task in _tasks_of(t, which, who):
+        if not (t.euid in (task.uid, task.euid) or _privileged(t)):
+            error = E.EPERM
+        elif niceval < _nice(task) and not _nice_allowed(t, task, niceval):
+            error = E.EACCES
+        else:
+            task.sched_nice = niceval
+            if error == E.ESRCH:
+                error = 0
+    if error:
+        raise Errno(error)
+    return 0
+
+
+# --- I/O priorities ---------------------------------------------------------------------------
+IOPRIO_CLASS_NONE, IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE = 0, 1, 2, 3
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER = 1, 2, 3
+
+
+def _effective_ioprio(task) -> int:
+    """What a task's I/O is served at: its own priority, or without one its nice value's
+    level in the class its scheduling policy gives (Linux's __get_task_ioprio)."""
+    prio = getattr(task, "ioprio", 0)
+    if prio >> IOPRIO_CLASS_SHIFT & 7 != IOPRIO_CLASS_NONE:
+        return prio
+    klass = IOPRIO_CLASS_IDLE if _policy(task) == SCHED_IDLE else IOPRIO_CLASS_BE
+    return klass << IOPRIO_CLASS_SHIFT | (_nice(task) + 20) // 5
+
+
+def _best(a: int, b: int) -> int:
+    norm = IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT | 4
+    a = a if a >> IOPRIO_CLASS_SHIFT & 7 else norm
+    b = b if b >> IOPRIO_CLASS_SHIFT & 7 else norm
+    return min(a, b)
+
+
+@syscall("ioprio_get", note="a thread's own I/O priority (IOPRIO_CLASS_NONE until set); for a process group or a "
+         "user the best effective one, from nice values where none was set, as Linux")
+def ioprio_get(t, which, who):
+    which, who = s32(which), s32(who)
+    if not IOPRIO_WHO_PROCESS <= which <= IOPRIO_WHO_USER:
+        raise Errno(E.EINVAL)
+    tasks = _tasks_of(t, which - 1, who)
+    if not tasks:
+        raise Errno(E.ESRCH)
+    if which == IOPRIO_WHO_PROCESS:
+        return getattr(tasks[0], "ioprio", 0)
+    best = _effective_ioprio(tasks[0])
+    for task in tasks[1:]:
+        best = _best(best, _effective_ioprio(task))
+    return best
+
+
+@syscall("ioprio_set", note="kept per thread (inherited) and reported; the sentry's I/O has no priorities. The "
+         "real-time class answers EPERM (no real-time scheduling to give); other checks as Linux's")
+def ioprio_set(t, which, who, ioprio):
+    which, who, ioprio = s32(which), s32(who), s32(ioprio)
+    klass = ioprio >> IOPRIO_CLASS_SHIFT & 7
+    if klass == IOPRIO_CLASS_RT:
+        raise Errno(E.EPERM)
+    if klass > IOPRIO_CLASS_IDLE or klass == IOPRIO_CLASS_NONE and ioprio & 7:
+        raise Errno(E.EINVAL)
+    if not IOPRIO_WHO_PROCESS <= which <= IOPRIO_WHO_USER:
+        raise Errno(E.EINVAL)
+    tasks = _tasks_of(t, which - 1, who)
+    if not tasks:
+        raise Errno(E.ESRCH)
+    for task in tasks:
+        if not (t.euid == task.uid or t.uid == task.uid or _privileged(t)):
+            raise Errno(E.EPERM)
+        task.ioprio = ioprio & 0xFFFF
     return 0
 
 

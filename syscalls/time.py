@@ -1,9 +1,13 @@
 """Clocks, sleeping and timers: clock_gettime(2), clock_getres(2),
-gettimeofday(2), time(2), nanosleep(2), clock_nanosleep(2), alarm(2),
-setitimer(2), getitimer(2), timer_create(2), timer_settime(2),
-timer_gettime(2), timer_getoverrun(2), timer_delete(2).
+gettimeofday(2), time(2), clock_settime(2), settimeofday(2), adjtimex(2),
+clock_adjtime(2), nanosleep(2), clock_nanosleep(2), alarm(2), setitimer(2),
+getitimer(2), timer_create(2), timer_settime(2), timer_gettime(2),
+timer_getoverrun(2), timer_delete(2).
 
-Every sleep and timer is the kernel loop's (sentry/timers.py): no sleeping threads."""
+The sandbox's clocks are the host's: they are read, never set (no task of the
+sandbox has CAP_SYS_TIME over them). Every sleep and timer is the kernel loop's
+(sentry/timers.py): no sleeping threads."""
+import ctypes
 import errno as E
 import struct
 import time as host_time
@@ -83,6 +87,99 @@ def time_(t, tloc):
     if tloc:
         t.mm.write_u64(tloc, now)
     return now
+
+
+# --- setting and disciplining the clock ------------------------------------------------------
+TIME_SETTOD_SEC_MAX = (1 << 63) // 1_000_000_000 - 30 * 365 * 86400  # KTIME_SEC_MAX less 30 years
+
+
+def _settable_time(sec: int, nsec: int) -> None:
+    """timespec64_valid_settod: EINVAL for a time the realtime clock cannot be set to."""
+    if sec < 0 or not 0 <= nsec < 1_000_000_000 or sec >= TIME_SETTOD_SEC_MAX:
+        raise Errno(E.EINVAL)
+
+
+def _cpu_clock(clock: int) -> bool:
+    return clock < 0 and clock & 3 != 3
+
+
+@syscall("clock_settime", note="the clocks are the host's and are never set: CLOCK_REALTIME checks the time "
+         "then answers EPERM (no CAP_SYS_TIME), CPU clocks EPERM, the other clocks EINVAL, as Linux")
+def clock_settime(t, clock, tp):
+    clock = s32(clock)
+    if clock != CLOCK_REALTIME and not _cpu_clock(clock):
+        raise Errno(E.EINVAL)
+    sec, nsec = struct.unpack("<qq", t.mm.read(tp, 16))
+    if _cpu_clock(clock):
+        now_ns(t, clock)  # EINVAL for a clock of no task the caller may see
+        raise Errno(E.EPERM)
+    _settable_time(sec, nsec)
+    raise Errno(E.EPERM)
+
+
+@syscall("settimeofday", note="the clock is the host's and is never set: the time and timezone are checked "
+         "(EFAULT, EINVAL) and then EPERM (no CAP_SYS_TIME), as Linux")
+def settimeofday(t, tv, tz):
+    if tv:
+        sec, usec = struct.unpack("<qq", t.mm.read(tv, 16))
+        if not 0 <= usec <= 1_000_000:
+            raise Errno(E.EINVAL)
+        _settable_time(sec, usec * 1000)
+    if tz:
+        t.mm.read(tz, 8)
+    raise Errno(E.EPERM)
+
+
+TIMEX_SIZE = 208  # struct __kernel_timex
+ADJ_OFFSET_SINGLESHOT, ADJ_OFFSET_READONLY, ADJ_ADJTIME = 0x0001, 0x2000, 0x8000
+ADJ_OFFSET_SS_READ = ADJ_OFFSET_SINGLESHOT | ADJ_ADJTIME | ADJ_OFFSET_READONLY
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _host_timex(modes: int) -> tuple[bytes, int]:
+    """The host clock's discipline state (modes 0 or ADJ_OFFSET_SS_READ: read-only)."""
+    buf = ctypes.create_string_buffer(struct.pack("<I", modes).ljust(TIMEX_SIZE, b"\0"), TIMEX_SIZE)
+    state = _libc.clock_adjtime(CLOCK_REALTIME, buf)
+    if state < 0:
+        raise Errno(ctypes.get_errno())
+    return buf.raw, state
+
+
+def _adjtimex(t, buf) -> int:
+    """Linux's do_adjtimex for a caller without CAP_SYS_TIME: a query answers the host clock's
+    state (its TIME_* value), any change EPERM."""
+    modes = t.mm.read_u32(buf)
+    t.mm.read(buf, TIMEX_SIZE)
+    if modes & ADJ_ADJTIME:  # adjtime(3)'s single-shot offset
+        if not modes & ADJ_OFFSET_SINGLESHOT:
+            raise Errno(E.EINVAL)
+        if not modes & ADJ_OFFSET_READONLY:
+            raise Errno(E.EPERM)
+        modes = ADJ_OFFSET_SS_READ  # (Linux ignores the other bits here: the host never sees them)
+    elif modes:
+        raise Errno(E.EPERM)
+    data, state = _host_timex(modes)
+    t.mm.write(buf, data)
+    return state
+
+
+@syscall("adjtimex", note="a query reports the host clock's NTP state (the sandbox's clock is the host's); "
+         "any change EPERM, as without CAP_SYS_TIME")
+def adjtimex(t, buf):
+    return _adjtimex(t, buf)
+
+
+@syscall("clock_adjtime", note="as adjtimex for CLOCK_REALTIME; the other clocks EOPNOTSUPP (they cannot be "
+         "adjusted), unknown ones EINVAL")
+def clock_adjtime(t, clock, buf):
+    clock = s32(clock)
+    if clock == CLOCK_REALTIME:
+        return _adjtimex(t, buf)
+    if clock in _HOST_CLOCKS or clock in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID) or _cpu_clock(clock):
+        if _cpu_clock(clock):
+            now_ns(t, clock)
+        raise Errno(E.EOPNOTSUPP)
+    raise Errno(E.EINVAL)
 
 
 # --- sleeping ----------------------------------------------------------------------------------

@@ -431,6 +431,26 @@ CASES = [
     Case("threads", id="setxid", args=("setxid",), stderr="notes",
          expect=(b"a loop, cond_wait: all yes\n", b"the reader read 3, the sleeper went on yes, the loop yes, the waiter yes\n",
                  b"every thread's ids the same afterwards: yes\n", b"done\n")),
+    # --- the calls real programs meet (tests/test_enosys.py runs the programs) ---
+    Case("mempolicy",
+         expect=(b"default policy: mode 0 mask 0 0\n", b"bind node 1 (no such node): -1 EINVAL\n",
+                 b"after relative nodes: mode 0x4002 mask 20 0\n", b"page 1: mode 0x3 mask 1\n",
+                 b"mbind over a hole: -1 EFAULT\n", b"child's page 1: mode 0x3 mask 1\n",
+                 b"move to node 0: 0, 0 0 -14\n", b"done\n")),
+    Case("priority",
+         expect=(b"raw after 5: 15, libc: 5\n", b"child's nice (raw): 13, ioprio 0x4003\n",
+                 b"effective for its group at nice 7: 0x4005\n", b"class none with a level: -1 EINVAL\n",
+                 b"after keep params: size 56 policy 3 flags 0 nice 2", b"size 40: -1 E2BIG, size written back 56\n",
+                 b"done\n")),
+    Case("memlock",
+         expect=(b"mlock over the hole: -1 ENOMEM\n", b"resident: 1 1 1 1, vec[4] untouched: yes\n",
+                 b"pkey_alloc rights 4: -1 EINVAL\n", b"pkey_mprotect key 9 (never allocated): -1 EINVAL\n",
+                 b"done\n")),
+    Case("persona",
+         expect=(b"PER_LINUX32: machine i686", b"after execve: machine i686, release 2.6.x\n",
+                 b"syslog action 99: -1 EINVAL\n", b"clock_settime REALTIME, negative: -1 EINVAL\n",
+                 b"PR_GET_SECCOMP: 0\n", b"seccomp notification sizes: 0, 80 24 64\n",
+                 b"setns on a regular file: -1 EINVAL\n", b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

@@ -1,0 +1,88 @@
+"""What the sandbox does not offer, answered as Linux answers it: a feature the
+kernel was built without (ENOSYS, which programs take as "not here" and work
+around), an operation on the machine itself that needs a capability no task of
+the sandbox has (EPERM), or a call that Linux itself never implemented. Each
+answer is silent (no "unsupported syscall" note) and listed with its reason in
+`sentry syscalls`."""
+import errno as E
+
+from sentry.errors import Errno
+from syscalls.abi import s32
+from syscalls.registry import refuse, syscall
+
+# --- kernel features the sandbox is built without --------------------------------------------------
+_WITHOUT = {
+    "CONFIG_AIO (Linux AIO; libaio callers fall back to threads)":
+        ("io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents"),
+    "CONFIG_IO_URING (callers fall back to ordinary reads and writes)":
+        ("io_uring_setup", "io_uring_enter", "io_uring_register"),
+    "CONFIG_FANOTIFY": ("fanotify_init", "fanotify_mark"),
+    "CONFIG_PERF_EVENTS": ("perf_event_open",),
+    "CONFIG_BPF_SYSCALL": ("bpf",),
+    "CONFIG_USERFAULTFD": ("userfaultfd",),
+    "CONFIG_MODIFY_LDT_SYSCALL (64-bit programs never need a local descriptor table)": ("modify_ldt",),
+    "CONFIG_FHANDLE (file handles)": ("name_to_handle_at", "open_by_handle_at"),
+    "CONFIG_CROSS_MEMORY_ATTACH (read another process's memory with /proc/PID/mem instead)":
+        ("process_vm_readv", "process_vm_writev"),
+    "CONFIG_CHECKPOINT_RESTORE's kcmp": ("kcmp",),
+    "secret memory (secretmem.enable=0, Linux's default)": ("memfd_secret",),
+    "CONFIG_SECURITY_LANDLOCK (programs that sandbox themselves with it run on without)":
+        ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"),
+    "CONFIG_SYSFS_SYSCALL": ("sysfs",),
+    "CONFIG_USELIB": ("uselib",),
+    "CONFIG_QUOTA": ("quotactl", "quotactl_fd"),
+}
+# Calls added after the kernel the sandbox presents (uname: 6.1): ENOSYS there too.
+_NEWER = ("cachestat", "map_shadow_stack", "futex_wake", "futex_wait", "futex_requeue", "statmount", "listmount",
+          "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules", "mseal")
+# Table entries Linux itself answers with sys_ni_syscall, or calls it removed.
+_NEVER = ("afs_syscall", "tuxcall", "security", "vserver", "getpmsg", "putpmsg", "create_module",
+          "get_kernel_syms", "query_module", "nfsservctl", "epoll_ctl_old", "epoll_wait_old", "_sysctl",
+          "lookup_dcookie")
+
+for _reason, _names in _WITHOUT.items():
+    for _name in _names:
+        refuse(_name, E.ENOSYS, "as a kernel built without " + _reason)
+for _name in _NEWER:
+    refuse(_name, E.ENOSYS, "newer than the Linux the sandbox presents (6.1)")
+for _name in _NEVER:
+    refuse(_name, E.ENOSYS, "not implemented by Linux either")
+
+# --- operations on the machine: a capability no task of the sandbox has -------------------------
+_PRIVILEGED = {
+    "CAP_SYS_ADMIN: the sandbox's mounts are made when it starts":
+        ("mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+         "mount_setattr", "swapon", "swapoff"),
+    "CAP_SYS_CHROOT: the sandbox's root is fixed": ("chroot",),
+    "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
+    "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
+    "CAP_SYS_PACCT: no process accounting": ("acct",),
+    "CAP_SYS_TTY_CONFIG": ("vhangup",),
+    "tracing is not offered (as with kernel.yama.ptrace_scope=3)": ("ptrace",),
+}
+for _reason, _names in _PRIVILEGED.items():
+    for _name in _names:
+        refuse(_name, E.EPERM, "without " + _reason if _reason.startswith("CAP_") else _reason)
+
+
+# x86's I/O port access: asking for none succeeds, anything more needs CAP_SYS_RAWIO.
+IO_BITMAP_BITS = 65536
+
+
+@syscall("iopl", note="level 0 (what every process has) succeeds; more EPERM (no CAP_SYS_RAWIO); EINVAL past 3")
+def iopl(t, level):
+    level = level & 0xFFFFFFFF
+    if level > 3:
+        raise Errno(E.EINVAL)
+    if level:
+        raise Errno(E.EPERM)
+    return 0
+
+
+@syscall("ioperm", note="turning ports off succeeds (none is on); turning them on EPERM (no CAP_SYS_RAWIO)")
+def ioperm(t, start, num, turn_on):
+    if start + num <= start or start + num > IO_BITMAP_BITS:
+        raise Errno(E.EINVAL)
+    if s32(turn_on):
+        raise Errno(E.EPERM)
+    return 0

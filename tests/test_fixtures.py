@@ -451,6 +451,10 @@ CASES = [
                  b"syslog action 99: -1 EINVAL\n", b"clock_settime REALTIME, negative: -1 EINVAL\n",
                  b"PR_GET_SECCOMP: 0\n", b"seccomp notification sizes: 0, 80 24 64\n",
                  b"setns on a regular file: -1 EINVAL\n", b"done\n")),
+    Case("splice", args=(TMP,),
+         expect=(b"offset for a pipe input: -1 ESPIPE\n", b"file at offset 5 to pipe: 4, offset now 9, file position 20\n",
+                 b"b after tee: 5 [56782]\n", b"file now: 0123456789abcdefghXYZ\n", b"into a one-page pipe: 20\n",
+                 b"to a pipe without readers: -1 EPIPE\n", b"vmsplice out of a: 8 [hello wo]\n", b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

@@ -15,7 +15,7 @@ from sentry.process import ProcessTable
 from sentry.sched import Resumed, TaskExit, Wait
 
 CLONE_VM, CLONE_VFORK = 0x100, 0x4000
-CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups")
+CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups", "caps")
 from sentry.task import Task
 from sentry.vfs import VFS
 

@@ -1,4 +1,5 @@
 """Task: one thread of a sandboxed program, as the syscall handlers see it."""
+from sentry import caps
 from sentry.signals import init_task as init_signals
 
 RLIM_INFINITY = (1 << 64) - 1
@@ -53,6 +54,7 @@ class Task:
         self.uid = self.euid = self.suid = self.fsuid = 0
         self.gid = self.egid = self.sgid = self.fsgid = 0
         self.groups = None  # supplementary groups once set (setgroups); None: none but gid
+        self.caps = caps.ROOT  # capability sets (sentry/caps.py)
         # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
         # sigshared (the process's), altstack, saved_sigmask, restart_block...
         init_signals(self)
@@ -108,9 +110,11 @@ class Task:
 
     def exec_credentials(self) -> None:
         """What execve does to the ids (set-user-ID programs are not honoured): the saved
-        and fs ids become the effective ones."""
+        and fs ids become the effective ones; root's capabilities are renewed, anyone
+        else's go."""
         self.suid = self.fsuid = self.euid
         self.sgid = self.fsgid = self.egid
+        caps.after_exec(self)
 
     def hold_file(self, fd: int, file) -> None:
         """A call on fd waits: the file stays open until the call ends, even if fd is closed

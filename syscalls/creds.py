@@ -4,28 +4,30 @@ setgroups(2).
 
 Credentials are per thread, as the raw syscalls are on Linux (libc makes every
 thread call them in turn). They are the sandbox's own: the program starts as
-uid 0 of its sandbox and the host never sees them. Privilege is Linux's
-CAP_SETUID/CAP_SETGID, which a thread holds while its effective uid is 0. The
-effective ids are what kill, SO_PEERCRED and /proc see; file permissions
-(sentry/vfs/perm.py) are checked against the fs ids (which follow the
-effective ones but for setfsuid/setfsgid) and the supplementary groups, the
-file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN, ...) held while
-the fsuid is 0 — where Linux's setuid and setfsuid fix-ups leave them when no
-capset is ever called. access(2) checks the real ids instead."""
+uid 0 of its sandbox, with every capability, and the host never sees them.
+Privilege is Linux's CAP_SETUID/CAP_SETGID; the capability sets follow the
+uid changes as Linux's fix-ups move them (sentry/caps.py), and capget(2)/
+capset(2) read and shrink them. The effective ids are what kill, SO_PEERCRED
+and /proc see; file permissions (sentry/vfs/perm.py) are checked against the
+fs ids (which follow the effective ones but for setfsuid/setfsgid), the
+supplementary groups and the file capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER,
+CAP_CHOWN, ...). access(2) checks the real ids instead."""
 import errno as E
 import struct
 
+from sentry import caps
+from sentry.caps import CAP_SETGID, CAP_SETUID, Caps
 from sentry.errors import Errno
-from syscalls.registry import syscall
+from syscalls.registry import PARTIAL, syscall
 
 NOBODY = 0xFFFFFFFF  # (uid_t)-1: "unchanged" where the call allows it, else invalid
 NGROUPS_MAX = 65536
-_NOTE = ("the sandbox's own ids, per thread, with Linux's rules (privileged while the effective uid is 0); "
-         "file permissions are checked against the fs ids")
+_NOTE = ("the sandbox's own ids, per thread, with Linux's rules (CAP_SETUID/CAP_SETGID; the capabilities "
+         "follow the uids as Linux's fix-ups move them); file permissions are checked against the fs ids")
 
 
-def _privileged(t) -> bool:
-    return t.euid == 0
+def _privileged(t, kind: str) -> bool:
+    return caps.has(t, CAP_SETUID if kind == "uid" else CAP_SETGID)
 
 
 def _ids(t, kind: str) -> list:
@@ -34,12 +36,20 @@ def _ids(t, kind: str) -> list:
     return [real, eff, getattr(t, "s" + kind, eff), getattr(t, "fs" + kind, eff)]
 
 
-def _store(t, kind: str, ids) -> None:
+def _store(t, kind: str, ids, fs_only: bool = False) -> None:
+    """Set the four ids; for uids, the capabilities follow (as for setfsuid when fs_only,
+    else as for setuid, setreuid and setresuid)."""
+    before = _ids(t, kind)
     real, eff, saved, fs = ids
     setattr(t, kind, real)
     setattr(t, "e" + kind, eff)
     setattr(t, "s" + kind, saved)
     setattr(t, "fs" + kind, fs)
+    if kind == "uid":
+        if fs_only:
+            caps.after_setfsuid(t, before[3])
+        else:
+            caps.after_setuid(t, tuple(before[:3]))
 
 
 def _set_one(t, kind: str, value: int) -> int:
@@ -48,7 +58,7 @@ def _set_one(t, kind: str, value: int) -> int:
     if value == NOBODY:
         raise Errno(E.EINVAL)
     ids = _ids(t, kind)
-    if _privileged(t):
+    if _privileged(t, kind):
         ids = [value] * 4
     elif value in (ids[0], ids[2]):
         ids[1] = ids[3] = value
@@ -63,11 +73,11 @@ def _set_re(t, kind: str, real: int, eff: int) -> int:
     old = _ids(t, kind)
     new = list(old)
     if real != NOBODY:
-        if not _privileged(t) and real not in (old[0], old[1]):
+        if not _privileged(t, kind) and real not in (old[0], old[1]):
             raise Errno(E.EPERM)
         new[0] = real
     if eff != NOBODY:
-        if not _privileged(t) and eff not in (old[0], old[1], old[2]):
+        if not _privileged(t, kind) and eff not in (old[0], old[1], old[2]):
             raise Errno(E.EPERM)
         new[1] = eff
     if real != NOBODY or eff != NOBODY and eff != old[0]:
@@ -80,7 +90,7 @@ def _set_re(t, kind: str, real: int, eff: int) -> int:
 def _set_res(t, kind: str, real: int, eff: int, saved: int) -> int:
     wanted = [real & 0xFFFFFFFF, eff & 0xFFFFFFFF, saved & 0xFFFFFFFF]
     old = _ids(t, kind)
-    if not _privileged(t) and any(v != NOBODY and v not in old[:3] for v in wanted):
+    if not _privileged(t, kind) and any(v != NOBODY and v not in old[:3] for v in wanted):
         raise Errno(E.EPERM)
     new = [v if v != NOBODY else o for v, o in zip(wanted, old[:3])]
     _store(t, kind, new + [new[1]])
@@ -92,9 +102,9 @@ def _set_fs(t, kind: str, value: int) -> int:
     value &= 0xFFFFFFFF
     ids = _ids(t, kind)
     old = ids[3]
-    if value != NOBODY and (_privileged(t) or value in ids):
+    if value != NOBODY and (_privileged(t, kind) or value in ids):
         ids[3] = value
-        _store(t, kind, ids)
+        _store(t, kind, ids, fs_only=True)
     return old
 
 
@@ -159,8 +169,70 @@ def setgroups(t, size, lst):
     size = size & 0xFFFFFFFF
     if size > NGROUPS_MAX:
         raise Errno(E.EINVAL)
-    if not _privileged(t):
+    if not _privileged(t, "gid"):
         raise Errno(E.EPERM)
     raw = t.mm.read(lst, 4 * size) if size else b""
     t.groups = tuple(sorted(set(struct.unpack(f"<{size}I", raw))))
+    return 0
+
+
+# --- capabilities ------------------------------------------------------------------------------
+VERSION_1, VERSION_2, VERSION_3 = 0x19980330, 0x20071026, 0x20080522
+
+
+def _cap_words(t, header) -> int:
+    """cap_validate_magic: how many 32-bit words of each set the header's version
+    carries; an unknown version is answered with ours, and EINVAL."""
+    version = t.mm.read_u32(header)
+    if version == VERSION_1:
+        return 1
+    if version in (VERSION_2, VERSION_3):
+        return 2
+    t.mm.write_u32(header, VERSION_3)
+    raise Errno(E.EINVAL)
+
+
+@syscall("capget", note="the thread's effective, permitted and inheritable sets (v1, v2, v3 headers)")
+def capget(t, header, data):
+    try:
+        words = _cap_words(t, header)
+    except Errno as e:
+        if e.errno == E.EINVAL and not data:
+            return 0  # a probe for the version
+        raise
+    if not data:
+        return 0
+    pid = struct.unpack("<i", t.mm.read(header + 4, 4))[0]
+    if pid < 0:
+        raise Errno(E.EINVAL)
+    target = t if pid == 0 else t.kernel.tasks.get(pid)
+    if target is None:
+        raise Errno(E.ESRCH)
+    sets = target.caps
+    out = b"".join(struct.pack("<III", sets.effective >> (32 * i) & 0xFFFFFFFF,
+                               sets.permitted >> (32 * i) & 0xFFFFFFFF, sets.inheritable >> (32 * i) & 0xFFFFFFFF)
+                   for i in range(words))
+    t.mm.write(data, out)
+    return 0
+
+
+@syscall("capset", status=PARTIAL, note="shrinks the thread's own sets as Linux allows (EPERM otherwise); the "
+         "file capabilities, CAP_SETUID and CAP_SETGID are honoured, other privileges of the sandbox's root "
+         "still follow its effective uid 0")
+def capset(t, header, data):
+    words = _cap_words(t, header)
+    pid = struct.unpack("<i", t.mm.read(header + 4, 4))[0]
+    if pid not in (0, t.tid):
+        raise Errno(E.EPERM)
+    raw = t.mm.read(data, 12 * words)
+    eff = perm = inh = 0
+    for i in range(words):
+        e, p, n = struct.unpack_from("<III", raw, 12 * i)
+        eff, perm, inh = eff | e << (32 * i), perm | p << (32 * i), inh | n << (32 * i)
+    new = Caps(eff, perm, inh)
+    try:
+        caps.check_capset(t, new)
+    except PermissionError:
+        raise Errno(E.EPERM) from None
+    t.caps = new
     return 0

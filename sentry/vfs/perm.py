@@ -7,12 +7,11 @@ filesystem, then generic_permission on the mode bits, no ACLs), `may_create`
 and `may_delete` are namei's, `owns` is inode_owner_or_capable, the rest are
 the setattr and link rules.
 
-Credentials are the thread's: fsuid, fsgid and supplementary groups
-(sentry/task.py, syscalls/creds.py). The sandbox has no capability sets: a
-thread holds the file capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
-CAP_FOWNER, CAP_CHOWN, CAP_FSETID, CAP_MKNOD) exactly while its fsuid is 0,
-which is where Linux's setuid and setfsuid fix-ups leave them when no capset
-is ever called.
+Credentials are the thread's: fsuid, fsgid, supplementary groups
+(sentry/task.py, syscalls/creds.py) and its effective capabilities
+(sentry/caps.py: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER,
+CAP_CHOWN, CAP_FSETID), which Linux's setuid and setfsuid fix-ups keep while
+the fsuid is 0 unless capset drops them.
 
 A file's owner and group are what its inode's `owner()` says, as the sandbox
 sees them: memory and overlay files carry sandbox ids; a host file's are
@@ -28,6 +27,8 @@ import errno as E
 import stat as S
 from contextlib import contextmanager
 
+from sentry import caps
+from sentry.caps import CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID
 from sentry.errors import Errno
 
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
@@ -42,10 +43,10 @@ def in_group(task, gid) -> bool:
     return gid == task.fsgid or gid in (task.groups if task.groups is not None else (task.gid,))
 
 
-def privileged(task, inode) -> bool:
-    """A file capability held with respect to inode: fsuid 0, and the file's owner
-    and group are ids of the sandbox."""
-    if task.fsuid != 0:
+def capable(task, inode, cap: int) -> bool:
+    """capable_wrt_inode_uidgid: cap in the effective set, and the file's owner and
+    group are ids of the sandbox."""
+    if not caps.has(task, cap):
         return False
     uid, gid = inode.owner()
     return uid is not None and gid is not None
@@ -65,9 +66,12 @@ def _allowed(task, inode, want: int) -> bool:
         bits = mode
     if not want & ~bits & 7:
         return True
-    if not privileged(task, inode):
-        return False
-    return S.S_ISDIR(mode) or not want & MAY_EXEC or bool(mode & 0o111)
+    if S.S_ISDIR(mode):
+        return (not want & MAY_WRITE and capable(task, inode, CAP_DAC_READ_SEARCH)
+                or capable(task, inode, CAP_DAC_OVERRIDE))
+    if want & 7 == MAY_READ and capable(task, inode, CAP_DAC_READ_SEARCH):
+        return True
+    return (not want & MAY_EXEC or bool(mode & 0o111)) and capable(task, inode, CAP_DAC_OVERRIDE)
 
 
 def permission(task, inode, want: int) -> None:
@@ -90,7 +94,7 @@ def owns(task, inode) -> bool:
     if task is None:
         return True
     uid, _ = inode.owner()
-    return (uid is not None and task.fsuid == uid) or privileged(task, inode)
+    return (uid is not None and task.fsuid == uid) or capable(task, inode, CAP_FOWNER)
 
 
 def may_create(task, directory) -> None:
@@ -105,7 +109,7 @@ def may_delete(task, directory, victim, isdir: bool) -> None:
     permission(task, directory, MAY_WRITE | MAY_EXEC)
     if task is not None and directory.mode & S.S_ISVTX:
         fsuid = task.fsuid
-        if fsuid not in (victim.owner()[0], directory.owner()[0]) and not privileged(task, victim):
+        if fsuid not in (victim.owner()[0], directory.owner()[0]) and not capable(task, victim, CAP_FOWNER):
             raise Errno(E.EPERM)
     if isdir and not victim.is_dir():
         raise Errno(E.ENOTDIR)
@@ -142,7 +146,7 @@ def new_owner(task, directory, mode: int):
     if directory.mode & S.S_ISGID:
         _, gid = directory.owner()
         if (not S.S_ISDIR(mode) and mode & (S.S_ISGID | S.S_IXGRP) == (S.S_ISGID | S.S_IXGRP)
-                and not in_group(task, gid) and not privileged(task, directory)):
+                and not in_group(task, gid) and not capable(task, directory, CAP_FSETID)):
             mode &= ~S.S_ISGID
         if S.S_ISDIR(mode):
             mode |= S.S_ISGID
@@ -157,7 +161,7 @@ def chmod_mode(task, inode, mode: int) -> int:
     if not owns(task, inode):
         raise Errno(E.EPERM)
     if task is not None and mode & S.S_ISGID and not in_group(task, inode.owner()[1]) \
-            and not privileged(task, inode):
+            and not capable(task, inode, CAP_FSETID):
         mode &= ~S.S_ISGID
     return mode
 
@@ -170,11 +174,11 @@ def may_chown(task, inode, uid: int, gid: int) -> bool:
         return False
     owner, group = inode.owner()
     is_owner = owner is not None and task.fsuid == owner
-    if uid != -1 and not (is_owner and uid == owner) and not privileged(task, inode):
+    if uid != -1 and not (is_owner and uid == owner) and not capable(task, inode, CAP_CHOWN):
         raise Errno(E.EPERM)
-    if gid != -1 and not (is_owner and (gid == group or in_group(task, gid))) and not privileged(task, inode):
+    if gid != -1 and not (is_owner and (gid == group or in_group(task, gid))) and not capable(task, inode, CAP_CHOWN):
         raise Errno(E.EPERM)
-    return not in_group(task, group) and not privileged(task, inode)
+    return not in_group(task, group) and not capable(task, inode, CAP_FSETID)
 
 
 def may_set_times(task, inode, explicit: bool) -> None:
@@ -190,10 +194,11 @@ def may_set_times(task, inode, explicit: bool) -> None:
 @contextmanager
 def real_ids(task):
     """access(2) without AT_EACCESS checks, its walk included, with the real uid and
-    gid as the fs ids (Linux's access_override_creds)."""
-    saved = task.fsuid, task.fsgid
-    task.fsuid, task.fsgid = task.uid, task.gid
+    gid as the fs ids, and root's capabilities only for a real uid 0 (Linux's
+    access_override_creds)."""
+    saved = task.fsuid, task.fsgid, task.caps
+    task.fsuid, task.fsgid, task.caps = task.uid, task.gid, caps.for_access(task)
     try:
         yield
     finally:
-        task.fsuid, task.fsgid = saved
+        task.fsuid, task.fsgid, task.caps = saved

@@ -664,7 +664,7 @@ def gen_status(task) -> bytes:
     while fdsize < (max(fds) + 1 if fds else 0):
         fdsize *= 2
     uids, gids = _ids(task, "uid"), _ids(task, "gid")
-    caps = CAP_FULL if uids[1] == 0 else 0
+    eff, prm, inh = getattr(task, "caps", (CAP_FULL, CAP_FULL, 0))  # sentry/caps.py
     pgid = getattr(task, "pgid", task.tgid)
     sid = getattr(task, "sid", task.tgid)
     sigq_max = getattr(task, "rlimits", {}).get(11, (4096, 4096))[0]
@@ -713,9 +713,9 @@ def gen_status(task) -> bytes:
         f"SigBlk:\t{getattr(task, 'sigmask', 0):016x}",
         f"SigIgn:\t{ign:016x}",
         f"SigCgt:\t{cgt:016x}",
-        f"CapInh:\t{0:016x}",
-        f"CapPrm:\t{caps:016x}",
-        f"CapEff:\t{caps:016x}",
+        f"CapInh:\t{inh:016x}",
+        f"CapPrm:\t{prm:016x}",
+        f"CapEff:\t{eff:016x}",
         f"CapBnd:\t{CAP_FULL:016x}",
         f"CapAmb:\t{0:016x}",
         f"NoNewPrivs:\t{int(bool(getattr(task, 'no_new_privs', False)))}",

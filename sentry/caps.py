@@ -1,0 +1,92 @@
+"""Capabilities: a thread's effective, permitted and inheritable sets, and how
+Linux moves them when the ids change (commoncap.c), with no file capabilities,
+no ambient set and no securebits.
+
+The sandbox's first process is its root with every capability. A set-user-ID
+call that leaves no uid 0 drops them all; the effective uid leaving 0 empties
+the effective set, coming back to 0 refills it from the permitted one; the
+fsuid leaving 0 drops the file capabilities (CAP_CHOWN, CAP_DAC_OVERRIDE, ...)
+from the effective set, coming back raises them again; execve gives root
+(real or effective uid 0) the full permitted set and everyone else none.
+capset(2) may only shrink them. A thread's sets are one immutable `Caps`
+(Task.caps), shared by reference with a clone until either changes.
+
+What reads them: the file permission checks (sentry/vfs/perm.py) and the
+set-user-ID and set-group-ID calls (syscalls/creds.py). Other privileges of
+the sandbox's root are still its effective uid 0 there."""
+from typing import NamedTuple
+
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
+CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
+CAP_LINUX_IMMUTABLE, CAP_MKNOD, CAP_MAC_OVERRIDE = 9, 27, 32
+CAP_LAST_CAP = 40  # CAP_CHECKPOINT_RESTORE (Linux 5.9+)
+CAP_FULL = (1 << (CAP_LAST_CAP + 1)) - 1
+# what follows the fsuid (cap_drop_fs_set / cap_raise_fs_set)
+FS_MASK = sum(1 << c for c in (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID,
+                               CAP_LINUX_IMMUTABLE, CAP_MKNOD, CAP_MAC_OVERRIDE))
+
+
+class Caps(NamedTuple):
+    effective: int
+    permitted: int
+    inheritable: int
+
+
+ROOT = Caps(CAP_FULL, CAP_FULL, 0)
+NONE = Caps(0, 0, 0)
+
+
+def has(task, cap: int) -> bool:
+    """Does the thread hold cap in its effective set?"""
+    return bool(task.caps.effective >> cap & 1)
+
+
+def after_setuid(task, old_ids) -> None:
+    """cap_emulate_setxuid: after setuid, setreuid or setresuid, old_ids being the
+    (real, effective, saved) uids before."""
+    eff, perm, inh = task.caps
+    new_ids = (task.uid, task.euid, task.suid)
+    if 0 in old_ids and 0 not in new_ids:
+        eff = perm = 0
+    if old_ids[1] == 0 and task.euid != 0:
+        eff = 0
+    if old_ids[1] != 0 and task.euid == 0:
+        eff = perm
+    task.caps = Caps(eff, perm, inh)
+
+
+def after_setfsuid(task, old_fsuid: int) -> None:
+    """cap_task_fix_setuid(LSM_SETID_FS): the file capabilities follow the fsuid."""
+    eff, perm, inh = task.caps
+    if old_fsuid == 0 and task.fsuid != 0:
+        eff &= ~FS_MASK
+    elif old_fsuid != 0 and task.fsuid == 0:
+        eff |= perm & FS_MASK
+    task.caps = Caps(eff, perm, inh)
+
+
+def after_exec(task) -> None:
+    """cap_bprm_creds_from_file without file capabilities: root (real or effective uid 0)
+    gets the bounding set (all), effective only if its effective uid is 0."""
+    _, _, inh = task.caps
+    perm = CAP_FULL if 0 in (task.uid, task.euid) else 0
+    task.caps = Caps(perm if task.euid == 0 else 0, perm, inh)
+
+
+def for_access(task) -> Caps:
+    """access_override_creds: the sets access(2) checks with (the real uid's)."""
+    eff, perm, inh = task.caps
+    return Caps(perm if task.uid == 0 else 0, perm, inh)
+
+
+def check_capset(task, new: Caps) -> None:
+    """cap_capset's rules (PermissionError): no new inheritable capability beyond the
+    permitted ones without CAP_SETPCAP, none beyond the bounding set (all), no new
+    permitted one, effective within the new permitted."""
+    old = task.caps
+    if not has(task, CAP_SETPCAP) and new.inheritable & ~(old.inheritable | old.permitted):
+        raise PermissionError
+    if new.inheritable & ~(old.inheritable | CAP_FULL):
+        raise PermissionError
+    if new.permitted & ~old.permitted or new.effective & ~new.permitted:
+        raise PermissionError

@@ -49,7 +49,7 @@ def pipe2(t, fds_addr, flags):
     if flags & ~(O_CLOEXEC | O_NONBLOCK):
         raise Errno(E.EINVAL)
     t.mm.check(fds_addr, 8, 2)  # EFAULT before anything is made
-    r, w = make_pipe(flags & O_NONBLOCK)
+    r, w = make_pipe(flags & O_NONBLOCK, (t.fsuid, t.fsgid))
     cloexec = bool(flags & O_CLOEXEC)
     rfd = t.fds.install(r, cloexec)
     try:

@@ -178,8 +178,11 @@ class PipeFile(File):
             self.reads = self.writes = False
 
 
-def make_pipe(flags: int) -> tuple[PipeFile, PipeFile]:
+def make_pipe(flags: int, owner=(0, 0)) -> tuple[PipeFile, PipeFile]:
+    """pipe(2)'s two ends; owner: the creator's fs ids (reopening an end through
+    /proc/PID/fd checks the pipe's 0600 against them)."""
     pipe = Pipe()
+    pipe.uid, pipe.gid = owner
     nb = flags & O_NONBLOCK
     return PipeFile(pipe, O_RDONLY | nb), PipeFile(pipe, O_WRONLY | nb)
 

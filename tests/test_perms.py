@@ -157,6 +157,31 @@ def test_rw_mount_takes_no_setid_bits_nodes_or_owners(platform, tmp_path):
     assert after["f"][1] == "0o750" and after["f"][6] == before["f"][6]
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_rootfs_owners_are_sandbox_ids(platform, tmp_path):
+    """--rootfs is the sandbox's own image: its stored owners are sandbox ids, so its
+    root is privileged over a file of any owner, and a file stored as 65534's is
+    65534's inside (a lent directory would make both a stranger's)."""
+    import shutil
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "data").mkdir()
+    shutil.copy(harness.build("perms", VARIANT), root / "bin" / "perms")
+    for name, uid in (("stranger600", STRANGER), ("nobody600", 65534)):
+        (root / "data" / name).write_text(name + "\n")
+        os.chmod(root / "data" / name, 0o600)
+        os.chown(root / "data" / name, uid, uid)
+    paths = ["/data/stranger600", "/data/nobody600"]
+    options = ["--rootfs", str(root)]
+    prog = "/bin/perms"
+    for as_nobody, want in ((False, ["ok", "ok"]), (True, ["-1 EACCES", "ok"])):
+        args = ["--read"] + (["--as-nobody"] if as_nobody else []) + paths
+        run = harness.run_sandbox(platform, prog, args, options=options)
+        harness.check_sentry_sane(run)
+        reads = [line.split(": ", 1)[1] for line in run.stdout.decode().splitlines() if line.startswith("  read")]
+        assert reads == want, f"as {'65534' if as_nobody else 'root'}: {run.stdout.decode()}\n{run.stderr_text()}"
+
+
 def test_host_file_owners_as_the_sandbox_sees_them(tmp_path):
     """HostFS's two kinds, without running a program: lent (the host user's ids are the
     sandbox's 0, others' nobody's) and the system's (all nobody's)."""

@@ -15,7 +15,7 @@ from sentry.errors import Errno
 from sentry.vfs import perm
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
-from sentry.vfs.perm import MAY_EXEC, MAY_READ, MAY_WRITE
+from sentry.vfs.perm import MAY_READ, MAY_WRITE
 from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode
 from sentry.vfs.locks import LockTable
 

@@ -181,7 +181,7 @@ def prctl(t, option, arg2, arg3, arg4, arg5):
     if option == PR_GET_TIMERSLACK:
         return getattr(t, "timer_slack_ns", DEFAULT_TIMER_SLACK_NS)
     if option == PR_SET_TIMERSLACK:
-        t.timer_slack_ns = arg2 or DEFAULT_TIMER_SLACK_NS
+        t.timer_slack_ns = arg2 or getattr(t, "timer_slack_default", DEFAULT_TIMER_SLACK_NS)
         return 0
     if option == PR_GET_TID_ADDRESS:
         t.mm.write_u64(arg2, t.clear_child_tid)
@@ -213,6 +213,8 @@ def prctl(t, option, arg2, arg3, arg4, arg5):
         t.no_new_privs = True
         return 0
     if option == PR_GET_NO_NEW_PRIVS:
+        if arg2 or arg3 or arg4 or arg5:
+            raise Errno(E.EINVAL)
         return int(t.no_new_privs)
     if option == PR_SET_CHILD_SUBREAPER:
         t.proc.subreaper = bool(arg2)

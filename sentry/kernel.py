@@ -737,10 +737,11 @@ class Kernel:
 def _inherit_sched(parent: Task, child: Task) -> None:
     """A new task's CPU affinity, scheduling policy, nice value and I/O priority
     (syscalls/sched.py), memory policy (syscalls/mempolicy.py), personality
-    (syscalls/info.py) and timer slack (prctl) are its creator's, whose current slack
-    is also its default. SCHED_RESET_ON_FORK is not inherited and resets a negative
+    (syscalls/info.py), timer slack (prctl) and OOM score adjustment (/proc/PID/oom_score_adj)
+    are its creator's; the creator's current slack is also its default. SCHED_RESET_ON_FORK is not inherited and resets a negative
     nice value to 0 (the policies it would also reset are not offered)."""
-    for name in ("sched_affinity", "sched_policy", "sched_nice", "ioprio", "mempolicy", "personality"):
+    for name in ("sched_affinity", "sched_policy", "sched_nice", "ioprio", "mempolicy", "personality",
+                 "oom_score_adj"):
         if hasattr(parent, name):
             setattr(child, name, getattr(parent, name))
     if getattr(parent, "sched_reset_on_fork", False) and getattr(parent, "sched_nice", 0) < 0:

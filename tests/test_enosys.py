@@ -112,6 +112,9 @@ COMPARED = [
     ("setarch", ["/usr/bin/setarch", "linux32", "/usr/bin/uname", "-m"], {}),
     ("chrt", [SH, "-c", "chrt -b 0 sh -c 'chrt -p $$' | sed 's/^pid [0-9]*/pid N/'"], {}),
     ("taskset", ["/usr/bin/taskset", "-c", "0", "/bin/echo", "pinned"], {}),
+    # what /proc shows of them: nice and priority in stat, the personality, the OOM adjustment (inherited)
+    ("proc-views", [SH, "-c", "echo 500 > /proc/self/oom_score_adj && cat /proc/self/oom_score_adj; "
+                    "nice -n 7 cut -d' ' -f18,19 /proc/self/stat; setarch linux32 cat /proc/self/personality"], {}),
     ("busybox", [SH, "-c", "busybox nice; busybox ionice; busybox linux32 busybox uname -m; "
                  "busybox renice -n 2 -p $$; busybox nice; busybox nproc"], {}),
 ]
@@ -221,6 +224,7 @@ def test_identity_calls_the_sandbox_allows(platform, tmp_path):
         "import ctypes, os, socket\n"
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "print(libc.sethostname(b'box', 3), socket.gethostname(), os.uname().nodename)\n"
+        "print(libc.setdomainname(b'dom', 3), open('/proc/sys/kernel/domainname').read().strip())\n"
         "epoch = (ctypes.c_long * 2)(0, 0)\n"
         "for name, call in (('settimeofday', lambda: libc.settimeofday(epoch, None)),\n"
         "                   ('mount', lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)),\n"
@@ -230,7 +234,7 @@ def test_identity_calls_the_sandbox_allows(platform, tmp_path):
     )
     run = _sandbox_only(platform, [PY, "-c", script], tmp_path)
     assert run.stdout.decode().splitlines() == [
-        "0 box box", "settimeofday -1 Operation not permitted", "mount -1 Operation not permitted",
+        "0 box box", "0 dom", "settimeofday -1 Operation not permitted", "mount -1 Operation not permitted",
         "chroot -1 Operation not permitted", "inotify_init1 -1 Function not implemented"], run.stdout
 
 

@@ -395,10 +395,11 @@ class TaskDir(ProcDir):
         kids[b"limits"] = gen(gen_limits)
         kids[b"cgroup"] = gen(lambda t: b"0::/\n")
         kids[b"oom_score"] = gen(lambda t: b"0\n")
-        kids[b"oom_score_adj"] = gen(lambda t: b"0\n", 0o644, writer=_accept_int)
+        kids[b"oom_score_adj"] = gen(lambda t: b"%d\n" % getattr(t, "oom_score_adj", 0), 0o644,
+                                     writer=lambda data: _set_oom_score_adj(task, data))
         kids[b"loginuid"] = gen(lambda t: b"4294967295", 0o644, writer=_accept_int)
         kids[b"sessionid"] = gen(lambda t: b"4294967295")
-        kids[b"personality"] = gen(lambda t: b"00000000\n", 0o400)
+        kids[b"personality"] = gen(lambda t: b"%08x\n" % getattr(t, "personality", 0), 0o400)
         kids[b"wchan"] = gen(lambda t: b"0")
         kids[b"io"] = gen(gen_io, 0o400)
         if self.with_threads:
@@ -553,6 +554,20 @@ def _file_loc(vfs, task, here, link_name: bytes, f, inode):
 
 def _set_comm(task, data: bytes) -> int:
     task.comm = data.split(b"\n", 1)[0][:15].decode(errors="replace")
+    return len(data)
+
+
+def _set_oom_score_adj(task, data: bytes) -> int:
+    """The process's OOM score adjustment, -1000..1000: kept by each of its threads (new tasks
+    inherit it: sentry/kernel.py _inherit_sched) and shown; the sandbox kills nothing for memory."""
+    try:
+        value = int(data.strip() or b"x")
+    except ValueError:
+        raise Errno(E.EINVAL) from None
+    if not -1000 <= value <= 1000:
+        raise Errno(E.EINVAL)
+    for thread in task.proc.tasks:
+        thread.oom_score_adj = value
     return len(data)
 
 
@@ -766,6 +781,7 @@ def gen_task_stat(task) -> bytes:
     brk = getattr(mm, "brk_start", 0)
     rlim_as = getattr(task, "rlimits", {}).get(5, (RLIM_INFINITY,))[0]
     comm = task.comm.encode(errors="replace")
+    nice = getattr(task, "sched_nice", 0)  # setpriority(2), syscalls/sched.py
     fields = [
         _state(task)[0].encode(), task.ppid,
         getattr(task, "pgid", task.tgid), getattr(task, "sid", task.tgid),
@@ -773,12 +789,13 @@ def gen_task_stat(task) -> bytes:
         0x400000,                                # flags: PF_RANDOMIZE... as a plain process
         0, 0, 0, 0,                              # minflt cminflt majflt cmajflt
         _cpu_ticks(task), 0, 0, 0,               # utime stime cutime cstime
-        20, 0, _threads(task), 0,                # priority nice num_threads itrealvalue
+        20 + nice, nice, _threads(task), 0,      # priority nice num_threads itrealvalue
         _start_ticks(task), m.size, m.rss // PAGE, rlim_as,
         code[0], code[1], stack[0].end - 8 * PAGE if stack else 0,
         0, 0,                                    # kstkesp kstkeip (hidden, as Linux)
         getattr(task, "pending_signals", 0), getattr(task, "sigmask", 0), ign, cgt,
-        0, 0, 0, 17, 0, 0, 0, 0, 0, 0,           # wchan nswap cnswap exit_signal processor rt_prio policy blkio guest cguest
+        0, 0, 0, 17, 0, 0, getattr(task, "sched_policy", 0), 0, 0, 0,  # wchan nswap cnswap exit_signal processor
+                                                                        # rt_prio policy blkio guest cguest
         data[0], data[1], brk,
         0, 0, 0, 0,                              # arg_start arg_end env_start env_end
         0,                                       # exit_code
@@ -1156,13 +1173,16 @@ def make_sys(procfs) -> StaticDir:
             kernel().hostname = name
         return len(data)
 
-    domain = [b"(none)"]
+    def domainname():
+        k = kernel()
+        return getattr(k, "domainname", b"(none)") + b"\n"  # setdomainname(2), syscalls/info.py
 
     def set_domain(data):
         name = data.split(b"\n", 1)[0]
         if len(name) > 64:
             raise Errno(E.EINVAL)
-        domain[0] = name
+        if kernel() is not None:
+            kernel().domainname = name
         return len(data)
 
     def random_uuid():
@@ -1184,7 +1204,7 @@ def make_sys(procfs) -> StaticDir:
     sys_dir = StaticDir(fs)
     kern = sys_dir.add(b"kernel", StaticDir(fs))
     kern.add(b"hostname", GenInode(fs, hostname, 0o644, writer=set_hostname, sysctl=True))
-    kern.add(b"domainname", GenInode(fs, lambda: domain[0] + b"\n", 0o644, writer=set_domain, sysctl=True))
+    kern.add(b"domainname", GenInode(fs, domainname, 0o644, writer=set_domain, sysctl=True))
     for name, value in ((b"osrelease", release + b"\n"), (b"ostype", b"Linux\n"),
                         (b"version", version + b"\n"), (b"pid_max", b"%d\n" % PID_MAX),
                         (b"threads-max", b"%d\n" % 4096), (b"ngroups_max", b"65536\n"),

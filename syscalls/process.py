@@ -157,19 +157,34 @@ PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38,
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 PR_GET_SECCOMP, PR_SET_SECCOMP, PR_CAPBSET_READ = 21, 22, 23
 PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_GET_TID_ADDRESS = 30, 29, 40
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_CLEAR_ALL = 1, 2, 3, 4
 CAP_LAST_CAP = 40
 DEFAULT_TIMER_SLACK_NS = 50_000
 
 
 @syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper, timer slack "
-         "(kept, not applied), the tid address; PR_CAPBSET_READ (the full bounding set); PR_GET_SECCOMP 0 and "
-         "PR_SET_SECCOMP EINVAL (syscalls/seccomp.py); other options EINVAL")
+         "(kept, not applied), the tid address; PR_CAPBSET_READ (the full bounding set); PR_CAP_AMBIENT (the "
+         "ambient set stays empty: no task has an inheritable capability to raise, sentry/caps.py); "
+         "PR_GET_SECCOMP 0 and PR_SET_SECCOMP EINVAL (syscalls/seccomp.py); other options EINVAL")
 def prctl(t, option, arg2, arg3, arg4, arg5):
     option = s32(option)
     if option == PR_CAPBSET_READ:
         if arg2 > CAP_LAST_CAP:
             raise Errno(E.EINVAL)
         return 1
+    if option == PR_CAP_AMBIENT:
+        if arg2 == PR_CAP_AMBIENT_CLEAR_ALL:
+            if arg3 or arg4 or arg5:
+                raise Errno(E.EINVAL)
+            return 0
+        if arg3 > CAP_LAST_CAP or arg4 or arg5:
+            raise Errno(E.EINVAL)
+        if arg2 in (PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_LOWER):
+            return 0  # nothing is ever in the ambient set
+        if arg2 == PR_CAP_AMBIENT_RAISE:
+            raise Errno(E.EPERM)  # it must be permitted and inheritable: no inheritable set is ever given
+        raise Errno(E.EINVAL)
     if option == PR_GET_SECCOMP:
         return seccomp.seccomp_mode(t)
     if option == PR_SET_SECCOMP:

@@ -209,6 +209,16 @@ def test_kernel_log_is_empty(platform, tmp_path):
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
+def test_setpriv_dump(platform, tmp_path):
+    """busybox setpriv reads the ids, no_new_privs and every capability set (capget, prctl's
+    PR_CAP_AMBIENT and PR_CAPBSET_READ): the sandbox's root, with nothing ambient."""
+    run = _sandbox_only(platform, ["/bin/busybox", "setpriv", "--dump"], tmp_path)
+    out = run.stdout.decode()
+    assert "euid: 0\n" in out and "Ambient capabilities: [none]\n" in out, out
+    assert re.search(r"^Capability bounding set: chown,dac_override,.*,cap_40$", out, re.M), out
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_df_and_random(platform, tmp_path):
     run = _sandbox_only(platform, [SH, "-c", "df / | head -1; openssl rand -hex 8"], tmp_path)
     header, rand = run.stdout.decode().splitlines()

@@ -20,7 +20,6 @@ from sentry.vfs.inode import DeviceInode, DirInode, FileSystem
 
 DEVPTS_SUPER_MAGIC = 0x1CD1
 PTS_MAJOR = 136
-TTY_GID = 5            # the tty group owns pts nodes (devpts's gid=5 mount option, as Debian's)
 ERESTARTSYS = 512
 TIOCGWINSZ = 0x5413
 
@@ -47,8 +46,12 @@ class Terminal:
             self.tostop = bool(termios.tcgetattr(self.fd)[3] & termios.TOSTOP)
         except Exception:  # termios.error: not a terminal after all
             pass
-        self.inode = DeviceInode(PTS_MAJOR, index, self.open, mode=0o620)
-        self.inode.gid = TTY_GID
+        # Its owner, group and mode are the host terminal's (a terminal's owner is the user it
+        # was made for: the host user running sentry is the sandbox's root).
+        st = os.fstat(self.fd)
+        self.inode = DeviceInode(PTS_MAJOR, index, self.open, mode=st.st_mode & 0o7777)
+        self.inode.uid = 0 if st.st_uid == os.geteuid() else st.st_uid
+        self.inode.gid = st.st_gid
 
     def host_winsize(self) -> bytes:
         import fcntl

@@ -148,6 +148,27 @@ def test_interactive_shell(platform, shell, session):
           _sandboxed(platform, argv, steps, env=env, options=("--workdir", "/")), f"{shell} {session}")
 
 
+INTERACTIVE = {
+    "python-repl": (["/usr/bin/python3", "-q"], [Step(b">>> ", b"import os; 6*7\n"), Step(b">>> ", b"input('na' 'me? ')\n"),
+                                                Step(b"name? ", b"bob\n"), Step(b">>> ", b"\x04")]),
+    "less": (["/usr/bin/less", "/etc/hostname"], [Step(b"(END)", b"q")]),
+    "vim": (["/usr/bin/vim", "-u", "NONE", "-i", "NONE", "typed.txt"],
+            [_pause(1), Step(None, b"ihello\x1b:wq\n")]),
+    "perl-prompt": (["/usr/bin/perl", "-e", "print 'name? '; $a = <STDIN>; print 'got ', $a"],
+                    [Step(b"name? ", b"alice\n")]),
+}
+
+
+@pytest.mark.parametrize("name", list(INTERACTIVE))
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_interactive_program(platform, name, tmp_path):
+    argv, steps = INTERACTIVE[name]
+    harness.require_program(argv[0])
+    # It runs in a fresh directory: natively the test's own, in the sandbox its memory /tmp.
+    native = _native(argv, steps, cwd=str(tmp_path))
+    _same(native, _sandboxed(platform, argv, steps, options=("--workdir", "/tmp")), name)
+
+
 # --- the user's signals ---------------------------------------------------------------------------
 HANDLER = ("import signal, sys, time\n"
            "def on(sig, frame):\n"

@@ -93,6 +93,7 @@ class Console:
         if self.terminal is not None:
             self.terminal.make_controlling(task.proc)
             self.terminal.on_read = self._terminal_read
+            self.terminal.on_host_background = self._stopped_for_input
 
     def close(self) -> None:
         """The run is over (however it ended): the host terminal gets its modes back."""
@@ -151,6 +152,25 @@ class Console:
 
     def _terminal_read(self) -> None:
         self.interrupted = False  # the program is back at its terminal: the next Ctrl-C is a first one
+
+    def _stopped_for_input(self) -> bool:
+        """The sandbox read the terminal while sentry is a background job of the user's
+        shell (the host read said EIO): sentry stops as any program would there (SIGTTIN),
+        and says True once continued in the foreground."""
+        try:
+            if os.tcgetpgrp(self.host_tty) == os.getpgrp():
+                return False  # not that: a hung-up terminal
+        except OSError:
+            return False
+        signal.signal(SIGTTIN, signal.SIG_DFL)
+        try:
+            signal.pthread_kill(threading.get_ident(), SIGTTIN)  # stops here, unless sentry's group is orphaned
+        finally:
+            signal.signal(SIGTTIN, signal.SIG_IGN)
+        try:
+            return os.tcgetpgrp(self.host_tty) == os.getpgrp()
+        except OSError:
+            return False
 
     def init_stopped(self) -> None:
         """The sandbox's first program stopped (Ctrl-Z): sentry stops too, at the loop's next turn."""

@@ -297,6 +297,22 @@ def test_ctrl_z_stops_sentry_and_fg_continues(platform):
     assert "status 0" in text, text
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_background_job_reading_stops_until_fg(platform):
+    """`sentry run cat &` in the user's bash: reading the terminal from the background stops
+    sentry (SIGTTIN), as it stops cat natively; `fg` then gives it the terminal."""
+    import shlex
+    command = " ".join(shlex.quote(a) for a in harness.sentry_argv(platform, "/bin/cat", []))
+    steps = [Step(PROMPT, command.encode() + b" &\n"), Step(PROMPT, None), _pause(1.5), Step(None, b"jobs\n"),
+             Step(b"Stopped", None), Step(PROMPT, b"fg\n"), _pause(1), Step(None, b"typed line\n"),
+             Step(b"typed line", None), Step(b"typed line", b"\x04"), Step(PROMPT, b"echo status $?; exit\n")]
+    host_env = harness.sentry_host_env()
+    host_env.update({**TERM_ENV, "PS1": PROMPT.decode()})
+    run = run_on_pty(SHELLS["bash"], env=host_env, cwd=str(harness.REPO), steps=steps, timeout=TIMEOUT)
+    assert run.failed_step is None and run.status == 0, run.text()
+    assert "status 0" in run.text(), run.text()
+
+
 WINCH = ("import os, signal\n"
          "signal.signal(signal.SIGWINCH, lambda *a: print('resized', os.get_terminal_size(), flush=True) or exit(0))\n"
          "print('ready', flush=True)\n"

@@ -40,6 +40,7 @@ class Terminal:
         self.tostop = False   # the host's TOSTOP, as last set through the sandbox (syscalls/tty.py)
         self.output_stopped = False  # TCXONC TCOOFF: the console starts it again at the end
         self.on_read = None   # told when a program reads it (the console's second Ctrl-C rule)
+        self.on_host_background = None  # the console's: sentry stopped as a background job reading; True to read again
         self.winsize = self.host_winsize()
         try:
             import termios
@@ -169,14 +170,19 @@ class TtyFile(HostStream):
         if term.pushback:
             out, term.pushback = term.pushback[:size], term.pushback[size:]
             return out
-        try:
-            return os.read(term.fd, size)
-        except BlockingIOError:
-            if self.flags & O_NONBLOCK:
-                raise Errno(E.EAGAIN) from None
-            raise Wait(fd=term.fd, events=1) from None
-        except OSError as e:
-            raise Errno(e.errno) from None
+        for _ in range(2):
+            try:
+                return os.read(term.fd, size)
+            except BlockingIOError:
+                if self.flags & O_NONBLOCK:
+                    raise Errno(E.EAGAIN) from None
+                raise Wait(fd=term.fd, events=1) from None
+            except OSError as e:
+                # EIO: sentry itself is a background job of the user's shell; the console stops
+                # it, as the host stops any program reading there, and it reads again once continued
+                if e.errno != E.EIO or term.on_host_background is None or not term.on_host_background():
+                    raise Errno(e.errno) from None
+        raise Errno(E.EIO)
 
     def write(self, data: bytes) -> int:
         term = self.terminal

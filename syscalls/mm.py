@@ -1,7 +1,8 @@
 """Memory: brk(2), mmap(2), munmap(2), mprotect(2), mremap(2), madvise(2), msync(2),
-mincore(2), the mlock(2) family, and the protection-key calls pkey_alloc(2),
-pkey_free(2), pkey_mprotect(2)."""
+mincore(2), readahead(2), the mlock(2) family, and the protection-key calls
+pkey_alloc(2), pkey_free(2), pkey_mprotect(2)."""
 import errno as E
+import stat as S
 
 from sentry.errors import Errno
 from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PAGE, PROT_WRITE, TASK_SIZE
@@ -168,6 +169,17 @@ def mincore(t, start, length, vec):
         pages -= n
         vec += n
         start += n * PAGE
+    return 0
+
+
+@syscall("readahead", note="a hint: the sandbox's files are read from memory or the host's page cache; EBADF "
+         "for a descriptor not open for reading, EINVAL for anything but a regular file, as Linux")
+def readahead(t, fd, offset, count):
+    f = t.fds.get(s32(fd))
+    if f.flags & O_PATH or not f.readable:
+        raise Errno(E.EBADF)
+    if not S.S_ISREG(f.inode.mode):
+        raise Errno(E.EINVAL)
     return 0
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from sentry.caps import ROOT
 from sentry.errors import Errno
 from sentry.fdtable import FDTable
 from sentry.mm import Vma
@@ -72,6 +73,7 @@ class FakeTask:
         self.cwd = kernel.vfs.root_loc
         self.umask = 0o022
         self.uid = self.euid = self.gid = self.egid = 0
+        self.fsuid, self.fsgid, self.groups, self.caps = 0, 0, None, ROOT  # what file permissions read
         self.sigactions, self.sigmask, self.pending_signals = {}, 0, 0
         self.rlimits = dict(DEFAULT_RLIMITS)
         self.comm = "prog"
@@ -164,6 +166,8 @@ def test_bare_task_without_kernel():
         def __init__(self, vfs):
             self.cwd = vfs.root_loc
             self.exe_path = "/bin/prog"
+            self.uid = self.gid = self.fsuid = self.fsgid = 0
+            self.groups, self.caps = None, ROOT
     vfs = VFS(lambda n: bytes(n))
     assert vfs.readlink(T(vfs), -100, b"/proc/self/exe") == b"/bin/prog"
 

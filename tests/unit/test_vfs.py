@@ -3,6 +3,7 @@ import errno
 
 import pytest
 
+from sentry.caps import ROOT
 from sentry.errors import Errno
 from sentry.vfs import VFS, loc_path
 from sentry.vfs.file import O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDONLY, O_RDWR, O_WRONLY
@@ -15,6 +16,8 @@ class T:
         self.cwd = vfs.root_loc
         self.umask = 0o022
         self.exe_path = "/bin/prog"
+        self.uid = self.gid = self.fsuid = self.fsgid = 0  # root, with every capability
+        self.groups, self.caps = None, ROOT
 
 
 @pytest.fixture

@@ -106,6 +106,9 @@ class Console:
             self.terminal.close()
 
     def _listen(self) -> None:
+        # Every other signal is blocked here too: a SIGCHLD of the ptrace platform's tracees
+        # must stay pending for the loop's signalfd, never wake this thread (one per stop).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         while True:
             info = signal.sigwaitinfo(SIGNALS)
             if self._closing:

@@ -40,6 +40,9 @@ class Sandbox:
     seed: int | None = None
 
     def run(self, argv, stdin: bytes = b"", env=None) -> Result:
+        """Run argv (argv[0] looked up in the sandbox: its PATH, or a path from /).
+        env: variables over the defaults PATH, HOSTNAME and HOME (runner.environment);
+        nothing of the host's environment is passed."""
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
         if self.net != "none":

@@ -1,6 +1,7 @@
 """Running one program in a fresh sandbox: what `sentry run` and the
 embedding API (sentry/api.py) share. Kept free of heavy imports: it is on
 the start path of every `sentry run`."""
+import errno as E
 import os
 import stat as S
 from typing import NamedTuple
@@ -61,7 +62,9 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
                 inode = view.lookup(candidate, workdir)
             except Errno:
                 continue
-            if S.S_ISREG(inode.mode) and inode.mode & 0o111:
+            if not S.S_ISREG(inode.mode):
+                continue  # a directory of that name: on, as a shell goes
+            if inode.mode & 0o111:
                 return candidate, Kernel.read_whole(inode, candidate)
             refused = refused or candidate
         if refused:
@@ -71,14 +74,14 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
         inode = view.lookup(program, workdir)
     except Errno as e:
         host = program if program.startswith("/") else host_cwd and os.path.join(host_cwd, program)
-        if e.errno != 2 or not host or not os.path.exists(host):
-            raise SentryError(f"{program}: {os.strerror(e.errno)}", 127 if e.errno in (2, 20) else 126) from None
+        if e.errno != E.ENOENT or not host or not os.path.exists(host):
+            raise _lookup_error(program, e) from None
         from sentry.view import lend_program
         lend_program(view, os.path.normpath(host), read_program)
         try:
             inode = view.lookup(program, workdir)
         except Errno as e:
-            raise SentryError(f"{program}: {os.strerror(e.errno)}", 127 if e.errno in (2, 20) else 126) from None
+            raise _lookup_error(program, e) from None
     if inode.is_dir():
         raise SentryError(f"{program}: Is a directory", 126)
     if not S.S_ISREG(inode.mode):
@@ -86,6 +89,10 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
     if not inode.mode & 0o111:
         raise SentryError(f"{program}: Permission denied", 126)
     return program, Kernel.read_whole(inode, program)
+
+
+def _lookup_error(program: str, e) -> SentryError:
+    return SentryError(f"{program}: {os.strerror(e.errno)}", 127 if e.errno in (E.ENOENT, E.ENOTDIR) else 126)
 
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,

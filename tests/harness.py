@@ -255,17 +255,20 @@ def sentry_host_env() -> dict[str, str]:
 
 def run_sandbox(platform: str, program, args=(), *, stdin: bytes | None = None,
                 env: dict[str, str] | None = None, options=(),
-                timeout: float = RUN_TIMEOUT) -> Run:
-    """Run the program under `sentry run --platform PLATFORM`."""
+                timeout: float = RUN_TIMEOUT, cwd: str | os.PathLike = REPO) -> Run:
+    """Run the program under `sentry run --platform PLATFORM`, started in cwd (which
+    the sandbox lends as its working directory, but for --workdir or --no-cwd)."""
     argv = sentry_argv(platform, program, args, env=env, options=options)
-    return _communicate(argv, stdin=stdin, env=sentry_host_env(), cwd=str(REPO),
+    return _communicate(argv, stdin=stdin, env=sentry_host_env(), cwd=str(cwd),
                         timeout=timeout, where=f"sentry/{platform}")
 
 
-def run_sentry_cli(args, *, stdin: bytes | None = None, timeout: float = RUN_TIMEOUT) -> Run:
-    """Run `python -m sentry ARGS...` as given (for command-line tests)."""
+def run_sentry_cli(args, *, stdin: bytes | None = None, timeout: float = RUN_TIMEOUT,
+                   cwd: str | os.PathLike = REPO, host_env: dict[str, str] | None = None) -> Run:
+    """Run `python -m sentry ARGS...` as given (for command-line tests), in cwd, with
+    host_env added to the sentry's own environment."""
     argv = [sys.executable, "-m", "sentry", *map(str, args)]
-    return _communicate(argv, stdin=stdin, env=sentry_host_env(), cwd=str(REPO),
+    return _communicate(argv, stdin=stdin, env={**sentry_host_env(), **(host_env or {})}, cwd=str(cwd),
                         timeout=timeout, where="sentry")
 
 

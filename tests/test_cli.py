@@ -1,5 +1,7 @@
-"""The command line surface: `sentry test`, `sentry syscalls`, usage errors."""
+"""The command line surface: `sentry test`, `sentry syscalls`, usage errors, the
+program's environment and lookup (the working directory: test_workdir.py)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -93,3 +95,101 @@ def test_run_a_script(platform, tmp_path):
     empty.chmod(0o755)
     r = subprocess.run([*SENTRY, "run", str(empty)], capture_output=True, timeout=60)
     assert r.returncode == 126 and r.stderr.count(b"\n") == 1 and r.stderr.startswith(b"sentry: "), r
+
+
+# ---------------------------------------------------------------------------- the environment
+
+DEFAULT_ENV = "".join(f"{k}={v}\n" for k, v in harness.GUEST_ENV.items())
+
+
+def _env_run(args, host_env=None, cwd=harness.REPO, platform="ptrace"):
+    """`sentry run ... /usr/bin/env` on pipes (no terminal: no TERM), the sentry's own
+    environment without LANG and LC_ALL but for host_env."""
+    run = harness.run_sentry_cli(["run", "--platform", platform, *args], host_env=host_env, cwd=cwd, stdin=b"")
+    harness.check_sentry_sane(run)
+    return run
+
+
+@pytest.mark.parametrize("platform", ("ptrace", "unicorn"))
+def test_the_default_environment(platform):
+    """PATH, HOSTNAME and HOME, as docker run gives them; the host's LANG and LC_ALL when set."""
+    run = _env_run(["/usr/bin/env"], platform=platform)
+    assert (run.status, run.stdout.decode(), run.stderr) == (0, DEFAULT_ENV, b""), run
+    run = _env_run(["/usr/bin/env"], {"LANG": "C.UTF-8", "LC_ALL": "C", "TERM": "dumb", "SECRET": "x"})
+    assert run.stdout.decode() == DEFAULT_ENV + "LANG=C.UTF-8\nLC_ALL=C\n", run
+
+
+def test_env_names_and_files(tmp_path):
+    """--env NAME passes the host's value (nothing when unset); --env-file reads docker's
+    format; --env-file comes first, then --env; a default is replaced in place."""
+    f = tmp_path / "vars"
+    f.write_bytes(b"\xef\xbb\xbf# a comment\n\nA=1\n  B=two words  \nQ=\"quoted\" 'kept'\nEQ=a=b\n"
+                  b"FROM_HOST\nUNSET_ON_HOST\nHOME=/elsewhere\nC=\r\n  # indented comment\n")
+    run = _env_run(["--env-file", str(f), "--env", "A=from --env", "--env", "FROM_HOST", "--env", "NOPE",
+                    "/usr/bin/env"], {"FROM_HOST": "host value"})
+    want = (f"PATH={harness.GUEST_PATH}\nHOSTNAME=sentry\nHOME=/elsewhere\nA=from --env\nB=two words  \n"
+            "Q=\"quoted\" 'kept'\nEQ=a=b\nFROM_HOST=host value\nC=\n")
+    assert (run.status, run.stdout.decode()) == (0, want), run
+
+
+@pytest.mark.parametrize("args", [["--env-file", "/nonexistent/vars"], ["--env", "=x"], ["--env", "A B"]],
+                         ids=["missing-file", "no-name", "whitespace"])
+def test_env_errors_are_one_line(args):
+    run = harness.run_sentry_cli(["run", *args, "/bin/true"])
+    line = harness.sentry_error_line(run)
+    assert run.status == 125, line
+
+
+@pytest.mark.parametrize("platform", ("ptrace", "unicorn"))
+def test_home_is_writable_and_git_config_global_works(platform, tmp_path):
+    """HOME is a directory in the sandbox's memory: `~` expands to it, git writes its
+    global config there; nothing reaches the host's HOME."""
+    git = harness.require_program("/usr/bin/git")
+    before = harness.tree_manifest(tmp_path)
+    run = _env_run([git, "config", "--global", "user.name", "x"], platform=platform, cwd=tmp_path)
+    assert run.status == 0, run.stderr_text()
+    run = _env_run(["/bin/sh", "-c", f"{git} config --global user.name sandbox && {git} config --global user.name"
+                    " && cat ~/.gitconfig && python3 -c 'import os; print(os.path.expanduser(\"~/x\"))'"
+                    " && bash -c 'echo ~'"], platform=platform, cwd=tmp_path)
+    assert (run.status, run.stdout.decode()) == (
+        0, "sandbox\n[user]\n\tname = sandbox\n/root/x\n/root\n"), run.stderr_text()
+    assert harness.tree_manifest(tmp_path) == before
+
+
+def test_run_help_names_the_flags():
+    run = harness.run_sentry_cli(["run", "--help"])
+    text = " ".join(run.stdout.decode().split())
+    for flag in ("--workdir DIR", "--no-cwd", "--env NAME[=VALUE]", "--env-file FILE", "current directory"):
+        assert flag in text, flag
+
+
+def test_a_bare_name_is_looked_up_in_the_sandbox(tmp_path):
+    """A bare PROGRAM is searched in the sandbox's PATH, never the host's: a program only
+    the host's PATH has is not found (127); python3 is found in the sandbox's /usr/bin."""
+    _prog = tmp_path / "only-on-the-host"
+    shutil.copyfile(harness.build("hello", "musl-static"), _prog)
+    _prog.chmod(0o755)
+    run = harness.run_sentry_cli(["run", "--no-cwd", _prog.name],
+                                 host_env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    line = harness.sentry_error_line(run)
+    assert run.status == 127 and "command not found" in line, line
+    run = harness.run_sentry_cli(["run", "python3", "-c", "import sys; print(sys.executable)"])
+    assert (run.status, run.stdout) == (0, b"/usr/bin/python3\n"), run
+
+
+def test_arch_checks_the_program_the_sandbox_finds(tmp_path):
+    shutil.copyfile(harness.build("hello", "musl-static"), tmp_path / "prog")
+    (tmp_path / "prog").chmod(0o755)
+    run = harness.run_sentry_cli(["run", "--arch", "aarch64", "--mount", f"{tmp_path}:/b", "/b/prog"])
+    line = harness.sentry_error_line(run)
+    assert run.status == 126 and "/b/prog: an x86_64 program, not aarch64" in line, line
+    run = harness.run_sentry_cli(["run", "--arch", "x86_64", "--mount", f"{tmp_path}:/b", "/b/prog"])
+    assert run.status == 0 and b"hello, world" in run.stdout, run
+
+
+def test_the_api_environment():
+    """Sandbox.run(env=...) starts from PATH, HOSTNAME and HOME, never the host's environment."""
+    from sentry.api import Sandbox
+    r = Sandbox().run(["env"], env={"HOME": "/elsewhere", "A": "b"})
+    assert (r.exit_code, r.stdout.decode()) == (
+        0, f"PATH={harness.GUEST_PATH}\nHOSTNAME=sentry\nHOME=/elsewhere\nA=b\n"), r

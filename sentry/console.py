@@ -42,6 +42,7 @@ class Console:
         self.saved_modes = None
         self.interrupted = False  # a SIGINT was passed on and the terminal not read since
         self.terminating = False  # a SIGTERM or SIGHUP was passed on: the grace period runs
+        self.user_stop = False    # a Ctrl-Z was passed on and has not stopped the first program yet
         self._closing = False
         self._thread = None
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
@@ -126,6 +127,8 @@ class Console:
         if sig == SIGCONT:
             return  # sentry was continued: _stop_host goes on from there
         if sig in (SIGINT, SIGQUIT, SIGTSTP):
+            if sig == SIGTSTP:
+                self.user_stop = True
             if sig == SIGINT:
                 if self.interrupted:
                     kernel.end_everything("interrupted twice: everything in the sandbox was killed")
@@ -154,7 +157,9 @@ class Console:
                 signals.send_process(p, sig)
 
     def _terminal_read(self) -> None:
-        self.interrupted = False  # the program is back at its terminal: the next Ctrl-C is a first one
+        # The program is back at its terminal: the next Ctrl-C is a first one, and a Ctrl-Z
+        # was taken by a shell's job (or ignored), not by the first program.
+        self.interrupted = self.user_stop = False
 
     def _stopped_for_input(self) -> bool:
         """The sandbox read the terminal while sentry is a background job of the user's
@@ -176,8 +181,12 @@ class Console:
             return False
 
     def init_stopped(self) -> None:
-        """The sandbox's first program stopped (Ctrl-Z): sentry stops too, at the loop's next turn."""
-        self.kernel.post(self._stop_host)
+        """The sandbox's first program stopped. After the user's Ctrl-Z, sentry stops too, at
+        the loop's next turn; a stop from inside the sandbox (a child's SIGSTOP) is the
+        sandbox's own business: its other processes run on and may continue it."""
+        if self.user_stop:
+            self.user_stop = False
+            self.kernel.post(self._stop_host)
 
     def _stop_host(self) -> None:
         init = self.kernel.procs.get(1)

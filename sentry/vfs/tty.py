@@ -70,7 +70,7 @@ class Terminal:
     def open(self, flags: int, inode=None, path=None) -> "TtyFile":
         """A new open file of the terminal (by its /dev/pts name, /proc/PID/fd/N or /dev/tty).
         A session leader without one takes it as its controlling terminal, unless O_NOCTTY."""
-        task = self.kernel.current
+        task = getattr(self.kernel, "current", None)
         if self.exclusive and task is not None and task.euid != 0:
             raise Errno(E.EBUSY)  # TIOCEXCL: only CAP_SYS_ADMIN opens it again
         f = TtyFile(self, inode or self.inode, flags, path or self.name)
@@ -214,7 +214,7 @@ def add_terminal(vfs, terminal: Terminal) -> None:
 
 def open_controlling(kernel, inode, flags: int):
     """/dev/tty: a new open file of the caller's controlling terminal (ENXIO without one)."""
-    task = kernel.current if kernel is not None else None
+    task = getattr(kernel, "current", None)
     term = task.proc.tty if task is not None else None
     if term is None:
         raise Errno(E.ENXIO)

@@ -2,4 +2,4 @@
 from syscalls import (attrs, clone, creds, epoll, files, fs, futex, info, io, locks, mm, net, pidfd, pipes,  # noqa: F401
                       poll, process, rusage, sched, signals, time, wait)
 from syscalls import eventfd, signalfd, timerfd  # noqa: F401,E402
-from syscalls import mempolicy, namespaces, seccomp, splice, unoffered  # noqa: F401,E402
+from syscalls import mempolicy, namespaces, seccomp, splice, tty, unoffered  # noqa: F401,E402

@@ -17,6 +17,7 @@ import termios
 from signal import SIGTTOU
 
 from sentry.errors import Errno
+from syscalls.registry import PARTIAL, syscall
 
 TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
 TCGETA, TCSETA, TCSETAW, TCSETAF = 0x5405, 0x5406, 0x5407, 0x5408
@@ -218,3 +219,19 @@ def _host_ioctl(term, request: int, buf: bytes) -> bytes:
 
 def _host_int(term, request: int) -> int:
     return int.from_bytes(_host_ioctl(term, request, bytes(4)), "little")
+
+
+CAP_SYS_TTY_CONFIG = 26
+
+
+@syscall("vhangup", status=PARTIAL, note="CAP_SYS_TTY_CONFIG (EPERM without); hangs up the caller's controlling "
+         "terminal as Linux: its open files read 0 and fail writes and ioctls with EIO, its session loses it, the "
+         "leader gets SIGHUP/SIGCONT; poll still reports the host terminal's readiness on a hung-up file")
+def vhangup(t):
+    from sentry import caps
+    if not caps.has(t, CAP_SYS_TTY_CONFIG):
+        raise Errno(E.EPERM)
+    term = t.proc.tty
+    if term is not None:
+        term.hangup()
+    return 0

@@ -59,7 +59,6 @@ _PRIVILEGED = {
     "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
     "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
     "CAP_SYS_PACCT: no process accounting": ("acct",),
-    "CAP_SYS_TTY_CONFIG": ("vhangup",),
     "tracing is not offered (as with kernel.yama.ptrace_scope=3)": ("ptrace",),
 }
 for _reason, _names in _PRIVILEGED.items():

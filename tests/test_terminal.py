@@ -334,3 +334,34 @@ def test_tiocsti_is_refused():
     for platform in PLATFORMS:
         run = _sandboxed(platform, [PYTHON, "-c", program])
         assert run.text() == "Input/output error\n", run.text()
+
+
+VHANGUP = ("import ctypes, os, signal, sys, termios\n"
+           "got = []\n"
+           "signal.signal(signal.SIGHUP, lambda *a: got.append('HUP'))\n"
+           "signal.signal(signal.SIGCONT, lambda *a: got.append('CONT'))\n"
+           "r = ctypes.CDLL(None, use_errno=True).vhangup()\n"
+           "def attempt(fn):\n"
+           "    try:\n        return fn()\n    except (OSError, termios.error) as e:\n        return str(e)\n"
+           "w = attempt(lambda: os.write(1, b'x'))\n"
+           "rd = attempt(lambda: os.read(0, 10))\n"
+           "t = attempt(lambda: termios.tcgetattr(0) and 'modes')\n"
+           "d = attempt(lambda: os.open('/dev/tty', os.O_RDWR) and 'opened')\n"
+           "again = attempt(lambda: os.write(os.open('/dev/pts/0', os.O_WRONLY | os.O_NOCTTY), b'after\\n'))\n"
+           "open(sys.argv[1], 'w').write(repr((r, got, w, rd, t, d, again)))\n")
+
+
+def test_vhangup_hangs_up_the_sandbox_terminal_only(tmp_path):
+    """vhangup (root has CAP_SYS_TTY_CONFIG) hangs up the sandbox's view of the terminal:
+    its open files read 0 and fail writes with EIO, the session leader gets SIGHUP, the
+    session loses it; a new open works. The host terminal is not hung up (natively it
+    would be, for every process on it): the test's own side still works afterwards."""
+    for platform in PLATFORMS:
+        result = tmp_path / f"{platform}.txt"
+        run = _sandboxed(platform, [PYTHON, "-c", VHANGUP, str(result)], options=("--mount", f"{tmp_path}:{tmp_path}:rw"))
+        assert run.status == 0, run.text()
+        assert result.read_text() == ("(0, ['HUP', 'CONT'], '[Errno 5] Input/output error', b'', "
+                                      "\"(5, 'Input/output error')\", "
+                                      "\"[Errno 6] No such device or address: '/dev/tty'\", 6)"), \
+            result.read_text()
+        assert run.text() == "after\n"

@@ -42,6 +42,8 @@ class Terminal:
         self.on_read = None   # told when a program reads it (the console's second Ctrl-C rule)
         self.on_host_background = None  # the console's: sentry stopped as a background job reading; True to read again
         self.winsize = self.host_winsize()
+        import weakref
+        self.files = weakref.WeakSet()  # its open files, for a hangup
         try:
             import termios
             self.tostop = bool(termios.tcgetattr(self.fd)[3] & termios.TOSTOP)
@@ -74,6 +76,7 @@ class Terminal:
         if self.exclusive and task is not None and task.euid != 0:
             raise Errno(E.EBUSY)  # TIOCEXCL: only CAP_SYS_ADMIN opens it again
         f = TtyFile(self, inode or self.inode, flags, path or self.name)
+        self.files.add(f)
         if task is not None and not flags & O_NOCTTY:
             proc = task.proc
             if proc.pid == proc.sid and proc.tty is None and self.session is None:
@@ -99,6 +102,22 @@ class Terminal:
         if pgrp is not None:
             self.signal_group(pgrp, SIGHUP)
             self.signal_group(pgrp, SIGCONT)
+
+    def hangup(self) -> None:
+        """vhangup(2) (Linux's __tty_hangup): every open file of it is hung up (reads 0, writes
+        and ioctls EIO), its session's processes lose it, the session leader gets SIGHUP and
+        SIGCONT. Opening it again gives a working file."""
+        from sentry import signals
+        for f in list(self.files):
+            f.hung_up = True
+        sid = self.session
+        self.session = self.pgrp = None
+        for p in list(self.kernel.procs.values()):
+            if p.tty is self:
+                p.tty = None
+            if sid is not None and p.pid == sid and not p.zombie:
+                signals.send_process(p, SIGHUP)
+                signals.send_process(p, SIGCONT)
 
     def signal_group(self, pgid: int, sig: int) -> None:
         """Send sig to every process of the group, as the terminal does (SI_KERNEL)."""
@@ -143,6 +162,7 @@ class Terminal:
 class TtyFile(HostStream):
     """An open file of a Terminal: reads and writes go to the host terminal (the host's
     line discipline answers them), with the sandbox's job control first."""
+    hung_up = False  # vhangup: reads give 0, writes and ioctls EIO
 
     def __init__(self, terminal: Terminal, inode, flags: int, path: str):
         File.__init__(self, inode, flags, path)
@@ -161,6 +181,8 @@ class TtyFile(HostStream):
         return self.terminal.open(flags | O_NOCTTY, self.inode, self.path)
 
     def read(self, size: int) -> bytes:
+        if self.hung_up:
+            return b""
         term = self.terminal
         task = term.kernel.current
         if task is not None:
@@ -185,6 +207,8 @@ class TtyFile(HostStream):
         raise Errno(E.EIO)
 
     def write(self, data: bytes) -> int:
+        if self.hung_up:
+            raise Errno(E.EIO)
         term = self.terminal
         if term.tostop:
             task = term.kernel.current
@@ -196,6 +220,8 @@ class TtyFile(HostStream):
         pass  # the host descriptor is the terminal's
 
     def ioctl(self, task, request: int, arg: int) -> int:
+        if self.hung_up:
+            raise Errno(E.ENOTTY if request == 0x5410 else E.EIO)  # (TIOCSPGRP: ENOTTY, as Linux)
         from syscalls.tty import tty_ioctl
         return tty_ioctl(task, self, request, arg)
 

@@ -55,12 +55,32 @@ class FullFile(ZeroFile):
         raise Errno(E.ENOSPC)
 
 
+RNDGETENTCNT = 0x80045200
+# RNDADDTOENTCNT, RNDADDENTROPY, RNDZAPENTCNT, RNDCLEARPOOL, RNDRESEEDCRNG: CAP_SYS_ADMIN's
+RND_ADMIN = (0x40045201, 0x40085203, 0x5204, 0x5206, 0x5207)
+CAP_SYS_ADMIN = 21
+
+
 class RandomFile(NullFile):
     """Bytes from the kernel's random source (seeded under --seed)."""
 
     def __init__(self, inode, flags, path, random_bytes):
         super().__init__(inode, flags, path)
         self.random_bytes = random_bytes
+
+    def ioctl(self, task, request, arg):
+        """random(4)'s ioctls: the pool is always full (256 bits, as /proc/sys/kernel/random/
+        entropy_avail says, and as Linux 5.18+ reports once seeded); crediting, adding to or
+        clearing it is the privileged no-op it is for a sandbox whose source is the host's."""
+        if request == RNDGETENTCNT:
+            task.mm.write_u32(arg, 256)
+            return 0
+        if request in RND_ADMIN:
+            from sentry import caps
+            if not caps.has(task, CAP_SYS_ADMIN):
+                raise Errno(E.EPERM)
+            return 0
+        raise Errno(E.EINVAL)  # random_ioctl's default
 
     def read(self, size):
         return self.random_bytes(size)

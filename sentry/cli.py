@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                      "also SENTRY_LOG=stderr, or SENTRY_LOG=FILE to append them to FILE")
     run.add_argument("--strace", action="store_true", help="print every syscall with its arguments and result")
     run.add_argument("--strace-file", metavar="FILE", help="write the --strace output to FILE instead of stderr")
-    run.add_argument("program", metavar="PROGRAM")
+    run.add_argument("program", metavar="PROGRAM", help="looked up in the sandbox: a name in its PATH, a path from "
+                     "its working directory (a host path it does not see has its directory lent)")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
 
     test = sub.add_parser("test", help="run test binaries, each in its own sandbox; report pass/fail",

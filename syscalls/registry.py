@@ -37,6 +37,8 @@ def syscall(*names: str, status: str = FULL, note: str = ""):
 
 def refuse(name: str, code: int, note: str) -> None:
     """A syscall we answer deliberately with a fixed errno (no warning in the log)."""
+    if name in REGISTRY:  # a refusal never hides a handler, whichever module registers first
+        raise RuntimeError(f"syscall {name} registered twice")
     def refused(t):
         raise Errno(code)
     REGISTRY[name] = Entry(name, refused, UNSUPPORTED, f"{E.errorcode[code]}: {note}", 0)

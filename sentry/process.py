@@ -7,6 +7,7 @@ parent reaps it; its children go to the nearest subreaper or to pid 1."""
 from sentry.sched import WaitQueue
 
 SIGCHLD = 17
+OUTSIDE_SESSION = 0  # the first program's session id: its leader is outside the sandbox
 PID_MAX = 4194304
 # wait status encodings, as wait(2) reports them
 WCOREFLAG = 0x80
@@ -97,7 +98,10 @@ class ProcessTable:
     def create(self, parent) -> Process:
         pid = self.new_pid()
         if parent is None:
-            proc = Process(self.kernel, pid, None, pid, pid)
+            # The first program is a job of whoever started sentry: the leader of a group of its
+            # own, in a session led from outside the sandbox (0: no pid of the sandbox's), as a
+            # program a shell runs is (it may setpgid itself; setsid, as a group leader, not).
+            proc = Process(self.kernel, pid, None, pid, OUTSIDE_SESSION)
         else:
             proc = Process(self.kernel, pid, parent, parent.pgid, parent.sid)
             proc.tty = parent.tty

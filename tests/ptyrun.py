@@ -2,7 +2,8 @@
 as its session leader, with the terminal as its controlling one (as a shell's
 job is its foreground group), a known window size, and keys typed at it.
 
-`run_on_pty(argv, steps=[Step(expect, send), ...])` waits for each `expect` in
+By default the program runs as a shell's job would (tests/jobshell.py plays the
+shell). `run_on_pty(argv, steps=[Step(expect, send), ...])` waits for each `expect` in
 the output, then types `send` (bytes, e.g. b"\\x03" for Ctrl-C, b"\\x1a" for
 Ctrl-Z) or calls it with the process. It returns the exit status, everything
 the terminal showed, and the terminal's modes before and after the run (read
@@ -17,6 +18,7 @@ import resource
 import select
 import struct
 import subprocess
+import sys
 import termios
 import time
 from dataclasses import dataclass
@@ -47,8 +49,15 @@ def _take_terminal() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+JOBSHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobshell.py")
+
+
 def run_on_pty(argv, *, env: dict | None = None, cwd=None, winsize=(31, 101), steps=(),
-               timeout: float = 60, step_timeout: float = 30) -> PtyRun:
+               timeout: float = 60, step_timeout: float = 30, as_job: bool = True) -> PtyRun:
+    """as_job: run argv as an interactive shell runs a job (tests/jobshell.py), not as the
+    session leader itself."""
+    if as_job:
+        argv = [sys.executable, JOBSHELL, *argv]
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", winsize[0], winsize[1], 0, 0))
     before = termios.tcgetattr(slave)

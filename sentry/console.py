@@ -26,6 +26,8 @@ import time
 from signal import SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH
 
 SIGNALS = {SIGINT, SIGQUIT, SIGTSTP, SIGTERM, SIGHUP, SIGWINCH, SIGCONT}
+INHERITED = (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGALRM, signal.SIGCHLD, SIGWINCH)
 DEFAULT_GRACE = 3.0  # seconds between a SIGTERM and the end of everything
 
 
@@ -45,7 +47,13 @@ class Console:
         self.user_stop = False    # a Ctrl-Z was passed on and has not stopped the first program yet
         self._closing = False
         self._thread = None
-        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        # Signals sentry was started with ignored (`nohup`, a script's background job) stay
+        # ignored: not passed on, and ignored by the first program, which inherits them as a
+        # program exec'd there would. (Python itself ignores SIGPIPE and SIGXFSZ: those
+        # cannot be told apart, and start as default.)
+        self.ignored = {sig for sig in INHERITED if signal.getsignal(sig) == signal.SIG_IGN}
+        self.signals = SIGNALS - self.ignored
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
         for sig in (SIGTTIN, SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # sentry's own use of the terminal never stops it
         if self.host_tty is not None:
@@ -90,7 +98,11 @@ class Console:
 
     def started(self, task) -> None:
         """The first program exists: the terminal is its session's controlling terminal,
-        its group the foreground, as for a program a shell runs."""
+        its group the foreground, as for a program a shell runs; what sentry was started
+        ignoring, it ignores."""
+        from sentry import signals
+        for sig in self.ignored:
+            signals.set_action(task, sig, signals.IGNORE_ACTION)
         if self.terminal is not None:
             self.terminal.make_controlling(task.proc)
             self.terminal.on_read = self._terminal_read
@@ -111,7 +123,7 @@ class Console:
         # must stay pending for the loop's signalfd, never wake this thread (one per stop).
         signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         while True:
-            info = signal.sigwaitinfo(SIGNALS)
+            info = signal.sigwaitinfo(self.signals)
             if self._closing:
                 return
             sig = info.si_signo

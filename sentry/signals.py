@@ -179,6 +179,7 @@ def shared_of(proc):
 
 # --- dispositions ------------------------------------------------------------------------------
 _ACT = struct.Struct("<QQQQ")
+IGNORE_ACTION = _ACT.pack(SIG_IGN, 0, 0, 0)
 
 
 def action(task, sig: int):

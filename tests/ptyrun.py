@@ -16,6 +16,7 @@ import fcntl
 import os
 import resource
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -44,9 +45,14 @@ class PtyRun:
 
 
 def _take_terminal() -> None:
-    """In the child, after setsid(): its stdin (the pty's slave) becomes its controlling terminal."""
+    """In the child, after setsid(): its stdin (the pty's slave) becomes its controlling terminal;
+    the job-control signals are at their defaults, as in a fresh terminal's session (whatever
+    the test runner ignores)."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM, signal.SIGTSTP, signal.SIGTTIN,
+                signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 JOBSHELL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobshell.py")

@@ -195,7 +195,8 @@ def test_sigint_to_sentry_without_a_terminal(platform):
     """SIGINT sent to sentry on pipes: the first program's group takes it, its handler runs."""
     import subprocess
     proc = subprocess.Popen(harness.sentry_argv(platform, PYTHON, ["-c", HANDLER]), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=harness.sentry_host_env(), cwd=str(harness.REPO))
+                            stderr=subprocess.PIPE, env=harness.sentry_host_env(), cwd=str(harness.REPO),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline() == b"ready\n"
         time.sleep(0.5)
@@ -366,3 +367,25 @@ def test_vhangup_hangs_up_the_sandbox_terminal_only(tmp_path):
                                       "\"[Errno 6] No such device or address: '/dev/tty'\", 6)"), \
             result.read_text()
         assert run.text() == "after\n"
+
+
+IGNORED = ("import signal\n"
+           "print(*(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)))\n")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_signals_ignored_by_whoever_started_sentry_stay_ignored(platform):
+    """nohup, a script's background job: SIGHUP and SIGINT ignored when sentry starts are
+    ignored by the program, as by a program exec'd there; the others are not."""
+    import subprocess
+
+    def ignoring():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    native = subprocess.run([PYTHON, "-c", IGNORED], capture_output=True, preexec_fn=ignoring, timeout=TIMEOUT)
+    sandbox = subprocess.run(harness.sentry_argv(platform, PYTHON, ["-c", IGNORED]), capture_output=True,
+                             preexec_fn=ignoring, env=harness.sentry_host_env(), cwd=str(harness.REPO),
+                             timeout=TIMEOUT)
+    assert native.stdout == b"True True False\n"
+    assert (sandbox.returncode, sandbox.stdout, sandbox.stderr) == (0, native.stdout, b"")

@@ -276,21 +276,32 @@ def test_second_ctrl_c_kills_everything(platform):
     assert run.text().endswith("sentry: interrupted twice: everything in the sandbox was killed\n"), run.text()
 
 
+def _command_line(platform, argv) -> bytes:
+    """The `sentry run` command line a user types for argv."""
+    import shlex
+    return " ".join(shlex.quote(a) for a in harness.sentry_argv(platform, argv[0], argv[1:])).encode()
+
+
+def _in_users_bash(steps):
+    """steps typed at the user's own interactive bash, the terminal's session leader (as a
+    terminal emulator starts it), which runs sentry as one of its jobs."""
+    host_env = harness.sentry_host_env()
+    host_env.update({**TERM_ENV, "PS1": PROMPT.decode()})
+    return run_on_pty(SHELLS["bash"], env=host_env, cwd=str(harness.REPO), steps=steps, timeout=TIMEOUT,
+                      as_job=False)
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_ctrl_z_stops_sentry_and_fg_continues(platform):
     """A program that is no shell, stopped with Ctrl-Z from the user's own interactive
     bash: sentry stops too, so that bash's job control takes over (its prompt comes
     back, the program's time passes without it); `fg` continues both."""
-    import shlex
     # (markers split in the source: the typed command line does not show them)
     program = "import time\nprint('rea' 'dy', flush=True)\ntime.sleep(1.5)\nprint('woke' ' up', flush=True)\n"
-    command = " ".join(shlex.quote(a) for a in harness.sentry_argv(platform, PYTHON, ["-c", program]))
-    steps = [Step(PROMPT, command.encode() + b"\n"), Step(b"ready", None), _pause(0.3), Step(None, b"\x1a"),
-             Step(PROMPT, None), _pause(2.5), Step(None, b"jobs; fg\n"), Step(b"woke up", None),
-             Step(PROMPT, b"echo status $?; exit\n")]
-    host_env = harness.sentry_host_env()
-    host_env.update({**TERM_ENV, "PS1": PROMPT.decode()})
-    run = run_on_pty(SHELLS["bash"], env=host_env, cwd=str(harness.REPO), steps=steps, timeout=TIMEOUT, as_job=False)
+    command = _command_line(platform, [PYTHON, "-c", program])
+    run = _in_users_bash([Step(PROMPT, command + b"\n"), Step(b"ready", None), _pause(0.3), Step(None, b"\x1a"),
+                          Step(PROMPT, None), _pause(2.5), Step(None, b"jobs; fg\n"), Step(b"woke up", None),
+                          Step(PROMPT, b"echo status $?; exit\n")])
     text = run.text()
     assert run.failed_step is None and run.status == 0, text
     stopped = text.index("Stopped")
@@ -303,14 +314,11 @@ def test_ctrl_z_stops_sentry_and_fg_continues(platform):
 def test_background_job_reading_stops_until_fg(platform):
     """`sentry run cat &` in the user's bash: reading the terminal from the background stops
     sentry (SIGTTIN), as it stops cat natively; `fg` then gives it the terminal."""
-    import shlex
-    command = " ".join(shlex.quote(a) for a in harness.sentry_argv(platform, "/bin/cat", []))
-    steps = [Step(PROMPT, command.encode() + b" &\n"), Step(PROMPT, None), _pause(1.5), Step(None, b"jobs\n"),
-             Step(b"Stopped", None), Step(PROMPT, b"fg\n"), _pause(1), Step(None, b"typed line\n"),
-             Step(b"typed line", None), Step(b"typed line", b"\x04"), Step(PROMPT, b"echo status $?; exit\n")]
-    host_env = harness.sentry_host_env()
-    host_env.update({**TERM_ENV, "PS1": PROMPT.decode()})
-    run = run_on_pty(SHELLS["bash"], env=host_env, cwd=str(harness.REPO), steps=steps, timeout=TIMEOUT, as_job=False)
+    command = _command_line(platform, ["/bin/cat"])
+    run = _in_users_bash([Step(PROMPT, command + b" &\n"), Step(PROMPT, None), _pause(1.5), Step(None, b"jobs\n"),
+                          Step(b"Stopped", None), Step(PROMPT, b"fg\n"), _pause(1), Step(None, b"typed line\n"),
+                          Step(b"typed line", None), Step(b"typed line", b"\x04"),
+                          Step(PROMPT, b"echo status $?; exit\n")])
     assert run.failed_step is None and run.status == 0, run.text()
     assert "status 0" in run.text(), run.text()
 

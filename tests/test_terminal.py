@@ -88,6 +88,7 @@ PROGRAMS = {
     "stty-raw-sane": ["/bin/sh", "-c", "stty raw -echo; stty -a | head -1; stty sane; stty -a | tail -1"],
     "tput": ["/bin/sh", "-c", "tput cols; tput lines; tput bold | od -c | head -1"],
     "tty": ["/bin/sh", "-c", "tty | tr 0-9 N; tty < /dev/tty | tr 0-9 N"],
+    "term-env": ["/bin/sh", "-c", "echo TERM=$TERM"],  # sentry passes the host's TERM on a terminal
 }
 
 

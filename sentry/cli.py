@@ -105,14 +105,24 @@ def _parser() -> argparse.ArgumentParser:
                      "its working directory (a host path it does not see has its directory lent)")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG")
 
-    test = sub.add_parser("test", help="run test binaries, each in its own sandbox; report pass/fail",
-                          description="Run each binary (or every executable under each directory) in its "
-                          "own sandbox; exit status 0 passes. Exits 0 when all pass, 1 otherwise.")
+    test = sub.add_parser("test", help="run tests, each in its own sandbox; report pass/fail/skip",
+                          description="Run each test in its own sandbox: a binary, every executable under a "
+                          "directory, or each line of an LTP runtest file (TAG COMMAND ARGS..., run by the "
+                          "sandbox's /bin/sh). Exits 0 when none failed, 1 otherwise.")
     test.add_argument("--platform", choices=PLATFORMS)
-    test.add_argument("--jobs", type=int, default=1, metavar="N", help="binaries run at once")
+    test.add_argument("--jobs", type=int, default=1, metavar="N", help="tests run at once")
     test.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
-    test.add_argument("--timeout", type=float, default=60.0, metavar="SEC", help="per binary (default 60)")
-    test.add_argument("paths", nargs="+", metavar="BINARY_OR_DIR")
+    test.add_argument("--timeout", type=_seconds, default=60.0, metavar="SEC", help="per test (default 60)")
+    test.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
+                      help="a variable of every test's environment (as for sentry run)")
+    test.add_argument("--mount", action="append", default=[], metavar="HOST:GUEST[:ro|rw]",
+                      help="a host directory every test sees (as for sentry run)")
+    test.add_argument("--workdir", metavar="DIR", help="the tests' working directory in the sandbox (default /)")
+    test.add_argument("--convention", choices=("status", "ltp"), default="status",
+                      help="how exit statuses read: status (0 passes) or ltp (a bitmask: 32, TCONF alone, is a "
+                      "skip; 1 TFAIL, 2 TBROK, 4 TWARN fail)")
+    test.add_argument("--tags", metavar="FILE", help="run only the tests FILE names (one tag or path per line)")
+    test.add_argument("paths", nargs="+", metavar="TEST_OR_DIR_OR_RUNTEST")
 
     table = sub.add_parser("syscalls", help="print the compatibility table",
                            description="Every syscall number, its handler's status (full, partial, "
@@ -251,7 +261,8 @@ def main(argv=None):
             sys.exit(0)
         if o.command == "test":
             from sentry.testrunner import main as run_tests
-            sys.exit(run_tests(o.paths, o.platform, o.jobs, o.junit, o.timeout))
+            sys.exit(run_tests(o.paths, o.platform, o.jobs, o.junit, o.timeout, env=o.env, mounts=o.mount,
+                               workdir=o.workdir, convention=o.convention, tags_file=o.tags))
         sys.exit(cmd_run(o) if o.command == "run" else cmd_syscalls(o))
     except SentryError as e:
         _log(str(e))

@@ -1,59 +1,135 @@
-"""`sentry test`: run a corpus of test binaries, each in its own sandbox, and
-report pass/fail per binary (exit status 0 passes), optionally as JUnit XML.
+"""`sentry test`: run a corpus of tests, each in its own sandbox, and report
+pass/fail/skip per test, optionally as JUnit XML.
 
-Each binary runs as a separate `sentry run` process with a wall-clock
-timeout, so a hang or a crash fails that binary only."""
+A corpus is a test binary, a directory (every executable under it, sorted),
+or a runtest file in the Linux Test Project's format: one `TAG COMMAND
+ARGS...` per line, `#` comments and blank lines skipped; COMMAND runs
+through the sandbox's /bin/sh, as LTP's own runner does. `--env`,
+`--mount` and `--workdir` give the corpora of one invocation their
+environment and files; `--tags FILE` keeps only the tags it lists.
+
+Each test runs as a separate `sentry run` process with a wall-clock timeout,
+so a hang or a crash fails that test only. Exit statuses are read by a
+convention: `status` (0 passes, anything else fails) or `ltp` (a bitmask:
+1 TFAIL, 2 TBROK, 4 TWARN fail; 32 TCONF alone, "not configured here", is a
+skip; 0 passes)."""
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
 from sentry.errors import SentryError
 
+TCONF = 32
 
-def collect(paths) -> list[str]:
-    """The executable regular files named, or found (recursively, sorted) in directories."""
+
+class Test(NamedTuple):
+    name: str        # the tag (runtest) or the binary's path
+    argv: list       # what `sentry run` runs in the sandbox
+
+
+def _is_elf_or_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"\x7fELF" or head[:2] == b"#!"
+
+
+def read_runtest(path: str) -> list[Test]:
+    """The tests of an LTP runtest file."""
+    tests = []
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for number, line in enumerate(f, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                tag, _, command = line.partition(" ")
+                if not command.strip():
+                    tag, _, command = line.partition("\t")
+                if not command.strip():
+                    raise SentryError(f"{path}:{number}: expected TAG COMMAND, not {line!r}")
+                tests.append(Test(tag, ["/bin/sh", "-c", command.strip()]))
+    except OSError as e:
+        raise SentryError(f"{path}: {e.strerror}", 127) from None
+    return tests
+
+
+def collect(paths) -> list[Test]:
+    """The tests the paths name: binaries, executables under directories, runtest files."""
     found = []
     for p in paths:
         if os.path.isdir(p):
             for d, dirs, files in os.walk(p):
                 dirs.sort()
-                found += [os.path.join(d, f) for f in sorted(files)
+                found += [Test(os.path.join(d, f), [os.path.abspath(os.path.join(d, f))]) for f in sorted(files)
                           if os.access(os.path.join(d, f), os.X_OK) and not os.path.islink(os.path.join(d, f))]
         elif os.path.isfile(p):
-            found.append(p)
+            if os.access(p, os.X_OK) and _is_elf_or_script(p):
+                found.append(Test(p, [os.path.abspath(p)]))
+            else:
+                found += read_runtest(p)
         else:
             raise SentryError(f"{p}: No such file or directory", 127)
     if not found:
-        raise SentryError("no test binaries found")
+        raise SentryError("no tests found")
     return found
 
 
-def run_one(binary: str, platform, timeout: float) -> dict:
-    argv = [sys.executable, "-m", "sentry", "run"] + (["--platform", platform] if platform else []) + [binary]
+def select(tests: list[Test], tags_file: str | None) -> list[Test]:
+    """Only the tests whose names tags_file lists (one per line, `#` comments)."""
+    if tags_file is None:
+        return tests
+    try:
+        with open(tags_file) as f:
+            wanted = {line.split()[0] for line in f if line.strip() and not line.lstrip().startswith("#")}
+    except OSError as e:
+        raise SentryError(f"--tags {tags_file}: {e.strerror}") from None
+    chosen = [t for t in tests if t.name in wanted]
+    if not chosen:
+        raise SentryError(f"--tags {tags_file}: none of its tags is in the corpus")
+    return chosen
+
+
+def outcome_of(status: int, convention: str) -> str:
+    if status == 0:
+        return "pass"
+    if convention == "ltp" and status == TCONF:
+        return "skip"
+    return "fail"
+
+
+def run_one(test: Test, options: list, timeout: float, convention: str) -> dict:
+    argv = [sys.executable, "-m", "sentry", "run", *options, *test.argv]
     start = time.monotonic()
     try:
         r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         status, out, err = r.returncode, r.stdout, r.stderr
-        outcome = "pass" if status == 0 else "fail"
+        outcome = outcome_of(status, convention)
     except subprocess.TimeoutExpired as e:
         status, out, err, outcome = None, e.stdout or b"", e.stderr or b"", "timeout"
-    return dict(binary=binary, outcome=outcome, status=status, seconds=time.monotonic() - start,
+    return dict(name=test.name, outcome=outcome, status=status, seconds=time.monotonic() - start,
                 stdout=out, stderr=err)
 
 
 def junit(results, path: str) -> None:
-    failures = sum(r["outcome"] != "pass" for r in results)
+    failures = sum(r["outcome"] in ("fail", "timeout") for r in results)
+    skipped = sum(r["outcome"] == "skip" for r in results)
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuite name="sentry" tests="{len(results)}" failures="{failures}">']
+             f'<testsuite name="sentry" tests="{len(results)}" failures="{failures}" skipped="{skipped}">']
     for r in results:
-        lines.append(f'  <testcase classname="sentry" name={quoteattr(r["binary"])} time="{r["seconds"]:.3f}">')
-        if r["outcome"] != "pass":
+        lines.append(f'  <testcase classname="sentry" name={quoteattr(r["name"])} time="{r["seconds"]:.3f}">')
+        if r["outcome"] in ("fail", "timeout"):
             why = "timed out" if r["outcome"] == "timeout" else f"exit status {r['status']}"
             lines.append(f'    <failure message={quoteattr(why)}>'
                          f'{escape(r["stderr"][-4000:].decode(errors="replace"))}</failure>')
+        elif r["outcome"] == "skip":
+            lines.append('    <skipped message="TCONF: not configured here"/>')
         lines.append(f'    <system-out>{escape(r["stdout"][-4000:].decode(errors="replace"))}</system-out>')
         lines.append("  </testcase>")
     lines.append("</testsuite>")
@@ -61,18 +137,21 @@ def junit(results, path: str) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def main(paths, platform=None, jobs=1, junit_path=None, timeout=60.0) -> int:
-    binaries = collect(paths)
-    width = max(len(b) for b in binaries)
+def main(paths, platform=None, jobs=1, junit_path=None, timeout=60.0, env=(), mounts=(), workdir=None,
+         convention="status", tags_file=None) -> int:
+    tests = select(collect(paths), tags_file)
+    options = (["--platform", platform] if platform else []) + [f"--env={e}" for e in env] \
+        + [f"--mount={m}" for m in mounts] + ([f"--workdir={workdir}"] if workdir else ["--no-cwd"])
+    width = max(len(t.name) for t in tests)
+    counts = {"pass": 0, "fail": 0, "skip": 0, "timeout": 0}
+    results = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = []
-        for r in pool.map(lambda b: run_one(b, platform, timeout), binaries):
+        for r in pool.map(lambda t: run_one(t, options, timeout, convention), tests):
             results.append(r)
+            counts[r["outcome"]] += 1
             detail = "timed out" if r["outcome"] == "timeout" else f"exit {r['status']}"
-            print(f"{r['outcome'].upper():<7} {r['binary']:<{width}}  {detail:<10} {r['seconds']:6.2f} s",
-                  flush=True)
-    passed = sum(r["outcome"] == "pass" for r in results)
-    print(f"{passed} passed, {len(results) - passed} failed")
+            print(f"{r['outcome'].upper():<7} {r['name']:<{width}}  {detail:<10} {r['seconds']:6.2f} s", flush=True)
+    print(f"{counts['pass']} passed, {counts['fail'] + counts['timeout']} failed, {counts['skip']} skipped")
     if junit_path:
         junit(results, junit_path)
-    return 0 if passed == len(results) else 1
+    return 0 if not counts["fail"] and not counts["timeout"] else 1

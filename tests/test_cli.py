@@ -25,9 +25,50 @@ def test_sentry_test_reports_each_binary(tmp_path):
     assert r.returncode == 1, r.stderr
     assert lines[0].startswith("PASS") and lines[0].split()[1].endswith("a_passes")
     assert lines[1].startswith("FAIL") and "exit 2" in lines[1]
-    assert lines[-1] == "1 passed, 1 failed"
+    assert lines[-1] == "1 passed, 1 failed, 0 skipped"
     xml = report.read_text()
-    assert 'tests="2" failures="1"' in xml and "exit status 2" in xml
+    assert 'tests="2" failures="1" skipped="0"' in xml and "exit status 2" in xml
+
+
+RUNTEST = """#DESCRIPTION: a corpus in LTP's runtest format
+passes   test "$CORPUS_VAR" = given && test -f /data/marker
+fails    echo failing; exit 1
+
+broken   exit 2
+tconf    exit 32
+tconf_and_fail exit 33
+not_selected exit 1
+"""
+
+
+@pytest.mark.parametrize("platform", harness.PLATFORMS)
+def test_sentry_test_runs_a_runtest_corpus(platform, tmp_path):
+    """An LTP runtest file: each TAG's command through the sandbox's sh, with the corpus's
+    environment and mounts; LTP's exit convention (32 alone is a skip); --tags selects."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "marker").write_text("x")
+    runtest = tmp_path / "runtest"
+    runtest.write_text(RUNTEST)
+    tags = tmp_path / "tags"
+    tags.write_text("passes\nfails\nbroken\ntconf\ntconf_and_fail\n# not_selected\n")
+    report = tmp_path / "junit.xml"
+    r = subprocess.run([*SENTRY, "test", "--platform", platform, "--convention", "ltp", "--env", "CORPUS_VAR=given",
+                        "--mount", f"{tmp_path / 'data'}:/data", "--tags", str(tags), "--junit", str(report),
+                        str(runtest)], capture_output=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    outcomes = {line.split()[1]: (line.split()[0], line.split()[3]) for line in r.stdout.decode().splitlines()[:-1]}
+    assert outcomes == {"passes": ("PASS", "0"), "fails": ("FAIL", "1"), "broken": ("FAIL", "2"),
+                        "tconf": ("SKIP", "32"), "tconf_and_fail": ("FAIL", "33")}, r.stdout
+    assert r.stdout.decode().splitlines()[-1] == "1 passed, 3 failed, 1 skipped"
+    xml = report.read_text()
+    assert 'tests="5" failures="3" skipped="1"' in xml and "<skipped" in xml and "failing" in xml
+
+
+def test_sentry_test_bad_runtest_is_one_line(tmp_path):
+    runtest = tmp_path / "runtest"
+    runtest.write_text("lonely_tag\n")
+    r = subprocess.run([*SENTRY, "test", str(runtest)], capture_output=True, timeout=60)
+    assert r.returncode == 125 and r.stderr.count(b"\n") == 1 and b"expected TAG COMMAND" in r.stderr
 
 
 def test_sentry_test_missing_path_is_one_line():

@@ -164,6 +164,9 @@ def commit(task, prepared: Prepared) -> None:
     mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory)
     mm.as_limit = task.as_limit()  # RLIMIT_AS survives exec
     task.mm = mm
+    if not old_mm.users:
+        from sentry.ipc import detach_all
+        detach_all(old_mm)  # its shared memory attachments close
     try:
         mm.load(plan)
         cpu.set_entry(plan.entry, plan.sp)

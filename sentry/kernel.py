@@ -7,6 +7,7 @@ import stat as S
 import time
 from collections import deque
 
+from sentry import ipc
 from sentry.errors import Errno, SentryError
 from sentry.fdtable import FDTable
 from sentry.mm import MemoryManager
@@ -63,6 +64,8 @@ class Kernel:
         self.max_procs = max_procs  # processes the sandbox may hold at once (--max-procs), or None
         from sentry.futex import Futexes
         self.futexes = Futexes()
+        from sentry.ipc.namespace import IpcNamespace
+        self.ipc_ns = IpcNamespace()  # the sandbox's first IPC namespace (sentry/ipc)
         self.note = note or log   # the sentry's diagnostics (unsupported calls, crashes): a log, not the program's
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, self.note, strace)
@@ -147,6 +150,8 @@ class Kernel:
         task = Task(self, proc.pid, cpu, mm, fds, path, argv, envp)
         task.auxv = plan.auxv  # what /proc/PID/auxv shows
         task.cwd = cwd_loc
+        if getattr(task, "ipc_ns", None) is None:
+            task.ipc_ns = self.ipc_ns
         self.adopt(task, proc)
         self.runq.append(task)
         return task
@@ -601,6 +606,7 @@ class Kernel:
         if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:  # a CLONE_VM child starts without it, as Linux
             child.altstack = task.altstack
         proc.exit_signal = exit_signal
+        ipc.on_fork(task, child, flags)
         if stack:
             cpu.set_sp(stack)
         if tls is not None:
@@ -641,6 +647,7 @@ class Kernel:
         _inherit_sched(task, child)
         child.rlimits = task.rlimits  # per process
         signals.on_clone(task, child, thread=True)
+        ipc.on_thread(task, child)
         if stack:
             cpu.set_sp(stack)
         if tls is not None:
@@ -712,6 +719,7 @@ class Kernel:
         proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
         task.fds.release()
         mm.users -= 1
+        ipc.on_exit(task, mm if not mm.users else None)  # semaphore undo, shared memory detach
         if mm.users:  # the memory lives on, in sibling threads or a CLONE_VM relative
             siblings = sum(1 for t in proc.tasks if tasks.get(t.tid) is t)
             if not proc.exiting:

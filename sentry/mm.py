@@ -281,6 +281,10 @@ class MemoryManager:
         length = page_up(length)
         for v in self._carve(addr, addr + length):
             self.space.unmap(v.start, v.end - v.start)
+            if v.backing is not None:  # a System V shared memory attachment closes (sentry/ipc/shm.py)
+                closed = getattr(v.backing, "vma_closed", None)
+                if closed is not None:
+                    closed()
 
     def mprotect(self, addr: int, length: int, prot: int) -> None:
         if addr & (PAGE - 1) or prot & ~(PROT_ALL | 0x03000000):

@@ -290,6 +290,8 @@ class ProcRoot(StaticDir):
         for name, gen in glob.items():
             self.add(name, GenInode(fs, (lambda g: lambda: g(self.procfs.kernel))(gen), write_errno=E.EIO))
         self.add(b"sys", make_sys(procfs))
+        from sentry.ipc.proc import sysvipc_dir
+        self.add(b"sysvipc", sysvipc_dir(fs, lambda: self.procfs.kernel))
 
     # /proc/self and /proc/thread-self lead straight to the reader's directories
     def _jump_self(self, task, here):
@@ -1210,9 +1212,6 @@ def make_sys(procfs) -> StaticDir:
                         (b"threads-max", b"%d\n" % 4096), (b"ngroups_max", b"65536\n"),
                         (b"cap_last_cap", b"40\n"), (b"overflowuid", b"65534\n"),
                         (b"overflowgid", b"65534\n"), (b"randomize_va_space", b"0\n"),
-                        (b"shmmax", b"18446744073692774399\n"), (b"shmall", b"18446744073692774399\n"),
-                        (b"shmmni", b"4096\n"), (b"msgmax", b"8192\n"), (b"msgmnb", b"16384\n"),
-                        (b"msgmni", b"32000\n"), (b"sem", b"32000\t1024000000\t500\t32000\n"),
                         (b"core_pattern", b"core\n"), (b"printk", b"4\t4\t1\t7\n"),
                         (b"tainted", b"0\n"), (b"panic", b"0\n")):
         kern.add(name, ro(value))
@@ -1231,6 +1230,8 @@ def make_sys(procfs) -> StaticDir:
                         (b"pipe-max-size", b"1048576\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
                         (b"protected_symlinks", b"1\n"), (b"protected_hardlinks", b"1\n")):
         fsd.add(name, ro(value))
+    from sentry.ipc.proc import add_sysctls
+    add_sysctls(fs, kern, fsd, kernel)  # the IPC namespace's knobs (sentry/ipc/proc.py)
     inotify = fsd.add(b"inotify", StaticDir(fs))
     for name, value in ((b"max_user_watches", b"8192\n"), (b"max_user_instances", b"128\n"),
                         (b"max_queued_events", b"16384\n")):

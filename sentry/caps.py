@@ -37,8 +37,11 @@ NONE = Caps(0, 0, 0)
 
 
 def has(task, cap: int) -> bool:
-    """Does the thread hold cap in its effective set?"""
-    return bool(task.caps.effective >> cap & 1)
+    """Does the thread hold cap in its effective set, over the sandbox (its initial user
+    namespace: capabilities gained in a user namespace of its own count only there,
+    sentry/namespaces.py ns_capable)?"""
+    ns = getattr(task, "user_ns", None)
+    return bool(task.caps.effective >> cap & 1) and (ns is None or ns.parent is None)
 
 
 def after_setuid(task, old_ids) -> None:

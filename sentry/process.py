@@ -124,6 +124,9 @@ class ProcessTable:
         proc.status = (signo | (WCOREFLAG if core else 0)) if signo else (code & 0xFF) << 8
         proc.exit_event.notify()
         proc.vfork_done.notify()
+        if getattr(proc, "pid_ns", None) is not None and proc.pid_ns.level:
+            from sentry.namespaces import process_ended
+            process_ended(proc)  # a pid namespace's 1: the rest of it is killed
         if proc.tty is not None and proc.pid == proc.sid:
             proc.tty.leader_exited(proc)
         self._adopt_children(proc)
@@ -149,7 +152,8 @@ class ProcessTable:
         while reaper is not None and not (reaper.subreaper and not reaper.zombie):
             reaper = reaper.parent
         if reaper is None:
-            reaper = self.procs.get(1)
+            from sentry.namespaces import child_reaper  # a pid namespace's 1 (or the sandbox's)
+            reaper = child_reaper(proc) or self.procs.get(1)
             if reaper is proc or reaper is None or reaper.zombie:
                 reaper = None
         from sentry import signals

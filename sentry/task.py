@@ -29,12 +29,14 @@ DEFAULT_RLIMITS = {
 
 
 class FsContext:
-    """What CLONE_FS shares between tasks: the working directory and the umask."""
-    __slots__ = ("cwd", "umask")
+    """What CLONE_FS shares between tasks: the working directory, the umask and the root
+    (chroot)."""
+    __slots__ = ("cwd", "umask", "root")
 
-    def __init__(self, cwd, umask: int = 0o022):
+    def __init__(self, cwd, umask: int = 0o022, root=None):
         self.cwd = cwd  # a Loc: the frames from the root
         self.umask = umask
+        self.root = root  # a Loc after chroot(2); None: the sandbox's root
 
 
 class Task:
@@ -55,6 +57,9 @@ class Task:
         self.gid = self.egid = self.sgid = self.fsgid = 0
         self.groups = None  # supplementary groups once set (setgroups); None: none but gid
         self.caps = caps.ROOT  # capability sets (sentry/caps.py)
+        # its namespaces and user namespace (sentry/namespaces.py)
+        from sentry.namespaces import initial
+        self.nsproxy, self.user_ns = initial(kernel)
         # signal state (sentry/signals.py): sigactions, sigmask, pending_signals, sigqueue,
         # sigshared (the process's), altstack, saved_sigmask, restart_block...
         init_signals(self)
@@ -83,6 +88,23 @@ class Task:
     @cwd.setter
     def cwd(self, loc) -> None:
         self.fs.cwd = loc
+
+    @property
+    def root(self):
+        return self.fs.root
+
+    @root.setter
+    def root(self, loc) -> None:
+        self.fs.root = loc
+
+    @property
+    def ipc_ns(self):
+        """Its System V IPC namespace (sentry/ipc)."""
+        return self.nsproxy.ipc
+
+    @ipc_ns.setter
+    def ipc_ns(self, ns) -> None:
+        self.nsproxy = self.nsproxy.copy(ipc=ns)
 
     @property
     def umask(self) -> int:

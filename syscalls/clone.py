@@ -16,6 +16,7 @@ CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 
 CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_NEWCGROUP = 0x800000, 0x1000000, 0x2000000
 CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x4000000, 0x8000000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_IO, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 0x40000000, 0x80000000, 1 << 32, 1 << 33
+CLONE_NEWTIME = 0x80  # clone3 only: clone(2) has CSIGNAL there
 NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
               | CLONE_NEWPID | CLONE_NEWNET)
 HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PIDFD
@@ -32,25 +33,30 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
         raise Errno(E.EINVAL)
     if flags & CLONE_PIDFD and flags & CLONE_DETACHED:
         raise Errno(E.EINVAL)
-    if flags & NAMESPACES:
-        raise Errno(E.EPERM)  # the sandbox is one set of namespaces; nested ones are not offered
     if flags & ~HONOURED & ~NAMESPACES:
         raise Errno(E.EINVAL)
+    spaces = None  # the child's namespaces (syscalls/namespaces.py), when not simply the caller's
+    proxy = t.nsproxy
+    if flags & (NAMESPACES | CLONE_NEWTIME) or proxy.pid_for_children.level or proxy.time is not proxy.time_for_children:
+        from syscalls.namespaces import for_clone
+        spaces = for_clone(t, flags)
     if flags & CLONE_PARENT and t.proc.parent is None:
         raise Errno(E.EINVAL)  # as for a pid namespace's init
     if exit_signal > 64:
         raise Errno(E.EINVAL)
     if flags & CLONE_THREAD:
-        return _new_thread(t, flags, stack, parent_tid, child_tid, tls)
+        return _new_thread(t, flags, stack, parent_tid, child_tid, tls, spaces)
     # CLONE_VM without CLONE_THREAD (vfork, posix_spawn): a process in the parent's memory.
     child = t.kernel.fork(t, flags=flags, exit_signal=exit_signal, stack=stack,
                           tls=tls if flags & CLONE_SETTLS else None, share_files=bool(flags & CLONE_FILES),
                           parent=t.proc.parent if flags & CLONE_PARENT else None)
     pid = child.tid
+    if spaces is not None:
+        pid = _enter(t, child, spaces, thread=False)
     if flags & CLONE_CLEAR_SIGHAND:
         child.sigactions = {s: raw for s, raw in child.sigactions.items() if int.from_bytes(raw[:8], "little") == 1}
-    if flags & CLONE_CHILD_SETTID:
-        child.mm.write_u32(child_tid, pid)
+    if flags & CLONE_CHILD_SETTID:  # its id as it sees itself (1 in a new pid namespace)
+        child.mm.write_u32(child_tid, pid if spaces is None else _own_id(child))
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = child_tid
     if flags & CLONE_PIDFD:
@@ -66,7 +72,27 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
     return pid
 
 
-def _new_thread(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int) -> int:
+def _enter(t, child, spaces, thread: bool) -> int:
+    """The child takes its namespaces; its id as the caller sees it (0 if outside its pid
+    namespace: never, a child's is the caller's or one below)."""
+    from sentry.namespaces import vnr
+    from syscalls.namespaces import after_clone
+    try:
+        after_clone(t, child, spaces, thread)
+    except Errno:
+        t.kernel.exit_group(child, 0, 9) if not thread else t.kernel.exit_thread(child, 0)
+        if not thread:
+            t.kernel.ptable.reap(child.proc)
+        raise
+    return vnr(t, child)
+
+
+def _own_id(task) -> int:
+    from sentry.namespaces import vnr
+    return vnr(task, task)
+
+
+def _new_thread(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int, spaces=None) -> int:
     if flags & (CLONE_PIDFD | CLONE_VFORK | CLONE_PARENT):
         # CLONE_PIDFD with a thread is EINVAL on Linux before 6.9; a vfork thread and a
         # thread with another parent are not offered.
@@ -74,8 +100,10 @@ def _new_thread(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls:
     child = t.kernel.clone_thread(t, share_files=bool(flags & CLONE_FILES), share_fs=bool(flags & CLONE_FS),
                                   stack=stack, tls=tls if flags & CLONE_SETTLS else None)
     tid = child.tid
+    if spaces is not None:
+        tid = _enter(t, child, spaces, thread=True)
     if flags & CLONE_CHILD_SETTID:
-        child.mm.write_u32(child_tid, tid)
+        child.mm.write_u32(child_tid, tid if spaces is None else _own_id(child))
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = child_tid
     if flags & CLONE_PARENT_SETTID:

@@ -33,15 +33,17 @@ def uname(t, buf):
     machine = t.kernel.arch.encode()
     if persona & PER_MASK == PER_LINUX32:
         machine = COMPAT_MACHINE.get(t.kernel.arch, machine)
-    t.mm.write(buf, pack_utsname(b"Linux", t.kernel.hostname, _release(persona), b"#1 SMP PREEMPT sentry",
-                                 machine, getattr(t.kernel, "domainname", b"(none)")))
+    uts = t.nsproxy.uts  # the caller's UTS namespace (sentry/namespaces.py)
+    t.mm.write(buf, pack_utsname(b"Linux", uts.hostname, _release(persona), b"#1 SMP PREEMPT sentry",
+                                 machine, uts.domainname))
     return 0
 
 
 def _uts_name(t, name: int, length: int) -> bytes:
-    """sethostname/setdomainname's argument: root only (CAP_SYS_ADMIN in the sandbox's own
-    UTS namespace), at most 64 bytes taken as they are."""
-    if t.euid != 0:
+    """sethostname/setdomainname's argument: CAP_SYS_ADMIN in the user namespace owning the
+    caller's UTS namespace (the sandbox's root for its own), at most 64 bytes taken as they are."""
+    from sentry.namespaces import CAP_SYS_ADMIN, ns_capable
+    if not ns_capable(t, t.nsproxy.uts.owner, CAP_SYS_ADMIN):
         raise Errno(E.EPERM)
     length = s32(length)
     if not 0 <= length <= NEW_UTS_LEN:
@@ -49,16 +51,17 @@ def _uts_name(t, name: int, length: int) -> bytes:
     return t.mm.read(name, length)
 
 
-@syscall("sethostname", note="the sandbox's own hostname (uname, /proc/sys/kernel/hostname); the host's is "
-         "never touched; EPERM unless root")
+@syscall("sethostname", note="the caller's UTS namespace's hostname (uname; /proc/sys/kernel/hostname shows the "
+         "sandbox's own); the host's is never touched; EPERM without CAP_SYS_ADMIN over the namespace")
 def sethostname(t, name, length):
-    t.kernel.hostname = _uts_name(t, name, length)
+    t.nsproxy.uts.hostname = _uts_name(t, name, length)
     return 0
 
 
-@syscall("setdomainname", note="the sandbox's own NIS domain name (uname); EPERM unless root")
+@syscall("setdomainname", note="the caller's UTS namespace's NIS domain name (uname); EPERM without CAP_SYS_ADMIN "
+         "over the namespace")
 def setdomainname(t, name, length):
-    t.kernel.domainname = _uts_name(t, name, length)
+    t.nsproxy.uts.domainname = _uts_name(t, name, length)
     return 0
 
 
@@ -127,6 +130,7 @@ VIRTUAL_RAM = 4 << 30
 def sysinfo(t, info):
     used = sum(v.end - v.start for v in t.mm.vmas)
     uptime = int(host_time.monotonic() - t.kernel.boot_time) + 1
+    uptime += t.nsproxy.time.boottime[0]  # a time namespace's boottime offset (sentry/namespaces.py)
     t.mm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, VIRTUAL_RAM, max(0, VIRTUAL_RAM - used), 0, 0, 0, 0,
                                    len(t.kernel.tasks), 0, 0, 1))
     return 0

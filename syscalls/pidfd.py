@@ -35,7 +35,8 @@ def pidfd_open(t, pid, flags):
     pid = s32(pid)
     if flags & ~PIDFD_NONBLOCK or pid <= 0:
         raise Errno(E.EINVAL)
-    proc = t.kernel.procs.get(pid)
+    from sentry.namespaces import find_proc
+    proc = find_proc(t, pid)  # as the caller's pid namespace numbers it
     if proc is None or proc.zombie and proc.parent is None:
         raise Errno(E.ESRCH)
     return pidfd_of(t, proc, flags)

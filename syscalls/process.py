@@ -3,6 +3,7 @@ set_tid_address(2), set_robust_list(2), arch_prctl(2), prlimit64(2), rseq(2)."""
 import errno as E
 import struct
 
+from sentry import namespaces as nsm
 from sentry.errors import Errno
 from sentry.sched import TaskExit
 from syscalls import seccomp
@@ -13,39 +14,53 @@ ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1
 NR_OPEN = 1 << 20
 
 
-@syscall("getpid")
+def _nested(t) -> bool:
+    """Is t in a pid namespace below the sandbox's? (its ids are then translated: sentry/namespaces.py)"""
+    ns = getattr(t.proc, "pid_ns", None)
+    return ns is not None and ns.level > 0
+
+
+@syscall("getpid", note="as the caller's pid namespace numbers it")
 def getpid(t):
+    if _nested(t):
+        return nsm.pid_vnr(t, t.proc)
     return t.tgid
 
 
 @syscall("gettid")
 def gettid(t):
+    if _nested(t):
+        return nsm.vnr(t, t)
     return t.tid
 
 
-@syscall("getppid", note="0 for the sandbox's first process, as for init")
+@syscall("getppid", note="0 for the sandbox's first process, as for init, and for a parent outside the caller's "
+         "pid namespace")
 def getppid(t):
+    if _nested(t):
+        parent = t.proc.parent
+        return nsm.pid_vnr(t, parent) if parent is not None else 0
     return t.ppid
 
 
-@syscall("getuid")
+@syscall("getuid", note="as the caller's user namespace maps it (65534 unmapped)")
 def getuid(t):
-    return t.uid
+    return t.uid if t.user_ns.parent is None else nsm.uid_seen(t, t.uid)
 
 
 @syscall("geteuid")
 def geteuid(t):
-    return t.euid
+    return t.euid if t.user_ns.parent is None else nsm.uid_seen(t, t.euid)
 
 
 @syscall("getgid")
 def getgid(t):
-    return t.gid
+    return t.gid if t.user_ns.parent is None else nsm.gid_seen(t, t.gid)
 
 
 @syscall("getegid")
 def getegid(t):
-    return t.egid
+    return t.egid if t.user_ns.parent is None else nsm.gid_seen(t, t.egid)
 
 
 @syscall("exit_group")
@@ -259,7 +274,7 @@ def _proc_of(t, pid: int):
     pid = s32(pid)
     if pid == 0:
         return t.proc
-    proc = t.kernel.procs.get(pid)  # a negative pid names no process: ESRCH, as Linux
+    proc = nsm.find_proc(t, pid) if _nested(t) else t.kernel.procs.get(pid)  # a negative pid: ESRCH, as Linux
     if proc is None or proc.zombie and not proc.tasks:
         raise Errno(E.ESRCH)
     return proc
@@ -267,17 +282,19 @@ def _proc_of(t, pid: int):
 
 @syscall("getpgid")
 def getpgid(t, pid):
-    return _proc_of(t, pid).pgid
+    pgid = _proc_of(t, pid).pgid
+    return nsm.id_vnr(t, pgid) if _nested(t) else pgid
 
 
 @syscall("getpgrp")
 def getpgrp(t):
-    return t.proc.pgid
+    return nsm.id_vnr(t, t.proc.pgid) if _nested(t) else t.proc.pgid
 
 
 @syscall("getsid")
 def getsid(t, pid):
-    return _proc_of(t, pid).sid
+    sid = _proc_of(t, pid).sid
+    return nsm.id_vnr(t, sid) if _nested(t) else sid
 
 
 @syscall("setpgid")

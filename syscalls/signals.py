@@ -162,16 +162,30 @@ def rt_tgsigqueueinfo(t, tgid, tid, sig, uinfo):
 
 
 # --- kill ----------------------------------------------------------------------------------------
+def _nested(t) -> bool:
+    ns = getattr(t.proc, "pid_ns", None)  # a pid namespace below the sandbox's (sentry/namespaces.py)
+    return ns is not None and ns.level > 0
+
+
 def _process(t, pid: int):
-    proc = t.kernel.procs.get(pid) if pid > 0 else None
+    if pid > 0 and _nested(t):
+        from sentry.namespaces import find_proc
+        proc = find_proc(t, pid)
+    else:
+        proc = t.kernel.procs.get(pid) if pid > 0 else None
     if proc is None:
         raise Errno(E.ESRCH)
     return proc
 
 
 def _thread(t, tid: int, tgid: int = -1):
-    task = t.kernel.tasks.get(tid)
-    if task is None or task.exit_status is not None or (tgid > 0 and task.tgid != tgid):
+    if _nested(t):
+        from sentry.namespaces import find_task, global_pid
+        task = find_task(t, tid)
+        tgid = (global_pid(t, tgid) or 0) if tgid > 0 else tgid
+    else:
+        task = t.kernel.tasks.get(tid)
+    if task is None or task.exit_status is not None or (tgid > 0 and task.tgid != tgid) or tgid == 0:
         raise Errno(E.ESRCH)
     return task
 
@@ -223,10 +237,17 @@ def kill(t, pid, sig):
         _kill_one(t, _process(t, pid), sig)
     elif pid == 0:
         _kill_group(t, t.pgid, sig)
+    elif _nested(t) and pid != -(1 << 31):
+        from sentry.namespaces import global_pid
+        _kill_group(t, global_pid(t, -pid) or -1, sig)
     elif pid == -1:
         count, err = 0, None
+        from sentry.namespaces import pid_ns_of, visible
+        own = pid_ns_of(t.proc)
         for p in list(t.kernel.procs.values()):
-            if p.pid > 1 and p is not t.proc and not p.zombie:
+            # every process of the caller's pid namespace and below but its 1 and the caller
+            if p.pid > 1 and p is not t.proc and not p.zombie and p is not own.reaper \
+                    and (own.level == 0 or visible(t, p)):
                 try:
                     _kill_one(t, p, sig)
                     count += 1

@@ -36,6 +36,9 @@ _HOST_CLOCKS = {
 def now_ns(t, clock: int) -> int:
     host = _HOST_CLOCKS.get(clock)
     if host is not None:
+        spaces = getattr(t, "nsproxy", None)
+        if spaces is not None and spaces.time.shifted:  # a time namespace's offsets (sentry/namespaces.py)
+            return host_time.clock_gettime_ns(host) + spaces.time.offset_ns(clock)
         return host_time.clock_gettime_ns(host)
     if clock == CLOCK_THREAD_CPUTIME_ID:
         return t.cpu.cpu_time_ns()

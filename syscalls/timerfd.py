@@ -22,7 +22,9 @@ def timerfd_create(t, clock, flags):
     flags = s32(flags)
     if flags & ~(TFD_CLOEXEC | TFD_NONBLOCK) or clock not in HOST_CLOCK:
         raise Errno(E.EINVAL)
-    return t.fds.install(TimerFile(t.kernel, clock, flags), cloexec=bool(flags & TFD_CLOEXEC))
+    f = TimerFile(t.kernel, clock, flags)
+    f.offset = t.nsproxy.time.offset_ns(clock)  # its clock as the creator's time namespace has it
+    return t.fds.install(f, cloexec=bool(flags & TFD_CLOEXEC))
 
 
 def _timer(t, fd) -> TimerFile:

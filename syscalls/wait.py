@@ -56,12 +56,31 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
 
 def _target(t, pid: int):
     if pid < -1:
-        return "pgid", -pid
+        return "pgid", _global(t, -pid)
     if pid == -1:
         return "all", 0
     if pid == 0:
         return "pgid", t.proc.pgid
-    return "pid", pid
+    return "pid", _global(t, pid)
+
+
+def _global(t, nr: int) -> int:
+    """The sandbox-wide number of what t calls nr (in a pid namespace of its own: -1 for none)."""
+    ns = getattr(t.proc, "pid_ns", None)
+    if ns is None or not ns.level:
+        return nr
+    from sentry.namespaces import global_pid
+    found = global_pid(t, nr)
+    return -1 if found is None else found
+
+
+def _seen(t, child) -> int:
+    """child's pid as t's pid namespace numbers it."""
+    ns = getattr(t.proc, "pid_ns", None)
+    if ns is None or not ns.level:
+        return child.pid
+    from sentry.namespaces import pid_vnr
+    return pid_vnr(t, child)
 
 
 def _child_rusage(child) -> bytes:
@@ -89,7 +108,7 @@ def wait4(t, pid, wstatus, options, rusage):
         t.mm.write_u32(wstatus, status)
     if rusage:
         t.mm.write(rusage, _child_rusage(child))
-    return child.pid
+    return _seen(t, child)
 
 
 _SIGINFO_CHLD = struct.Struct("<iii4xiii")  # si_signo, si_errno, si_code, si_pid, si_uid, si_status
@@ -107,11 +126,11 @@ def waitid(t, idtype, ident, infop, options, rusage):
     elif idtype == P_PID:
         if ident <= 0:
             raise Errno(E.EINVAL)
-        which = "pid"
+        which, ident = "pid", _global(t, ident)
     elif idtype == P_PGID:
         if ident < 0:
             raise Errno(E.EINVAL)
-        which, ident = "pgid", ident or t.proc.pgid
+        which, ident = "pgid", _global(t, ident) if ident else t.proc.pgid
     elif idtype == P_PIDFD:
         from syscalls.pidfd import process_of_fd
         if ident < 0:
@@ -132,7 +151,7 @@ def waitid(t, idtype, ident, infop, options, rusage):
         raise Wait(queues=(t.proc.child_events,))
     child, code, status, _ = found
     if infop:
-        t.mm.write(infop, _SIGINFO_CHLD.pack(SIGCHLD, 0, code, child.pid, 0, status).ljust(128, b"\0"))
+        t.mm.write(infop, _SIGINFO_CHLD.pack(SIGCHLD, 0, code, _seen(t, child), 0, status).ljust(128, b"\0"))
     if rusage:
         t.mm.write(rusage, _child_rusage(child))
     return 0

@@ -406,6 +406,9 @@ class TaskDir(ProcDir):
         kids[b"io"] = gen(gen_io, 0o400)
         if self.with_threads:
             kids[b"task"] = ThreadsDir(procfs, task)
+        if getattr(task, "nsproxy", None) is not None:  # ns/, uid_map, gid_map, setgroups, timens_offsets
+            from sentry.vfs.nsfs import proc_files
+            kids.update(proc_files(procfs, task))
         for kid in kids.values():
             kid.task = task  # owned by the process
         self.nlink = 2 + sum(1 for i in kids.values() if i.is_dir())
@@ -672,6 +675,14 @@ def _ids(task, kind):
     return real, eff, saved, fs
 
 
+def _nspid(task, kind: str):
+    """A task's numbers from the sandbox's pid namespace down to its own (sentry/namespaces.py)."""
+    if getattr(task, "proc", None) is None or getattr(task.proc, "pid_ns", None) is None:
+        return task.tgid if kind == "tgid" else task.tid
+    from sentry.namespaces import nspid_line
+    return nspid_line(task, kind)
+
+
 def gen_status(task) -> bytes:
     m = MemFigures(task)
     ign, cgt = _sig_sets(task)
@@ -700,8 +711,8 @@ def gen_status(task) -> bytes:
         "Gid:\t%d\t%d\t%d\t%d" % gids,
         f"FDSize:\t{fdsize}",
         f"Groups:\t{groups} ",
-        f"NStgid:\t{task.tgid}",
-        f"NSpid:\t{task.tid}",
+        f"NStgid:\t{_nspid(task, 'tgid')}",
+        f"NSpid:\t{_nspid(task, 'tid')}",
         f"NSpgid:\t{pgid}",
         f"NSsid:\t{sid}",
         "Kthread:\t0",

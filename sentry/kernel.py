@@ -7,6 +7,7 @@ import stat as S
 import time
 from collections import deque
 
+from sentry import keys
 from sentry import ipc
 from sentry.errors import Errno, SentryError
 from sentry.fdtable import FDTable
@@ -68,6 +69,8 @@ class Kernel:
         self.futexes = Futexes()
         from sentry.ipc.namespace import IpcNamespace
         self.ipc_ns = IpcNamespace()  # the sandbox's first IPC namespace (sentry/ipc)
+        from sentry.keys import KeyRegistry
+        self.keys = KeyRegistry(self)  # the sandbox's keys and keyrings (keyctl(2))
         self.note = note or log   # the sentry's diagnostics (unsupported calls, crashes): a log, not the program's
         from syscalls.dispatch import Dispatcher
         self.dispatch = Dispatcher(self.arch, self.note, strace)
@@ -603,6 +606,7 @@ class Kernel:
         for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
+        keys.on_clone(task, child, thread=False)
         child.sigactions = dict(task.sigactions)
         child.rlimits = dict(task.rlimits)
         if flags & (CLONE_VM | CLONE_VFORK) != CLONE_VM:  # a CLONE_VM child starts without it, as Linux
@@ -647,6 +651,7 @@ class Kernel:
         for name in (*CREDENTIALS, "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
+        keys.on_clone(task, child, thread=True)
         child.rlimits = task.rlimits  # per process
         signals.on_clone(task, child, thread=True)
         ipc.on_thread(task, child)

@@ -1,5 +1,5 @@
 """Task: one thread of a sandboxed program, as the syscall handlers see it."""
-from sentry import caps
+from sentry import caps, keys
 from sentry.signals import init_task as init_signals
 
 RLIM_INFINITY = (1 << 64) - 1
@@ -70,6 +70,7 @@ class Task:
         self.pdeathsig = 0
         self.dumpable = 1
         self.no_new_privs = False
+        self.keys = keys.NO_KEYRINGS  # its keyrings (sentry/keys.py), inherited as Linux's cred
         self.exit_status = None   # (code, signo) once ended
         self.blocked = None       # the Wait it is parked on
         self.pending_stop = None  # the syscall stop to run again when woken
@@ -137,6 +138,7 @@ class Task:
         self.suid = self.fsuid = self.euid
         self.sgid = self.fsgid = self.egid
         caps.after_exec(self)
+        keys.on_exec(self)  # the thread and process keyrings go
 
     def hold_file(self, fd: int, file) -> None:
         """A call on fd waits: the file stays open until the call ends, even if fd is closed

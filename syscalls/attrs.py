@@ -1,12 +1,12 @@
 """A file's attributes: chmod(2), chown(2), utimensat(2) and the older utime(2),
-utimes(2), futimesat(2); the extended attributes of getxattr(2) and its family.
+utimes(2), futimesat(2) (extended attributes: syscalls/xattr.py).
 
 Who may change what is Linux's rule (sentry/vfs/perm.py): the mode and
 explicit times are the owner's or CAP_FOWNER's, the owner CAP_CHOWN's (an
 owner may give the file to one of its groups), "now" needs the owner or write
 permission. Memory filesystems record the new owner; a host mount keeps the
 host's (EPERM unless nothing changes) and takes no set-user-ID or
-set-group-ID bit. No extended attribute is ever stored."""
+set-group-ID bit."""
 import errno as E
 import stat as S
 import time
@@ -156,153 +156,3 @@ def utime(t, path, buf):
         times = [(actime - (1 << 64) if actime >> 63 else actime, 0),
                  (modtime - (1 << 64) if modtime >> 63 else modtime, 0)]
     return _set_times(t, CWD, path, times, 0)
-
-
-# --- extended attributes -----------------------------------------------------------------------
-XATTR_NAME_MAX, XATTR_SIZE_MAX = 255, 65536
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-_PREFIXES = (b"user.", b"trusted.", b"security.")
-_SYSTEM = (b"system.posix_acl_access", b"system.posix_acl_default")
-
-
-def _xattr_name(t, addr) -> bytes:
-    """The attribute's name: ERANGE if empty or longer than 255 bytes."""
-    try:
-        name = t.mm.read_cstring(addr, XATTR_NAME_MAX + 1)
-    except Errno as e:
-        if e.errno == E.ENAMETOOLONG:
-            raise Errno(E.ERANGE) from None
-        raise
-    if not name:
-        raise Errno(E.ERANGE)
-    return name
-
-
-def _check_namespace(name: bytes) -> None:
-    """A name of a namespace Linux knows, as its xattr handlers decide."""
-    if name in _SYSTEM:
-        return
-    for prefix in _PREFIXES:
-        if name.startswith(prefix):
-            if name == prefix:
-                raise Errno(E.EINVAL)
-            return
-    raise Errno(E.EOPNOTSUPP)
-
-
-def _path_inode(t, path, follow: bool):
-    return t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path), follow=follow)
-
-
-def _get(inode, name: bytes) -> int:
-    _check_namespace(name)
-    raise Errno(E.ENODATA)
-
-
-_GET_NOTE = "no extended attribute is stored: ENODATA (names are checked as Linux checks them)"
-
-
-@syscall("getxattr", status=PARTIAL, note=_GET_NOTE)
-def getxattr(t, path, name, value, size):
-    name = _xattr_name(t, name)
-    return _get(_path_inode(t, path, True), name)
-
-
-@syscall("lgetxattr", status=PARTIAL, note=_GET_NOTE)
-def lgetxattr(t, path, name, value, size):
-    name = _xattr_name(t, name)
-    return _get(_path_inode(t, path, False), name)
-
-
-@syscall("fgetxattr", status=PARTIAL, note=_GET_NOTE)
-def fgetxattr(t, fd, name, value, size):
-    f = file_of(t, fd)
-    return _get(f.stat_inode(), _xattr_name(t, name))
-
-
-_LIST_NOTE = "always an empty list"
-
-
-@syscall("listxattr", status=PARTIAL, note=_LIST_NOTE)
-def listxattr(t, path, buf, size):
-    _path_inode(t, path, True)
-    return 0
-
-
-@syscall("llistxattr", status=PARTIAL, note=_LIST_NOTE)
-def llistxattr(t, path, buf, size):
-    _path_inode(t, path, False)
-    return 0
-
-
-@syscall("flistxattr", status=PARTIAL, note=_LIST_NOTE)
-def flistxattr(t, fd, buf, size):
-    file_of(t, fd)
-    return 0
-
-
-def _set(t, inode, name: bytes) -> int:
-    inode.fs.check_writable()
-    _check_namespace(name)
-    raise Errno(E.EOPNOTSUPP)
-
-
-def _set_args(t, name, value, size, flags) -> bytes:
-    """setxattr's checks before the file is looked at: flags, name, value."""
-    if flags & 0xFFFFFFFF & ~(XATTR_CREATE | XATTR_REPLACE):
-        raise Errno(E.EINVAL)
-    name = _xattr_name(t, name)
-    if size > XATTR_SIZE_MAX:
-        raise Errno(E.E2BIG)
-    if size:
-        t.mm.read(value, size)
-    return name
-
-
-_SET_NOTE = "ENOTSUP once the file and the name are checked: the sandbox stores no extended attributes"
-
-
-@syscall("setxattr", status=PARTIAL, note=_SET_NOTE)
-def setxattr(t, path, name, value, size, flags):
-    name = _set_args(t, name, value, size, flags)
-    return _set(t, _path_inode(t, path, True), name)
-
-
-@syscall("lsetxattr", status=PARTIAL, note=_SET_NOTE)
-def lsetxattr(t, path, name, value, size, flags):
-    name = _set_args(t, name, value, size, flags)
-    return _set(t, _path_inode(t, path, False), name)
-
-
-@syscall("fsetxattr", status=PARTIAL, note=_SET_NOTE)
-def fsetxattr(t, fd, name, value, size, flags):
-    f = file_of(t, fd)
-    name = _set_args(t, name, value, size, flags)
-    return _set(t, f.stat_inode(), name)
-
-
-_REMOVE_NOTE = "ENODATA (there is never one to remove) once the file and the name are checked"
-
-
-def _remove(inode, name: bytes) -> int:
-    inode.fs.check_writable()
-    _check_namespace(name)
-    raise Errno(E.ENODATA)
-
-
-@syscall("removexattr", status=PARTIAL, note=_REMOVE_NOTE)
-def removexattr(t, path, name):
-    name = _xattr_name(t, name)
-    return _remove(_path_inode(t, path, True), name)
-
-
-@syscall("lremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
-def lremovexattr(t, path, name):
-    name = _xattr_name(t, name)
-    return _remove(_path_inode(t, path, False), name)
-
-
-@syscall("fremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
-def fremovexattr(t, fd, name):
-    f = file_of(t, fd)
-    return _remove(f.stat_inode(), _xattr_name(t, name))

@@ -268,3 +268,33 @@ class HostInode(Inode):
     def set_times(self, atime, mtime):
         self.fs.check_writable()
         _host(hostcalls.set_times, self.fd, atime, mtime)
+
+    # --- extended attributes: the host file's user.* ones, through its O_PATH descriptor ---
+    # (only for regular files and directories, which /proc/self/fd/N names without following
+    # anything further: the VFS refuses user.* on other kinds first)
+    def has_xattrs(self) -> bool:
+        return True
+
+    def _xattr_path(self, name) -> str:
+        kind = S.S_IFMT(self.mode)
+        if (name is not None and not name.startswith(b"user.")) or kind not in (S.S_IFREG, S.S_IFDIR):
+            raise Errno(E.EOPNOTSUPP)
+        return f"/proc/self/fd/{self.fd}"
+
+    def getxattr(self, name):
+        return _host(os.getxattr, self._xattr_path(name), name)
+
+    def listxattr(self):
+        try:
+            names = os.listxattr(self._xattr_path(None))
+        except (OSError, Errno):
+            return []
+        return sorted(os.fsencode(n) for n in names if n.startswith("user."))
+
+    def setxattr(self, name, value, flags):
+        self.fs.check_writable()
+        path = self._xattr_path(name)
+        if value is None:
+            _host(os.removexattr, path, name)
+        else:
+            _host(os.setxattr, path, name, bytes(value), flags)

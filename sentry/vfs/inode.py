@@ -26,6 +26,15 @@ MAX_MEMORY_FILE = 1 << 30
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
 F_SEAL_FUTURE_WRITE, F_SEAL_EXEC = 0x10, 0x20
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+OVERLAY_MAGIC = 0x794C7630
+XATTR_MAGICS = (TMPFS_MAGIC, OVERLAY_MAGIC)  # the filesystems that store extended attributes
+BOGO_INODE_SIZE = 1024  # tmpfs's user.* xattr space: this much per inode it may hold
+
+
+def xattr_space(name: bytes, value) -> int:
+    """simple_xattr_space: what one user.* attribute costs tmpfs."""
+    return 48 + len(name) + 1 + (len(value) if value is not None else 0)
 
 
 class StatFS:
@@ -46,10 +55,18 @@ class FileSystem:
         self.readonly = readonly
         self.magic = magic  # statfs f_type (TMPFS_MAGIC by default)
         self.dev = next(self._devs)
+        self.xattr_used = 0  # bytes of user.* extended attributes held (charge_xattr)
 
     def check_writable(self) -> None:
         if self.readonly:
             raise Errno(E.EROFS)
+
+    def charge_xattr(self, delta: int) -> None:
+        """tmpfs's free_ispace: user.* attributes share the inode count's worth of space."""
+        used = self.xattr_used + delta
+        if delta > 0 and used > self.statfs().files * BOGO_INODE_SIZE:
+            raise Errno(E.ENOSPC)
+        self.xattr_used = used
 
     def statfs(self) -> StatFS:
         """Fixed figures of the sandbox's own (a 2 GiB filesystem, free space not
@@ -62,7 +79,7 @@ class Inode:
     """Base inode. Directory operations fail with ENOTDIR and attribute
     changes with EPERM unless a subclass provides them."""
     __slots__ = ("fs", "ino", "mode", "uid", "gid", "nlink", "atime", "mtime", "ctime", "rdev",
-                 "__weakref__")
+                 "xattrs", "__weakref__")
     magic_link = False  # a /proc link that jumps to an object (openat2 RESOLVE_NO_MAGICLINKS)
 
     def __init__(self, mode: int, fs: FileSystem = None, uid=0, gid=0, rdev=0):
@@ -73,6 +90,7 @@ class Inode:
         self.nlink = 1
         self.atime = self.mtime = self.ctime = time.time_ns()
         self.rdev = rdev
+        self.xattrs = None  # name -> value once one is set (memory filesystems)
 
     # --- attributes ---------------------------------------------------------------------
     def stat(self):
@@ -134,6 +152,47 @@ class Inode:
             self.atime = atime
         if mtime is not None:
             self.mtime = mtime
+        self.ctime = time.time_ns()
+
+    # --- extended attributes ----------------------------------------------------------------
+    # A memory filesystem's (tmpfs's simple_xattr): names are whole ("user.x"), already checked
+    # by the VFS (syscalls/xattr.py) for namespace and rights; other filesystems have none.
+    def has_xattrs(self) -> bool:
+        return self.fs.magic in XATTR_MAGICS
+
+    def getxattr(self, name: bytes) -> bytes:
+        if not self.has_xattrs():
+            raise Errno(E.EOPNOTSUPP)
+        value = (self.xattrs or {}).get(name)
+        if value is None:
+            raise Errno(E.ENODATA)
+        return value
+
+    def listxattr(self) -> list:
+        """The names, in tmpfs's order (sorted: an rbtree by name)."""
+        return sorted(self.xattrs) if self.xattrs else []
+
+    def setxattr(self, name: bytes, value, flags: int) -> None:
+        """value None removes (ENODATA if absent); XATTR_CREATE: EEXIST if present,
+        XATTR_REPLACE: ENODATA if absent; user.* values count against the filesystem's
+        space (ENOSPC), as tmpfs's."""
+        if not self.has_xattrs():
+            raise Errno(E.EOPNOTSUPP)
+        self.fs.check_writable()
+        table = self.xattrs
+        old = table.get(name) if table else None
+        if old is not None and flags & XATTR_CREATE:
+            raise Errno(E.EEXIST)
+        if old is None and (flags & XATTR_REPLACE or value is None):
+            raise Errno(E.ENODATA)
+        if name.startswith(b"user."):
+            self.fs.charge_xattr(xattr_space(name, value) - (xattr_space(name, old) if old is not None else 0))
+        if value is None:
+            del table[name]
+        else:
+            if table is None:
+                table = self.xattrs = {}
+            table[name] = bytes(value)
         self.ctime = time.time_ns()
 
     # --- directories (ENOTDIR here) --------------------------------------------------------

@@ -14,7 +14,25 @@ import stat as S
 import weakref
 
 from sentry.errors import Errno
-from sentry.vfs.inode import DirInode, FileSystem, Inode, RegularInode, SymlinkInode
+from sentry.vfs.inode import DirInode, FileSystem, Inode, RegularInode, SymlinkInode, xattr_space
+
+
+def _copy_xattrs(low: Inode, up: Inode) -> None:
+    """Copy-up takes the lower file's extended attributes (what the lower lets be read)."""
+    try:
+        names = low.listxattr()
+    except Errno:
+        return
+    for name in names:
+        try:
+            value = low.getxattr(name)
+        except Errno:
+            continue
+        if up.xattrs is None:
+            up.xattrs = {}
+        up.xattrs[name] = value
+        if name.startswith(b"user."):
+            up.fs.xattr_used += xattr_space(name, value)
 
 
 class _Whiteout(Inode):
@@ -60,6 +78,19 @@ class OverlayInode(Inode):
     def readlink(self, task) -> bytes:
         return (self.upper or self.lower).readlink(task)
 
+    # --- extended attributes: the upper's once copied up, else the lower's --------------------
+    def has_xattrs(self) -> bool:
+        return True
+
+    def getxattr(self, name):
+        return (self.upper or self.lower).getxattr(name)
+
+    def listxattr(self):
+        return (self.upper or self.lower).listxattr()
+
+    def setxattr(self, name, value, flags):
+        self.copy_up().setxattr(name, value, flags)
+
     # --- copy-up ----------------------------------------------------------------------------
     def copy_up(self) -> Inode:
         """The upper inode, made from the lower one (and the parents' upper dirs) if needed."""
@@ -85,6 +116,7 @@ class OverlayInode(Inode):
             raise Errno(E.EPERM)
         st = low.stat()
         up.uid, up.gid, up.atime, up.mtime = st.uid, st.gid, st.atime, st.mtime
+        _copy_xattrs(low, up)
         parent_upper.children.pop(self.name, None)
         parent_upper.add(self.name, up)
         self.upper = up

@@ -292,6 +292,11 @@ class ProcRoot(StaticDir):
         self.add(b"sys", make_sys(procfs))
         from sentry.ipc.proc import sysvipc_dir
         self.add(b"sysvipc", sysvipc_dir(fs, lambda: self.procfs.kernel))
+        # the sandbox's keys (sentry/keys.py): /proc/keys shows what the reader may view
+        for name, gen in ((b"keys", lambda k: k.keys.proc_keys(k.current)),
+                          (b"key-users", lambda k: k.keys.proc_key_users())):
+            self.add(name, GenInode(fs, (lambda g: lambda: g(self.procfs.kernel) if self.procfs.kernel else b"")(gen),
+                                    write_errno=E.EIO))
 
     # /proc/self and /proc/thread-self lead straight to the reader's directories
     def _jump_self(self, task, here):
@@ -1226,6 +1231,13 @@ def make_sys(procfs) -> StaticDir:
                         (b"core_pattern", b"core\n"), (b"printk", b"4\t4\t1\t7\n"),
                         (b"tainted", b"0\n"), (b"panic", b"0\n")):
         kern.add(name, ro(value))
+    keys_dir = kern.add(b"keys", StaticDir(fs))  # the key quotas and timers (sentry/keys.py)
+    for name in (b"maxkeys", b"maxbytes", b"root_maxkeys", b"root_maxbytes", b"gc_delay",
+                 b"persistent_keyring_expiry"):
+        n = name.decode()
+        keys_dir.add(name, GenInode(fs, (lambda n: lambda: kernel().keys.read_sysctl(n) if kernel() else b"")(n),
+                                    0o644, writer=(lambda n: lambda d: kernel().keys.write_sysctl(n, d))(n),
+                                    sysctl=True))
     rnd = kern.add(b"random", StaticDir(fs))
     rnd.add(b"boot_id", ro(get_boot_id))
     rnd.add(b"uuid", ro(random_uuid))

@@ -2,6 +2,7 @@
 import errno as E
 
 from sentry.errors import Errno
+from sentry.vfs import notify
 
 NOFILE = 1024
 
@@ -107,6 +108,8 @@ def drop_ref(file) -> None:
     waited); the last one closes it."""
     file.fd_refs -= 1
     if file.fd_refs <= 0:  # the last descriptor of it, in any process
+        if notify.marks:
+            notify.closed(file)  # IN_CLOSE_*, first as in Linux's __fput
         if getattr(file, "lock_table", None) is not None:
             file.lock_table.release_file(file)
         file.close()

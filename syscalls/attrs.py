@@ -12,10 +12,11 @@ import stat as S
 import time
 
 from sentry.errors import Errno
-from sentry.vfs import perm
+from sentry.vfs import notify, perm
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, read_timespec_pair,
                           read_timeval_pair, s32)
 from syscalls.paths import CWD, file_of, inode_at
+from syscalls.inotify import changed_at
 from syscalls.registry import PARTIAL, syscall
 
 
@@ -37,7 +38,11 @@ def fchmodat2(t, dirfd, path, mode, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise Errno(E.EINVAL)
-    return _chmod(t, inode_at(t, dirfd, path, flags), mode)
+    inode = inode_at(t, dirfd, path, flags)
+    _chmod(t, inode, mode)
+    if notify.marks:
+        changed_at(t, dirfd, path, flags, inode, notify.ATTRIB)
+    return 0
 
 
 @syscall("fchmodat", status=PARTIAL, note=_CHMOD_NOTE)
@@ -52,7 +57,11 @@ def chmod(t, path, mode):
 
 @syscall("fchmod", status=PARTIAL, note=_CHMOD_NOTE)
 def fchmod(t, fd, mode):
-    return _chmod(t, file_of(t, fd).stat_inode(), mode)
+    f = file_of(t, fd)
+    _chmod(t, f.stat_inode(), mode)
+    if notify.marks:
+        notify.file_changed(f, notify.ATTRIB)
+    return 0
 
 
 # --- owner -----------------------------------------------------------------------------------
@@ -75,7 +84,11 @@ def fchownat(t, dirfd, path, uid, gid, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise Errno(E.EINVAL)
-    return _chown(t, inode_at(t, dirfd, path, flags), uid, gid)
+    inode = inode_at(t, dirfd, path, flags)
+    _chown(t, inode, uid, gid)
+    if notify.marks and (s32(uid) != -1 or s32(gid) != -1):
+        changed_at(t, dirfd, path, flags, inode, notify.ATTRIB)
+    return 0
 
 
 @syscall("chown", status=PARTIAL, note=_CHOWN_NOTE)
@@ -90,7 +103,11 @@ def lchown(t, path, uid, gid):
 
 @syscall("fchown", status=PARTIAL, note=_CHOWN_NOTE)
 def fchown(t, fd, uid, gid):
-    return _chown(t, file_of(t, fd).stat_inode(), uid, gid)
+    f = file_of(t, fd)
+    _chown(t, f.stat_inode(), uid, gid)
+    if notify.marks and (s32(uid) != -1 or s32(gid) != -1):
+        notify.file_changed(f, notify.ATTRIB)
+    return 0
 
 
 # --- times -----------------------------------------------------------------------------------
@@ -122,6 +139,9 @@ def _set_times(t, dirfd, path, times, flags) -> int:
     # both "now" is a touch (the owner, or write permission); anything else sets times
     perm.may_set_times(t, inode, explicit=times is not None and any(n != UTIME_NOW for _, n in times))
     inode.set_times(*values)
+    if notify.marks:  # both times: IN_ATTRIB; one: IN_ACCESS or IN_MODIFY (fsnotify_change)
+        mask = notify.ATTRIB if None not in values else notify.ACCESS if values[0] is not None else notify.MODIFY
+        changed_at(t, dirfd, path, flags, inode, mask)
     return 0
 
 

@@ -3,21 +3,26 @@ close_range(2), memfd_create(2), stat(2), statx(2), getdents64(2), dup(2),
 fcntl(2)."""
 import errno as E
 
+from sentry import fasync
 from sentry.errors import Errno
-from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT
-from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOFOLLOW, O_PATH,
+from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, notify, perm
+from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, RegularFile)
 from sentry.vfs.inode import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK,
                               F_SEAL_WRITE, MEMFD, RegularInode)
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE,
                           AT_SYMLINK_NOFOLLOW, OPEN_HOW, open_flags_in, open_flags_out, pack_dirent64,
                           pack_stat, pack_statx, s32)
-from syscalls.locks import RECORD_LOCK_CMDS, record_lock
+from syscalls.fown import OWN_CMDS, own
+from syscalls.inotify import dnotify
+from syscalls.locks import F_GETLEASE, F_SETLEASE, RECORD_LOCK_CMDS, lease, record_lock
 from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 F_SETPIPE_SZ, F_GETPIPE_SZ, F_ADD_SEALS, F_GET_SEALS = 1031, 1032, 1033, 1034
+F_NOTIFY = 1026
+O_ASYNC = 0o20000
 FD_CLOEXEC = 1
 SETFL_MASK = 0o2000 | 0o4000 | 0o20000 | 0o40000 | 0o1000000  # APPEND NONBLOCK ASYNC DIRECT NOATIME
 # what Linux's open accepts (x86-64 values): access mode, CREAT EXCL NOCTTY TRUNC APPEND NONBLOCK
@@ -215,6 +220,8 @@ def getdents64(t, fd, dirp, count):
         raise Errno(E.EBADF)
     data = f.getdents(count & 0xFFFFFFFF, pack_dirent64)
     t.mm.write(dirp, data)
+    if notify.marks:
+        notify.accessed(f)  # iterate_dir's fsnotify_access
     return len(data)
 
 
@@ -242,9 +249,11 @@ def dup3(t, oldfd, newfd, flags):
 
 
 @syscall("fcntl", status=PARTIAL, note="F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL; record locks "
-         "F_GETLK/SETLK/SETLKW and F_OFD_* (the sandbox's own; a wait answers EDEADLK: with one process "
-         "nothing could release the lock); F_ADD_SEALS/F_GET_SEALS on memory files; F_GETPIPE_SZ of FIFOs "
-         "(F_SETPIPE_SZ: EPERM); no leases, owners or signals (EINVAL)")
+         "F_GETLK/SETLK/SETLKW and F_OFD_* (the sandbox's own; waits in the loop, EDEADLK for a cycle of "
+         "POSIX owners); leases F_SETLEASE/F_GETLEASE (broken by the sandbox's opens and truncates); "
+         "F_SETOWN(_EX)/F_GETOWN(_EX), F_SETSIG/F_GETSIG and O_ASYNC (SIGIO from pipes, sockets, eventfds, "
+         "inotify; not the terminal); F_NOTIFY (dnotify); F_ADD_SEALS/F_GET_SEALS on memory files; "
+         "F_GETPIPE_SZ/F_SETPIPE_SZ; F_GET_RW_HINT/F_SET_RW_HINT kept, unused")
 def fcntl(t, fd, cmd, arg):
     fd, cmd = s32(fd), s32(cmd)
     f = t.fds.get(fd)
@@ -252,6 +261,14 @@ def fcntl(t, fd, cmd, arg):
         raise Errno(E.EBADF)
     if cmd in RECORD_LOCK_CMDS:
         return record_lock(t, f, cmd, arg)
+    if cmd in OWN_CMDS:
+        return own(t, f, fd, cmd, arg)
+    if cmd in (F_SETLEASE, F_GETLEASE):
+        return lease(t, f, fd, cmd, arg)
+    if cmd == F_NOTIFY:
+        return dnotify(t, f, fd, arg & 0xFFFFFFFF)
+    if cmd in (F_GET_RW_HINT, F_SET_RW_HINT):
+        return _rw_hint(t, f, cmd, arg)
     if cmd in (F_ADD_SEALS, F_GET_SEALS):
         return _seals(t, f, cmd, arg)
     if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ):
@@ -268,6 +285,29 @@ def fcntl(t, fd, cmd, arg):
     if cmd == F_GETFL:
         return open_flags_out(t.kernel.arch, f.flags)
     if cmd == F_SETFL:
-        f.flags = (f.flags & ~SETFL_MASK) | (open_flags_in(t.kernel.arch, arg & 0xFFFFFFFF) & SETFL_MASK)
+        flags = open_flags_in(t.kernel.arch, arg & 0xFFFFFFFF)
+        if flags & O_NOATIME and not f.flags & O_NOATIME and not perm.owns(t, f.inode):
+            raise Errno(E.EPERM)  # O_NOATIME is the owner's
+        if (flags ^ f.flags) & O_ASYNC:
+            fasync.set_async(t, f, fd, bool(flags & O_ASYNC))  # ->fasync: SIGIO when ready
+        f.flags = (f.flags & ~SETFL_MASK) | (flags & SETFL_MASK)
         return 0
     raise Errno(E.EINVAL)
+
+
+F_GET_RW_HINT, F_SET_RW_HINT = 1035, 1036
+RWH_WRITE_LIFE_EXTREME = 5
+
+
+def _rw_hint(t, f, cmd, arg) -> int:
+    """The inode's write-life hint: kept (the sandbox's storage has no use for it)."""
+    hints = t.vfs.locks.hints
+    key = (f.inode.fs.dev, f.inode.ino)
+    if cmd == F_GET_RW_HINT:
+        t.mm.write_u64(arg, hints.get(key, 0))
+        return 0
+    hint = t.mm.read_u64(arg)
+    if hint > RWH_WRITE_LIFE_EXTREME:
+        raise Errno(E.EINVAL)
+    hints[key] = hint
+    return 0

@@ -5,10 +5,11 @@ import errno as E
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path, perm
+from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path, notify, perm
 from sentry.vfs.perm import MAY_EXEC, MAY_WRITE
 from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                           AT_SYMLINK_NOFOLLOW, pack_statfs, s32, s64)
+from syscalls.inotify import changed_at
 from syscalls.io import fsize_grow
 from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
@@ -203,8 +204,12 @@ def truncate(t, path, length):
         raise Errno(E.EINVAL)
     inode.fs.check_writable()
     perm.permission(t, inode, MAY_WRITE)
+    if t.vfs.locks.leases:
+        t.vfs.locks.break_lease(t, inode, 1)  # a truncate breaks leases as a write open does
     fsize_grow(t, inode.size, length)
     inode.truncate(length)
+    if notify.marks:
+        changed_at(t, CWD, path, 0, inode, notify.MODIFY)
     return 0
 
 

@@ -5,3 +5,4 @@ from syscalls import eventfd, signalfd, timerfd  # noqa: F401,E402
 from syscalls import mempolicy, namespaces, seccomp, splice, tty, unoffered  # noqa: F401,E402
 from syscalls import keys, xattr  # noqa: F401,E402
 from syscalls import mqueue, msg, sem, shm  # noqa: F401,E402  (IPC: sentry/ipc)
+from syscalls import inotify  # noqa: F401,E402

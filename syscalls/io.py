@@ -9,6 +9,7 @@ from sentry.errors import Errno
 from sentry.sched import Resumed, Wait
 from sentry.signals import send
 from sentry.task import RLIM_INFINITY
+from sentry.vfs import notify
 from sentry.vfs.file import O_APPEND, RegularFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from sentry.vfs.pipe import PipeFile
@@ -166,7 +167,7 @@ def _pass_through(t, f, backing, buf, count) -> bool:
     """At a live entry stop (ptrace): may this read of a host file run on the host as the
     guest made it? Its fd must be mirrored in the traced process (the same open file, so
     the same position), its buffer all writable, no signal pending, no --strace."""
-    if t.kernel.dispatch.strace is not None or t.sigpending():
+    if t.kernel.dispatch.strace is not None or t.sigpending() or notify.marks and notify.watched(f):
         return False
     if t.mm.writable_prefix(buf, count) != count:
         return False
@@ -270,7 +271,21 @@ def _user_bytes(t, addr: int, size: int) -> bytes:
 @syscall("read")
 def read(t, fd, buf, count):
     f = _readable(t, fd)
-    return _holding(t, fd, f, _read_pieces, t, f, buf, count)
+    return _accessed(f, _holding(t, fd, f, _read_pieces, t, f, buf, count))
+
+
+def _accessed(f, n: int) -> int:
+    """n bytes were read from f: IN_ACCESS for whoever watches it (fsnotify_access)."""
+    if n and notify.marks:
+        notify.accessed(f)
+    return n
+
+
+def _modified(f, n: int) -> int:
+    """n bytes were written to f: IN_MODIFY (fsnotify_modify)."""
+    if n and notify.marks:
+        notify.modified(f)
+    return n
 
 
 def _stream_write(t, f, data) -> int:
@@ -288,8 +303,9 @@ def _stream_write(t, f, data) -> int:
 def write(t, fd, buf, count):
     f = _writable(t, fd)
     if f.__class__ is PipeFile or f.waits_for_room:
-        return _holding(t, fd, f, pipe_write, t, f, _user_bytes(t, buf, min(count, PIECE, MAX_RW_COUNT)))
-    return _holding(t, fd, f, _write_pieces, t, f, buf, count)
+        data = _user_bytes(t, buf, min(count, PIECE, MAX_RW_COUNT))
+        return _modified(f, _holding(t, fd, f, pipe_write, t, f, data))
+    return _modified(f, _holding(t, fd, f, _write_pieces, t, f, buf, count))
 
 
 @syscall("pread64")
@@ -297,7 +313,7 @@ def pread64(t, fd, buf, count, offset):
     f = _readable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return _read_pieces(t, f, buf, count, offset)
+    return _accessed(f, _read_pieces(t, f, buf, count, offset))
 
 
 @syscall("pwrite64")
@@ -305,7 +321,7 @@ def pwrite64(t, fd, buf, count, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return _write_pieces(t, f, buf, count, offset)
+    return _modified(f, _write_pieces(t, f, buf, count, offset))
 
 
 def _gather(t, iov) -> bytes:
@@ -332,7 +348,7 @@ def readv(t, fd, iov_addr, iovcnt):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     data = _holding(t, fd, f, f.read, min(sum(n for _, n in iov), PIECE))
-    return _deliver(t, f, data, iov)
+    return _accessed(f, _deliver(t, f, data, iov))
 
 
 @syscall("writev")
@@ -342,10 +358,10 @@ def writev(t, fd, iov_addr, iovcnt):
     if not data:
         return 0
     if f.__class__ is PipeFile or f.waits_for_room:
-        return _holding(t, fd, f, pipe_write, t, f, data)
+        return _modified(f, _holding(t, fd, f, pipe_write, t, f, data))
     if isinstance(f, RegularFile):
         data = data[:fsize_room(t, f, len(data))]
-    return _holding(t, fd, f, _stream_write, t, f, data)
+    return _modified(f, _holding(t, fd, f, _stream_write, t, f, data))
 
 
 @syscall("preadv")
@@ -355,7 +371,7 @@ def preadv(t, fd, iov_addr, iovcnt, offset):
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
     data = f.pread(min(sum(n for _, n in iov), PIECE), offset)
-    return _deliver_at(t, data, iov)
+    return _accessed(f, _deliver_at(t, data, iov))
 
 
 @syscall("pwritev")
@@ -363,7 +379,7 @@ def pwritev(t, fd, iov_addr, iovcnt, offset):
     f = _writable(t, fd)
     if s64(offset) < 0:
         raise Errno(E.EINVAL)
-    return _write_at(t, f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset)
+    return _modified(f, _write_at(t, f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset))
 
 
 @syscall("lseek")
@@ -384,8 +400,11 @@ def ioctl(t, fd, request, arg):
         t.fds.cloexec.discard(fd)
         return 0
     if request in (FIONBIO, FIOASYNC):
-        bit = 0o4000 if request == FIONBIO else 0o20000  # O_NONBLOCK, O_ASYNC (no SIGIO is sent)
+        bit = 0o4000 if request == FIONBIO else 0o20000  # O_NONBLOCK, O_ASYNC
         on = int.from_bytes(t.mm.read(arg, 4), "little")
+        if request == FIOASYNC and bool(on) != bool(f.flags & bit):
+            from sentry import fasync
+            fasync.set_async(t, f, fd, bool(on))  # SIGIO to the owner (F_SETOWN) when ready
         f.flags = f.flags | bit if on else f.flags & ~bit
         return 0
     return f.ioctl(t, request, arg)
@@ -422,7 +441,7 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         t.mm.write_u64(offset_ptr, offset + written)
     elif written < len(data):
         _give_back(in_file, data[written:], offset_ptr)
-    return written
+    return _modified(out_file, _accessed(in_file, written))
 
 
 def _give_back(in_file, rest: bytes, offset_ptr) -> None:
@@ -478,8 +497,8 @@ def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     _rwf(f, flags & 0xFFFFFFFF, False)
     size = min(sum(n for _, n in iov), PIECE)
     if offset == -1:
-        return _deliver(t, f, f.read(size), iov)
-    return _deliver_at(t, f.pread(size, offset), iov)
+        return _accessed(f, _deliver(t, f, f.read(size), iov))
+    return _accessed(f, _deliver_at(t, f.pread(size, offset), iov))
 
 
 @syscall("pwritev2", status=PARTIAL, note="RWF_APPEND/NOAPPEND, SYNC/DSYNC/HIPRI/NOSIGNAL accepted; NOWAIT, ATOMIC "
@@ -492,7 +511,7 @@ def pwritev2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, True)
     data = _gather(t, iov)
-    return _write_at(t, f, data, offset, flags & 0xFFFFFFFF) if data else 0
+    return _modified(f, _write_at(t, f, data, offset, flags & 0xFFFFFFFF)) if data else 0
 
 
 # --- copying ------------------------------------------------------------------------------------
@@ -540,7 +559,7 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
         f_out.offset = start_out + n
     else:
         t.mm.write_u64(off_out, start_out + n)
-    return n
+    return _modified(f_out, _accessed(f_in, n))
 
 
 # --- size and space -----------------------------------------------------------------------------
@@ -560,6 +579,8 @@ def ftruncate(t, fd, length):
         raise Errno(E.EINVAL)
     fsize_grow(t, f.inode.size, length)
     f.truncate(length)
+    if notify.marks:
+        notify.file_changed(f, notify.MODIFY)  # ATTR_SIZE|ATTR_MTIME
     return 0
 
 
@@ -592,6 +613,8 @@ def fallocate(t, fd, mode, offset, length):
     if not mode & FALLOC_FL_KEEP_SIZE and kind in (0, FALLOC_FL_ZERO_RANGE, FALLOC_FL_WRITE_ZEROES):
         fsize_grow(t, f.inode.size, offset + length)
     f.fallocate(mode, offset, length)
+    if notify.marks:
+        notify.modified(f)
     return 0
 
 

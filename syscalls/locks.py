@@ -1,16 +1,17 @@
-"""Advisory locks: fcntl(2)'s F_GETLK/F_SETLK/F_SETLKW and their open-file-
-description forms F_OFD_*, and flock(2), over the sandbox's LockTable
-(sentry/vfs/locks.py).
+"""Advisory locks and leases: fcntl(2)'s F_GETLK/F_SETLK/F_SETLKW and their
+open-file-description forms F_OFD_*, F_SETLEASE/F_GETLEASE, and flock(2),
+over the sandbox's LockTable (sentry/vfs/locks.py).
 
-With one process per sandbox a lock that conflicts is held by another open
-file of the same process; a request that would wait for it could wait
-forever, so F_SETLKW, F_OFD_SETLKW and a flock without LOCK_NB answer
-EDEADLK instead of blocking (Linux would hang)."""
+F_SETLKW, F_OFD_SETLKW and a flock without LOCK_NB wait in the loop until the
+lock can be taken (a signal ends the wait: EINTR or a restart); F_SETLKW
+answers EDEADLK only for a real cycle of POSIX lock owners, as Linux."""
 import errno as E
 
+from sentry import caps
 from sentry.errors import Errno
+from sentry.sched import Wait
 from sentry.vfs.file import SEEK_CUR, SEEK_END, SEEK_SET
-from sentry.vfs.locks import F_RDLCK, F_UNLCK, F_WRLCK, OFFSET_MAX, key_of
+from sentry.vfs.locks import CAP_LEASE, F_RDLCK, F_UNLCK, F_WRLCK, OFFSET_MAX, key_of
 from syscalls.abi import FLOCK, s32
 from syscalls.paths import file_of
 from syscalls.registry import PARTIAL, syscall
@@ -18,6 +19,7 @@ from syscalls.registry import PARTIAL, syscall
 F_GETLK, F_SETLK, F_SETLKW = 5, 6, 7
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 RECORD_LOCK_CMDS = (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+F_SETLEASE, F_GETLEASE = 1024, 1025
 LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN, LOCK_MAND = 1, 2, 4, 8, 32
 
 
@@ -74,12 +76,8 @@ def record_lock(t, f, cmd: int, arg: int) -> int:
         raise Errno(E.EBADF)
     if ofd and pid != 0:
         raise Errno(E.EINVAL)
-    try:
-        table.set(key_of(f.inode), owner, kind, first, last, t.tgid, ofd)
-    except Errno as e:
-        if e.errno == E.EAGAIN and cmd in (F_SETLKW, F_OFD_SETLKW):
-            raise Errno(E.EDEADLK) from None
-        raise
+    table.set(key_of(f.inode), owner, kind, first, last, t.tgid, ofd,
+              task=t if cmd in (F_SETLKW, F_OFD_SETLKW) else None)  # may wait, or EDEADLK
     if ofd:
         f.lock_table = table      # dropped when the open file's last descriptor closes
     else:
@@ -87,8 +85,25 @@ def record_lock(t, f, cmd: int, arg: int) -> int:
     return 0
 
 
+def lease(t, f, fd: int, cmd: int, arg: int) -> int:
+    """F_GETLEASE, F_SETLEASE (fcntl_setlease, generic_setlease's order of checks)."""
+    table = t.vfs.locks
+    if cmd == F_GETLEASE:
+        return table.get_lease(f)
+    kind = s32(arg)
+    if kind not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        raise Errno(E.EINVAL)
+    uid = f.inode.owner()[0]
+    if (uid is None or uid != t.fsuid) and not caps.has(t, CAP_LEASE):
+        raise Errno(E.EACCES)
+    if not f.inode.mode & 0o170000 == 0o100000:  # regular files only
+        raise Errno(E.EINVAL)
+    table.set_lease(t, f, fd, kind)
+    return 0
+
+
 @syscall("flock", status=PARTIAL, note="locks of the sandbox's own (the host's processes do not see them); "
-         "a lock that would wait answers EDEADLK: with one process nothing could release it")
+         "a lock that conflicts waits in the loop (EWOULDBLOCK with LOCK_NB)")
 def flock(t, fd, operation):
     op = s32(operation)
     if op & LOCK_MAND:
@@ -98,10 +113,9 @@ def flock(t, fd, operation):
         raise Errno(E.EINVAL)
     f = file_of(t, fd)
     try:
-        t.vfs.locks.flock(key_of(f.inode), f, kind)
-    except Errno as e:
-        if e.errno == E.EAGAIN and not op & LOCK_NB:
-            raise Errno(E.EDEADLK) from None
+        t.vfs.locks.flock(key_of(f.inode), f, kind, task=None if op & LOCK_NB else t)
+    except Wait:
+        t.hold_file(s32(fd), f)  # the lock is the open file's, whatever becomes of fd meanwhile
         raise
     f.lock_table = t.vfs.locks
     return 0

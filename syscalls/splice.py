@@ -14,6 +14,7 @@ from signal import SIGPIPE
 from sentry.errors import Errno
 from sentry.sched import Wait
 from sentry.signals import send
+from sentry.vfs import notify
 from sentry.vfs.file import O_APPEND, O_NONBLOCK
 from sentry.vfs.pipe import PAGE, PipeFile
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
@@ -143,6 +144,8 @@ def _pipe_to_file(t, ipipe, f_out, pos, length: int, nonblock: bool) -> int:
         raise
     if done < len(data):
         ipipe.unread(data[done:])
+    if done and notify.marks:
+        notify.modified(f_out)
     return done
 
 
@@ -154,6 +157,8 @@ def _file_to_pipe(t, f_in, pos, opipe, length: int, nonblock: bool) -> int:
     if done < len(data):  # (cannot happen: the room was counted first)
         if pos is None:
             f_in.unread(data[done:])
+    if done and notify.marks:
+        notify.accessed(f_in)
     return done
 
 

@@ -16,8 +16,6 @@ _WITHOUT = {
         ("io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents"),
     "CONFIG_IO_URING (callers fall back to ordinary reads and writes)":
         ("io_uring_setup", "io_uring_enter", "io_uring_register"),
-    "CONFIG_INOTIFY_USER (no file change events: coreutils' tail -f polls instead; node's fs.watch "
-    "and Python's watchdog fail as there)": ("inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch"),
     "CONFIG_FANOTIFY": ("fanotify_init", "fanotify_mark"),
     "CONFIG_PERF_EVENTS": ("perf_event_open",),
     "CONFIG_BPF_SYSCALL": ("bpf",),

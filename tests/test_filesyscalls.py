@@ -256,18 +256,6 @@ def test_setxattr_stores(platform, host_tmp_path_cleanup):
         b"setxattr unknown namespace: -1 ENOTSUP\n"), f"{run.stdout!r}\n{run.stderr_text()}"
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
-def test_lock_waits_answer_edeadlk(platform, host_tmp_path_cleanup):
-    """Natively these requests would wait forever: with one process nothing can release the lock."""
-    prog = harness.build("locks", "glibc-static")
-    run = harness.run_sandbox(platform, prog, [host_tmp_path_cleanup("lockwait"), "wait"])
-    harness.check_sentry_sane(run)
-    assert run.status == 0 and run.stdout == (
-        b"ofd write lock: 0\nF_OFD_SETLKW that would wait: -1 EDEADLK\nF_SETLKW that would wait: -1 EDEADLK\n"
-        b"flock exclusive: 0\nflock that would wait: -1 EDEADLK\nflock LOCK_NB: -1 EAGAIN\n"
-        b"F_OFD_SETLKW once released: 0\nflock once released: 0\n"), f"{run.stdout!r}\n{run.stderr_text()}"
-
-
 def test_compatibility_table_names_the_file_syscalls():
     """Each syscall of this work has a handler on both architectures, with a note when partial."""
     from syscalls.registry import PARTIAL, table_for

@@ -12,7 +12,7 @@ import os
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import perm
+from sentry.vfs import notify, perm
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
 from sentry.vfs.perm import MAY_READ, MAY_WRITE
@@ -58,7 +58,8 @@ class VFS:
         from sentry.vfs.procfs import ProcFS
         self.root_loc = ((b"", root or DirInode()),)
         self.mounts: dict[bytes, Inode] = {}
-        self.locks = LockTable()  # fcntl and flock locks of this sandbox
+        self.locks = LockTable()  # fcntl and flock locks, and leases, of this sandbox
+        self.notify = notify.Limits()  # /proc/sys/fs/inotify and what each user holds
         if root is None:
             self.root.add(b"tmp", DirInode(0o1777))
         else:
@@ -268,6 +269,8 @@ class VFS:
             perm.may_create(task, found.dir)
             inode = self._make(task, found.dir, S.S_IFREG | (mode & 0o7777 & ~self._umask(task)),
                                lambda m: found.dir.create(found.name, m))
+            if notify.marks:
+                notify.created(found.dir, found.name, inode)
             found = Found(found.parent, found.name, inode, found.parent + ((found.name, inode),))
         elif flags & O_CREAT and flags & O_EXCL:
             raise Errno(E.EEXIST)
@@ -287,16 +290,34 @@ class VFS:
                 raise Errno(E.EISDIR)
             self._may_open(task, inode, flags, MAY_READ)
             parent = found.loc[-2][1] if len(found.loc) > 1 else inode
-            f = DirFile(inode, flags, path_str, parent.ino)
+            f = self._opened(DirFile(inode, flags, path_str, parent.ino), found)
             f.loc = found.loc
+            if notify.marks:
+                notify.opened(f)
             return f
         truncate = flags & O_TRUNC and S.S_ISREG(inode.mode)  # even O_RDONLY|O_TRUNC truncates, as Linux
         if not created:  # a file this call made opens as asked, whatever its mode
             self._may_open(task, inode, flags, _ACC_MODE[flags & O_ACCMODE] | (MAY_WRITE if flags & O_TRUNC else 0))
+            if self.locks.leases:
+                self.locks.break_lease(task, inode, flags)  # may wait for the holder (fcntl F_SETLEASE)
         f = inode.open(flags, path_str, task) if S.S_ISFIFO(inode.mode) and inode.fs is not None \
             and hasattr(inode, "pipe") else inode.open(flags, path_str)
         if truncate:
             inode.truncate(0)
+        f = self._opened(f, found)
+        if notify.marks:
+            notify.opened(f)
+            if truncate and not created:  # after IN_OPEN, as Linux 6.x (a file this call made is not truncated)
+                notify.file_changed(f, notify.MODIFY)
+        return f
+
+    @staticmethod
+    def _opened(f, found):
+        """A file just opened keeps the directory it was found in, whose watches hear of it
+        (none for a filesystem's root: Linux reports no parent across a mount)."""
+        d = found.dir
+        if len(found.loc) > 1 and d.fs is found.inode.fs:
+            f.notify_parent = (d.fs.dev, d.ino)
         return f
 
     @staticmethod
@@ -350,8 +371,10 @@ class VFS:
     def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
         found = self.create_at(task, dirfd, path, want_dir=True)
         perm.may_create(task, found.dir)
-        self._make(task, found.dir, S.S_IFDIR | (mode & 0o1777 & ~self._umask(task)),
-                   lambda m: found.dir.mkdir(found.name, m))
+        inode = self._make(task, found.dir, S.S_IFDIR | (mode & 0o1777 & ~self._umask(task)),
+                           lambda m: found.dir.mkdir(found.name, m))
+        if notify.marks:
+            notify.created(found.dir, found.name, inode)
 
     def mknod(self, task, dirfd: int, path: bytes, mode: int) -> None:
         """A regular file, FIFO or socket (devices: EPERM, the sandbox makes none)."""
@@ -364,13 +387,17 @@ class VFS:
         perm.may_create(task, found.dir)
         if kind in (S.S_IFCHR, S.S_IFBLK):
             raise Errno(E.EPERM)
-        self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)),
-                   lambda m: found.dir.mknod(found.name, kind | m))
+        inode = self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)),
+                           lambda m: found.dir.mknod(found.name, kind | m))
+        if notify.marks:
+            notify.created(found.dir, found.name, inode)
 
     def symlink(self, task, target: bytes, dirfd: int, path: bytes) -> None:
         found = self.create_at(task, dirfd, path)
         perm.may_create(task, found.dir)
-        self._make(task, found.dir, S.S_IFLNK | 0o777, lambda m: found.dir.symlink(found.name, target))
+        inode = self._make(task, found.dir, S.S_IFLNK | 0o777, lambda m: found.dir.symlink(found.name, target))
+        if notify.marks:
+            notify.created(found.dir, found.name, inode)
 
     def link(self, task, inode: Inode, dirfd: int, path: bytes) -> None:
         """A new name for inode (found by the caller: linkat's source)."""
@@ -384,6 +411,8 @@ class VFS:
         if inode.stat().nlink == 0 and not getattr(inode, "linkable", True):
             raise Errno(E.ENOENT)
         found.dir.link(found.name, inode)
+        if notify.marks:
+            notify.linked(found.dir, found.name, inode)
 
     def unlink(self, task, dirfd: int, path: bytes, rmdir: bool) -> None:
         found = self.find(task, dirfd, path, exact=True)
@@ -405,6 +434,8 @@ class VFS:
             found.dir.rmdir(name)
         else:
             found.dir.unlink(name)
+        if notify.marks:
+            notify.removed(task, found.dir, name, inode, rmdir)
 
     def rename(self, task, olddirfd: int, oldpath: bytes, newdirfd: int, newpath: bytes, flags: int = 0) -> None:
         """rename(2)/renameat2(2) with RENAME_NOREPLACE and RENAME_EXCHANGE, in Linux's
@@ -457,6 +488,10 @@ class VFS:
             old_dir.exchange(old.name, new_dir, new.name)
         else:
             old_dir.rename(old.name, new_dir, new.name, *((RENAME_NOREPLACE,) if flags & RENAME_NOREPLACE else ()))
+        if notify.marks:
+            notify.moved(task, old_dir, old.name, new_dir, new.name, src, None if exchange else dst)
+            if exchange:
+                notify.moved(task, new_dir, new.name, old_dir, old.name, dst, None)
 
     def _holds_mount(self, loc) -> bool:
         """Is loc a mount point, or a directory with one below it? (Mounts are kept by

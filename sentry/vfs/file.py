@@ -22,6 +22,7 @@ class File:
     """Base open file. `flags` are the open flags that stay with the description."""
     lock_table = None  # the sentry.vfs.locks.LockTable holding an OFD or flock lock of this file
     waits_for_room = False  # a stream whose full buffer parks a writer (pipes, host pipes)
+    notify_parent = None  # (dev, ino) of the directory it was opened in, for its watchers (vfs/notify.py)
 
     def __init__(self, inode: Inode, flags: int, path: str = ""):
         self.inode = inode

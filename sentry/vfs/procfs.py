@@ -922,8 +922,9 @@ def gen_fdinfo(procfs, task, fd: int) -> bytes:
         pos = getattr(f, "pos", 0) if isinstance(getattr(f, "pos", 0), int) else 0
     flags = f.flags | (O_CLOEXEC if fd in task.fds.cloexec else 0)
     ino = f.stat_inode().ino
+    extra = getattr(f, "fdinfo", None)  # a kind's own lines (an inotify file's watches)
     return b"pos:\t%d\nflags:\t0%o\nmnt_id:\t%d\nino:\t%d\n" % (
-        pos, flags, mount_id_of(procfs.vfs, f), ino)
+        pos, flags, mount_id_of(procfs.vfs, f), ino) + (extra() if extra is not None else b"")
 
 
 # --- mounts -------------------------------------------------------------------------------------
@@ -1167,6 +1168,20 @@ def gen_cpuinfo(kernel) -> bytes:
 
 # --- /proc/sys ----------------------------------------------------------------------------------
 
+def _int_sysctl(fs, owner, attr: str) -> "GenInode":
+    """A sysctl holding one int >= 0 in owner.attr (proc_dointvec_minmax, extra1 = 0)."""
+    def write(data):
+        try:
+            value = int(bytes(data).split()[0])
+        except (ValueError, IndexError):
+            raise Errno(E.EINVAL) from None
+        if not 0 <= value <= 0x7FFFFFFF:
+            raise Errno(E.EINVAL)
+        setattr(owner, attr, value)
+        return len(data)
+    return GenInode(fs, lambda: b"%d\n" % getattr(owner, attr), 0o644, writer=write, sysctl=True)
+
+
 def make_sys(procfs) -> StaticDir:
     fs = procfs.fs
 
@@ -1255,10 +1270,11 @@ def make_sys(procfs) -> StaticDir:
         fsd.add(name, ro(value))
     from sentry.ipc.proc import add_sysctls
     add_sysctls(fs, kern, fsd, kernel)  # the IPC namespace's knobs (sentry/ipc/proc.py)
+    # kept and enforced: inotify's limits (sentry/vfs/notify.py), the lease break time (vfs/locks.py)
     inotify = fsd.add(b"inotify", StaticDir(fs))
-    for name, value in ((b"max_user_watches", b"8192\n"), (b"max_user_instances", b"128\n"),
-                        (b"max_queued_events", b"16384\n")):
-        inotify.add(name, ro(value))
+    for name in (b"max_user_watches", b"max_user_instances", b"max_queued_events"):
+        inotify.add(name, _int_sysctl(fs, procfs.vfs.notify, name.decode()))
+    fsd.add(b"lease-break-time", _int_sysctl(fs, procfs.vfs.locks, "lease_break_time"))
     net = sys_dir.add(b"net", StaticDir(fs))
     core = net.add(b"core", StaticDir(fs))
     core.add(b"somaxconn", ro(b"4096\n"))

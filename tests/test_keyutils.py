@@ -2,7 +2,7 @@
 keys, compared with a native run: adding, printing, describing, updating,
 searching, linking, listing, permissions, revocation, invalidation, requests
 without an upcall's answer, clearing, named session keyrings, logon keys
-(issue 13, "Keyrings").
+(issue 13, "Keyrings"); and, in the sandbox only, the quota knobs.
 
 Natively everything happens inside `keyctl session -`: a new anonymous session
 keyring of the run's own, so the host user's keyrings are never changed (the
@@ -81,3 +81,17 @@ def test_keyctl_program(platform, native):
     for line in (b"hello\n", b"world\n", b"data\n", b"keyctl_read_alloc: Key has been revoked\n",
                  b"add_key: Operation not permitted\n", b"logon;0;0;3dN;svc:x\n", b"done\n"):
         assert line in _masked(native.stdout + native.stderr), line
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_key_quotas(platform):
+    """Sandbox only (natively it would change the host's knobs): /proc/sys/kernel/keys is
+    kept and read back, and a user's quota is reached exactly (the session keyring counts)."""
+    run = harness.run_sandbox(platform, harness.build("keys", "glibc-static"), ["--quota"])
+    harness.check_sentry_sane(run)
+    assert run.status == 0 and run.stdout == (
+        b"/proc/sys/kernel/keys/maxkeys: 200\n/proc/sys/kernel/keys/gc_delay: 300\n"
+        b"maxkeys 5: 0\nmaxbytes 0 (below its minimum): -1 EINVAL\ngc_delay 7: 0\n"
+        b"/proc/sys/kernel/keys/maxkeys: 5\n/proc/sys/kernel/keys/gc_delay: 7\n"
+        b"user 1000 joins a session keyring: ok\nq0: ok\nq1: ok\nq2: ok\nq3: ok\nq4: -1 EDQUOT\n"
+        b"/proc/key-users:  1000:     5 5/5 5/5 65/20000\ndone\n"), run.stdout.decode() + run.stderr_text()

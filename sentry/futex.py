@@ -57,7 +57,8 @@ class Futexes:
         for task in list(q.waiters):
             if woken >= count:
                 break
-            if q.bitsets.get(task, 0xFFFFFFFF) & bitset:
+            if q.bitsets.get(task, 0xFFFFFFFF) & bitset and task.blocked is not None:
+                task.futex_woken = key  # which of its futexes woke it (futex_waitv)
                 task.kernel.wake(task)  # its Wait finishes the call with 0
                 woken += 1
         self._tidy(q)

@@ -20,6 +20,15 @@ CWD = AT_FDCWD & 0xFFFFFFFF
 @syscall("getcwd")
 def getcwd(t, buf, size):
     path = loc_path(t.cwd) + b"\0"
+    root = t.fs.root
+    if root is not None:  # after chroot(2): from its root, or "(unreachable)" outside it, as Linux
+        top = loc_path(root)
+        if len(t.cwd) >= len(root) and path.startswith(top):
+            path = (path[len(top):] if top != b"/" else path) or b"/\0"
+            if not path.startswith(b"/"):
+                path = b"/" + path
+        else:
+            path = b"(unreachable)" + path
     if size < len(path):
         raise Errno(E.ERANGE)
     t.mm.write(buf, path)

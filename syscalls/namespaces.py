@@ -131,7 +131,7 @@ def _join(t, ns, proxy_changes: dict, new_user) -> None:
     elif kind == "time":
         if any(o.proc is t.proc for o in _others(t)):
             raise Errno(E.EUSERS)
-        proxy_changes["time_for_children"] = ns
+        proxy_changes["time_for_children"] = proxy_changes["time"] = ns  # the caller's clocks too (timens_install)
     elif kind == "mnt":
         if not nsm.ns_capable(t, t.user_ns, nsm.CAP_SYS_CHROOT):
             raise Errno(E.EPERM)
@@ -177,6 +177,7 @@ def setns(t, fd, nstype):
         nsm.enter_user_ns(t, new_user[0])
     if changes:
         t.nsproxy = t.nsproxy.copy(**changes)
+        nsm.enter_time(t.nsproxy)
         if "mnt" in changes:
             t.fs.root = None
             t.fs.cwd = t.vfs.root_loc

@@ -12,8 +12,6 @@ from syscalls.registry import refuse, syscall
 
 # --- kernel features the sandbox is built without --------------------------------------------------
 _WITHOUT = {
-    "CONFIG_AIO (Linux AIO; libaio callers fall back to threads)":
-        ("io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents"),
     "CONFIG_IO_URING (callers fall back to ordinary reads and writes)":
         ("io_uring_setup", "io_uring_enter", "io_uring_register"),
     "CONFIG_FANOTIFY": ("fanotify_init", "fanotify_mark"),
@@ -22,19 +20,17 @@ _WITHOUT = {
     "CONFIG_USERFAULTFD": ("userfaultfd",),
     "CONFIG_MODIFY_LDT_SYSCALL (64-bit programs never need a local descriptor table)": ("modify_ldt",),
     "CONFIG_FHANDLE (file handles)": ("name_to_handle_at", "open_by_handle_at"),
-    "CONFIG_CROSS_MEMORY_ATTACH (read another process's memory with /proc/PID/mem instead)":
-        ("process_vm_readv", "process_vm_writev"),
-    "CONFIG_CHECKPOINT_RESTORE's kcmp": ("kcmp",),
     "secret memory (secretmem.enable=0, Linux's default)": ("memfd_secret",),
     "CONFIG_SECURITY_LANDLOCK (programs that sandbox themselves with it run on without)":
         ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"),
     "CONFIG_SYSFS_SYSCALL": ("sysfs",),
     "CONFIG_USELIB": ("uselib",),
     "CONFIG_QUOTA": ("quotactl", "quotactl_fd"),
+    "CONFIG_CACHESTAT_SYSCALL": ("cachestat",),
+    "CONFIG_X86_USER_SHADOW_STACK (no user shadow stacks)": ("map_shadow_stack",),
 }
-# Calls added after the kernel the sandbox presents (uname: 6.1): ENOSYS there too.
-_NEWER = ("cachestat", "map_shadow_stack", "futex_wake", "futex_wait", "futex_requeue", "statmount", "listmount",
-          "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules", "mseal")
+# Calls added after the kernel the sandbox presents (uname: 6.7): ENOSYS there too.
+_NEWER = ("statmount", "listmount", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules", "mseal")
 # Table entries Linux itself answers with sys_ni_syscall, or calls it removed.
 _NEVER = ("afs_syscall", "tuxcall", "security", "vserver", "getpmsg", "putpmsg", "create_module",
           "get_kernel_syms", "query_module", "nfsservctl", "epoll_ctl_old", "epoll_wait_old", "_sysctl",
@@ -44,20 +40,22 @@ for _reason, _names in _WITHOUT.items():
     for _name in _names:
         refuse(_name, E.ENOSYS, "as a kernel built without " + _reason)
 for _name in _NEWER:
-    refuse(_name, E.ENOSYS, "newer than the Linux the sandbox presents (6.1)")
+    refuse(_name, E.ENOSYS, "newer than the Linux the sandbox presents (6.7)")
 for _name in _NEVER:
     refuse(_name, E.ENOSYS, "not implemented by Linux either")
+# x86's TLS descriptors: x86-64 Linux answers a 64-bit program ENOSYS (they are ia32 programs')
+for _name in ("set_thread_area", "get_thread_area"):
+    refuse(_name, E.ENOSYS, "x86-64 Linux answers a 64-bit program so (32-bit programs' TLS descriptors)")
 
 # --- operations on the machine: a capability no task of the sandbox has -------------------------
 _PRIVILEGED = {
     "CAP_SYS_ADMIN: the sandbox's mounts are made when it starts":
         ("mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
          "mount_setattr", "swapon", "swapoff"),
-    "CAP_SYS_CHROOT: the sandbox's root is fixed": ("chroot",),
     "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
     "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
     "CAP_SYS_PACCT: no process accounting": ("acct",),
-    "tracing is not offered (as with kernel.yama.ptrace_scope=3)": ("ptrace",),
+    "tracing inside the sandbox is not offered": ("ptrace",),
 }
 for _reason, _names in _PRIVILEGED.items():
     for _name in _names:

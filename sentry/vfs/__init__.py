@@ -112,13 +112,19 @@ class VFS:
         """The Loc a path is walked from: root, cwd (AT_FDCWD) or a directory fd's place
         (for RESOLVE_IN_ROOT, also an absolute path's)."""
         if path.startswith(b"/") and not resolve & RESOLVE_IN_ROOT:
-            return self.root_loc
+            return self.root_of(task)
         if dirfd == AT_FDCWD:
             return task.cwd
         f = task.fds.get(dirfd)
         if not f.inode.is_dir():
             raise Errno(E.ENOTDIR)
         return f.loc
+
+    def root_of(self, task):
+        """Where task's absolute paths start: its root after chroot(2), else the sandbox's."""
+        fs = getattr(task, "fs", None)
+        root = getattr(fs, "root", None)
+        return self.root_loc if root is None else root
 
     def walk(self, task, start, path: bytes, follow: bool = True, *, resolve: int = 0, exact: bool = False,
              _scope=None, _depth=None) -> Found:
@@ -148,10 +154,12 @@ class VFS:
                 # NO_XDEV: an absolute path argument may start anywhere; an absolute link may not jump
                 if resolve & RESOLVE_NO_XDEV and _depth is not None and start[-1][1].fs is not self.root.fs:
                     raise Errno(E.EXDEV)
-                stack = [self.root_loc[0]]
+                stack = list(self.root_of(task))
         else:
             stack = list(start)
         floor = len(scope) if scope is not None else 1  # `..` never pops below this
+        fs = getattr(task, "fs", None)
+        chroot = getattr(fs, "root", None)  # a chroot's root: `..` stays there (from inside it)
         must_be_dir = path.endswith(b"/")
         parts = [p for p in path.split(b"/") if p]
         if not parts:
@@ -167,7 +175,9 @@ class VFS:
                 raise Errno(E.ENAMETOOLONG)
             if name == b"." or name == b"..":
                 if name == b"..":
-                    if len(stack) > floor:
+                    if chroot is not None and len(stack) == len(chroot) and _same(stack[-1][1], chroot[-1][1]):
+                        pass
+                    elif len(stack) > floor:
                         gone = stack.pop()
                         if resolve & RESOLVE_NO_XDEV and gone[1].fs is not stack[-1][1].fs:
                             raise Errno(E.EXDEV)

@@ -1004,6 +1004,9 @@ def _uptime(kernel) -> float:
 
 def gen_uptime(kernel) -> bytes:
     up = _uptime(kernel)
+    reader = getattr(kernel, "current", None)  # in a time namespace, its boottime offset (sentry/namespaces.py)
+    if reader is not None and getattr(reader, "nsproxy", None) is not None:
+        up += reader.nsproxy.time.offset_ns(7) / 1e9
     return b"%.2f %.2f\n" % (up, up * _ncpus())
 
 
@@ -1017,7 +1020,7 @@ def _release() -> tuple[bytes, bytes]:
     try:
         from syscalls.info import KERNEL_RELEASE
     except ImportError:
-        KERNEL_RELEASE = b"6.1.0-sentry"
+        KERNEL_RELEASE = b"6.7.0-sentry"
     return KERNEL_RELEASE, b"#1 SMP PREEMPT sentry"
 
 
@@ -1268,6 +1271,9 @@ def make_sys(procfs) -> StaticDir:
                         (b"pipe-max-size", b"1048576\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
                         (b"protected_symlinks", b"1\n"), (b"protected_hardlinks", b"1\n")):
         fsd.add(name, ro(value))
+    from sentry.aio import AIO_MAX_NR, count as aio_count  # Linux AIO's requests (sentry/aio.py)
+    fsd.add(b"aio-nr", ro(lambda: b"%d\n" % aio_count(kernel())))
+    fsd.add(b"aio-max-nr", ro(b"%d\n" % AIO_MAX_NR))
     from sentry.ipc.proc import add_sysctls
     add_sysctls(fs, kern, fsd, kernel)  # the IPC namespace's knobs (sentry/ipc/proc.py)
     # kept and enforced: inotify's limits (sentry/vfs/notify.py), the lease break time (vfs/locks.py)

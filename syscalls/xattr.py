@@ -16,9 +16,10 @@ import stat as S
 
 from sentry import caps
 from sentry.errors import Errno
-from sentry.vfs import perm
+from sentry.vfs import notify, perm
 from sentry.vfs.inode import XATTR_CREATE, XATTR_REPLACE
-from syscalls.abi import AT_FDCWD
+from syscalls.abi import AT_FDCWD, AT_SYMLINK_NOFOLLOW
+from syscalls.inotify import changed_at
 from syscalls.paths import file_of
 from syscalls.registry import PARTIAL, syscall
 
@@ -79,6 +80,19 @@ def _permission(t, inode, name: bytes, write: bool) -> None:
 
 def _path_inode(t, path, follow: bool):
     return t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path), follow=follow)
+
+
+def _changed_at(t, path, follow: bool, inode) -> int:
+    """A change is IN_ATTRIB to inotify (fsnotify_xattr)."""
+    if notify.marks:
+        changed_at(t, AT_FDCWD, path, 0 if follow else AT_SYMLINK_NOFOLLOW, inode, notify.ATTRIB)
+    return 0
+
+
+def _changed(f) -> int:
+    if notify.marks:
+        notify.file_changed(f, notify.ATTRIB)
+    return 0
 
 
 def _stores(inode) -> bool:
@@ -188,20 +202,25 @@ _SET_NOTE = ("memory files (tmpfs, /dev/shm, the overlay's upper) keep user/trus
 @syscall("setxattr", status=PARTIAL, note=_SET_NOTE)
 def setxattr(t, path, name, value, size, flags):
     name, data, flags = _set_args(t, name, value, size, flags)
-    return _set(t, _path_inode(t, path, True), name, data, flags)
+    inode = _path_inode(t, path, True)
+    _set(t, inode, name, data, flags)
+    return _changed_at(t, path, True, inode)
 
 
 @syscall("lsetxattr", status=PARTIAL, note=_SET_NOTE)
 def lsetxattr(t, path, name, value, size, flags):
     name, data, flags = _set_args(t, name, value, size, flags)
-    return _set(t, _path_inode(t, path, False), name, data, flags)
+    inode = _path_inode(t, path, False)
+    _set(t, inode, name, data, flags)
+    return _changed_at(t, path, False, inode)
 
 
 @syscall("fsetxattr", status=PARTIAL, note=_SET_NOTE)
 def fsetxattr(t, fd, name, value, size, flags):
     f = file_of(t, fd)
     name, data, flags = _set_args(t, name, value, size, flags)
-    return _set(t, f.stat_inode(), name, data, flags)
+    _set(t, f.stat_inode(), name, data, flags)
+    return _changed(f)
 
 
 # --- remove ------------------------------------------------------------------------------------
@@ -222,16 +241,21 @@ _REMOVE_NOTE = "as setxattr's: what memory files and host files through a :rw mo
 @syscall("removexattr", status=PARTIAL, note=_REMOVE_NOTE)
 def removexattr(t, path, name):
     name = _name(t, name)
-    return _remove(t, _path_inode(t, path, True), name)
+    inode = _path_inode(t, path, True)
+    _remove(t, inode, name)
+    return _changed_at(t, path, True, inode)
 
 
 @syscall("lremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
 def lremovexattr(t, path, name):
     name = _name(t, name)
-    return _remove(t, _path_inode(t, path, False), name)
+    inode = _path_inode(t, path, False)
+    _remove(t, inode, name)
+    return _changed_at(t, path, False, inode)
 
 
 @syscall("fremovexattr", status=PARTIAL, note=_REMOVE_NOTE)
 def fremovexattr(t, fd, name):
     f = file_of(t, fd)
-    return _remove(t, f.stat_inode(), _name(t, name))
+    _remove(t, f.stat_inode(), _name(t, name))
+    return _changed(f)

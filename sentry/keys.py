@@ -76,6 +76,18 @@ def _perm(bits: int, who: int) -> int:
 DEFAULT_PERM = _perm(VIEW | SEARCH | LINK | SETATTR, POS) | _perm(VIEW, USR)
 
 
+def perm_for(type_: str) -> int:
+    """The permissions Linux gives a new key of a type (key_create_or_update,
+    construct_alloc_key): read and write for the possessor where the type has them."""
+    has_read, has_update = TYPES[type_]
+    perm = DEFAULT_PERM
+    if has_read:
+        perm |= _perm(READ, POS)
+    if type_ == "keyring" or has_update:
+        perm |= _perm(WRITE, POS)
+    return perm
+
+
 class KeyUser:
     """One uid's key accounting (/proc/key-users)."""
     __slots__ = ("uid", "nkeys", "nikeys", "qnkeys", "qnbytes")
@@ -88,7 +100,7 @@ class KeyUser:
 class Key:
     __slots__ = ("serial", "type", "description", "uid", "gid", "perm", "state", "payload", "links",
                  "expiry", "revoked_at", "invalidated", "in_quota", "quotalen", "datalen", "user",
-                 "restricted", "uid_keyring", "dead", "ctime")
+                 "restricted", "uid_keyring", "dead")
 
     def __init__(self, serial, type_, description, uid, gid, perm, user, in_quota):
         self.serial, self.type, self.description = serial, type_, description
@@ -106,7 +118,6 @@ class Key:
         self.restricted = False         # KEYCTL_RESTRICT_KEYRING with no type: every link refused
         self.uid_keyring = False        # a user or user-session keyring: never joined by name
         self.dead = False
-        self.ctime = time.time()
 
     @property
     def is_keyring(self) -> bool:
@@ -673,8 +684,7 @@ class KeyRegistry:
             raise Errno(E.EPERM)
         if dest is None:
             dest = self.default_dest(task)
-        perm = DEFAULT_PERM | _perm(READ if TYPES[type_][0] else 0, POS) | _perm(WRITE, POS)
-        key = self.alloc(type_, description, task.fsuid, task.fsgid, perm)
+        key = self.alloc(type_, description, task.fsuid, task.fsgid, perm_for(type_))
         try:
             self.link(dest, key)
         except Errno:
@@ -716,7 +726,7 @@ class KeyRegistry:
                 + ("N" if key.negative() else "-") + ("i" if key.invalidated else "-")
             usage = 1 + sum(1 for k in self.keys.values() if k.is_keyring and k.links.get(key.index) is key)
             out.append("%08x %s %5d %4s %08x %5d %5d %-9.9s %s\n" % (
-                serial, flags, usage, timeout, key.perm, _munge(key.uid), _munge(key.gid), key.type,
+                serial, flags, usage, timeout, key.perm, shown_id(key.uid), shown_id(key.gid), key.type,
                 self.describe_payload(key)))
         return "".join(out).encode()
 
@@ -771,6 +781,6 @@ def _timeout(left: int) -> str:
     return f"{left // 604800}w"
 
 
-def _munge(i: int) -> int:
+def shown_id(i: int) -> int:
     """An invalid id, as from_kgid_munged shows it (the overflow id)."""
     return 65534 if i == -1 else i

@@ -2,6 +2,7 @@
 over the sandbox's own keys (sentry/keys.py). Arguments are checked in Linux's order;
 the key work is the registry's."""
 import errno as E
+import time
 
 from sentry import caps, keys
 from sentry.errors import Errno
@@ -50,17 +51,6 @@ def _string(t, addr, limit=keys.MAX_DESC) -> bytes:
         return t.mm.read_cstring(addr, limit)
     except Errno as e:
         raise Errno(E.EINVAL if e.errno == E.ENAMETOOLONG else e.errno) from None
-
-
-def _perm_for(type_: str) -> int:
-    """The permissions Linux gives a new key (key_create_or_update, construct_alloc_key)."""
-    has_read, has_update = keys.TYPES[type_]
-    perm = keys.DEFAULT_PERM
-    if has_read:
-        perm |= keys.READ << keys.POS
-    if type_ == "keyring" or has_update:
-        perm |= keys.WRITE << keys.POS
-    return perm
 
 
 def _preparse(type_: str, payload) -> None:
@@ -122,7 +112,7 @@ def add_key(t, type_addr, desc_addr, payload_addr, plen, ringid):
             reg.update(old, payload)
             return old.serial
     _vet_description(type_, description)
-    key = reg.alloc(type_, description, t.fsuid, t.fsgid, _perm_for(type_))
+    key = reg.alloc(type_, description, t.fsuid, t.fsgid, keys.perm_for(type_))
     try:
         reg.instantiate(key, payload or b"")
         reg.link(keyring, key)
@@ -157,7 +147,7 @@ def request_key(t, type_addr, desc_addr, callout_addr, destringid):
 def _describe(t, id_, buf, buflen):
     reg = _registry(t)
     key, _ = reg.lookup(t, id_, partial=True, need=VIEW)
-    text = ("%s;%d;%d;%08x;" % (key.type, keys._munge(key.uid), keys._munge(key.gid), key.perm)).encode() \
+    text = ("%s;%d;%d;%08x;" % (key.type, keys.shown_id(key.uid), keys.shown_id(key.gid), key.perm)).encode() \
         + key.description + b"\0"
     if buf and buflen >= len(text):
         t.mm.write(buf, text)
@@ -176,7 +166,6 @@ def _read(t, id_, buf, buflen):
         raise Errno(E.EACCES)
     if not keys.TYPES[key.type][0]:
         raise Errno(E.EOPNOTSUPP)
-    import time
     key.validate(time.time())
     if key.is_keyring:
         if buf and 0 < buflen <= PAGE and buflen & 3:
@@ -254,7 +243,6 @@ def _set_reqkey(t, defl):
 
 
 def _set_timeout(t, id_, timeout):
-    import time
     reg = _registry(t)
     key, _ = reg.lookup(t, id_, create=True, partial=True, need=SETATTR)
     timeout &= 0xFFFFFFFF

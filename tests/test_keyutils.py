@@ -48,7 +48,7 @@ keyctl request2 user nosuch callout @s
 keyctl purge user sentry-k
 keyctl clear @s && keyctl list @s
 keyctl add keyring .dot "" @s
-keyctl rdescribe @u | cut -d';' -f1,4,5
+keyctl rdescribe @u | cut -d';' -f1,3,4,5
 keyctl session sentry-named keyctl rdescribe @s
 keyctl add logon svc:x secret @s >/dev/null && keyctl print %logon:svc:x
 keyctl rdescribe %logon:svc:x

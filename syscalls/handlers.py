@@ -5,5 +5,5 @@ from syscalls import eventfd, signalfd, timerfd  # noqa: F401,E402
 from syscalls import mempolicy, namespaces, seccomp, splice, tty, unoffered  # noqa: F401,E402
 from syscalls import mqueue, msg, sem, shm  # noqa: F401,E402  (IPC: sentry/ipc)
 from syscalls import keys, xattr  # noqa: F401,E402
-from syscalls import inotify  # noqa: F401,E402
+from syscalls import fanotify, inotify  # noqa: F401,E402
 from syscalls import aio, chroot, crossproc, futex2, kcmp, legacy  # noqa: F401,E402  (issue 13)

@@ -14,7 +14,6 @@ from syscalls.registry import refuse, syscall
 _WITHOUT = {
     "CONFIG_IO_URING (callers fall back to ordinary reads and writes)":
         ("io_uring_setup", "io_uring_enter", "io_uring_register"),
-    "CONFIG_FANOTIFY": ("fanotify_init", "fanotify_mark"),
     "CONFIG_PERF_EVENTS": ("perf_event_open",),
     "CONFIG_BPF_SYSCALL": ("bpf",),
     "CONFIG_USERFAULTFD": ("userfaultfd",),

@@ -264,6 +264,12 @@ CASES = [
                  b"read 16 bytes (event is bigger): -1 EINVAL\n", b"fdinfo: wd=w0 mask=0x100\n",
                  b"events before the overflow: max_queued_events, after it: 0, overflows: 1\n",
                  b"blocking read: ok mask=0x100 name=woken\n", b"F_SETSIG SIGIO: 2 code=POLL_IN fd=ok\n", b"done\n")),
+    # fanotify as an unprivileged user (the native run needs root: a child drops to 65534)
+    Case("fanotify", args=(TMP,),
+         expect=(b"init notification class, no fid: -1 EPERM\n", b"init unknown flag with fid: -1 EINVAL\n",
+                 b"init fid group: 1\n", b"write a response for no event: -1 ENOENT\n", b"mark mount: -1 EPERM\n",
+                 b"mark a file not readable: -1 EACCES\n", b"mark add: 0, or ENODEV for a zero f_fsid\n",
+                 b"child: ok\n", b"done\n")),
     Case("fcntlmore", args=(TMP,),
          expect=(b"child F_SETLKW after the parent's unlock: OK\n", b"parent F_SETLKW byte 1 (a cycle): -1 EDEADLK\n",
                  b"thread F_OFD_SETLKW: OK\n", b"child LOCK_SH after the parent's downgrade: OK\n",

@@ -253,8 +253,8 @@ def _inode_gone(inode, key) -> None:
 
 # --- per-sandbox limits ----------------------------------------------------------------------------------
 class Limits:
-    """/proc/sys/fs/inotify's three values for one sandbox, and what each user holds
-    against them (Linux counts per user in the user namespace)."""
+    """/proc/sys/fs/inotify's and /proc/sys/fs/fanotify's values for one sandbox, and what
+    each user holds against them (Linux counts per user in the user namespace)."""
 
     def __init__(self):
         self.max_user_instances = 128
@@ -262,8 +262,11 @@ class Limits:
         self.max_queued_events = 16384
         self.instances: dict[int, int] = {}  # uid -> inotify instances
         self.watches: dict[int, int] = {}    # uid -> inotify watches
-        self.fanotify_groups: dict[int, int] = {}
-        self.fanotify_marks: dict[int, int] = {}
+        # /proc/sys/fs/fanotify (sentry/vfs/fanotify.py)
+        self.fanotify_max_user_groups = 128
+        self.fanotify_max_user_marks = 8192
+        self.fanotify_max_queued_events = 16384
+        self.fanotify_groups: dict[int, int] = {}  # euid -> fanotify groups
 
 
 def watched(f) -> bool:

@@ -1281,6 +1281,9 @@ def make_sys(procfs) -> StaticDir:
     for name in (b"max_user_watches", b"max_user_instances", b"max_queued_events"):
         inotify.add(name, _int_sysctl(fs, procfs.vfs.notify, name.decode()))
     fsd.add(b"lease-break-time", _int_sysctl(fs, procfs.vfs.locks, "lease_break_time"))
+    fan = fsd.add(b"fanotify", StaticDir(fs))
+    for name in (b"max_queued_events", b"max_user_groups", b"max_user_marks"):
+        fan.add(name, _int_sysctl(fs, procfs.vfs.notify, "fanotify_" + name.decode()))
     net = sys_dir.add(b"net", StaticDir(fs))
     core = net.add(b"core", StaticDir(fs))
     core.add(b"somaxconn", ro(b"4096\n"))

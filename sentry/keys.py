@@ -9,7 +9,8 @@ invalidated or expire. A keyring's payload is its links: one key per
 
 Each thread holds its keyrings in `Task.keys` (a `KeyCred`, immutable and shared
 with its clones until one changes, as Linux's cred): the thread keyring (not
-inherited), the process keyring (kept by threads, not by a forked child), the
+inherited: a new thread gets a new one if its creator had one), the process
+keyring (kept by threads, not by a forked child), the
 session keyring (inherited on fork, replaced by KEYCTL_JOIN_SESSION_KEYRING) and
 the request_key default. execve drops the thread and process keyrings. The user
 and user-session keyrings belong to a uid, made at first use and kept for the
@@ -155,9 +156,16 @@ NO_KEYRINGS = KeyCred()
 
 
 def on_clone(parent, child, thread: bool) -> None:
-    """A new thread has no thread keyring; a new process no process keyring either."""
+    """copy_creds: a new process has neither the thread nor the process keyring; a new
+    thread keeps the process keyring and gets a thread keyring of its own if its
+    creator had one."""
     k = parent.keys
-    child.keys = k._replace(thread=None) if thread else k._replace(thread=None, process=None)
+    if not thread:
+        child.keys = k._replace(thread=None, process=None)
+        return
+    child.keys = k._replace(thread=None)
+    if k.thread is not None:
+        child.kernel.keys.install_thread(child)
 
 
 def on_exec(task) -> None:

@@ -71,7 +71,10 @@ def inotify_rm_watch(t, fd, wd):
 def changed_at(t, dirfd, path, flags, inode, mask: int) -> None:
     """notify.changed for a call that named inode by dirfd and path (or the dirfd
     itself, for an empty path): its directory's watch hears the name too."""
-    name = t.mm.read_cstring(path) if path else b""
+    try:
+        name = t.mm.read_cstring(path) if path else b""
+    except Errno:
+        name = b""  # (read before the change; a thread may have unmapped it since)
     if not name:
         dirfd = s32(dirfd)
         if dirfd != AT_FDCWD and (flags & AT_EMPTY_PATH or not path):

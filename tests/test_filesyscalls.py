@@ -12,10 +12,9 @@ match, for every variant and platform.
   namespace where the directory is bound read-only (the fixture refuses to
   run where the directory is writable), in the sandbox a :ro --mount or the
   default view's /etc.
-- What the sandbox answers on purpose where the host would do otherwise
-  (a lock that would wait forever answers EDEADLK) is checked against
-  expectations, sandbox only; so is attrs' "set" mode (extended attributes are
-  stored: fixtures/xattrs.c is their differential test).
+- What the sandbox answers on purpose where the host would do otherwise is
+  checked against expectations, sandbox only: attrs' "set" mode (extended
+  attributes are stored: fixtures/xattrs.c is their differential test).
 - The lock table and the walk's openat2 options, without running a program.
 """
 from __future__ import annotations

@@ -308,7 +308,7 @@ class VFS:
         truncate = flags & O_TRUNC and S.S_ISREG(inode.mode)  # even O_RDONLY|O_TRUNC truncates, as Linux
         if not created:  # a file this call made opens as asked, whatever its mode
             self._may_open(task, inode, flags, _ACC_MODE[flags & O_ACCMODE] | (MAY_WRITE if flags & O_TRUNC else 0))
-            if self.locks.leases:
+            if self.locks.leases and task is not None:
                 self.locks.break_lease(task, inode, flags)  # may wait for the holder (fcntl F_SETLEASE)
         f = inode.open(flags, path_str, task) if S.S_ISFIFO(inode.mode) and inode.fs is not None \
             and hasattr(inode, "pipe") else inode.open(flags, path_str)

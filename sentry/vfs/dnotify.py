@@ -61,6 +61,9 @@ class _Group:
     def freeing(self, mark) -> None:
         mark.data = []
 
+    def file_closed(self, mark) -> None:
+        _recalc(mark)  # (a registration whose descriptor is gone goes)
+
 
 GROUP = _Group()
 

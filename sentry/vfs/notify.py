@@ -17,10 +17,13 @@ VFS.open) and its name is the last component of its path: a file renamed
 into another directory while open still reports to the first one.
 
 A group is any object with `handle(mark, mask, name, cookie)` (an event it
-asked for) and `freeing(mark)` (the mark went: inotify's IN_IGNORED).
+asked for) and `freeing(mark)` (the mark went: inotify's IN_IGNORED), and
+maybe `file_closed(mark)` (an open file of the marked inode went).
 """
 import os
 import stat as S
+
+from sentry.errors import Errno
 
 # fsnotify's event bits; inotify's IN_* are the same values
 ACCESS, MODIFY, ATTRIB = 0x1, 0x2, 0x4
@@ -118,7 +121,10 @@ def _file_event(f, mask: int) -> None:
     if not to_parent and key not in marks:
         return
     mask |= _isdir(inode)
-    unlinked = not inode.is_dir() and inode.stat().nlink == 0
+    try:
+        unlinked = not inode.is_dir() and inode.stat().nlink == 0
+    except Errno:
+        unlinked = False  # (a host file the host removed under us)
     if to_parent:
         _to_marks(parent, mask, _basename(f.path), 0, True, unlinked)
     _to_marks(key, mask, b"", 0, False, unlinked)
@@ -144,10 +150,14 @@ def modified(f) -> None:
 def closed(f, kernel=None) -> None:
     """The last reference to an open file went (__fput): IN_CLOSE_*, and the file's
     deletion if it was the last thing holding a name-less inode."""
-    if f.flags & O_PATH:
+    if f.flags & O_PATH or getattr(f, "inode", None) is None:
         return
     _file_event(f, CLOSE_WRITE if f.flags & O_ACCMODE != O_RDONLY else CLOSE_NOWRITE)
     key = key_of(f.inode)
+    for m in list(marks.get(key, ())):
+        file_closed = getattr(m.group, "file_closed", None)  # dnotify: registrations made through f go
+        if file_closed is not None:
+            file_closed(m)
     if key in _pending_delete:
         tasks = _pending_delete[key]
         if not _in_use(tasks, key, f):

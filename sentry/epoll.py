@@ -11,12 +11,17 @@ only at pending entries, at level-triggered entries that were ready last time
 (which stay ready until drained, as Linux's ready list keeps them), and at the
 entries on other kinds of file (`polled`: host streams, timerfds, signalfds,
 devices), which it asks every time."""
+import errno as E
+import weakref
+
+from sentry.errors import Errno
 from sentry.poll import ALWAYS, readiness, wakers
 from sentry.sched import WaitQueue
 from sentry.vfs.file import O_RDWR, File
 from sentry.vfs.inode import Inode
 
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x1, 0x4, 0x8, 0x10
+EP_MAX_NESTS = 4  # epolls may watch epolls this deep
 EPOLLEXCLUSIVE, EPOLLWAKEUP, EPOLLONESHOT, EPOLLET = 1 << 28, 1 << 29, 1 << 30, 1 << 31
 CONTROL_BITS = EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET
 
@@ -59,6 +64,28 @@ class EpollFile(File):
         self.polled: dict[int, Interest] = {}      # seq -> entry asked at every wait
         self.wq = WaitQueue()                      # epoll_wait sleepers, outer epolls, pollers
         self._seq = 0
+        self.parents = weakref.WeakSet()           # the epolls watching this one
+
+    def check_nesting(self, inner: "EpollFile") -> None:
+        """ELOOP when watching inner would close a loop of epolls or nest them deeper than
+        EP_MAX_NESTS (Linux's ep_loop_check: the depth below inner, plus one, plus the depth
+        above this one)."""
+        def below(ep, seen):
+            if ep is self:
+                raise Errno(E.ELOOP)
+            if ep in seen:
+                return 0
+            seen.add(ep)
+            inner_eps = [i.file for i in ep.interest.values() if isinstance(i.file, EpollFile)]
+            return max((below(e, seen) + 1 for e in inner_eps), default=0)
+
+        def above(ep, seen):
+            if ep in seen:
+                return 0
+            seen.add(ep)
+            return max((above(p, seen) + 1 for p in list(ep.parents)), default=0)
+        if below(inner, set()) + 1 + above(self, set()) > EP_MAX_NESTS:
+            raise Errno(E.ELOOP)
 
     # --- the interest list ---------------------------------------------------------------
     def add(self, key, item: Interest) -> None:
@@ -66,6 +93,8 @@ class EpollFile(File):
         item.seq, item.epoll = self._seq, self
         self.interest[key] = item
         f = item.file
+        if isinstance(f, EpollFile):
+            f.parents.add(self)
         queues, fds = wakers(f, item.events)
         if getattr(f, "announces_changes", False) and queues and not fds:
             item.queues = tuple(queues)
@@ -79,6 +108,8 @@ class EpollFile(File):
     def remove(self, key) -> Interest | None:
         item = self.interest.pop(key, None)
         if item is not None:
+            if isinstance(item.file, EpollFile) and not any(i.file is item.file for i in self.interest.values()):
+                item.file.parents.discard(self)
             for q in item.queues:
                 q.unwatch(item)
             item.queues, item.epoll = (), None

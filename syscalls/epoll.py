@@ -46,7 +46,7 @@ def _epoll(t, epfd) -> EpollFile:
     return f
 
 
-@syscall("epoll_ctl", status=PARTIAL, note="ADD, MOD, DEL; EPOLLEXCLUSIVE is accepted and wakes every waiter; loops of nested epolls are not refused")
+@syscall("epoll_ctl", status=PARTIAL, note="ADD, MOD, DEL; EPOLLEXCLUSIVE is accepted and wakes every waiter; a loop of epolls, or nesting past 4, is ELOOP")
 def epoll_ctl(t, epfd, op, fd, event):
     ep = _epoll(t, epfd)
     fd = s32(fd)
@@ -71,6 +71,8 @@ def epoll_ctl(t, epfd, op, fd, event):
         if events & EPOLLEXCLUSIVE and events & ~(EPOLLEXCLUSIVE | 0x1 | 0x4 | 0x8 | 0x10 | (1 << 31)
                                                   | (1 << 29)):
             raise Errno(E.EINVAL)
+        if isinstance(target, EpollFile):
+            ep.check_nesting(target)
         ep.add(key, Interest(fd, target, events, data))
         return 0
     item = ep.interest.get(key)

@@ -73,6 +73,7 @@ class PtracePlatform:
         self._events = None                      # signalfd of SIGCHLD: a tracee stopped
         self._old_mask = None
         self.woken = False                       # wake() asked a blocked next_stop to return
+        self.pending = []                        # (tid, status) a teardown's wait took for another tracee
 
     def new_process(self):
         """A fresh host process, stopped, its address space empty but for the stub."""
@@ -112,6 +113,12 @@ class PtracePlatform:
     # --- the loop's view: which tracee stopped --------------------------------------------
     def next_stop(self, block: bool):
         """(cpu, stop) of a tracee that stopped, or None (none stopped, or none runs)."""
+        while self.pending:
+            pid, status = self.pending.pop(0)
+            cpu = self.cpus.get(pid)
+            stop = cpu.decode(status) if cpu is not None else None
+            if stop is not None:
+                return cpu, stop
         if not self.running:
             return None
         flags = _WAIT_ANY if block else _WAIT_ANY | os.WNOHANG
@@ -132,6 +139,33 @@ class PtracePlatform:
                 self.woken = False
                 return None
 
+    def reap(self, cpu: "PtraceCpu") -> None:
+        """Wait until cpu's host thread, killed, is gone. Its end may wait for other tracees
+        (a pid namespace's init ends after every process of its namespace is reaped, and only
+        the tracer can reap a traced zombie): what the wait reports of those is taken too,
+        the stops and ends of tracees still driven kept for next_stop, any other reaped."""
+        while cpu.gone is None:
+            try:
+                pid, status = os.waitpid(-1, _WAIT_ANY | os.WNOHANG)
+            except ChildProcessError:
+                cpu.gone = -1
+                return
+            if pid == 0:  # nothing yet: is it still there at all (reaped by an earlier wait)?
+                try:
+                    os.kill(cpu.tid, 0)
+                except ProcessLookupError:
+                    cpu.gone = -1
+                    return
+                time.sleep(0.002)
+                continue
+            if pid == cpu.tid:
+                if not os.WIFSTOPPED(status):
+                    cpu.gone = status
+                continue  # a stop before SIGKILL takes it
+            other = self.cpus.get(pid)
+            if other is not None and other.gone is None:
+                self.pending.append((pid, status))
+
     def wake(self) -> None:
         """Make a loop blocked in next_stop look up (safe from any thread): a running tracee
         is sent WAKE_SIGNAL, whose stop decode swallows, and next_stop returns None."""
@@ -142,7 +176,7 @@ class PtracePlatform:
                 return
 
     def busy(self):
-        return self.running > 0
+        return "now" if self.pending else self.running > 0
 
     def event_fd(self):
         """A fd readable when a tracee stops: a signalfd for SIGCHLD (which the host sends
@@ -912,14 +946,8 @@ class PtraceCpu:
             try:
                 os.kill(self.tid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
-            while self.gone is None:
-                try:
-                    _, self.gone = os.waitpid(self.tid, hc.WALL)
-                    if os.WIFSTOPPED(self.gone):
-                        self.gone = None
-                except ChildProcessError:
-                    self.gone = -1
+                self.gone = -1  # already reaped
+            self.platform.reap(self)
         keeper = _spawn_stub.keepers.pop(self.tid, None)
         if keeper:
             try:

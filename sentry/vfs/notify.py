@@ -147,12 +147,13 @@ def modified(f) -> None:
     _file_event(f, MODIFY)
 
 
-def closed(f, kernel=None) -> None:
+def closed(f) -> None:
     """The last reference to an open file went (__fput): IN_CLOSE_*, and the file's
     deletion if it was the last thing holding a name-less inode."""
-    if f.flags & O_PATH or getattr(f, "inode", None) is None:
+    if getattr(f, "inode", None) is None:
         return
-    _file_event(f, CLOSE_WRITE if f.flags & O_ACCMODE != O_RDONLY else CLOSE_NOWRITE)
+    if not f.flags & O_PATH:  # (an O_PATH file raises no event, but holds the inode as any)
+        _file_event(f, CLOSE_WRITE if f.flags & O_ACCMODE != O_RDONLY else CLOSE_NOWRITE)
     key = key_of(f.inode)
     for m in list(marks.get(key, ())):
         file_closed = getattr(m.group, "file_closed", None)  # dnotify: registrations made through f go
@@ -239,18 +240,15 @@ def _maybe_gone(task, inode, key) -> None:
 
 
 def _in_use(tasks, key, closing) -> bool:
-    """Does any process still hold the inode (an open file other than `closing`, a
-    working directory)?"""
+    """Does any process still hold the inode through an open file other than `closing`?
+    (A working directory holds it too in Linux, until the process leaves it; here its
+    removal is told at once, leaving one being nothing that raises an event.)"""
     for t in list(tasks.values()):
         fds = getattr(t, "fds", None)
         if fds is not None:
             for f in fds.files.values():
-                if f is not closing and not f.flags & O_PATH and getattr(f, "inode", None) is not None \
-                        and key_of(f.inode) == key:
+                if f is not closing and getattr(f, "inode", None) is not None and key_of(f.inode) == key:
                     return True
-        cwd = getattr(t, "cwd", None)
-        if cwd and key_of(cwd[-1][1]) == key:
-            return True
     return False
 
 

@@ -514,6 +514,24 @@ CASES = [
          expect=(b"offset for a pipe input: -1 ESPIPE\n", b"file at offset 5 to pipe: 4, offset now 9, file position 20\n",
                  b"b after tee: 5 [56782]\n", b"file now: 0123456789abcdefghXYZ\n", b"into a one-page pipe: 20\n",
                  b"to a pipe without readers: -1 EPIPE\n", b"vmsplice out of a: 8 [hello wo]\n", b"done\n")),
+    # System V IPC and POSIX message queues (sentry/ipc): objects private or keyed by the fixture's pid,
+    # all removed; only relations printed (the host's ids are its own)
+    Case("sysvshm", expect=(b"nattch after splitting one: 4\n", b"after exec nattch: 2\n",
+                            b"store to a SHM_RDONLY attach: SIGSEGV\n", b"nobody shmat 0600: -1 EACCES\n",
+                            b"removed but attached: mode has SHM_DEST yes key now 0 nattch 2\n",
+                            b"IPC_STAT after the last detach: -1 EINVAL\n", b"done\n")),
+    Case("sysvmsg", expect=(b"type -3 (lowest): 3 type 1 text [one]\n", b"MSG_COPY 2: 3 type 2 text [two]\n",
+                            b"waiting sender: 100\n", b"queue after: qnum 1 (the receiver was handed it)\n",
+                            b"receiver interrupted (SA_RESTART): EINTR\n", b"receiver of a removed queue: EIDRM\n",
+                            b"done\n")),
+    Case("sysvsem", expect=(b"value right after (the waiter took it): 0 waiters 0\n",
+                            b"two-sem waiter counted on sem 0: 1 on sem 1: 0\n", b"waiter of a removed array: EIDRM\n",
+                            b"after its exit: 1 1 pid is the child's: yes\n", b"its undo clamped at 0: 0\n",
+                            b"semtimedop times out: -1 EAGAIN\n", b"done\n")),
+    Case("mqueue", expect=(b"receive: 4 prio 5 [five]\n", b"queue after (the sender let in): flags 0 maxmsg 3 "
+                           b"msgsize 64 curmsgs 3\n", b"signal 12 code SI_MESGQ yes value 4242 pid mine yes\n",
+                           b"a child registers and exits: 100\nregistering after it: 0\n",
+                           b"timedsend to a full queue: -1 ETIMEDOUT\n", b"done\n")),
 ]
 
 _case_ids = [c.name for c in CASES]

@@ -335,6 +335,11 @@ class MqueueFile(File):
         self.inode.atime = time.time_ns()
         return data
 
+    def pread(self, size: int, offset: int) -> bytes:
+        if offset < 0:
+            raise Errno(E.EINVAL)
+        return self.inode.status()[offset:offset + size]
+
     def unread(self, data) -> None:
         self.offset -= len(data)
 

@@ -147,7 +147,7 @@ def _sem(fs, kernel_of):
         n = _parse(data, 4, -INT_MAX - 1, INT_MAX, store)
         if not 0 <= ns.sem_ctls[3] <= IPCMNI:
             ns.sem_ctls[3] = semmni
-            raise Errno(E.EINVAL)
+            raise Errno(E.ERANGE)  # sem_check_semmni
         return n
 
     return GenInode(fs, read, 0o644, writer=write, sysctl=True)

@@ -200,6 +200,9 @@ class MemoryManager:
             raise Errno(E.EACCES)
         if any(lo < end and start < hi for lo, hi in self.reserved):
             raise Errno(E.ENOMEM)
+        reopen = getattr(backing, "reopen", None)  # System V shared memory (sentry/ipc/shm.py)
+        if reopen is not None:
+            reopen(self, start, end)
         self._charge(start, end)
         backing.cover(offset + length)  # a memfd reaches past the mapping's end: no SIGBUS
         self.space.map_file(start, length, prot, backing, offset)

@@ -48,6 +48,19 @@ class ShmBacking(Backing):
         """An area mapping it went (munmap, MAP_FIXED over it, the address space's end)."""
         self.segment.closed()
 
+    def reopen(self, mm, start: int, end: int) -> None:
+        """Mapped again over [start, end) of mm (remap_file_pages, a MAP_FIXED shmat): as
+        Linux's shm_mmap, what was there goes first, and a segment gone by then (removed,
+        or marked for removal with nothing else attached) cannot be mapped: EINVAL, the
+        range left unmapped."""
+        seg = self.segment
+        if not seg.perm.deleted and seg.perm.mode & SHM_DEST:
+            here = sum(1 for v in mm.vmas if v.backing is self and start <= v.start and v.end <= end)
+            if here and seg.nattch() == here:
+                mm.munmap(start, end - start)  # the last areas close: the segment goes
+        if seg.perm.deleted:
+            raise Errno(E.EINVAL)
+
 
 class ShmSegment:
     """shmid_kernel."""

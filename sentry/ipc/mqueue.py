@@ -10,7 +10,9 @@ frees a slot moves the first waiting sender's message in, so waiters are served
 in the order they came. A blocked call waits in the loop (ETIMEDOUT at its
 CLOCK_REALTIME deadline, -ERESTARTSYS when a signal comes). mq_notify registers one
 process per queue (SIGEV_SIGNAL, SIGEV_NONE), told when a message arrives in an
-empty queue that no one waits on, then unregistered. An open queue reads as its
+empty queue that no one waits on, then unregistered; its end, or its closing the
+queue, unregisters it too (Linux: its closing any descriptor of the queue; here the
+last descriptor of that open queue). An open queue reads as its
 status line and is pollable (sentry/poll.py): POLLIN with messages, POLLOUT with
 room.
 
@@ -357,8 +359,14 @@ class MqueueFile(File):
         return (self.inode.changed,)
 
     def close(self) -> None:
-        self.inode.opens -= 1
-        self.inode.maybe_gone()
+        inode = self.inode
+        owner = inode._owner()
+        if owner is not None:  # mqueue_flush_file: the registered process closing it unregisters
+            closer = owner.kernel.current
+            if closer is not None and closer.proc is owner:
+                inode.notify = None
+        inode.opens -= 1
+        inode.maybe_gone()
 
 
 # --- names ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""IPC namespaces' ids and knobs against the host kernel: tests/ipc_sysctls.py runs
-natively in a fresh IPC namespace of its own (`unshare --ipc`: nothing of the host's
-IPC is touched, its sysctls included) and in the sandbox, whose first IPC namespace is
-fresh too; both must print the same. Also python3's multiprocessing.shared_memory
+"""IPC namespaces' ids and knobs against the host kernel: tests/ipc_sysctls.py, and
+util-linux's ipcmk/ipcs/ipcrm, run natively in a fresh IPC namespace of their own
+(`unshare --ipc`: nothing of the host's IPC is touched, its sysctls included) and in
+the sandbox, whose first IPC namespace is fresh too; both must print the same (keys
+ipcmk draws at random and pids masked). Also python3's multiprocessing.shared_memory
 (POSIX shared memory in /dev/shm, shared with forked children) vs native."""
 import shutil
 
@@ -11,6 +12,16 @@ import harness
 from harness import PLATFORMS
 
 SCRIPT = "tests/ipc_sysctls.py"
+IPC_TOOLS = r"""
+ipcmk -M 4096 -p 0640 >/dev/null; ipcmk -Q >/dev/null; ipcmk -S 3 >/dev/null
+ipcs | sed 's/^0x[0-9a-f]*/KEY/'
+ipcs -l
+ipcs -u
+ipcs -m -i 0 | grep -v time | sed 's/key=0x[0-9a-f]*/key=KEY/; s/pid=[0-9]*/pid=P/g'
+ipcs -p | awk '{print $1, $2}'
+ipcrm -a; echo "ipcrm -a: $?"
+ipcs
+"""
 SHARED_MEMORY = r"""
 import multiprocessing as mp
 from multiprocessing import Process, shared_memory
@@ -53,6 +64,18 @@ def native_namespace():
 def test_fresh_namespace(platform, native_namespace):
     sandbox = harness.run_sandbox(platform, "/usr/bin/python3", [SCRIPT], timeout=180)
     harness.compare(native_namespace, sandbox)
+
+
+@pytest.fixture(scope="module")
+def native_tools():
+    run = harness.run_native(shutil.which("unshare"), ["--ipc", "/bin/sh", "-c", IPC_TOOLS], timeout=60)
+    assert run.status == 0 and b"ipcrm -a: 0" in run.stdout, run.stderr_text()
+    return run
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_ipc_tools(platform, native_tools):
+    harness.compare(native_tools, harness.run_sandbox(platform, "/bin/sh", ["-c", IPC_TOOLS], timeout=120))
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -57,6 +57,19 @@ def on_exit(task, mm) -> None:
         shm.task_exited(task, ns)
 
 
+def on_unshare(task, flags: int) -> None:
+    """unshare(2), before the task changes namespaces: CLONE_SYSVSEM or CLONE_NEWIPC let go
+    of its undo list (applied if it was the last user), CLONE_NEWIPC also orphans the
+    segments it made in the namespace it leaves (exit_shm), as Linux's ksys_unshare."""
+    if flags & (0x40000 | 0x08000000) and getattr(task, "sem_undo", None) is not None:
+        from sentry.ipc import sem
+        sem.exit_sem(task)
+    ns = getattr(task, "ipc_ns", None)
+    if flags & 0x08000000 and ns is not None and ns.shm.objects:
+        from sentry.ipc import shm
+        shm.task_exited(task, ns)
+
+
 def detach_all(mm) -> None:
     """An address space went (exit, exec): each of its attachments closes."""
     for v in mm.vmas:

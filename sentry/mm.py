@@ -17,6 +17,9 @@ PROT_ALL = 7
 MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
 MAP_FIXED, MAP_ANONYMOUS, MAP_32BIT, MAP_GROWSDOWN = 0x10, 0x20, 0x40, 0x100
 MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED, MAP_NORESERVE = 0x800, 0x1000, 0x2000, 0x4000
+# vm.overcommit_memory=0 (Linux's default heuristic) refuses one private writable allocation
+# larger than RAM and swap: the sandbox's RAM as sysinfo and /proc/meminfo report it, no swap.
+COMMIT_LIMIT = 4 << 30
 MAP_POPULATE, MAP_NONBLOCK, MAP_STACK, MAP_HUGETLB = 0x8000, 0x10000, 0x20000, 0x40000
 MAP_SYNC, MAP_FIXED_NOREPLACE = 0x80000, 0x100000
 MAP_KNOWN = (0x03 | MAP_FIXED | MAP_ANONYMOUS | MAP_32BIT | MAP_GROWSDOWN | MAP_DENYWRITE
@@ -230,6 +233,8 @@ class MemoryManager:
         length = page_up(length)
         if length == 0 or length >= TASK_SIZE:
             raise Errno(E.ENOMEM)
+        if kind == MAP_PRIVATE and prot & PROT_WRITE and not flags & MAP_NORESERVE and length > COMMIT_LIMIT:
+            raise Errno(E.ENOMEM)  # an obvious overcommit, as Linux's heuristic mode refuses
         if flags & MAP_FIXED_NOREPLACE:
             if not self.is_free(addr, addr + length):
                 raise Errno(E.EEXIST)
@@ -387,7 +392,7 @@ class MemoryManager:
             return self.brk
         old_top, new_top = page_up(self.brk), page_up(addr)
         if new_top > old_top:
-            if not self.is_free(old_top, new_top):
+            if not self.is_free(old_top, new_top) or new_top - old_top > COMMIT_LIMIT:
                 return self.brk
             try:
                 self.map_fixed(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "[heap]")

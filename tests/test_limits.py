@@ -141,3 +141,39 @@ def test_max_procs_counts_threads(platform):
     assert r.stdout == b"refused after 3 threads: can't start new thread\njoined 3\n", r
     assert r.stderr.endswith(b"sentry: max procs: a fork or thread was refused beyond --max-procs 4\n"), r
     assert r.returncode == 0, r
+
+
+@pytest.mark.parametrize("mode", ["mmap", "brk", "nsinit"])
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_timeout_ends_whatever_the_program_does(platform, mode):
+    """fixtures/endless.c: a 4 TiB reservation (unicorn took minutes to map it), a 16 TiB brk,
+    a pid-namespace-leading process whose zombies only the tracer can release (ptrace's
+    teardown waited for it for ever). Each ends within a second of --timeout, and no stub
+    process of the sandbox is left on the host."""
+    import time
+
+    import stubwatch
+    exe = harness.build("endless", "musl-static")
+    start = time.monotonic()
+    proc = subprocess.Popen([*SENTRY, "--platform", platform, "--timeout", "2", str(exe), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.sentry_host_env())
+    stubs = set()
+    while proc.poll() is None and time.monotonic() - start < 1.5:
+        stubs.update(stubwatch.stub_descendants(proc.pid))
+        time.sleep(0.1)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    took = time.monotonic() - start
+    assert proc.returncode == 137, (out, err)
+    assert err.endswith(b"sentry: timeout: the program was killed after 2 s\n"), err
+    assert took < 3.5, f"the run took {took:.1f} s with --timeout 2"
+    assert out in (b"4 TiB reserved: yes\n", b"brk of 16 TiB: ENOMEM\n", b"spawner started\n"), out
+    if platform == "ptrace":
+        assert stubs, "no stub process seen while it ran"
+    time.sleep(0.5)
+    left = [pid for pid in stubs if (stubwatch._exe(pid) or "").find("sentry-stub") >= 0]
+    assert not left, f"stub processes left on the host: {left}"

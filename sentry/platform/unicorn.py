@@ -195,7 +195,7 @@ class UnicornPlatform:
         cpu._activate()
         try:
             for start, end, prot in areas:
-                child.map(start, end - start, prot)
+                child.map(start, end - start, prot, lazy_ok=space.is_lazy(start, end))
                 child.copy_from(space, start, end)
                 for lo, hi, backing, offset in space.shared_in(start, end):
                     child.map_file(lo, hi - lo, prot, backing, offset)  # the same pages, not a copy
@@ -269,6 +269,7 @@ class UnicornPlatform:
 # --- host memory ------------------------------------------------------------------------------
 _WINDOW_SHIFT = 30 if sys.maxsize > 1 << 32 else 24
 _WINDOW = 1 << _WINDOW_SHIFT       # guest memory is backed window by window (1 GiB of host address space each)
+LAZY_MIN = 64 << 20                # PROT_NONE mappings this large are kept out of unicorn until used
 _MERGE_SMALL = 1 << 20             # adjacent regions whose union is at most this are always merged,
 _MERGE_MAX = 32 << 20              # larger ones if within a factor of two, up to this
 
@@ -430,6 +431,10 @@ class UnicornSpace:
         self.threads = [self.cpu]  # every live thread's CPU over this Uc
         self.counted = False       # a run was counted (a time slice): the count hook is in
         self.active = self.cpu     # the thread whose registers are in the Uc now
+        # Large PROT_NONE reservations are kept out of unicorn (and host memory) until made
+        # accessible: thousands of 1 GiB regions cost unicorn quadratic time (a 4 TiB
+        # reservation took minutes). Faults there are still told apart by the MemoryManager.
+        self._lazy = []            # sorted, disjoint [start, end) of such reservations
 
     # --- host backing -------------------------------------------------------------------------
     def _host_of(self, addr: int) -> int:
@@ -639,9 +644,42 @@ class UnicornSpace:
                 break
         return done
 
-    def map(self, start: int, length: int, prot: int, _shared=None) -> None:
+    # --- reservations kept out of unicorn ----------------------------------------------------
+    def _lazy_cut(self, start: int, end: int) -> list:
+        """Take [start, end) out of the lazy reservations; the pieces that were there."""
+        cut, keep = [], []
+        for lo, hi in self._lazy:
+            if hi <= start or lo >= end:
+                keep.append([lo, hi])
+                continue
+            if lo < start:
+                keep.append([lo, start])
+            if hi > end:
+                keep.append([end, hi])
+            cut.append((max(lo, start), min(hi, end)))
+        self._lazy = keep
+        return cut
+
+    def _lazy_add(self, start: int, end: int) -> None:
+        self._lazy.append([start, end])
+        self._lazy.sort()
+
+    def is_lazy(self, start: int, end: int) -> bool:
+        """Is all of [start, end) a reservation kept out of unicorn?"""
+        return any(lo <= start and end <= hi for lo, hi in self._lazy)
+
+    def _materialize(self, start: int, end: int, perms: int) -> None:
+        """The lazy parts of [start, end) become unicorn regions of fresh zero pages."""
+        for lo, hi in self._lazy_cut(start, end):
+            self._commit(lo, hi)
+            self._add(lo, hi, perms)
+            self._coalesce(lo)
+            self._coalesce(hi)
+
+    def map(self, start: int, length: int, prot: int, _shared=None, lazy_ok: bool = True) -> None:
         """Anonymous zeroed pages at exactly [start, start+length), replacing what was there
-        (or, from map_file, _shared = (backing, offset): that file's pages)."""
+        (or, from map_file, _shared = (backing, offset): that file's pages). A large PROT_NONE
+        reservation (unless lazy_ok is false) is only recorded, until made accessible."""
         if (start | length) & (PAGE - 1):
             raise Errno(errno.EINVAL)
         if length <= 0:
@@ -651,6 +689,10 @@ class UnicornSpace:
             raise Errno(errno.ENOMEM)
         perms = _UC_PROT[prot & 7]
         self._unmap(start, end)
+        self._lazy_cut(start, end)
+        if perms == UC.UC_PROT_NONE and _shared is None and lazy_ok and length >= LAZY_MIN:
+            self._lazy_add(start, end)
+            return
         self._commit(start, end)
         if _shared is not None:
             self._share(start, end, *_shared)
@@ -677,6 +719,7 @@ class UnicornSpace:
             raise Errno(errno.EINVAL)
         if length > 0:
             self._unmap(start, start + length)
+            self._lazy_cut(start, start + length)
 
     def protect(self, start: int, length: int, prot: int) -> None:
         """Change the protection of the mapped pages in [start, start+length)."""
@@ -684,7 +727,10 @@ class UnicornSpace:
             raise Errno(errno.EINVAL)
         if prot & 2 and any(not r[2].writable and r[0] < start + length and start < r[1] for r in self.shared):
             raise Errno(errno.EACCES)  # the host pages of a read-only file stay read-only
-        self._protect(start, start + length, _UC_PROT[prot & 7])
+        perms = _UC_PROT[prot & 7]
+        if perms != UC.UC_PROT_NONE and self._lazy:
+            self._materialize(start, start + length, perms)
+        self._protect(start, start + length, perms)
 
     def _protect(self, start: int, end: int, perms: int) -> None:
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
@@ -713,6 +759,9 @@ class UnicornSpace:
             raise Errno(errno.EINVAL)
         if new + new_len > 1 << 64:
             raise Errno(errno.ENOMEM)
+        if self._lazy:
+            self._materialize(old, old + old_len, UC.UC_PROT_NONE)
+            self._lazy_cut(new, new + new_len)
         keep_end = old + min(old_len, new_len)
         kept = []  # (start, end, perms) of the mapped pieces that travel
         i = max(bisect.bisect_right(self._starts, old) - 1, 0)
@@ -793,7 +842,10 @@ class UnicornSpace:
         (both mapped), host memory to host memory. Pages the other space never
         touched (pagemap) are zero there and here already: a fork does not copy,
         nor commit, the untouched bulk of an 8 MiB stack or a big heap."""
-        for lo, hi in _chunks(start, end):
+        pieces = [(start, end)]
+        for llo, lhi in other._lazy:  # nothing to copy where the other keeps a reservation
+            pieces = [p for a, b in pieces for p in ((a, min(b, llo)), (max(a, lhi), b)) if p[1] > p[0]]
+        for lo, hi in (c for a, b in pieces for c in _chunks(a, b)):
             src, dst = other._host_of(lo), self._host_of(lo)
             for run_lo, run_hi in other._host.resident_runs(src, hi - lo):
                 ctypes.memmove(dst + run_lo, src + run_lo, run_hi - run_lo)

@@ -45,6 +45,19 @@ def _writable(t, fd):
     return f
 
 
+def _positioned(t, fd, offset, writing: bool):
+    """The file of a positioned call, in Linux's order: a negative offset EINVAL, then the
+    fd, then a stream (no FMODE_PREAD/PWRITE) ESPIPE, then the access mode EBADF."""
+    if s64(offset) < 0:
+        raise Errno(E.EINVAL)
+    f = _file(t, s32(fd))
+    if not f.positional:
+        raise Errno(E.ESPIPE)
+    if not (f.writable if writing else f.readable):
+        raise Errno(E.EBADF)
+    return f
+
+
 def _holding(t, fd, f, call, *args):
     """call(*args); should it wait, the task holds f meanwhile."""
     try:
@@ -59,9 +72,11 @@ def _deliver(t, f, data: bytes, iov) -> int:
     up to the first bad page; what could not be copied goes back to the file."""
     done = 0
     for base, length in iov:
-        want = min(length, len(data) - done)
-        if want <= 0:
+        if done >= len(data):
             break
+        want = min(length, len(data) - done)
+        if want == 0:
+            continue  # an empty buffer is never touched, whatever its address
         ok = t.mm.writable_prefix(base, want)
         t.mm.write(base, data[done:done + ok])
         done += ok
@@ -310,17 +325,13 @@ def write(t, fd, buf, count):
 
 @syscall("pread64")
 def pread64(t, fd, buf, count, offset):
-    f = _readable(t, fd)
-    if s64(offset) < 0:
-        raise Errno(E.EINVAL)
+    f = _positioned(t, fd, offset, False)
     return _accessed(f, _read_pieces(t, f, buf, count, offset))
 
 
 @syscall("pwrite64")
 def pwrite64(t, fd, buf, count, offset):
-    f = _writable(t, fd)
-    if s64(offset) < 0:
-        raise Errno(E.EINVAL)
+    f = _positioned(t, fd, offset, True)
     return _modified(f, _write_pieces(t, f, buf, count, offset))
 
 
@@ -366,19 +377,15 @@ def writev(t, fd, iov_addr, iovcnt):
 
 @syscall("preadv")
 def preadv(t, fd, iov_addr, iovcnt, offset):
-    f = _readable(t, fd)
+    f = _positioned(t, fd, offset, False)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
-    if s64(offset) < 0:
-        raise Errno(E.EINVAL)
     data = f.pread(min(sum(n for _, n in iov), PIECE), offset)
     return _accessed(f, _deliver_at(t, data, iov))
 
 
 @syscall("pwritev")
 def pwritev(t, fd, iov_addr, iovcnt, offset):
-    f = _writable(t, fd)
-    if s64(offset) < 0:
-        raise Errno(E.EINVAL)
+    f = _positioned(t, fd, offset, True)
     return _modified(f, _write_at(t, f, _gather(t, read_iovec(t.mm, iov_addr, s32(iovcnt))), offset))
 
 
@@ -490,9 +497,7 @@ def _write_at(t, f, data, offset: int, flags: int = 0) -> int:
          "on memory); offset -1 reads at the file position")
 def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     offset = s64(offset)
-    if offset < -1:
-        raise Errno(E.EINVAL)
-    f = _readable(t, fd)
+    f = _readable(t, fd) if offset == -1 else _positioned(t, fd, offset, False)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, False)
     size = min(sum(n for _, n in iov), PIECE)
@@ -505,9 +510,7 @@ def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
          "and DONTCACHE on regular files EOPNOTSUPP (as Linux's tmpfs); offset -1 writes at the file position")
 def pwritev2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     offset = s64(offset)
-    if offset < -1:
-        raise Errno(E.EINVAL)
-    f = _writable(t, fd)
+    f = _writable(t, fd) if offset == -1 else _positioned(t, fd, offset, True)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     _rwf(f, flags & 0xFFFFFFFF, True)
     data = _gather(t, iov)

@@ -7,7 +7,7 @@ from sentry.sched import Wait
 from sentry.signals import send
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK
 from sentry.vfs.pipe import PipeFile, make_pipe
-from syscalls.registry import PARTIAL, syscall
+from syscalls.registry import syscall
 
 O_DIRECT, O_NOTIFICATION_PIPE = 0o40000, 0o40000 << 1
 
@@ -44,12 +44,13 @@ def pipe_write(t, f, data) -> int:
             return done
 
 
-@syscall("pipe2", status=PARTIAL, note="O_CLOEXEC, O_NONBLOCK; O_DIRECT (packet mode) answers EINVAL")
+@syscall("pipe2", note="O_CLOEXEC, O_NONBLOCK, O_DIRECT (packet mode); O_NOTIFICATION_PIPE EINVAL, as "
+         "Linux without CONFIG_WATCH_QUEUE")
 def pipe2(t, fds_addr, flags):
-    if flags & ~(O_CLOEXEC | O_NONBLOCK):
+    if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise Errno(E.EINVAL)
     t.mm.check(fds_addr, 8, 2)  # EFAULT before anything is made
-    r, w = make_pipe(flags & O_NONBLOCK, (t.fsuid, t.fsgid))
+    r, w = make_pipe(flags & (O_NONBLOCK | O_DIRECT), (t.fsuid, t.fsgid))
     cloexec = bool(flags & O_CLOEXEC)
     rfd = t.fds.install(r, cloexec)
     try:

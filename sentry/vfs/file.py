@@ -53,6 +53,12 @@ class File:
     def pwrite(self, data: bytes, offset: int) -> int:
         raise Errno(E.ESPIPE)
 
+    @property
+    def positional(self) -> bool:
+        """Linux's FMODE_PREAD|FMODE_PWRITE: not a stream (pipes, sockets, terminals and
+        anonymous files are), so a positioned call reaches the file's own checks."""
+        return type(self).pread is not File.pread
+
     def seek(self, offset: int, whence: int) -> int:
         raise Errno(E.ESPIPE)
 
@@ -274,6 +280,9 @@ class DirFile(File):
         self.snapshot = None
 
     def read(self, size):
+        raise Errno(E.EISDIR)
+
+    def pread(self, size, offset):
         raise Errno(E.EISDIR)
 
     def write(self, data):

@@ -19,7 +19,9 @@ from sentry.sched import Wait, WaitQueue
 from sentry.vfs.file import O_ACCMODE, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, File
 from sentry.vfs.inode import Inode
 
+O_DIRECT = 0o40000  # a pipe's writer in packet mode (pipe2, F_SETFL)
 PAGE = 4096
+PACKET = PAGE + 1  # a page's end written in packet mode: never merged into, read as one packet
 PIPE_BUF = 4096
 DEFAULT_SIZE = 65536
 MAX_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size
@@ -52,6 +54,8 @@ class Pipe(Inode):
         return len(self.pages) >= self.capacity // PAGE
 
     def read(self, size: int, nonblock: bool) -> bytes:
+        """A read that meets a packet (PIPE_BUF_FLAG_PACKET) ends with it, the part of
+        it that does not fit in size discarded."""
         if not self.count:
             if not self.writers or size == 0:
                 return b""
@@ -63,6 +67,12 @@ class Pipe(Inode):
         while pages and len(out) < size:
             data = pages[0][0]
             want = size - len(out)
+            if pages[0][1] == PACKET:
+                taken = data[:want]
+                out += taken
+                pages.popleft()
+                self.count -= len(data) - len(taken)  # the rest of the packet is dropped
+                break
             if want >= len(data):
                 out += data
                 pages.popleft()  # read to the end: the slot is free
@@ -79,11 +89,12 @@ class Pipe(Inode):
             self.pages.appendleft([bytearray(data), PAGE])  # never merged into
             self.count += len(data)
 
-    def write(self, data, nonblock: bool, merge: bool = True) -> int:
+    def write(self, data, nonblock: bool, merge: bool = True, packet: bool = False) -> int:
         """Put what fits now, as Linux's pipe_write: the tail that is not a whole page
         into the last page if it fits there (merge: only at the start of a write()),
         then whole pages into free slots. A write of at most PIPE_BUF bytes goes whole
-        or not at all. EAGAIN or a Wait when nothing fits."""
+        or not at all. EAGAIN or a Wait when nothing fits. packet (the writer is in
+        packet mode, O_DIRECT): no merging, each page a packet never merged into."""
         if not self.readers:
             raise Errno(E.EPIPE)
         n = len(data)
@@ -92,7 +103,7 @@ class Pipe(Inode):
         pages = self.pages
         done = 0
         chars = n & (PAGE - 1)
-        if merge and chars and pages:
+        if merge and chars and pages and not packet:
             last = pages[-1]
             if last[1] + chars <= PAGE:
                 last[0] += data[:chars]
@@ -101,7 +112,7 @@ class Pipe(Inode):
         slots = self.capacity // PAGE
         while done < n and len(pages) < slots:
             piece = data[done:done + PAGE]
-            pages.append([bytearray(piece), len(piece)])
+            pages.append([bytearray(piece), PACKET if packet else len(piece)])
             done += len(piece)
         if not done:
             if nonblock:
@@ -158,7 +169,7 @@ class PipeFile(File):
         self.pipe.unread(data)
 
     def write(self, data, merge: bool = True) -> int:
-        return self.pipe.write(data, bool(self.flags & O_NONBLOCK), merge)
+        return self.pipe.write(data, bool(self.flags & O_NONBLOCK), merge, bool(self.flags & O_DIRECT))
 
     def ioctl(self, task, request: int, arg: int) -> int:
         if request == FIONREAD:
@@ -184,7 +195,7 @@ def make_pipe(flags: int, owner=(0, 0)) -> tuple[PipeFile, PipeFile]:
     pipe = Pipe()
     pipe.uid, pipe.gid = owner
     nb = flags & O_NONBLOCK
-    return PipeFile(pipe, O_RDONLY | nb), PipeFile(pipe, O_WRONLY | nb)
+    return PipeFile(pipe, O_RDONLY | nb), PipeFile(pipe, O_WRONLY | nb | flags & O_DIRECT)
 
 
 def open_fifo(task, inode, flags: int, path: str) -> PipeFile:

@@ -44,16 +44,17 @@ def pack_stat(arch: str, st) -> bytes:
 
 
 STATX_BASIC_STATS = 0x7FF
-_STATX = struct.Struct("<IIQIIIHxxQQQQ" + "qI4x" * 4 + "IIII")
+_STATX = struct.Struct("<IIQIIIHxxQQQQ" + "qI4x" * 4 + "IIIIQ")
 
 
-def pack_statx(st) -> bytes:
+def pack_statx(st, mask: int = 0, mnt_id: int = 0, attributes: int = 0, attributes_mask: int = 0) -> bytes:
+    """struct statx: the basic stats, and what `mask` adds (the mount id)."""
     times = []
     for ns in (st.atime, st.ctime, st.ctime, st.mtime):  # atime, btime, ctime, mtime
         times += _split_ns(ns)
-    head = _STATX.pack(STATX_BASIC_STATS, 4096, 0, st.nlink, st.uid, st.gid, st.mode,
-                       st.ino, st.size, st.blocks, 0, *times,
-                       st.rdev >> 8, st.rdev & 0xFF, st.dev >> 8, st.dev & 0xFF)
+    head = _STATX.pack(STATX_BASIC_STATS | mask, 4096, attributes, st.nlink, st.uid, st.gid, st.mode,
+                       st.ino, st.size, st.blocks, attributes_mask, *times,
+                       st.rdev >> 8, st.rdev & 0xFF, st.dev >> 8, st.dev & 0xFF, mnt_id)
     return head.ljust(256, b"\0")
 
 

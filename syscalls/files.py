@@ -16,6 +16,7 @@ from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_STATX_SYN
 from syscalls.fown import OWN_CMDS, own
 from syscalls.inotify import dnotify
 from syscalls.locks import F_GETLEASE, F_SETLEASE, RECORD_LOCK_CMDS, lease, record_lock
+from syscalls.mounts import STATX_ATTR_MOUNT_ROOT, statx_mount
 from syscalls.paths import inode_at
 from syscalls.registry import PARTIAL, syscall
 
@@ -102,11 +103,14 @@ def close(t, fd):
 CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 0x2, 0x4
 
 
-@syscall("close_range", note="CLOSE_RANGE_UNSHARE has nothing to unshare: a process's table is its own")
+@syscall("close_range", note="CLOSE_RANGE_UNSHARE gives a caller sharing its table (CLONE_FILES) its own first")
 def close_range(t, first, last, flags):
     first, last, flags = first & 0xFFFFFFFF, last & 0xFFFFFFFF, flags & 0xFFFFFFFF
     if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
         raise Errno(E.EINVAL)
+    if flags & CLOSE_RANGE_UNSHARE and t.fds.users > 1:
+        shared, t.fds = t.fds, t.fds.copy()
+        shared.release()
     t.fds.close_range(first, last, cloexec=bool(flags & CLOSE_RANGE_CLOEXEC))
     return 0
 
@@ -203,13 +207,16 @@ def newfstatat(t, dirfd, path, buf, flags):
     return 0
 
 
-@syscall("statx", status=PARTIAL, note="basic stats only; no btime, attributes or mount id")
+@syscall("statx", status=PARTIAL, note="basic stats and the mount id (STATX_MNT_ID, STATX_MNT_ID_UNIQUE), "
+         "STATX_ATTR_MOUNT_ROOT; no btime or other attributes")
 def statx(t, dirfd, path, flags, mask, buf):
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE):
         raise Errno(E.EINVAL)
     if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or mask & 0x80000000:
         raise Errno(E.EINVAL)
-    t.mm.write(buf, pack_statx(_inode_at(t, dirfd, path, flags).stat()))
+    st = _inode_at(t, dirfd, path, flags).stat()
+    mnt_mask, mnt_id, root_attr = statx_mount(t, dirfd, path, flags, mask)
+    t.mm.write(buf, pack_statx(st, mnt_mask, mnt_id, root_attr, STATX_ATTR_MOUNT_ROOT))
     return 0
 
 

@@ -7,3 +7,4 @@ from syscalls import mqueue, msg, sem, shm  # noqa: F401,E402  (IPC: sentry/ipc)
 from syscalls import keys, xattr  # noqa: F401,E402
 from syscalls import fanotify, inotify  # noqa: F401,E402
 from syscalls import aio, chroot, crossproc, futex2, kcmp, legacy  # noqa: F401,E402  (issue 13)
+from syscalls import lsm, mounts  # noqa: F401,E402  (newer kernels: 6.8)

@@ -11,9 +11,9 @@ from syscalls.abi import pack_utsname, s32
 from syscalls.registry import PARTIAL, syscall
 
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
-# The Linux the sandbox presents: every call up to 6.7's (futex2, fchmodat2) is answered, so LTP runs
-# the tests of features that exist; statmount/listmount (6.8) do not.
-KERNEL_RELEASE = b"6.7.0-sentry"
+# The Linux the sandbox presents: every call up to 6.8's (futex2, fchmodat2, statmount, listmount,
+# the lsm_* calls) is answered, so LTP runs the tests of features that exist; mseal (6.10) is not.
+KERNEL_RELEASE = b"6.8.0-sentry"
 NEW_UTS_LEN = 64
 PER_MASK, PER_LINUX32, UNAME26 = 0xFF, 0x0008, 0x0020000
 COMPAT_MACHINE = {"x86_64": b"i686", "aarch64": b"armv8l"}  # uname -m under PER_LINUX32 (linux32)

@@ -22,14 +22,13 @@ _WITHOUT = {
     "secret memory (secretmem.enable=0, Linux's default)": ("memfd_secret",),
     "CONFIG_SECURITY_LANDLOCK (programs that sandbox themselves with it run on without)":
         ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"),
-    "CONFIG_SYSFS_SYSCALL": ("sysfs",),
     "CONFIG_USELIB": ("uselib",),
     "CONFIG_QUOTA": ("quotactl", "quotactl_fd"),
     "CONFIG_CACHESTAT_SYSCALL": ("cachestat",),
     "CONFIG_X86_USER_SHADOW_STACK (no user shadow stacks)": ("map_shadow_stack",),
 }
 # Calls added after the kernel the sandbox presents (uname: 6.7): ENOSYS there too.
-_NEWER = ("statmount", "listmount", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules", "mseal")
+_NEWER = ("mseal",)
 # Table entries Linux itself answers with sys_ni_syscall, or calls it removed.
 _NEVER = ("afs_syscall", "tuxcall", "security", "vserver", "getpmsg", "putpmsg", "create_module",
           "get_kernel_syms", "query_module", "nfsservctl", "epoll_ctl_old", "epoll_wait_old", "_sysctl",

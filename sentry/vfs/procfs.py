@@ -26,13 +26,13 @@ import stat as S
 import time
 
 from sentry.errors import Errno
+from sentry.vfs import mounts
 from sentry.vfs.file import O_ACCMODE, O_RDONLY, O_WRONLY, SEEK_CUR, SEEK_SET, File
 from sentry.vfs.inode import FileSystem, Inode
 
 PROC_SUPER_MAGIC = 0x9FA0
 VIRTUAL_RAM = 4 << 30           # the sandbox's RAM, as sysinfo(2) reports it (syscalls/info.py)
 RLIM_INFINITY = (1 << 64) - 1
-FIRST_MNT_ID = 21
 CLK_TCK = 100
 PAGE = 4096
 O_CLOEXEC = 0o2000000
@@ -929,44 +929,8 @@ def gen_fdinfo(procfs, task, fd: int) -> bytes:
 
 # --- mounts -------------------------------------------------------------------------------------
 
-def mount_table(vfs):
-    """[(id, parent id, path, root inode)], the root first, then in mount order."""
-    rows = [(b"/", vfs.root)] + list(vfs.mounts.items())
-    out = []
-    for i, (path, inode) in enumerate(rows):
-        parent_id = FIRST_MNT_ID - 1
-        best = -1
-        for j, (other, _) in enumerate(rows[:i] if i else []):
-            prefix = other.rstrip(b"/") + b"/"
-            if path.startswith(prefix) and len(other) > best:
-                best, parent_id = len(other), FIRST_MNT_ID + j
-        out.append((FIRST_MNT_ID + i, parent_id, path, inode))
-    return out
-
-
 def mount_id_of(vfs, f) -> int:
-    path = os.fsencode(f.path or "")
-    best, mid = -1, FIRST_MNT_ID
-    for m_id, _, mpath, _ in mount_table(vfs):
-        prefix = mpath.rstrip(b"/") + b"/"
-        if (path == mpath or path.startswith(prefix)) and len(mpath) > best:
-            best, mid = len(mpath), m_id
-    return mid
-
-
-def _fs_desc(fs):
-    """(source, type, options) of a filesystem as mounts shows it."""
-    ro = "ro" if fs.readonly else "rw"
-    if fs.magic == PROC_SUPER_MAGIC:
-        return "proc", "proc", "rw,nosuid,nodev,noexec,relatime"
-    if fs.name == "devtmpfs":
-        return "devtmpfs", "devtmpfs", ro + ",nosuid,relatime,mode=755"
-    if fs.name.startswith("host:"):
-        # a host directory lent to the sandbox; statfs calls it ext4 (EXT4_SUPER_MAGIC)
-        return "none", "ext4" if fs.magic == 0xEF53 else "hostfs", ro + ",relatime"
-    if fs.magic == 0x01021994:
-        return "tmpfs", "tmpfs", ro + ",relatime"
-    return "none", fs.name.split(":")[0] or "none", ro + ",relatime"
+    return mounts.mount_of_file(vfs, f).id
 
 
 def _mangle(path: bytes) -> bytes:
@@ -977,21 +941,19 @@ def _mangle(path: bytes) -> bytes:
 
 def gen_mounts(vfs) -> bytes:
     out = []
-    for _, _, path, inode in mount_table(vfs):
-        source, kind, opts = _fs_desc(inode.fs)
-        out.append(b"%s %s %s %s 0 0\n" % (source.encode(), _mangle(path), kind.encode(), opts.encode()))
+    for m in mounts.table(vfs):
+        out.append(b"%s %s %s %s 0 0\n" % (m.source.encode(), _mangle(m.path), m.fstype.encode(), m.options.encode()))
     return b"".join(out)
 
 
 def gen_mountinfo(vfs) -> bytes:
     out = []
-    for mid, parent, path, inode in mount_table(vfs):
-        source, kind, opts = _fs_desc(inode.fs)
-        dev = inode.fs.dev
-        mount_opts, _, super_opts = opts.partition(",")
+    for m in mounts.table(vfs):
+        dev = m.fs.dev
+        mount_opts = m.options.partition(",")[0]
         out.append(b"%d %d %d:%d / %s %s - %s %s %s\n" % (
-            mid, parent, os.major(dev), os.minor(dev), _mangle(path), opts.encode(),
-            kind.encode(), source.encode(), (mount_opts or "rw").encode()))
+            m.id, m.parent_id, os.major(dev), os.minor(dev), _mangle(m.path), m.options.encode(),
+            m.fstype.encode(), m.source.encode(), (mount_opts or "rw").encode()))
     return b"".join(out)
 
 
@@ -1020,7 +982,7 @@ def _release() -> tuple[bytes, bytes]:
     try:
         from syscalls.info import KERNEL_RELEASE
     except ImportError:
-        KERNEL_RELEASE = b"6.7.0-sentry"
+        KERNEL_RELEASE = b"6.8.0-sentry"
     return KERNEL_RELEASE, b"#1 SMP PREEMPT sentry"
 
 
@@ -1029,12 +991,8 @@ def gen_version(kernel) -> bytes:
     return b"Linux version %s (sentry@sentry) (gcc version 12.2.0) %s\n" % (release, version)
 
 
-FILESYSTEMS = [("nodev", "sysfs"), ("nodev", "tmpfs"), ("nodev", "proc"), ("nodev", "devtmpfs"),
-               ("nodev", "pipefs"), ("nodev", "devpts"), ("", "ext4"), ("nodev", "mqueue")]
-
-
 def gen_filesystems(kernel) -> bytes:
-    return "".join(f"{a}\t{b}\n" for a, b in FILESYSTEMS).encode()
+    return "".join(f"{a}\t{b}\n" for a, b in mounts.FILESYSTEMS).encode()
 
 
 def gen_devices(kernel) -> bytes:

@@ -307,14 +307,14 @@ def test_system_files(k):
     assert read(k, "/proc/loadavg") == b"0.00 0.00 0.00 1/2 2\n"
     up, idle = map(float, read(k, "/proc/uptime").split())
     assert 12 <= up < 100 and idle >= up
-    assert read(k, "/proc/version").startswith(b"Linux version 6.7.0-sentry ")
+    assert read(k, "/proc/version").startswith(b"Linux version 6.8.0-sentry ")
     cpu = read(k, "/proc/cpuinfo").decode()
     assert cpu.startswith("processor\t: 0\nvendor_id\t: GenuineIntel\n")  # unicorn's Westmere
     assert " sse4_2 " in cpu and " avx " not in cpu
     stat = read(k, "/proc/stat").decode()
     assert stat.startswith("cpu  ") and "\ncpu0 " in stat and re.search(r"\nbtime \d+\n", stat)
     assert read(k, "/proc/sys/kernel/hostname") == b"sentry\n"
-    assert read(k, "/proc/sys/kernel/osrelease") == b"6.7.0-sentry\n"
+    assert read(k, "/proc/sys/kernel/osrelease") == b"6.8.0-sentry\n"
     assert read(k, "/proc/sys/kernel/pid_max") == b"4194304\n"
     assert read(k, "/proc/sys/vm/overcommit_memory") == b"0\n"
     assert read(k, "/proc/sys/fs/file-max").strip().isdigit()

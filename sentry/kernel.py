@@ -9,6 +9,7 @@ from collections import deque
 
 from sentry import keys
 from sentry import ipc
+from sentry import ptrace_guest
 from sentry.errors import Errno, SentryError
 from sentry.fdtable import FDTable
 from sentry.mm import MemoryManager
@@ -28,6 +29,7 @@ BELL = -1  # the selector key data of post()'s bell
 RESTART_RESULTS = frozenset(-e & MASK64 for e in (512, 513, 514, 516))  # -ERESTARTSYS .. -ERESTART_RESTARTBLOCK
 FD_POLL_EVERY = 0.005  # while tasks keep the loop busy, host fds are still looked at this often
 
+SIGKILL_BIT = 1 << 8
 SIGNAL_NAMES = {4: "SIGILL", 5: "SIGTRAP", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 11: "SIGSEGV"}
 
 
@@ -361,6 +363,8 @@ class Kernel:
             task.pending_result = None
             nr, value = result
             task.cpu.set_result(value)
+            if task.ptrace is not None and ptrace_guest.syscall_exit(task, nr, value):
+                return  # parked at its syscall-exit stop
             self._to_user(task, nr, value)
             return
         self._to_user(task, None, None)
@@ -401,7 +405,10 @@ class Kernel:
         # syscalls) goes through this thread, stopped at the call, whichever thread it is.
         task.mm.space.cpu = task.cpu
         try:
-            ret = self.dispatch(task, stop.nr, stop.args)
+            if task.ptrace is None:
+                ret = self.dispatch(task, stop.nr, stop.args)
+            else:  # its syscall-entry stop first, then the call as the tracer left it
+                ret = ptrace_guest.traced_syscall(self.dispatch, task, stop)
         except Wait as w:
             self._park(task, stop, w)
             return
@@ -417,6 +424,8 @@ class Kernel:
             task.release_held()
         if task.exit_status is not None or ret is None:
             return  # it ended during its own call (a signal it sent its group), or runs on
+        if task.ptrace is not None and ptrace_guest.syscall_exit(task, stop.nr, ret):
+            return  # parked at its syscall-exit stop
         if task.sigpending():
             task.cpu.set_result(ret)
             self._to_user(task, stop.nr, ret)
@@ -515,7 +524,7 @@ class Kernel:
         the Wait's interrupt result), or stop it if it is running."""
         w = task.blocked
         if w is not None:
-            if not w.interruptible:
+            if not w.interruptible and not (w.killable and task.pending_signals & SIGKILL_BIT):
                 return
             stop = task.pending_stop
             self._unpark(task)
@@ -716,6 +725,8 @@ class Kernel:
         when it is its process's last, the memory and the rest."""
         if self.tasks.pop(task.tid, None) is None:
             return
+        if task.ptrace is not None or task.traces:
+            ptrace_guest.on_release(task)
         if task.blocked is not None:
             self._unpark(task)
         if task.held_files is not None:

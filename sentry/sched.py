@@ -48,11 +48,11 @@ class Wait(Exception):
     the syscall with that value instead of running it again (vfork)."""
 
     __slots__ = ("queues", "fds", "deadline", "timeout_result", "interrupt_result",
-                 "on_interrupt", "interruptible", "wake_result")
+                 "on_interrupt", "interruptible", "wake_result", "killable")
 
     def __init__(self, fd=None, events=0, deadline=None, timeout_result=0, queues=(),
                  interrupt_result=-ERESTARTSYS, on_interrupt=None, interruptible=True, wake_result=None,
-                 fds=()):
+                 fds=(), killable=False):
         self.queues = queues
         self.fds = ((fd, events),) + tuple(fds) if fd is not None else tuple(fds)  # (host fd, events)
         self.deadline = deadline
@@ -61,6 +61,7 @@ class Wait(Exception):
         self.on_interrupt = on_interrupt
         self.interruptible = interruptible
         self.wake_result = wake_result
+        self.killable = killable  # not interruptible, but SIGKILL ends it (a ptrace stop)
 
 
 class TaskExit(Exception):

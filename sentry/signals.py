@@ -17,6 +17,7 @@ stop, and interrupted syscalls are restarted or fail with EINTR.
 """
 import struct
 
+from sentry import ptrace_guest
 from sentry.sched import TaskExit, Wait, WaitQueue
 
 # sentry/sigframe.py (the frames) is imported when a frame is first needed: not on the start path
@@ -370,7 +371,7 @@ def _prepare(task, sig: int) -> bool:
         return True
     if task.sigmask & _bit(sig):
         return True  # blocked signals are never ignored: the handler may change meanwhile
-    return not _ignored_by(task, sig)
+    return not _ignored_by(task, sig) or task.ptrace is not None  # a tracer sees ignored ones too
 
 
 def _flush(task, mask: int) -> None:
@@ -415,7 +416,8 @@ def _complete(task, sig: int, group: bool) -> None:
         shared.chosen[sig] = target
     h = handler_of(target, sig)
     kind = _DEFAULT.get(sig, TERM)
-    if h == SIG_DFL and kind == TERM and not shared.group_exit and not target.sigmask & _bit(sig):
+    if h == SIG_DFL and kind == TERM and not shared.group_exit and not target.sigmask & _bit(sig) \
+            and (sig == SIGKILL or target.ptrace is None):  # a tracee's signal stops first
         # fatal to the whole process: every thread takes SIGKILL, the first to run ends it
         shared.group_exit = sig
         for t in _threads(task):
@@ -512,14 +514,26 @@ def deliver(task, nr, result) -> None:
     shared = task.sigshared
     while True:
         task.pending_signals &= ~JOBCTL
-        if shared.stopped and not task.pending_signals & _bit(SIGKILL):
+        traced = task.ptrace is not None
+        if traced:
+            ptrace_guest.before_signals(task)  # a ptrace stop that lasts, PTRACE_INTERRUPT's
+        elif shared.stopped and not task.pending_signals & _bit(SIGKILL):
             raise Wait(queues=(shared.stop_queue,), interrupt_result=0)  # a group stop holds it
         if shared.group_exit and task.pending_signals & _bit(SIGKILL):
             task.pending_signals &= ~_bit(SIGKILL)
             _die(task, shared.group_exit, None)
-        sig, info = dequeue(task, task.sigmask)
-        if not sig:
-            break
+        got = ptrace_guest.injected(task) if traced else None
+        if got is not None:
+            sig, info = got  # the tracer's choice at the signal-delivery stop
+            if sig != SIGKILL and task.sigmask & _bit(sig):
+                send(task, sig, info)  # blocked now: it waits as any other
+                continue
+        else:
+            sig, info = dequeue(task, task.sigmask)
+            if not sig:
+                break
+            if traced and sig != SIGKILL:
+                ptrace_guest.signal_stop(task, sig, info)  # the tracer decides what is delivered
         handler, flags, restorer, mask = action(task, sig)
         if sig == SIGKILL:
             handler = SIG_DFL
@@ -772,6 +786,9 @@ def _die(task, sig: int, info) -> None:
 
 # --- job control -------------------------------------------------------------------------------
 def _group_stop(task, sig: int) -> None:
+    if task.ptrace is not None:
+        ptrace_guest.group_stop(task, sig)  # its tracer is told, and resumes it
+        return
     shared = task.sigshared
     if not shared.stopped:
         shared.stopped, shared.stop_sig = True, sig

@@ -81,6 +81,8 @@ class Task:
         self.using = None         # (fd, socket, the call's args) a socket call looked up
         self.syscall_args = ()
         self.vfork_parent = None  # the Process held until this vfork child execs or exits
+        self.ptrace = None        # its Tracee while a task of the sandbox traces it (sentry/ptrace_guest.py)
+        self.traces = False       # it has traced a task (its end detaches them)
 
     @property
     def cwd(self):

@@ -68,6 +68,10 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
             child.mm.write_u32(parent_tid, pid)
     if flags & CLONE_VFORK:
         child.vfork_parent = t.proc
+    if t.ptrace is not None:  # a tracee's child may be traced too; its fork event stop
+        from sentry import ptrace_guest
+        ptrace_guest.forked(t, child, flags | exit_signal, pid)
+    if flags & CLONE_VFORK:
         raise Wait(queues=(child.proc.vfork_done,), interruptible=False, wake_result=pid)
     return pid
 
@@ -108,6 +112,9 @@ def _new_thread(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls:
         child.clear_child_tid = child_tid
     if flags & CLONE_PARENT_SETTID:
         t.mm.write_u32(parent_tid, tid)
+    if t.ptrace is not None:
+        from sentry import ptrace_guest
+        ptrace_guest.forked(t, child, flags, tid)
     return tid
 
 
@@ -186,4 +193,7 @@ def execveat(t, dirfd, path, argv, envp, flags):
     args, env = _strings(t, argv), _strings(t, envp)
     prepared = execmod.prepare(t, s32(dirfd), name, args, env, flags)
     execmod.commit(t, prepared)
+    if t.ptrace is not None:  # PTRACE_EVENT_EXEC, or the SIGTRAP of a traced exec
+        from sentry import ptrace_guest
+        ptrace_guest.execed(t)
     return 0

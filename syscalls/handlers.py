@@ -8,3 +8,4 @@ from syscalls import keys, xattr  # noqa: F401,E402
 from syscalls import fanotify, inotify  # noqa: F401,E402
 from syscalls import aio, chroot, crossproc, futex2, kcmp, legacy  # noqa: F401,E402  (issue 13)
 from syscalls import lsm, mounts  # noqa: F401,E402  (newer kernels: 6.8)
+from syscalls import ptrace  # noqa: F401,E402

@@ -21,6 +21,7 @@ import time
 from signal import SIGPIPE
 
 from sentry.errors import Errno
+from sentry.net.inet import InetSocket
 from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, RMEM_MAX, SCM_MAX_FD,
                              SEND_SHUTDOWN, SOCK_DGRAM, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF, SOCK_RAW, SOCK_SEQPACKET,
                              SOCK_STREAM, SOMAXCONN, WMEM_MAX, UnixSocket, drop_file, hold_file, names)
@@ -28,12 +29,13 @@ from sentry.sched import ERESTARTSYS, Wait
 from sentry.signals import send
 from sentry.vfs import perm
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR
+from syscalls import inet
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
 from syscalls.registry import PARTIAL, syscall
 
 AT_FDCWD = -100
 SOCK_NONBLOCK, SOCK_CLOEXEC, SOCK_TYPE_MASK, SOCK_MAX = O_NONBLOCK, O_CLOEXEC, 0xF, 11
-AF_INET, AF_INET6, AF_MAX = 2, 10, 46
+AF_INET, AF_INET6, AF_PACKET, AF_MAX = 2, 10, 17, 46
 PF_UNIX = 1
 INT_MAX = 0x7FFFFFFF
 UIO_MAXIOV = 1024
@@ -284,7 +286,7 @@ def _recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
     peek = bool(flags & MSG_PEEK)
     if sock.type == SOCK_STREAM:
         if sock.state != ESTABLISHED:
-            raise Errno(E.EINVAL)
+            raise Errno(E.ENOTCONN if isinstance(sock, InetSocket) else E.EINVAL)
         if flags & MSG_OOB:
             raise Errno(E.EINVAL)  # no out-of-band byte is ever pending
         p = _progress(t, sock, "recv", sock.rcvtimeo)
@@ -362,6 +364,10 @@ def sock_ioctl(t, sock: UnixSocket, request: int, arg: int) -> int:
 def _send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None, dest=None) -> int:
     """One send of `length` bytes (get(offset, n) reads them), as unix_stream_sendmsg /
     unix_dgram_sendmsg / unix_seqpacket_sendmsg. `files` go as SCM_RIGHTS."""
+    if isinstance(sock, InetSocket):  # TCP takes the stream path (a destination is ignored), UDP its own
+        if sock.type != SOCK_STREAM:
+            return inet.send_dgram(t, sock, get, length, flags, dest)
+        files, cred, dest = (), None, None
     nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
     if sock.type == SOCK_STREAM:
         if flags & MSG_OOB:
@@ -609,6 +615,11 @@ def _unix_kind(kind: int, protocol: int) -> int:
 def socket(t, family, type_, protocol):
     family, type_, protocol = s32(family), s32(type_), s32(protocol)
     kind, flags = _new_type(family, type_, protocol)
+    if family in (AF_INET, AF_INET6):
+        sock = inet.create(t, family, kind, protocol, flags)
+        return t.fds.install(sock, cloexec=bool(flags & SOCK_CLOEXEC))
+    if family == AF_PACKET:
+        raise Errno(E.EPERM)  # no CAP_NET_RAW in the sandbox's network
     if family != AF_UNIX:
         raise Errno(E.EAFNOSUPPORT)
     sock = UnixSocket(t.kernel, _unix_kind(kind, protocol), flags, t)
@@ -621,6 +632,7 @@ def socketpair(t, family, type_, protocol, sv):
     family, type_, protocol = s32(family), s32(type_), s32(protocol)
     kind, flags = _new_type(family, type_, protocol)
     if family in (AF_INET, AF_INET6):
+        inet.create(t, family, kind, protocol, flags).close()  # the protocol's errors come first
         raise Errno(E.EOPNOTSUPP)  # Linux makes the two sockets, then inet has no socketpair
     if family != AF_UNIX:
         raise Errno(E.EAFNOSUPPORT)
@@ -647,6 +659,8 @@ def socketpair(t, family, type_, protocol, sv):
 def bind(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
+    if isinstance(sock, InetSocket):
+        return inet.bind(t, sock, raw)
     if raw is not None and len(raw) == 2 and int.from_bytes(raw, "little") == AF_UNIX:
         _autobind(t, sock)
         return 0
@@ -682,6 +696,8 @@ def listen(t, fd, backlog):
     backlog = s32(backlog)
     if backlog & 0xFFFFFFFF > SOMAXCONN:
         backlog = SOMAXCONN
+    if isinstance(sock, InetSocket):
+        return inet.listen(t, sock, backlog)
     if sock.type not in (SOCK_STREAM, SOCK_SEQPACKET):
         raise Errno(E.EOPNOTSUPP)
     if sock.addr is None or sock.state not in (CLOSE, LISTEN):
@@ -700,6 +716,11 @@ def listen(t, fd, backlog):
 def connect(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
+    if isinstance(sock, InetSocket):
+        rs = t.restart_state
+        waited = rs if rs.__class__ is _Progress and rs.sock is sock and rs.kind == "connect" else None
+        return inet.connect(t, sock, raw, waited,
+                            lambda queues: _wait(t, _progress(t, sock, "connect", sock.sndtimeo), queues))
     if sock.type == SOCK_DGRAM:
         if raw is None or len(raw) < 2:
             raise Errno(E.EINVAL)
@@ -759,6 +780,16 @@ def _accept(t, fd, addr, addrlen, flags):
         lowest += 1
     if lowest >= t.fds.limit:
         raise Errno(E.EMFILE)
+    if isinstance(sock, InetSocket):
+        new, peer_addr = inet.accept(t, sock, flags, lambda queues: _wait(
+            t, _progress(t, sock, "accept", sock.rcvtimeo), queues))
+        if addr:
+            try:
+                _addr_out(t, peer_addr, addr, addrlen)
+            except Errno:
+                new.close()
+                raise
+        return t.fds.install(new, cloexec=bool(flags & SOCK_CLOEXEC))
     if sock.type not in (SOCK_STREAM, SOCK_SEQPACKET):
         raise Errno(E.EOPNOTSUPP)
     if sock.state != LISTEN:
@@ -800,6 +831,9 @@ def accept(t, fd, addr, addrlen):
 @syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone")
 def getsockname(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
+    if isinstance(sock, InetSocket):
+        _addr_out(t, inet.sockname(sock), addr, addrlen)
+        return 0
     _addr_out(t, sock.addr or UNNAMED, addr, addrlen)
     return 0
 
@@ -807,6 +841,9 @@ def getsockname(t, fd, addr, addrlen):
 @syscall("getpeername", status=PARTIAL, note="AF_UNIX: the peer's bound name, or the family alone; ENOTCONN")
 def getpeername(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
+    if isinstance(sock, InetSocket):
+        _addr_out(t, inet.peername(sock), addr, addrlen)
+        return 0
     peer = sock.peer
     if peer is None:
         raise Errno(E.ENOTCONN)
@@ -821,6 +858,8 @@ def shutdown(t, fd, how):
     how = s32(how)
     if how < 0 or how > 2:
         raise Errno(E.EINVAL)
+    if isinstance(sock, InetSocket):
+        return inet.shutdown(sock, how)
     sock.shut(how)
     return 0
 
@@ -958,9 +997,21 @@ def _timeval_ns(t, optval: int, optlen: int) -> int:
 def getsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname = s32(level), s32(optname)
+    n = s32(t.mm.read_u32(optlen))
+    if isinstance(sock, InetSocket):
+        data, small = inet.getsockopt(t, sock, level, optname)
+        if data is not None:
+            if n < 0:
+                raise Errno(E.EINVAL)
+            if small and 0 < n < 4 and 0 <= struct.unpack("<i", data)[0] <= 255:
+                data = data[:1]  # ip_getsockopt gives a small value as one byte
+            n = min(n, len(data))
+            if n:
+                t.mm.write(optval, data[:n])
+            t.mm.write_u32(optlen, n)
+            return 0
     if level != SOL_SOCKET:
         raise Errno(E.EOPNOTSUPP)
-    n = s32(t.mm.read_u32(optlen))
     if n < 0:
         raise Errno(E.EINVAL)
     value = None
@@ -1013,6 +1064,8 @@ def getsockopt(t, fd, level, optname, optval, optlen):
 def setsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname, optlen = s32(level), s32(optname), s32(optlen)
+    if isinstance(sock, InetSocket) and inet.setsockopt(t, sock, level, optname, optval, optlen):
+        return 0
     if level != SOL_SOCKET:
         raise Errno(E.EOPNOTSUPP)
     if optlen < 4:

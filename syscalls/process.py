@@ -65,12 +65,18 @@ def getegid(t):
 
 @syscall("exit_group")
 def exit_group(t, status):
+    if t.ptrace is not None:
+        from sentry import ptrace_guest
+        ptrace_guest.exiting(t, status)  # PTRACE_EVENT_EXIT first
     t.kernel.exit_group(t, status & 0xFF)
     raise TaskExit
 
 
 @syscall("exit", note="ends the thread; the process with its last thread")
 def exit_(t, status):
+    if t.ptrace is not None:
+        from sentry import ptrace_guest
+        ptrace_guest.exiting(t, status)
     t.kernel.exit_thread(t, status & 0xFF)
     raise TaskExit
 

@@ -2,6 +2,7 @@
 import errno as E
 import struct
 
+from sentry import ptrace_guest
 from sentry.errors import Errno
 from sentry.process import CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED
 from sentry.sched import Wait
@@ -30,6 +31,15 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
     """(child, cld_code, status) of the first child with something to report, or
     None if there are candidates but none has anything yet; ECHILD if there are none."""
     candidates = [c for c in t.proc.children if _matches(t, c, which, ident, options)]
+    traced = ptrace_guest.wait_candidates(t) if any(x.traces for x in t.proc.tasks) else ()
+    if traced:  # tracees: their ptrace stops, whatever WUNTRACED says (__WALL implied)
+        def match(c):
+            return _matches(t, c, which, ident, options | __WALL)
+        found = ptrace_guest.wait_report(t, match, consume)
+        if found is not None:
+            return found
+        if not candidates and any(match(ptrace_guest.Reported(x)) for x in traced):
+            return None
     if not candidates:
         raise Errno(E.ECHILD)
     for child in candidates:

@@ -711,7 +711,7 @@ def gen_status(task) -> bytes:
         "Ngid:\t0",
         f"Pid:\t{task.tid}",
         f"PPid:\t{task.ppid}",
-        "TracerPid:\t0",
+        f"TracerPid:\t{task.ptrace.tracer.tid if getattr(task, 'ptrace', None) is not None else 0}",
         "Uid:\t%d\t%d\t%d\t%d" % uids,
         "Gid:\t%d\t%d\t%d\t%d" % gids,
         f"FDSize:\t{fdsize}",

@@ -4,6 +4,7 @@ Everything that can fail with an errno (lookup, permissions, `#!` lines, ELF
 checks, the interpreter) happens in `prepare`, before the point of no
 return; `commit` then replaces the task's image, as Linux's execve does."""
 import errno as E
+import os
 import stat as S
 
 from sentry.errors import Errno
@@ -41,6 +42,9 @@ def _open_exec(task, dirfd: int, path: bytes, flags: int):
     if S.S_ISLNK(inode.mode):
         raise Errno(E.ELOOP)
     _may_exec(task, inode)
+    from sentry.vfs import mounts
+    if mounts.flags_at(vfs, os.fsencode(name or "/")) & mounts.MS_NOEXEC:
+        raise Errno(E.EACCES)  # path_noexec: a file on a noexec mount
     return inode, name
 
 

@@ -2,6 +2,7 @@
 rmdir(2), rename(2), link(2), symlink(2), readlink(2), access(2), umask(2),
 truncate(2), statfs(2)."""
 import errno as E
+import os
 import stat as S
 
 from sentry.errors import Errno
@@ -135,10 +136,12 @@ def umask(t, mask):
 
 
 @syscall("mknodat", status=PARTIAL, note="regular files, FIFOs (one process: a FIFO whose other end "
-         "is not open answers EDEADLK where Linux would wait forever; host FIFOs cannot be opened) and "
-         "sockets; devices EPERM (the sandbox makes none); in a host directory only regular files (EPERM)")
+         "is not open answers EDEADLK where Linux would wait forever; host FIFOs cannot be opened), "
+         "sockets, and character/block device nodes by CAP_MKNOD in memory directories (they open the "
+         "sandbox's own device of those numbers, ENXIO for none; never the host's); in a host directory only "
+         "regular files (EPERM)")
 def mknodat(t, dirfd, path, mode, dev):
-    t.vfs.mknod(t, s32(dirfd), t.mm.read_cstring(path), mode & 0xFFFF)
+    t.vfs.mknod(t, s32(dirfd), t.mm.read_cstring(path), mode & 0xFFFF, dev & 0xFFFFFFFF)
     return 0
 
 
@@ -225,13 +228,21 @@ def truncate(t, path, length):
 @syscall("statfs", status=PARTIAL, note="the sandbox's own figures (2 GiB, free space not tracked), "
          "f_type of the filesystem (a host mount's is the host's), ST_RDONLY for read-only mounts")
 def statfs(t, path, buf):
-    inode = t.vfs.lookup(t, AT_FDCWD, t.mm.read_cstring(path))
-    t.mm.write(buf, pack_statfs(inode.fs.statfs()))
+    from sentry.vfs import mounts
+    found = t.vfs.find(t, AT_FDCWD, t.mm.read_cstring(path))
+    if found.inode is None:
+        raise Errno(E.ENOENT)
+    sf = mounts.statfs_flags(t.vfs, loc_path(found.loc), found.inode.fs.statfs())  # the mount's flags too
+    t.mm.write(buf, pack_statfs(sf))
     return 0
 
 
 @syscall("fstatfs", status=PARTIAL, note="as statfs")
 def fstatfs(t, fd, buf):
-    inode = t.fds.get(s32(fd)).stat_inode()
-    t.mm.write(buf, pack_statfs(inode.fs.statfs()))
+    from sentry.vfs import mounts
+    f = t.fds.get(s32(fd))
+    sf = f.stat_inode().fs.statfs()
+    if f.path:
+        sf = mounts.statfs_flags(t.vfs, os.fsencode(f.path), sf)
+    t.mm.write(buf, pack_statfs(sf))
     return 0

@@ -2,10 +2,11 @@
 mincore(2), readahead(2), the mlock(2) family, and the protection-key calls
 pkey_alloc(2), pkey_free(2), pkey_mprotect(2)."""
 import errno as E
+import os
 import stat as S
 
 from sentry.errors import Errno
-from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PAGE, PROT_WRITE, TASK_SIZE
+from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PAGE, PROT_EXEC, PROT_WRITE, TASK_SIZE
 from sentry.vfs.file import O_PATH
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
@@ -30,6 +31,10 @@ def mmap(t, addr, length, prot, flags, fd, offset):
             raise Errno(E.EACCES)
         if flags & MAP_SHARED and prot & PROT_WRITE and not file.writable:  # MAP_SHARED(_VALIDATE)
             raise Errno(E.EACCES)
+        if prot & PROT_EXEC and file.path:
+            from sentry.vfs import mounts
+            if mounts.flags_at(t.vfs, os.fsencode(file.path)) & mounts.MS_NOEXEC:
+                raise Errno(E.EPERM)  # path_noexec
     return t.mm.mmap(addr, length, prot, flags, file, offset)
 
 

@@ -66,6 +66,8 @@ class VFS:
             self.mount(b"/tmp", DirInode(0o1777))  # a fresh memory /tmp over the root's own
         from sentry.vfs.tty import make_devpts
         dev, shm = make_devfs(random_bytes, kernel)
+        self.devices = dev.fs.devices  # the sandbox's devices by number (mknod's nodes open them)
+        self.devices.vfs = self
         self.mount(b"/dev", dev)
         self.mount(b"/dev/shm", shm)
         self.mount(b"/dev/pts", make_devpts())
@@ -188,7 +190,7 @@ class VFS:
                     return Found(here[:-1] or here, name, here[-1][1], here, must_be_dir)
                 continue
             child = d.lookup(name)
-            if self.mounts and (child is None or child.is_dir()):
+            if self.mounts and (child is None or not child.is_symlink()):
                 # a mount point need not exist in the filesystem it is mounted on (nested mounts)
                 child = self.mounts.get(loc_path(stack).rstrip(b"/") + b"/" + name, child)
             if child is None:
@@ -386,8 +388,9 @@ class VFS:
         if notify.marks:
             notify.created(found.dir, found.name, inode)
 
-    def mknod(self, task, dirfd: int, path: bytes, mode: int) -> None:
-        """A regular file, FIFO or socket (devices: EPERM, the sandbox makes none)."""
+    def mknod(self, task, dirfd: int, path: bytes, mode: int, dev: int = 0) -> None:
+        """A regular file, FIFO, socket, or a device node (sentry/vfs/devices.py: it opens
+        the sandbox's own device of those numbers)."""
         kind = S.S_IFMT(mode) or S.S_IFREG
         if kind == S.S_IFDIR:
             raise Errno(E.EPERM)
@@ -396,9 +399,11 @@ class VFS:
         found = self.create_at(task, dirfd, path)
         perm.may_create(task, found.dir)
         if kind in (S.S_IFCHR, S.S_IFBLK):
-            raise Errno(E.EPERM)
-        inode = self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)),
-                           lambda m: found.dir.mknod(found.name, kind | m))
+            from sentry.vfs.devices import make_node
+            make = lambda m: make_node(task, self.devices, found.dir, found.name, kind | m, dev)  # noqa: E731
+        else:
+            make = lambda m: found.dir.mknod(found.name, kind | m)  # noqa: E731
+        inode = self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)), make)
         if notify.marks:
             notify.created(found.dir, found.name, inode)
 

@@ -3,13 +3,17 @@ each mount, for /proc/PID/mountinfo and mounts, fdinfo's mnt_id, statx's mount
 ids, statmount(2) and listmount(2); and the filesystem types the sandbox has
 (/proc/filesystems, sysfs(2)).
 
-The table is the VFS's own (`vfs.root_loc` and `vfs.mounts`, made when the sandbox
-starts and never changed after: mount(2) is refused). Each mount has Linux's two ids:
-the small one mountinfo shows (`id`, from 21 as on a booted machine) and the 64-bit
-one that is never reused (`unique_id`, past MNT_UNIQUE_ID_OFFSET as Linux's). The
-root's parent is a mount no one sees (mountinfo's 20), as a container's root is
-mounted over a hidden one.
+The table is the VFS's own (`vfs.root_loc` and `vfs.mounts`: the mounts made when the
+sandbox starts, and those mount(2) makes and umount2(2) removes, syscalls/mount.py);
+what each mount is beyond its root inode (ids, source, type, per-mount flags, the
+superblock's options) is kept here (`State`), made on first sight for the mounts the
+sandbox started with. Each mount has Linux's two ids: the small one mountinfo shows
+(`id`, the lowest free from 21 as on a booted machine) and the 64-bit one that is
+never reused (`unique_id`, past MNT_UNIQUE_ID_OFFSET as Linux's). The root's parent
+is a mount no one sees (mountinfo's 20), as a container's root is mounted over a
+hidden one. A mount made over another hides it until it is unmounted (`shadowed`).
 """
+import itertools
 import os
 from typing import NamedTuple
 
@@ -18,9 +22,26 @@ MNT_UNIQUE_ID_OFFSET = 1 << 32  # unique ids start past every old 32-bit id
 HIDDEN_PARENT_UNIQUE = MNT_UNIQUE_ID_OFFSET + 1  # the root's parent (FIRST_MNT_ID - 1)
 PROC_SUPER_MAGIC, TMPFS_MAGIC, EXT4_SUPER_MAGIC = 0x9FA0, 0x01021994, 0xEF53
 
-# The filesystem types the sandbox's kernel has, in /proc/filesystems' order (nodev: needs no device)
+# The filesystem types the sandbox's kernel has, in /proc/filesystems' order (nodev: needs no device);
+# the disk ones are sentry/vfs/diskfs.py's
 FILESYSTEMS = [("nodev", "sysfs"), ("nodev", "tmpfs"), ("nodev", "proc"), ("nodev", "devtmpfs"),
-               ("nodev", "pipefs"), ("nodev", "devpts"), ("", "ext4"), ("nodev", "mqueue")]
+               ("nodev", "pipefs"), ("nodev", "devpts"), ("", "ext3"), ("", "ext2"), ("", "ext4"),
+               ("nodev", "mqueue")]
+
+# mount(2)'s flags
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME = 0x40, 0x80, 0x100, 0x400, 0x800
+MS_BIND, MS_MOVE, MS_REC, MS_SILENT, MS_POSIXACL = 0x1000, 0x2000, 0x4000, 0x8000, 0x10000
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 0x20000, 0x40000, 0x80000, 0x100000
+MS_RELATIME, MS_KERNMOUNT, MS_I_VERSION, MS_STRICTATIME, MS_LAZYTIME = 0x200000, 0x400000, 0x800000, 0x1000000, \
+    0x2000000
+MS_NOUSER = 1 << 31
+# what belongs to the mount rather than to its filesystem (MNT_* in Linux)
+PER_MOUNT = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | \
+    MS_STRICTATIME | MS_NOSYMFOLLOW
+_OPTION_OF_FLAG = ((MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"), (MS_NOEXEC, "noexec"), (MS_NOSYMFOLLOW, "nosymfollow"),
+                   (MS_NOATIME, "noatime"), (MS_NODIRATIME, "nodiratime"), (MS_RELATIME, "relatime"),
+                   (MS_STRICTATIME, "strictatime"))
 
 # statmount's mnt_attr (MOUNT_ATTR_*) of the per-mount options mountinfo shows
 _ATTR_OF_OPTION = {"ro": 0x1, "nosuid": 0x2, "nodev": 0x4, "noexec": 0x8, "noatime": 0x10, "strictatime": 0x20,
@@ -37,6 +58,10 @@ class Mount(NamedTuple):
     source: str
     fstype: str
     options: str         # per-mount options (mountinfo's sixth field)
+    flags: int = 0       # the per-mount MS_* flags
+    super_options: str = "rw"  # the filesystem's (mountinfo's last field)
+    root_path: bytes = b"/"    # what of its filesystem it shows (a bind mount's directory)
+    state: object = None       # its MountState
 
     @property
     def fs(self):
@@ -44,7 +69,7 @@ class Mount(NamedTuple):
 
     @property
     def readonly(self) -> bool:
-        return self.fs.readonly
+        return bool(self.flags & MS_RDONLY) or self.fs.readonly
 
     @property
     def attr(self) -> int:
@@ -74,32 +99,164 @@ def describe(fs) -> tuple[str, str, str]:
     return "none", fs.name.split(":")[0] or "none", ro + ",relatime"
 
 
+class MountState:
+    """What a mount is beyond its root inode."""
+    __slots__ = ("root", "id", "unique_id", "source", "fstype", "flags", "super_options", "root_path", "device",
+                 "expiry_mark")
+
+    def __init__(self, root, id, unique_id, source, fstype, flags, super_options, root_path=b"/", device=None):
+        self.root, self.id, self.unique_id = root, id, unique_id
+        self.source, self.fstype, self.flags = source, fstype, flags
+        self.super_options, self.root_path, self.device = super_options, root_path, device
+        self.expiry_mark = False  # umount2(MNT_EXPIRE) asked once and nothing used it since
+
+
+def flags_of_options(options: str) -> int:
+    words = set(options.split(","))
+    bits = MS_RDONLY if "ro" in words else 0
+    for flag, word in _OPTION_OF_FLAG:
+        if word in words:
+            bits |= flag
+    return bits
+
+
+def options_of_flags(flags: int) -> str:
+    return ",".join(["ro" if flags & MS_RDONLY else "rw"] + [w for f, w in _OPTION_OF_FLAG if flags & f])
+
+
+class State:
+    """The mount table's own records of one VFS."""
+
+    def __init__(self):
+        self.info: dict[bytes, MountState] = {}
+        self.shadowed: dict[bytes, list] = {}  # path -> [(root inode, MountState)] it hides, oldest first
+        self.uniques = itertools.count(HIDDEN_PARENT_UNIQUE + 1)
+        self.version = 0
+
+    def free_id(self) -> int:
+        used = {m.id for m in self.info.values()} | {m.id for rows in self.shadowed.values() for _, m in rows}
+        n = FIRST_MNT_ID
+        while n in used:
+            n += 1
+        return n
+
+    def new(self, root, source, fstype, flags, super_options, root_path=b"/", device=None) -> MountState:
+        return MountState(root, self.free_id(), next(self.uniques), source, fstype, flags, super_options,
+                          root_path, device)
+
+
+def state(vfs) -> State:
+    st = getattr(vfs, "_mount_state", None)
+    if st is None:
+        st = vfs._mount_state = State()
+    return st
+
+
+def _state_of(vfs, st: State, path: bytes, inode) -> MountState:
+    info = st.info.get(path)
+    if info is None or info.root is not inode:
+        source, fstype, options = describe(inode.fs)
+        flags = flags_of_options(options)
+        info = st.info[path] = st.new(inode, source, fstype, flags, "ro" if inode.fs.readonly else "rw")
+    return info
+
+
 _cache: dict = {}
 
 
 def table(vfs) -> list[Mount]:
     """Every mount, the root first, then in the order they were made (a parent before
     its children); each one's parent is the deepest mount above its place."""
-    key = (id(vfs.root), *((path, id(inode)) for path, inode in vfs.mounts.items()))
+    st = state(vfs)
+    key = (st.version, id(vfs.root), *((path, id(inode)) for path, inode in vfs.mounts.items()))
     cached = _cache.get(id(vfs))
     if cached is not None and cached[0] == key:
         return cached[1]
     rows = [(b"/", vfs.root)] + list(vfs.mounts.items())
     out: list[Mount] = []
-    for i, (path, inode) in enumerate(rows):
+    for path, inode in rows:
         parent = None
         for other in out:
             if other.covers(path) and (parent is None or len(other.path) > len(parent.path)):
                 parent = other
-        source, fstype, options = describe(inode.fs)
-        out.append(Mount(FIRST_MNT_ID + i, HIDDEN_PARENT_UNIQUE + 1 + i,
+        info = _state_of(vfs, st, path, inode)
+        out.append(Mount(info.id, info.unique_id,
                          parent.id if parent else FIRST_MNT_ID - 1,
                          parent.unique_id if parent else HIDDEN_PARENT_UNIQUE,
-                         path, inode, source, fstype, options))
+                         path, inode, info.source, info.fstype, options_of_flags(info.flags), info.flags,
+                         info.super_options, info.root_path, info))
     if len(_cache) > 16:  # sandboxes come and go in one process (the embedding API)
         _cache.clear()
     _cache[id(vfs)] = (key, out)
     return out
+
+
+def changed(vfs) -> None:
+    state(vfs).version += 1
+
+
+def add(vfs, path: bytes, root, info: MountState) -> None:
+    """Mount root at path (an existing directory's place), over what is there."""
+    st = state(vfs)
+    table(vfs)  # give the mounts already there their records first
+    old = vfs.mounts.pop(path, None)
+    if old is not None:
+        st.shadowed.setdefault(path, []).append((old, st.info[path]))
+    vfs.mounts[path] = root
+    st.info[path] = info
+    changed(vfs)
+
+
+def remove(vfs, path: bytes) -> MountState:
+    """Unmount what is at path: what it hid comes back."""
+    st = state(vfs)
+    info = st.info.pop(path)
+    del vfs.mounts[path]
+    hidden = st.shadowed.get(path)
+    if hidden:
+        root, old = hidden.pop()
+        if not hidden:
+            del st.shadowed[path]
+        vfs.mounts[path] = root
+        st.info[path] = old
+    changed(vfs)
+    return info
+
+
+def move(vfs, old_path: bytes, new_path: bytes) -> None:
+    """MS_MOVE: the mount at old_path and those below it go to new_path."""
+    st = state(vfs)
+    table(vfs)
+    moving = [p for p in vfs.mounts if p == old_path or p.startswith(old_path + b"/")]
+    for p in moving:
+        root, info = vfs.mounts[p], st.info[p]
+        remove(vfs, p)
+        add(vfs, new_path + p[len(old_path):], root, info)
+
+
+def below(vfs, path: bytes) -> list[bytes]:
+    """The mount points strictly below path, outermost first."""
+    prefix = path.rstrip(b"/") + b"/"
+    return sorted((p for p in vfs.mounts if p.startswith(prefix)), key=len)
+
+
+# statfs's f_flags of the per-mount flags (calculate_f_flags): ST_* where they differ from MS_*
+_ST_OF = ((MS_RDONLY, 0x1), (MS_NOSUID, 0x2), (MS_NODEV, 0x4), (MS_NOEXEC, 0x8), (MS_NOATIME, 0x400),
+          (MS_NODIRATIME, 0x800), (MS_RELATIME, 0x1000), (MS_NOSYMFOLLOW, 0x2000))
+
+
+def statfs_flags(vfs, path: bytes, sf) -> object:
+    """sf (a filesystem's StatFS) with the flags of the mount at path added to f_flags."""
+    flags = flags_at(vfs, path)
+    for ms, st in _ST_OF:
+        if flags & ms:
+            sf.flags |= st
+    return sf
+
+
+def flags_at(vfs, path: bytes) -> int:
+    """The per-mount MS_* flags of the mount a place is on."""
+    return mount_at(vfs, path).flags
 
 
 def mount_at(vfs, path: bytes) -> Mount:

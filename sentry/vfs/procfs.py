@@ -942,7 +942,9 @@ def _mangle(path: bytes) -> bytes:
 def gen_mounts(vfs) -> bytes:
     out = []
     for m in mounts.table(vfs):
-        out.append(b"%s %s %s %s 0 0\n" % (m.source.encode(), _mangle(m.path), m.fstype.encode(), m.options.encode()))
+        extra = m.super_options.partition(",")[2]  # the filesystem's own options follow the mount's
+        opts = m.options + ("," + extra if extra else "")
+        out.append(b"%s %s %s %s 0 0\n" % (m.source.encode(), _mangle(m.path), m.fstype.encode(), opts.encode()))
     return b"".join(out)
 
 
@@ -950,10 +952,9 @@ def gen_mountinfo(vfs) -> bytes:
     out = []
     for m in mounts.table(vfs):
         dev = m.fs.dev
-        mount_opts = m.options.partition(",")[0]
-        out.append(b"%d %d %d:%d / %s %s - %s %s %s\n" % (
-            m.id, m.parent_id, os.major(dev), os.minor(dev), _mangle(m.path), m.options.encode(),
-            m.fstype.encode(), m.source.encode(), (mount_opts or "rw").encode()))
+        out.append(b"%d %d %d:%d %s %s %s - %s %s %s\n" % (
+            m.id, m.parent_id, os.major(dev), os.minor(dev), _mangle(m.root_path), _mangle(m.path),
+            m.options.encode(), m.fstype.encode(), m.source.encode(), (m.super_options or "rw").encode()))
     return b"".join(out)
 
 

@@ -210,8 +210,7 @@ def connect(t, sock: InetSocket, raw, progress, wait) -> int:
         except Errno as e:
             if e.errno != E.ECONNREFUSED:
                 raise
-            sock.err = e.errno  # the reset comes after the call returned
-            sock._changed()
+            sock.refuse(e.errno)  # the reset comes after the call returned
         sock.connecting = True
         raise Errno(E.EINPROGRESS)
     sock.tcp_connect(addr, port)

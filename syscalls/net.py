@@ -357,6 +357,8 @@ def sock_ioctl(t, sock: UnixSocket, request: int, arg: int) -> int:
     if request == TIOCOUTQ:
         t.mm.write_u32(arg, sock.wmem)
         return 0
+    if inet.interface_ioctl(t, request, arg):  # every socket answers for the interfaces (dev_ioctl)
+        return 0
     raise Errno(E.ENOTTY)
 
 

@@ -104,8 +104,10 @@ class Loopback:
                 if sock.type == SOCK_DGRAM or other.state != LISTEN:
                     continue
             return True
-        if timewait and sock.type == SOCK_STREAM and not reuse:
-            return any(overlap(sock, s) for s in self._timewait(port))
+        if timewait and sock.type == SOCK_STREAM:
+            for other in self._timewait(port):  # a TIME_WAIT yields only if both asked SO_REUSEADDR
+                if overlap(sock, other) and not (reuse and other.opt(SO_REUSEADDR)):
+                    return True
         return False
 
     def bind(self, sock: "InetSocket", addr: bytes, port: int) -> None:
@@ -146,7 +148,8 @@ class Loopback:
 
     def add_timewait(self, sock: "InetSocket") -> None:
         stand_in = InetSocket.__new__(InetSocket)  # holds only what overlap() reads
-        stand_in.family, stand_in.local, stand_in.v6only = sock.family, sock.bound_addr_for_conflict(), sock.v6only
+        stand_in.family, stand_in.local, stand_in.v6only = sock.family, sock.local, sock.v6only
+        stand_in.options = {SO_REUSEADDR: sock.opt(SO_REUSEADDR)}
         self.timewait.setdefault(sock.local[1], []).append((time.monotonic() + TIME_WAIT_SECONDS, stand_in))
 
     def receivers(self, proto: int, dest: bytes, port: int, state=None):
@@ -231,9 +234,6 @@ class InetSocket(UnixSocket):
     def opt(self, name: int) -> int:
         return self.options.get(name, 0)
 
-    def bound_addr_for_conflict(self):
-        return self.local
-
     def accepts(self, dest: bytes) -> bool:
         """Whether traffic to `dest` may reach this bound socket (family and V6ONLY)."""
         addr = self.local[0]
@@ -278,6 +278,7 @@ class InetSocket(UnixSocket):
         self.autobind()
         self.set_local_addr(self.source_for(dest))
         self.remote = (dest, port)
+        self.shutdown = 0
         if listener.recvq_full():
             self.state = SYN_SENT
             listener.syn_queue.append(self)
@@ -317,6 +318,7 @@ class InetSocket(UnixSocket):
         self.state = CLOSE
         self.remote = None
         self.err = err
+        self.shutdown = SHUTDOWN_MASK  # tcp_done
         self._changed()
 
     # --- TCP: sending (the checks and pushes syscalls/net.py's stream path calls) -----------

@@ -83,8 +83,8 @@ def mount(t, source, target, fstype, flags, data):
     data_s = _data(t, data)
     name = t.mm.read_cstring(target)
     found = t.vfs.find(t, AT_FDCWD, name)
-    if found.inode is None:
-        raise Errno(E.ENOENT)
+    if found.inode is None or found.inode.is_symlink():
+        raise Errno(E.ENOENT)  # (a magic link's O_PATH file of a link: no place to mount on)
     path = loc_path(found.loc)
     if flags & MS_MGC_MSK == MS_MGC_VAL:
         flags &= ~MS_MGC_MSK
@@ -163,6 +163,7 @@ def _new_mount(t, fstype, source, found, path, flags, mnt_flags, data) -> int:
         root.fs.readonly = readonly
     info = mounts.state(t.vfs).new(root, source_name, fstype, mnt_flags, _super(root.fs, super_options),
                                    device=device)
+    info.under = frozenset(_users(t, path))
     mounts.add(t.vfs, path, root, info)
     if device is not None:
         _count_device(t, device)
@@ -284,6 +285,7 @@ def _bind(t, source, found, path, recursive: bool) -> int:
     for where, root, m, rpath in binds:
         info = st.new(root, m.source, m.fstype, m.flags, m.super_options, rpath,
                       device=m.state.device if m.state is not None else None)
+        info.under = frozenset(_users(t, where))
         mounts.add(t.vfs, where, root, info)
         if info.device is not None:
             _count_device(t, info.device)
@@ -308,32 +310,39 @@ def _move(t, source, found, path) -> int:
 
 
 # --- umount ----------------------------------------------------------------------------------------
-def _busy(t, m, detach: bool) -> bool:
-    """Is mount m in use as Linux judges it: a mount below it, an open file, a task's cwd or root?"""
-    if mounts.below(t.vfs, m.path):
-        return True
-    prefix = m.path.rstrip(b"/") + b"/"
+def _users(t, path: bytes, fs=None):
+    """The ids of the cwds, roots and open files (of fs, when given) at or below path."""
+    prefix = path.rstrip(b"/") + b"/"
 
     def inside(place: bytes) -> bool:
-        return place == m.path or place.startswith(prefix)
+        return place == path or place.startswith(prefix)
 
-    seen = set()
+    found, seen = set(), set()
     for task in list(t.kernel.tasks.values()):
-        fs = getattr(task, "fs", None)
-        if fs is not None:
-            if inside(loc_path(fs.cwd)) or fs.root is not None and inside(loc_path(fs.root)) and \
-                    fs.root != t.vfs.root_loc:
-                return True
+        tfs = getattr(task, "fs", None)
+        if tfs is not None:
+            if inside(loc_path(tfs.cwd)):
+                found.add(id(tfs.cwd))
+            if tfs.root is not None and tfs.root != t.vfs.root_loc and inside(loc_path(tfs.root)):
+                found.add(id(tfs.root))
         fds = getattr(task, "fds", None)
         if fds is None or id(fds) in seen:
             continue
         seen.add(id(fds))
         for f in list(fds.files.values()):
-            where = f.loc if getattr(f, "loc", None) is not None else None
+            where = getattr(f, "loc", None)
             place = loc_path(where) if where is not None else (f.path or "").encode("latin-1", "replace")
-            if getattr(f.inode, "fs", None) is m.fs and inside(place):
-                return True
-    return False
+            if (fs is None or getattr(f.inode, "fs", None) is fs) and inside(place):
+                found.add(id(f))
+    return found
+
+
+def _busy(t, m) -> bool:
+    """Is mount m in use as Linux judges it: a mount below it, an open file, a task's cwd or
+    root in it (not those that were there before it was made: they are on the mount beneath)?"""
+    if mounts.below(t.vfs, m.path):
+        return True
+    return bool(_users(t, m.path) - m.state.under)
 
 
 @syscall("umount2", status=PARTIAL, note="MNT_FORCE (as a plain umount: no filesystem here can be forced), "
@@ -360,6 +369,8 @@ def umount2(t, target, flags):
     if flags & MNT_EXPIRE:
         if path == b"/" or flags & (MNT_FORCE | MNT_DETACH):
             raise Errno(E.EINVAL)
+        if _busy(t, m):
+            raise Errno(E.EBUSY)
         if not m.state.expiry_mark:
             m.state.expiry_mark = True
             raise Errno(E.EAGAIN)
@@ -368,7 +379,7 @@ def umount2(t, target, flags):
     if flags & MNT_DETACH:
         for below in reversed(mounts.below(t.vfs, path)):
             _unmount(t, below)
-    elif _busy(t, m, False):
+    elif _busy(t, m):
         raise Errno(E.EBUSY)
     _unmount(t, path)
     return 0

@@ -12,7 +12,7 @@ import os
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import notify, perm
+from sentry.vfs import mounts, notify, perm
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
 from sentry.vfs.perm import MAY_READ, MAY_WRITE
@@ -204,6 +204,8 @@ class VFS:
                 if depth[0] > MAX_SYMLINKS:
                     raise Errno(E.ELOOP)
                 if resolve & RESOLVE_NO_SYMLINKS:
+                    raise Errno(E.ELOOP)
+                if mounts.no_symfollow(self, loc_path(stack)):  # a link on a nosymfollow mount
                     raise Errno(E.ELOOP)
                 jump = getattr(child, "jump", None)  # a magic link (/proc/self/fd/N): straight to its object
                 if resolve and self._is_magic(task, child):

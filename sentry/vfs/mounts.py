@@ -102,13 +102,16 @@ def describe(fs) -> tuple[str, str, str]:
 class MountState:
     """What a mount is beyond its root inode."""
     __slots__ = ("root", "id", "unique_id", "source", "fstype", "flags", "super_options", "root_path", "device",
-                 "expiry_mark")
+                 "expiry_mark", "under")
 
     def __init__(self, root, id, unique_id, source, fstype, flags, super_options, root_path=b"/", device=None):
         self.root, self.id, self.unique_id = root, id, unique_id
         self.source, self.fstype, self.flags = source, fstype, flags
         self.super_options, self.root_path, self.device = super_options, root_path, device
         self.expiry_mark = False  # umount2(MNT_EXPIRE) asked once and nothing used it since
+        # ids of the cwds, roots and open files already at its place when it was made: they are
+        # on the mount beneath (Linux's path holds its mount), so they do not keep it busy
+        self.under = frozenset()
 
 
 def flags_of_options(options: str) -> int:
@@ -132,6 +135,7 @@ class State:
         self.shadowed: dict[bytes, list] = {}  # path -> [(root inode, MountState)] it hides, oldest first
         self.uniques = itertools.count(HIDDEN_PARENT_UNIQUE + 1)
         self.version = 0
+        self.nosymfollow = False  # has any mount MS_NOSYMFOLLOW (the walk asks only then)
 
     def free_id(self) -> int:
         used = {m.id for m in self.info.values()} | {m.id for rows in self.shadowed.values() for _, m in rows}
@@ -192,7 +196,15 @@ def table(vfs) -> list[Mount]:
 
 
 def changed(vfs) -> None:
-    state(vfs).version += 1
+    st = state(vfs)
+    st.version += 1
+    st.nosymfollow = any(i.flags & MS_NOSYMFOLLOW for i in st.info.values())
+
+
+def no_symfollow(vfs, path: bytes) -> bool:
+    """Is the link at path on a nosymfollow mount (the walk then refuses it: ELOOP)?"""
+    st = getattr(vfs, "_mount_state", None)
+    return st is not None and st.nosymfollow and bool(flags_at(vfs, path) & MS_NOSYMFOLLOW)
 
 
 def add(vfs, path: bytes, root, info: MountState) -> None:

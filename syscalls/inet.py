@@ -20,7 +20,7 @@ from syscalls.abi import s32
 SOCK_RAW = 3
 AF_UNSPEC = 0
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IPV6, IPPROTO_ICMPV6, IPPROTO_RAW = 0, 1, 41, 58, 255
-MSG_OOB = 0x1
+MSG_OOB, MSG_MORE = 0x1, 0x8000
 SOL_SOCKET = 1
 SO_SNDBUF, SO_RCVBUF, SO_PROTOCOL, SO_DOMAIN, SO_SNDBUFFORCE = 7, 8, 38, 39, 32
 
@@ -36,6 +36,11 @@ IPV6_UNICAST_HOPS, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_LOOP, IPV6_MTU_DISCOVER =
 IPV6_MTU, IPV6_RECVERR, IPV6_V6ONLY, IPV6_RECVPKTINFO, IPV6_TCLASS = 24, 25, 26, 49, 67
 IPV6_INT_DEFAULTS = {IPV6_UNICAST_HOPS: 64, IPV6_MULTICAST_HOPS: 1, IPV6_MULTICAST_LOOP: 1, IPV6_MTU_DISCOVER: 1,
                      IPV6_RECVERR: 0, IPV6_RECVPKTINFO: 0, IPV6_TCLASS: 0}
+IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, MCAST_JOIN_GROUP, MCAST_LEAVE_GROUP = 35, 36, 42, 45
+GROUP_REQ = 136  # sizeof(struct group_req)
+IPV6_ADDRFORM = 1
+# IPPROTO_UDP
+UDP_CORK = 1
 # IPPROTO_TCP
 TCP_NODELAY, TCP_MAXSEG, TCP_CORK, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT = 1, 2, 3, 4, 5, 6
 TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT, TCP_WINDOW_CLAMP, TCP_INFO, TCP_QUICKACK = 7, 8, 9, 10, 11, 12
@@ -124,6 +129,7 @@ def bind(t, sock: InetSocket, raw) -> int:
     if 0 < port < 1024 and t.euid != 0:
         raise Errno(E.EACCES)  # net.ipv4.ip_unprivileged_port_start
     loopback(t.kernel).bind(sock, addr, port)
+    sock.port_locked = port != 0
     return 0
 
 
@@ -157,6 +163,9 @@ def _disconnect(sock: InetSocket) -> int:
         while sock.queue:
             sock._uncharge(sock.queue.popleft())
         sock.inq = 0
+        sock.cork = None
+        if sock.state != CLOSE:
+            sock.release_port()
     sock.remote = None
     sock.state = CLOSE
     sock.connecting = False
@@ -262,11 +271,29 @@ def shutdown(sock: InetSocket, how: int) -> int:
     return 0
 
 
+def send_stream_more(t, sock: InetSocket, get, length: int, flags: int) -> bool:
+    """MSG_MORE or TCP_CORK on a connected TCP socket: up to one segment is held back (True:
+    taken); the next send without it, shutdown or close sends it."""
+    if not (flags & MSG_MORE or sock.ip_opts.get((IPPROTO_TCP, TCP_CORK))):
+        return False
+    if sock.state != ESTABLISHED or sock.peer is None or sock.peer.dead or sock.err or sock.shutdown & SEND_SHUTDOWN:
+        return False  # the ordinary path gives the error
+    held = len(sock.cork) if sock.cork else 0
+    if held + length >= LOOPBACK_MSS:
+        return False
+    if sock.cork is None:
+        sock.cork = bytearray()
+    sock.cork += get(0, length)
+    return True
+
+
 def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> int:
     """udp_sendmsg / udpv6_sendmsg over the loopback."""
     if flags & MSG_OOB:
         raise Errno(E.EOPNOTSUPP)
-    if dest_raw is not None:
+    if sock.cork is not None:  # an earlier MSG_MORE: this joins the held datagram and its destination
+        dest, port = sock.cork_dest
+    elif dest_raw is not None:
         if (sock.family == AF_INET6 and len(dest_raw) >= 16
                 and int.from_bytes(dest_raw[:2], "little") == AF_INET):
             if sock.v6only:
@@ -280,7 +307,9 @@ def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> i
         if sock.remote is None:
             raise Errno(E.EDESTADDRREQ)
         dest, port = sock.remote
-    if length > (65507 if is_v4(dest) else 65527):
+    held = len(sock.cork) if sock.cork is not None else 0
+    if held + length > (65507 if is_v4(dest) else 65527):
+        sock.cork = None
         raise Errno(E.EMSGSIZE)
     err = sock.pop_err()
     if err:
@@ -290,6 +319,12 @@ def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> i
     dest = sock.check_route(dest)
     sock.autobind()
     data = get(0, length) if length else b""
+    if sock.cork is not None:
+        data = bytes(sock.cork) + data
+    if flags & MSG_MORE or sock.ip_opts.get((IPPROTO_UDP, UDP_CORK)):
+        sock.cork, sock.cork_dest = bytearray(data), (dest, port)
+        return length
+    sock.cork = None
     if not sock.udp_deliver(data, dest, port, fmt) and sock.remote == (dest, port):
         sock.set_err(E.ECONNREFUSED)  # the ICMP port unreachable a connected socket hears
     return length
@@ -334,12 +369,47 @@ def setsockopt(t, sock: InetSocket, level: int, optname: int, optval: int, optle
                 raise Errno(E.EINVAL)
         elif optname in (TCP_NODELAY, TCP_CORK, TCP_QUICKACK):
             val = int(bool(val))
+            if val if optname == TCP_NODELAY else (optname == TCP_CORK and not val):
+                sock.flush_cork()  # uncorking, or no delay, sends what was held
         elif optname == TCP_USER_TIMEOUT or optname == TCP_WINDOW_CLAMP:
             if val < 0:
                 raise Errno(E.EINVAL)
         elif optname not in TCP_INT_DEFAULTS:
             raise Errno(E.ENOPROTOOPT)
         sock.ip_opts[(level, optname)] = val
+        return True
+    if level == IPPROTO_IP and optname in (IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP, MCAST_JOIN_GROUP,
+                                           MCAST_LEAVE_GROUP):
+        if optname in (MCAST_JOIN_GROUP, MCAST_LEAVE_GROUP):
+            if optlen < GROUP_REQ:
+                raise Errno(E.EINVAL)
+            fam, group = struct.unpack("<H2x4s", t.mm.read(optval + 8, 8))
+            if fam != AF_INET:
+                raise Errno(E.EINVAL)
+        else:
+            if optlen < 8:
+                raise Errno(E.EINVAL)
+            group = t.mm.read(optval, 4)
+        if group[0] & 0xF0 != 0xE0:
+            raise Errno(E.EINVAL)
+        if optname in (IP_ADD_MEMBERSHIP, MCAST_JOIN_GROUP):
+            if group in sock.mc_groups:
+                raise Errno(E.EADDRINUSE)
+            sock.mc_groups.add(group)
+        else:
+            if group not in sock.mc_groups:
+                raise Errno(E.EADDRNOTAVAIL)
+            sock.mc_groups.discard(group)
+        return True
+    if level == IPPROTO_UDP and sock.type == SOCK_DGRAM:
+        if optname != UDP_CORK:
+            raise Errno(E.ENOPROTOOPT)
+        val = _get_int(t, optval, optlen)
+        sock.ip_opts[(level, optname)] = int(bool(val))
+        if not val and sock.cork is not None:
+            data, sock.cork = bytes(sock.cork), None
+            dest, port = sock.cork_dest
+            sock.udp_deliver(data, dest, port, fmt)
         return True
     if level == IPPROTO_IP:
         if optname not in IP_INT_DEFAULTS:
@@ -372,6 +442,15 @@ def setsockopt(t, sock: InetSocket, level: int, optname: int, optval: int, optle
             if sock.local is not None:
                 raise Errno(E.EINVAL)
             sock.v6only = bool(val)
+            return True
+        if optname == IPV6_ADDRFORM:
+            if val != AF_INET:
+                raise Errno(E.EINVAL)
+            if sock.state != ESTABLISHED:
+                raise Errno(E.ENOTCONN)
+            if sock.v6only or sock.remote is None or not is_v4(sock.remote[0]):
+                raise Errno(E.EADDRNOTAVAIL)
+            sock.family = AF_INET  # the connection goes on as IPv4 (its addresses are v4-mapped already)
             return True
         if optname not in IPV6_INT_DEFAULTS:
             raise Errno(E.ENOPROTOOPT)
@@ -445,7 +524,12 @@ def getsockopt(t, sock: InetSocket, level: int, optname: int):
         if optname not in IPV6_INT_DEFAULTS:
             raise Errno(E.ENOPROTOOPT)
         return struct.pack("<i", sock.ip_opts.get((level, optname), IPV6_INT_DEFAULTS[optname])), False
-    raise Errno(E.ENOPROTOOPT)
+    if level == IPPROTO_UDP and sock.type == SOCK_DGRAM:
+        if optname != UDP_CORK:
+            raise Errno(E.ENOPROTOOPT)
+        return struct.pack("<i", sock.ip_opts.get((level, optname), 0)), False
+    # another level: ip_getsockopt's EOPNOTSUPP, ipv6_getsockopt's ENOPROTOOPT
+    raise Errno(E.EOPNOTSUPP if sock.family == AF_INET else E.ENOPROTOOPT)
 
 
 # --- ioctls --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV
 from sentry.sched import ERESTARTSYS, Wait
 from sentry.signals import send
 from sentry.vfs import perm
-from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR
+from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH, O_RDWR
 from syscalls import inet
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
 from syscalls.registry import PARTIAL, syscall
@@ -43,7 +43,7 @@ SOCKADDR_STORAGE = 128
 SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
 OPTMEM_MAX = 131072
 
-MSG_OOB, MSG_PEEK, MSG_CTRUNC, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x8, 0x20, 0x40
+MSG_OOB, MSG_PEEK, MSG_CTRUNC, MSG_TRUNC, MSG_DONTWAIT, MSG_ERRQUEUE = 0x1, 0x2, 0x8, 0x20, 0x40, 0x2000
 MSG_WAITALL, MSG_NOSIGNAL, MSG_WAITFORONE, MSG_CMSG_CLOEXEC = 0x100, 0x4000, 0x10000, 0x40000000
 
 SOL_SOCKET = 1
@@ -78,6 +78,8 @@ def sock_of(t, fd) -> UnixSocket:
     f = t.held(fd) if t.held_files is not None else None  # a call that waited goes on with its file
     if f is None:
         f = t.fds.get(fd)
+    if f.flags & O_PATH:
+        raise Errno(E.EBADF)  # fdget never finds an O_PATH file
     if not isinstance(f, UnixSocket):
         raise Errno(E.ENOTSOCK)
     t.using = (fd, f, t.syscall_args)  # this call's socket: held should it wait (Kernel._park)
@@ -282,6 +284,8 @@ def _recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
     """One receive: (result, msg_flags, passed files, cred, sender's address). Without
     `lowat` a stream read ends with whatever it got (read(2): the bytes are delivered
     after the call, so it may not wait once it has taken some)."""
+    if flags & MSG_ERRQUEUE and isinstance(sock, InetSocket):
+        raise Errno(E.EAGAIN)  # ip_recv_error: nothing is ever on the error queue
     nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
     peek = bool(flags & MSG_PEEK)
     if sock.type == SOCK_STREAM:
@@ -369,6 +373,8 @@ def _send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None
     if isinstance(sock, InetSocket):  # TCP takes the stream path (a destination is ignored), UDP its own
         if sock.type != SOCK_STREAM:
             return inet.send_dgram(t, sock, get, length, flags, dest)
+        if inet.send_stream_more(t, sock, get, length, flags):
+            return length
         files, cred, dest = (), None, None
     nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
     if sock.type == SOCK_STREAM:

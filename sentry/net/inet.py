@@ -220,6 +220,10 @@ class InetSocket(UnixSocket):
         self.family, self.proto = family, proto
         self.uid = task.euid if task is not None else 0
         self.local = None          # (16-byte address, port) once bound
+        self.port_locked = False   # bind named the port: it stays when a connection ends (SOCK_BINDPORT_LOCK)
+        self.cork = None           # MSG_MORE / TCP_CORK / UDP_CORK: bytes held back (UDP: with their destination)
+        self.cork_dest = None
+        self.mc_groups = set()     # multicast groups joined (never inherited by accept)
         self.remote = None         # (16-byte address, port) once connected
         self.v6only = False
         self.sndbuf_locked = False
@@ -313,9 +317,16 @@ class InetSocket(UnixSocket):
             if not s.dead and s.state == SYN_SENT:
                 s.establish(self)
 
+    def release_port(self) -> None:
+        """A connection ended (tcp_set_state CLOSE): a port bind did not name is given back."""
+        if not self.port_locked:
+            loopback(self.kernel).unbind(self)
+            self.local = None
+
     def refuse(self, err: int) -> None:
         """A connection attempt ends with `err` (the listener went away)."""
         self.state = CLOSE
+        self.release_port()
         self.remote = None
         self.err = err
         self.shutdown = SHUTDOWN_MASK  # tcp_done
@@ -329,7 +340,16 @@ class InetSocket(UnixSocket):
             raise Errno(E.EPIPE)
         return self.peer
 
+    def flush_cork(self) -> None:
+        """What MSG_MORE or TCP_CORK held back goes to the peer (past the send buffer's
+        bound: it is at most one segment)."""
+        data, self.cork = self.cork, None
+        if data and self.type == SOCK_STREAM and self.peer is not None and not self.peer.dead:
+            UnixSocket.stream_push(self, self.peer, lambda off, n: bytes(data[off:off + n]), 0, len(data))
+
     def stream_push(self, other, get, start: int, length: int, fds=None, cred=None) -> int:
+        if self.cork:
+            self.flush_cork()
         if other.dead:
             # The peer's socket is closed: it answers this data with a reset, which finds us
             # in CLOSE_WAIT (EPIPE next, tcp_reset) and ends the connection.
@@ -388,6 +408,8 @@ class InetSocket(UnixSocket):
     def shut(self, how: int) -> None:
         """Only our end of output reaches the peer (a FIN); SHUT_RD stays local."""
         mode = how + 1
+        if mode & SEND_SHUTDOWN and self.cork and self.type == SOCK_STREAM:
+            self.flush_cork()
         self.shutdown |= mode
         if self.state == LISTEN and mode & RCV_SHUTDOWN:
             self.release_listener(E.ECONNREFUSED)
@@ -409,6 +431,8 @@ class InetSocket(UnixSocket):
                 skb.embryo.release(embryo=True)
 
     def release(self, embryo: bool) -> None:
+        if self.cork and self.type == SOCK_STREAM:
+            self.flush_cork()
         self.dead = True
         lb = loopback(self.kernel)
         state, self.state = self.state, CLOSE

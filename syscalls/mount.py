@@ -49,11 +49,11 @@ def _data(t, addr: int) -> str:
     return raw.split(b"\0")[0].decode("latin-1")
 
 
-def _may_mount(t) -> bool:
+def may_mount(t) -> bool:
     return ns_capable(t, t.nsproxy.mnt.owner, CAP_SYS_ADMIN)
 
 
-def _mount_root_at(t, path: bytes):
+def mount_root_at(t, path: bytes):
     """The mount whose root is at path (path_mounted), or None."""
     for m in mounts.table(t.vfs):
         if m.path == path:
@@ -67,7 +67,7 @@ def _mnt_flags(flags: int) -> int:
         bits |= MS_RELATIME
     if flags & MS_STRICTATIME:
         bits &= ~(MS_RELATIME | MS_NOATIME)
-    return bits
+    return bits & ~MS_STRICTATIME  # strictatime: neither relatime nor noatime
 
 
 @syscall("mount", status=PARTIAL, note="tmpfs (size=, nr_inodes=, mode=, uid=, gid=), proc, sysfs, devtmpfs, "
@@ -90,22 +90,22 @@ def mount(t, source, target, fstype, flags, data):
         flags &= ~MS_MGC_MSK
     if flags & MS_NOUSER:
         raise Errno(E.EINVAL)
-    if not _may_mount(t):
+    if not may_mount(t):
         raise Errno(E.EPERM)
     mnt_flags = _mnt_flags(flags)
     if flags & MS_REMOUNT and not flags & MS_ATIME:
-        here = _mount_root_at(t, path)
+        here = mount_root_at(t, path)
         if here is not None:
             mnt_flags = mnt_flags & ~MS_ATIME | here.flags & (MS_NOATIME | MS_NODIRATIME | MS_RELATIME)
     if flags & (MS_REMOUNT | MS_BIND) == MS_REMOUNT | MS_BIND:
         return _reconfigure_mount(t, path, mnt_flags)
     if flags & MS_REMOUNT:
-        return _remount(t, path, flags, mnt_flags, data_s)
+        return remount(t, path, flags, mnt_flags, data_s)
     if flags & MS_BIND:
         return _bind(t, source_s, found, path, bool(flags & MS_REC))
     if flags & PROPAGATION:
         kind = flags & ~(MS_REC | MS_SILENT)
-        if _mount_root_at(t, path) is None or kind & (kind - 1):
+        if mount_root_at(t, path) is None or kind & (kind - 1):
             raise Errno(E.EINVAL)
         return 0  # every mount of the sandbox stays private
     if flags & MS_MOVE:
@@ -117,12 +117,39 @@ def mount(t, source, target, fstype, flags, data):
 def _new_mount(t, fstype, source, found, path, flags, mnt_flags, data) -> int:
     if not fstype:
         raise Errno(E.EINVAL)
-    known = {name for _, name in mounts.FILESYSTEMS}
-    if fstype not in known:
+    check_type(fstype)
+    root, source_name, super_options, device = make_superblock(t, fstype, source, data,
+                                                               bool(flags & mounts.MS_RDONLY))
+    here = mount_root_at(t, path)
+    if here is not None and here.fs is root.fs:
+        raise Errno(E.EBUSY)  # the same filesystem over its own root
+    if not found.inode.is_dir():
+        raise Errno(E.ENOTDIR)
+    info = mounts.state(t.vfs).new(root, source_name, fstype, mnt_flags, sb_options(root.fs, super_options),
+                                   device=device)
+    attach(t, path, root, info)
+    return 0
+
+
+def check_type(fstype: str) -> None:
+    """get_fs_type: ENODEV for a type the sandbox has not; EINVAL for one no one may mount."""
+    if fstype not in {name for _, name in mounts.FILESYSTEMS}:
         raise Errno(E.ENODEV)
     if fstype in NOUSER_TYPES:
         raise Errno(E.EINVAL)
-    readonly = bool(flags & mounts.MS_RDONLY)
+
+
+def parse_data(fstype: str, data: str) -> None:
+    """The type's options: EINVAL for one it does not know."""
+    if fstype in diskfs.DISK_TYPES:
+        diskfs.parse_options(data, diskfs.EXT_OPTIONS)
+    elif fstype == "tmpfs":
+        diskfs.tmpfs_options(diskfs.parse_options(data, diskfs.TMPFS_OPTIONS))
+
+
+def make_superblock(t, fstype: str, source, data: str, readonly: bool):
+    """vfs_get_tree: (root inode, source as /proc/mounts shows it, the filesystem's own
+    options, the loop device or None) of a new filesystem of fstype."""
     device = None
     super_options = ""
     if fstype in diskfs.DISK_TYPES:
@@ -154,23 +181,20 @@ def _new_mount(t, fstype, source, found, path, flags, mnt_flags, data) -> int:
         source_name = source or fstype
     else:  # mqueue
         raise Errno(E.ENODEV)
-    here = _mount_root_at(t, path)
-    if here is not None and here.fs is root.fs:
-        raise Errno(E.EBUSY)  # the same filesystem over its own root
-    if not found.inode.is_dir():
-        raise Errno(E.ENOTDIR)
     if fstype == "tmpfs" or fstype in diskfs.DISK_TYPES:
         root.fs.readonly = readonly
-    info = mounts.state(t.vfs).new(root, source_name, fstype, mnt_flags, _super(root.fs, super_options),
-                                   device=device)
+    return root, source_name, super_options, device
+
+
+def attach(t, path: bytes, root, info) -> None:
+    """Mount root at path with its record info (those already at the place stay on the one beneath)."""
     info.under = frozenset(_users(t, path))
     mounts.add(t.vfs, path, root, info)
-    if device is not None:
-        _count_device(t, device)
-    return 0
+    if info.device is not None:
+        _count_device(t, info.device)
 
 
-def _super(fs, extra: str) -> str:
+def sb_options(fs, extra: str) -> str:
     return ("ro" if fs.readonly else "rw") + ("," + extra if extra else "")
 
 
@@ -222,20 +246,18 @@ def _set_readonly(t, fs, readonly: bool) -> None:
 
 def _reconfigure_mount(t, path, mnt_flags) -> int:
     """MS_REMOUNT|MS_BIND: the mount's own flags, the filesystem untouched."""
-    here = _mount_root_at(t, path)
+    here = mount_root_at(t, path)
     if here is None:
         raise Errno(E.EINVAL)
     info = here.state
-    sharing = sum(1 for m in mounts.table(t.vfs) if m.fs is here.fs)
-    if sharing == 1 and here.fs is not t.vfs.root.fs:
-        _set_readonly(t, here.fs, bool(mnt_flags & MS_RDONLY))  # enforced where it is the one mount
+    set_mount_readonly(t, path, bool(mnt_flags & MS_RDONLY))
     info.flags = mnt_flags
     mounts.changed(t.vfs)
     return 0
 
 
-def _remount(t, path, flags, mnt_flags, data) -> int:
-    here = _mount_root_at(t, path)
+def remount(t, path, flags, mnt_flags, data) -> int:
+    here = mount_root_at(t, path)
     if here is None:
         raise Errno(E.EINVAL)
     info = here.state
@@ -247,7 +269,7 @@ def _remount(t, path, flags, mnt_flags, data) -> int:
             words = [w for w in info.super_options.split(",")[1:] if w.split("=")[0] not in opts]
             words += [f"size={fs.total_blocks * PAGE // 1024}k" if k in ("size", "nr_blocks") else f"{k}={v}"
                       for k, v in opts.items()]
-            info.super_options = _super(fs, ",".join(words))
+            info.super_options = sb_options(fs, ",".join(words))
     elif info.fstype in diskfs.DISK_TYPES:
         diskfs.parse_options(data, diskfs.EXT_OPTIONS)
         if not flags & MS_RDONLY and info.device is not None and info.device.readonly:
@@ -275,9 +297,7 @@ def _bind(t, source, found, path, recursive: bool) -> int:
     src_path = loc_path(src.loc)
     origin = mounts.mount_at(t.vfs, src_path)
     st = mounts.state(t.vfs)
-    sub = src_path[len(origin.path.rstrip(b"/")):] if origin.path != b"/" else src_path
-    root_path = (origin.root_path.rstrip(b"/") + sub) if sub not in (b"", b"/") else origin.root_path
-    binds = [(path, src.inode, origin, root_path or b"/")]
+    binds = [(path, src.inode, origin, root_path_of(origin, src_path))]
     if recursive:
         for below in mounts.below(t.vfs, src_path):
             m = next(m for m in mounts.table(t.vfs) if m.path == below)
@@ -292,6 +312,26 @@ def _bind(t, source, found, path, recursive: bool) -> int:
     return 0
 
 
+def root_path_of(origin, place: bytes) -> bytes:
+    """What a bind mount of place shows of its filesystem (mountinfo's root): the place
+    within the mount origin it is on, below that mount's own root."""
+    sub = place[len(origin.path.rstrip(b"/")):] if origin.path != b"/" else place
+    if sub in (b"", b"/"):
+        return origin.root_path
+    return origin.root_path.rstrip(b"/") + sub
+
+
+def set_mount_readonly(t, path: bytes, readonly: bool) -> None:
+    """A mount's own read-only flag changes: enforced on its filesystem where it is the
+    filesystem's one mount (read-only-ness is the filesystem's here)."""
+    here = mount_root_at(t, path)
+    if here is None:
+        return
+    sharing = sum(1 for m in mounts.table(t.vfs) if m.fs is here.fs)
+    if sharing == 1 and here.fs is not t.vfs.root.fs and not getattr(here.fs, "name", "").startswith("host:"):
+        _set_readonly(t, here.fs, readonly)
+
+
 def _move(t, source, found, path) -> int:
     if not source:
         raise Errno(E.EINVAL)
@@ -299,7 +339,7 @@ def _move(t, source, found, path) -> int:
     if src.inode is None:
         raise Errno(E.ENOENT)
     src_path = loc_path(src.loc)
-    if src_path == b"/" or _mount_root_at(t, src_path) is None:
+    if src_path == b"/" or mount_root_at(t, src_path) is None:
         raise Errno(E.EINVAL)
     if src.inode.is_dir() != found.inode.is_dir():
         raise Errno(E.ENOTDIR)
@@ -352,14 +392,14 @@ def umount2(t, target, flags):
     flags &= 0xFFFFFFFF
     if flags & ~(MNT_FORCE | MNT_DETACH | MNT_EXPIRE | UMOUNT_NOFOLLOW):
         raise Errno(E.EINVAL)
-    if not _may_mount(t):
+    if not may_mount(t):
         raise Errno(E.EPERM)
     name = t.mm.read_cstring(target)
     found = t.vfs.find(t, AT_FDCWD, name, follow=not flags & UMOUNT_NOFOLLOW)
     if found.inode is None:
         raise Errno(E.ENOENT)
     path = loc_path(found.loc)
-    m = _mount_root_at(t, path)
+    m = mount_root_at(t, path)
     if m is None or found.inode.is_symlink():
         raise Errno(E.EINVAL)
     if flags & MNT_FORCE:

@@ -47,9 +47,9 @@ for _name in ("set_thread_area", "get_thread_area"):
 
 # --- operations on the machine: a capability no task of the sandbox has -------------------------
 _PRIVILEGED = {
-    "CAP_SYS_ADMIN: the new mount API and pivot_root are not offered (mount(2): syscalls/mount.py)":
-        ("pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
-         "mount_setattr", "swapon", "swapoff"),
+    "CAP_SYS_ADMIN: pivot_root is not offered (mount(2): syscalls/mount.py, fsopen(2): syscalls/newmount.py)":
+        ("pivot_root",),
+    "CAP_SYS_ADMIN: no swap": ("swapon", "swapoff"),
     "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
     "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
     "CAP_SYS_PACCT: no process accounting": ("acct",),

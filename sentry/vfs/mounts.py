@@ -40,8 +40,7 @@ MS_NOUSER = 1 << 31
 PER_MOUNT = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME | \
     MS_STRICTATIME | MS_NOSYMFOLLOW
 _OPTION_OF_FLAG = ((MS_NOSUID, "nosuid"), (MS_NODEV, "nodev"), (MS_NOEXEC, "noexec"), (MS_NOSYMFOLLOW, "nosymfollow"),
-                   (MS_NOATIME, "noatime"), (MS_NODIRATIME, "nodiratime"), (MS_RELATIME, "relatime"),
-                   (MS_STRICTATIME, "strictatime"))
+                   (MS_NOATIME, "noatime"), (MS_NODIRATIME, "nodiratime"), (MS_RELATIME, "relatime"))
 
 # statmount's mnt_attr (MOUNT_ATTR_*) of the per-mount options mountinfo shows
 _ATTR_OF_OPTION = {"ro": 0x1, "nosuid": 0x2, "nodev": 0x4, "noexec": 0x8, "noatime": 0x10, "strictatime": 0x20,
@@ -187,7 +186,8 @@ def table(vfs) -> list[Mount]:
         out.append(Mount(info.id, info.unique_id,
                          parent.id if parent else FIRST_MNT_ID - 1,
                          parent.unique_id if parent else HIDDEN_PARENT_UNIQUE,
-                         path, inode, info.source, info.fstype, options_of_flags(info.flags), info.flags,
+                         path, inode, info.source, info.fstype,
+                         options_of_flags(info.flags | (MS_RDONLY if inode.fs.readonly else 0)), info.flags,
                          info.super_options, info.root_path, info))
     if len(_cache) > 16:  # sandboxes come and go in one process (the embedding API)
         _cache.clear()

@@ -5,8 +5,10 @@ SCM_CREDENTIALS; shutdown; the SOL_SOCKET options; FIONREAD/SIOCOUTQ. read(2),
 write(2) and the rest of syscalls/io.py reach a socket through its File
 methods (sock_read, sock_write, sock_ioctl here).
 
-Every other address family answers EAFNOSUPPORT: DESIGN's sandbox loopback for
-AF_INET/AF_INET6 is not built, and the host network is never touched.
+AF_INET/AF_INET6 sockets (the sandbox's loopback, sentry/net/inet.py) take
+the same paths, with what differs in syscalls/inet.py. AF_PACKET is EPERM;
+every other address family answers EAFNOSUPPORT; the host network is never
+touched.
 
 Waiting: a call that cannot go on parks the task on the socket's queues
 (Wait); partial progress of a blocking call (a stream write cut by a full
@@ -618,8 +620,10 @@ def _unix_kind(kind: int, protocol: int) -> int:
     return kind
 
 
-@syscall("socket", status=PARTIAL, note="AF_UNIX (stream, dgram, seqpacket; SOCK_NONBLOCK, SOCK_CLOEXEC): the "
-         "sandbox's own sockets; every other family EAFNOSUPPORT (no network stack; the host network is never used)")
+@syscall("socket", status=PARTIAL, note="AF_UNIX (stream, dgram, seqpacket) and AF_INET/AF_INET6 TCP and UDP over "
+         "the sandbox's own loopback (SOCK_NONBLOCK, SOCK_CLOEXEC); raw sockets and AF_PACKET EPERM (no CAP_NET_RAW, "
+         "as an unprivileged container), ping sockets EACCES; netlink and other families EAFNOSUPPORT; the host network "
+         "is never used")
 def socket(t, family, type_, protocol):
     family, type_, protocol = s32(family), s32(type_), s32(protocol)
     kind, flags = _new_type(family, type_, protocol)
@@ -663,7 +667,8 @@ def socketpair(t, family, type_, protocol, sv):
 
 
 @syscall("bind", status=PARTIAL, note="AF_UNIX: abstract names, socket files made in the sandbox's VFS (EADDRINUSE "
-         "if the name exists), autobind for a bare family")
+         "if the name exists), autobind for a bare family; inet: 127.0.0.0/8, ::1, the wildcards and v4-mapped "
+         "addresses (others EADDRNOTAVAIL), ephemeral ports, SO_REUSEADDR/SO_REUSEPORT, IPV6_V6ONLY, TIME_WAIT")
 def bind(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
@@ -720,7 +725,9 @@ def listen(t, fd, backlog):
 
 
 @syscall("connect", status=PARTIAL, note="AF_UNIX: stream/seqpacket to a listener (waits while its backlog is full, "
-         "EAGAIN non-blocking), dgram peers and AF_UNSPEC disconnect; a connection completes at once (no EINPROGRESS)")
+         "EAGAIN non-blocking), dgram peers and AF_UNSPEC disconnect; a connection completes at once (no EINPROGRESS); "
+         "inet: the loopback only (elsewhere ENETUNREACH), ECONNREFUSED, non-blocking EINPROGRESS then SO_ERROR, "
+         "SYN_SENT while the accept queue is full")
 def connect(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
@@ -826,7 +833,7 @@ def _accept(t, fd, addr, addrlen, flags):
     return t.fds.install(new, cloexec=bool(flags & SOCK_CLOEXEC))
 
 
-@syscall("accept4", status=PARTIAL, note="AF_UNIX stream/seqpacket listeners; SOCK_NONBLOCK, SOCK_CLOEXEC")
+@syscall("accept4", status=PARTIAL, note="AF_UNIX stream/seqpacket and TCP listeners; SOCK_NONBLOCK, SOCK_CLOEXEC")
 def accept4(t, fd, addr, addrlen, flags):
     return _accept(t, fd, addr, addrlen, flags)
 
@@ -836,7 +843,7 @@ def accept(t, fd, addr, addrlen):
     return _accept(t, fd, addr, addrlen, 0)
 
 
-@syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone")
+@syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone; inet: sockaddr_in/in6")
 def getsockname(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     if isinstance(sock, InetSocket):

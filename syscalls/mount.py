@@ -12,7 +12,7 @@ import errno as E
 
 from sentry.errors import Errno
 from sentry.namespaces import ns_capable
-from sentry.vfs import diskfs, loc_path, mounts
+from sentry.vfs import diskfs, loc_path, mounts, notify
 from sentry.vfs.mounts import (MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOUSER, MS_PRIVATE,
                                MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SILENT, MS_SLAVE,
                                MS_STRICTATIME, MS_UNBINDABLE, PER_MOUNT)
@@ -429,3 +429,6 @@ def _unmount(t, path: bytes) -> None:
     info = mounts.remove(t.vfs, path)
     if info.device is not None:
         _count_device(t, info.device)
+    fs = info.root.fs
+    if notify.marks and not any(m.fs is fs for m in mounts.table(t.vfs)):
+        notify.unmounted(fs)  # its last mount went: watches hear IN_UNMOUNT

@@ -106,6 +106,9 @@ class SizedFile(RegularInode):
     """A file whose growth is charged to its filesystem's capacity."""
     __slots__ = ()
 
+    def has_xattrs(self) -> bool:
+        return True  # tmpfs and ext2/3/4 both keep extended attributes
+
     def check_write(self, offset: int, length: int) -> None:
         super().check_write(offset, length)
         self.fs.check_writable()
@@ -125,6 +128,9 @@ class SizedFile(RegularInode):
 class SizedDir(DirInode):
     """A directory whose new files are counted against its filesystem's inodes."""
     __slots__ = ()
+
+    def has_xattrs(self) -> bool:
+        return True
 
     def _new(self, name, inode):
         self.fs.check_writable()

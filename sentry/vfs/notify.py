@@ -9,7 +9,8 @@ sandbox of a process). While it is empty, which is the usual case, every
 hook in the VFS and the file calls is one test of it and nothing more.
 
 Events come only from what the sandbox itself does: a host file that a host
-process changes raises none, and nothing is ever unmounted (no IN_UNMOUNT).
+process changes raises none; a filesystem whose last mount goes (umount2, syscalls/mount.py)
+tells each mark on it IN_UNMOUNT, then the mark goes (`unmounted`).
 
 Where Linux follows a dentry to a file's parent, an open file here keeps the
 key of the directory it was opened in (`File.notify_parent`, set by
@@ -257,6 +258,18 @@ def _inode_gone(inode, key) -> None:
     _to_marks(key, mask, b"", 0, False)
     for m in list(marks.get(key, ())):
         remove_mark(m)
+
+
+def unmounted(fs) -> None:
+    """fsnotify_unmount_inodes: the marks on fs's inodes hear IN_UNMOUNT and go (IN_IGNORED)."""
+    for key in [k for k in marks if k[0] == fs.dev]:
+        for m in list(marks.get(key, ())):
+            if m.inode is not None and m.inode.fs is not fs:
+                continue
+            mask = UNMOUNT | (_isdir(m.inode) if m.inode is not None else 0)
+            if m.alive:
+                m.group.handle(m, mask, b"", 0)
+            remove_mark(m)
 
 
 # --- per-sandbox limits ----------------------------------------------------------------------------------

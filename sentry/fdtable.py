@@ -64,6 +64,13 @@ class FDTable:
             else:
                 self.close(fd)
 
+    def check_copy(self, nr_open: int) -> None:
+        """dup_fd's refusal: a copy spanning more than fs/nr_open descriptors is EMFILE
+        (a parent that dup2'd high, then lowered nr_open: sentry/sysctl.py)."""
+        from sentry.sysctl import table_span
+        if table_span(self.files) > nr_open:
+            raise Errno(E.EMFILE)
+
     def copy(self) -> "FDTable":
         """The table a forked child starts with: the same open files, one more reference each."""
         child = FDTable()

@@ -14,6 +14,7 @@ from sentry.errors import Errno, SentryError
 from sentry.fdtable import FDTable
 from sentry.mm import MemoryManager
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
+from sentry.sysctl import Sysctls
 from sentry.process import ProcessTable
 from sentry.sched import Resumed, TaskExit, Wait
 
@@ -45,6 +46,7 @@ class Kernel:
             self._rng = random.Random(seed)
         self.vfs = VFS(self.random_bytes, kernel=self, root=root)
         self.tasks: dict[int, Task] = {}
+        self.sysctl = Sysctls()  # /proc/sys's enforced knobs (pid_max, nr_open, ...)
         self.ptable = ProcessTable(self)
         self.procs = self.ptable.procs
         self.hostname = b"sentry"
@@ -597,6 +599,8 @@ class Kernel:
         """A new process copied from task's (stopped at its fork/clone syscall): memory,
         registers (the child's syscall returns 0), files, dispositions, mask."""
         self._may_add_task(task)
+        if not share_files:
+            task.fds.check_copy(self.sysctl.nr_open)
         if flags & CLONE_VM:  # vfork, posix_spawn: the child runs in the parent's memory
             mm = task.mm
             cpu = self.platform.clone_thread(mm.space, task.cpu, process=True)
@@ -648,6 +652,8 @@ class Kernel:
         working directory; its own registers (the clone returns 0 in it), stack, TLS and mask."""
         from sentry import signals
         self._may_add_task(task)
+        if not share_files:
+            task.fds.check_copy(self.sysctl.nr_open)
         tid = self.ptable.new_pid()
         cpu = self.platform.clone_thread(task.mm.space, task.cpu)
         task.mm.users += 1

@@ -243,17 +243,17 @@ class PidNamespace(Namespace):
         return False
 
     def alloc(self, task) -> int:
-        for _ in range(PID_MAX):
-            nr = self.last + 1 if self.last + 1 < PID_MAX else 2 if self.reaper is not None else 1
-            self.last = nr
+        """The next free number after the last, wrapping at kernel/pid_max (sentry/sysctl.py)."""
+        from sentry.sysctl import next_pid
+
+        def taken(nr):
             other = self.by_nr.get(nr)
-            if other is None or not _alive(other):
-                self.by_nr[nr] = task
-                return nr
-        raise Errno(E.EAGAIN)
+            return other is not None and _alive(other)
+        nr = self.last = next_pid(self.last, task.kernel.sysctl.pid_max, taken)
+        self.by_nr[nr] = task
+        return nr
 
 
-PID_MAX = 4194304
 
 
 def _alive(task) -> bool:

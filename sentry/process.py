@@ -8,7 +8,6 @@ from sentry.sched import WaitQueue
 
 SIGCHLD = 17
 OUTSIDE_SESSION = 0  # the first program's session id: its leader is outside the sandbox
-PID_MAX = 4194304
 # wait status encodings, as wait(2) reports them
 WCOREFLAG = 0x80
 CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
@@ -85,15 +84,15 @@ class ProcessTable:
         self.last_pid = 0
 
     def new_pid(self) -> int:
-        pid = self.last_pid
-        for _ in range(PID_MAX):
-            pid = pid + 1 if pid + 1 < PID_MAX else 2
-            if pid not in self.procs and pid not in self.kernel.tasks \
-                    and not any(p.pgid == pid or p.sid == pid for p in self.procs.values()):
-                self.last_pid = pid
-                return pid
-        from sentry.errors import Errno
-        raise Errno(11)  # EAGAIN: every pid in use
+        """The next free pid after the last, wrapping at kernel/pid_max (sentry/sysctl.py);
+        a number still naming a process group or session is not free."""
+        from sentry.sysctl import next_pid
+
+        def taken(pid):
+            return pid in self.procs or pid in self.kernel.tasks \
+                or any(p.pgid == pid or p.sid == pid for p in self.procs.values())
+        self.last_pid = next_pid(self.last_pid, self.kernel.sysctl.pid_max, taken)
+        return self.last_pid
 
     def create(self, parent) -> Process:
         pid = self.new_pid()

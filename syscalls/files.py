@@ -3,7 +3,7 @@ close_range(2), memfd_create(2), stat(2), statx(2), getdents64(2), dup(2),
 fcntl(2)."""
 import errno as E
 
-from sentry import fasync
+from sentry import caps, fasync
 from sentry.errors import Errno
 from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, notify, perm
 from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOATIME, O_NOFOLLOW, O_PATH,
@@ -171,11 +171,17 @@ def _seals(t, f, cmd, arg) -> int:
     return 0
 
 
-def _pipe_size(f, cmd, arg) -> int:
+CAP_SYS_RESOURCE = 24
+
+
+def _pipe_size(t, f, cmd, arg) -> int:
     from sentry.vfs.pipe import PipeFile
-    if isinstance(f, PipeFile):
-        return f.pipe.capacity if cmd == F_GETPIPE_SZ else f.pipe.set_size(arg & 0xFFFFFFFF)
-    raise Errno(E.EBADF)
+    if not isinstance(f, PipeFile):
+        raise Errno(E.EBADF)
+    if cmd == F_GETPIPE_SZ:
+        return f.pipe.capacity
+    max_size = 1 << 31 if caps.has(t, CAP_SYS_RESOURCE) else t.kernel.sysctl.pipe_max_size
+    return f.pipe.set_size(arg & 0xFFFFFFFF, max_size)
 
 
 _inode_at = inode_at
@@ -279,7 +285,7 @@ def fcntl(t, fd, cmd, arg):
     if cmd in (F_ADD_SEALS, F_GET_SEALS):
         return _seals(t, f, cmd, arg)
     if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ):
-        return _pipe_size(f, cmd, arg)
+        return _pipe_size(t, f, cmd, arg)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
         if s32(arg) < 0 or s32(arg) >= t.fds.limit:
             raise Errno(E.EINVAL)

@@ -61,6 +61,8 @@ def unshare(t, flags):
         if user_ns is t.user_ns and not nsm.ns_capable(t, user_ns, nsm.CAP_SYS_ADMIN):
             raise Errno(E.EPERM)
         proxy = nsm.new_namespaces(t, flags & ~CLONE_SYSVSEM, user_ns, for_child=False)
+    if flags & CLONE_FILES and t.fds.users > 1:
+        t.fds.check_copy(t.kernel.sysctl.nr_open)  # EMFILE
     # nothing can fail from here on
     if flags & CLONE_FS and any(o.fs is t.fs for o in others):
         t.fs = FsContext(t.fs.cwd, t.fs.umask, t.fs.root)

@@ -11,7 +11,6 @@ from syscalls.abi import s32
 from syscalls.registry import PARTIAL, refuse, syscall
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
-NR_OPEN = 1 << 20
 
 
 def _nested(t) -> bool:
@@ -147,14 +146,14 @@ def prlimit64(t, pid, resource, new, old):
             raise Errno(E.EINVAL)
         if hard > current[1] and t.euid != 0:  # CAP_SYS_RESOURCE: the sandbox's root only
             raise Errno(E.EPERM)
-        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
+        if resource == RLIMIT_NOFILE and hard > t.kernel.sysctl.nr_open:
             raise Errno(E.EPERM)
     if old:
         t.mm.write(old, _RLIMIT.pack(*current))
     if wanted is not None:
         t.rlimits[resource] = wanted
         if resource == RLIMIT_NOFILE:
-            t.fds.limit = min(wanted[0], NR_OPEN)
+            t.fds.limit = min(wanted[0], t.kernel.sysctl.nr_open)
         elif resource == RLIMIT_AS:
             t.mm.as_limit = t.as_limit()
     return 0

@@ -123,10 +123,12 @@ class Pipe(Inode):
         self.can_read.notify()
         return done
 
-    def set_size(self, size: int) -> int:
+    def set_size(self, size: int, max_size: int = MAX_SIZE) -> int:
+        """F_SETPIPE_SZ; max_size is fs/pipe-max-size for the caller (unbounded with
+        CAP_SYS_RESOURCE)."""
         if size > 1 << 31:
             raise Errno(E.EINVAL)
-        if size > MAX_SIZE:
+        if size > max_size:
             raise Errno(E.EPERM)
         size = max(PAGE, 1 << (max(size, 1) - 1).bit_length())
         if size // PAGE < len(self.pages):

@@ -37,7 +37,6 @@ CLK_TCK = 100
 PAGE = 4096
 O_CLOEXEC = 0o2000000
 CAP_FULL = (1 << 41) - 1        # CAP_CHOWN .. CAP_CHECKPOINT_RESTORE (cap_last_cap 40)
-PID_MAX = 4194304
 
 
 # --- the open file -----------------------------------------------------------------------------
@@ -1201,7 +1200,7 @@ def make_sys(procfs) -> StaticDir:
     kern.add(b"hostname", GenInode(fs, hostname, 0o644, writer=set_hostname, sysctl=True))
     kern.add(b"domainname", GenInode(fs, domainname, 0o644, writer=set_domain, sysctl=True))
     for name, value in ((b"osrelease", release + b"\n"), (b"ostype", b"Linux\n"),
-                        (b"version", version + b"\n"), (b"pid_max", b"%d\n" % PID_MAX),
+                        (b"version", version + b"\n"),
                         (b"threads-max", b"%d\n" % 4096), (b"ngroups_max", b"65536\n"),
                         (b"cap_last_cap", b"40\n"), (b"overflowuid", b"65534\n"),
                         (b"overflowgid", b"65534\n"), (b"randomize_va_space", b"0\n"),
@@ -1226,8 +1225,7 @@ def make_sys(procfs) -> StaticDir:
                         (b"swappiness", b"60\n"), (b"overcommit_kbytes", b"0\n")):
         vm.add(name, ro(value))
     fsd = sys_dir.add(b"fs", StaticDir(fs))
-    for name, value in ((b"file-max", b"9223372036854775807\n"), (b"nr_open", b"1048576\n"),
-                        (b"pipe-max-size", b"1048576\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
+    for name, value in ((b"file-max", b"9223372036854775807\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
                         (b"protected_symlinks", b"1\n"), (b"protected_hardlinks", b"1\n")):
         fsd.add(name, ro(value))
     from sentry.aio import AIO_MAX_NR, count as aio_count  # Linux AIO's requests (sentry/aio.py)
@@ -1235,6 +1233,8 @@ def make_sys(procfs) -> StaticDir:
     fsd.add(b"aio-max-nr", ro(b"%d\n" % AIO_MAX_NR))
     from sentry.ipc.proc import add_sysctls
     add_sysctls(fs, kern, fsd, kernel)  # the IPC namespace's knobs (sentry/ipc/proc.py)
+    from sentry.sysctl import add_knobs
+    add_knobs(fs, kern, fsd, kernel)  # pid_max, ns_last_pid, nr_open, the pipe limits (sentry/sysctl.py)
     # kept and enforced: inotify's limits (sentry/vfs/notify.py), the lease break time (vfs/locks.py)
     inotify = fsd.add(b"inotify", StaticDir(fs))
     for name in (b"max_user_watches", b"max_user_instances", b"max_queued_events"):

@@ -14,6 +14,7 @@ convention: `status` (0 passes, anything else fails) or `ltp` (a bitmask:
 1 TFAIL, 2 TBROK, 4 TWARN fail; 32 TCONF alone, "not configured here", is a
 skip; 0 passes)."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -117,6 +118,17 @@ def run_one(test: Test, options: list, timeout: float, convention: str) -> dict:
                 stdout=out, stderr=err)
 
 
+def first_reason(r) -> str:
+    """The line of a failed or skipped LTP test that says why: its first TFAIL or TBROK,
+    else its first TCONF (LTP's library prints them on stderr, old-style tests on stdout)."""
+    text = (r["stdout"] + b"\n" + r["stderr"]).decode(errors="replace").splitlines()
+    for marks in (("TFAIL", "TBROK"), ("TCONF",)):
+        for line in text:
+            if any(m in line for m in marks):
+                return re.sub(r"^\s*\S+\.[ch]:\d+:\s*", "", line.strip())[:160]
+    return ""
+
+
 def junit(results, path: str) -> None:
     failures = sum(r["outcome"] in ("fail", "timeout") for r in results)
     skipped = sum(r["outcome"] == "skip" for r in results)
@@ -129,7 +141,8 @@ def junit(results, path: str) -> None:
             lines.append(f'    <failure message={quoteattr(why)}>'
                          f'{escape(r["stderr"][-4000:].decode(errors="replace"))}</failure>')
         elif r["outcome"] == "skip":
-            lines.append('    <skipped message="TCONF: not configured here"/>')
+            lines.append(f'    <skipped message="TCONF: not configured here">'
+                         f'{escape(r["stderr"][-4000:].decode(errors="replace"))}</skipped>')
         lines.append(f'    <system-out>{escape(r["stdout"][-4000:].decode(errors="replace"))}</system-out>')
         lines.append("  </testcase>")
     lines.append("</testsuite>")
@@ -150,7 +163,9 @@ def main(paths, platform=None, jobs=1, junit_path=None, timeout=60.0, env=(), mo
             results.append(r)
             counts[r["outcome"]] += 1
             detail = "timed out" if r["outcome"] == "timeout" else f"exit {r['status']}"
-            print(f"{r['outcome'].upper():<7} {r['name']:<{width}}  {detail:<10} {r['seconds']:6.2f} s", flush=True)
+            why = first_reason(r) if convention == "ltp" and r["outcome"] != "pass" else ""
+            print(f"{r['outcome'].upper():<7} {r['name']:<{width}}  {detail:<10} {r['seconds']:6.2f} s"
+                  + (f"  {why}" if why else ""), flush=True)
     print(f"{counts['pass']} passed, {counts['fail'] + counts['timeout']} failed, {counts['skip']} skipped")
     if junit_path:
         junit(results, junit_path)

@@ -1,5 +1,5 @@
 """mount(2) and umount2(2) inside the sandbox, in Linux's order of checks: a new tmpfs,
-proc, sysfs, devtmpfs or devpts; ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
+proc, sysfs, devtmpfs or devpts (the sandbox's one of each); ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
 bind mounts (MS_BIND, MS_REC), MS_MOVE, MS_REMOUNT (with MS_BIND: the mount's own flags),
 the propagation flags; umount2 with MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW.
 
@@ -25,9 +25,8 @@ MS_MGC_VAL, MS_MGC_MSK = 0xC0ED0000, 0xFFFF0000
 MS_ATIME = MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME
 PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
 MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW = 1, 2, 4, 8
-PSEUDO_TYPES = {"proc": b"/proc", "devtmpfs": b"/dev", "devpts": b"/dev/pts"}  # the sandbox's one of each
+PSEUDO_TYPES = {"proc": b"/proc", "devtmpfs": b"/dev", "devpts": b"/dev/pts", "sysfs": b"/sys"}  # one of each
 NOUSER_TYPES = ("pipefs", "sockfs", "anon_inodefs", "nsfs", "bdev")
-SYSFS_MAGIC = 0x62656572
 
 
 def _string(t, addr: int):
@@ -170,10 +169,6 @@ def make_superblock(t, fstype: str, source, data: str, readonly: bool):
     elif fstype == "tmpfs":
         root, super_options = diskfs.make_tmpfs(data)
         source_name = source or "none"
-    elif fstype == "sysfs":
-        from sentry.vfs.inode import DirInode, FileSystem
-        root = DirInode(0o555, fs=FileSystem("sysfs", magic=SYSFS_MAGIC))
-        source_name = source or "sysfs"
     elif fstype in PSEUDO_TYPES:
         root = t.vfs.mounts.get(PSEUDO_TYPES[fstype])
         if root is None:

@@ -29,6 +29,7 @@ LOOP_SET_STATUS64, LOOP_GET_STATUS64, LOOP_CHANGE_FD, LOOP_SET_CAPACITY = 0x4C04
 LOOP_SET_DIRECT_IO, LOOP_SET_BLOCK_SIZE, LOOP_CONFIGURE = 0x4C08, 0x4C09, 0x4C0A
 LOOP_CTL_ADD, LOOP_CTL_REMOVE, LOOP_CTL_GET_FREE = 0x4C80, 0x4C81, 0x4C82
 BLKROSET, BLKROGET, BLKRRPART, BLKGETSIZE, BLKFLSBUF = 0x125D, 0x125E, 0x125F, 0x1260, 0x1261
+BLKRASET, BLKRAGET, BLKFRASET, BLKFRAGET = 0x1262, 0x1263, 0x1264, 0x1265
 BLKSSZGET, BLKBSZGET, BLKBSZSET, BLKGETSIZE64 = 0x1268, 0x80081270, 0x40081271, 0x80081272
 BLKDISCARD, BLKIOMIN, BLKIOOPT, BLKALIGNOFF, BLKPBSZGET = 0x1277, 0x1278, 0x1279, 0x127A, 0x127B
 BLKDISCARDZEROES, BLKSECDISCARD, BLKROTATIONAL, BLKZEROOUT, BLKGETDISKSEQ = 0x127C, 0x127D, 0x127E, 0x127F, 0x80081280
@@ -67,6 +68,7 @@ class LoopDevice:
         self.opens = 0             # open files of the device
         self.mounts = 0            # mounts holding it (sentry/vfs/diskfs.py)
         self.readonly_set = False  # BLKROSET
+        self.ra_pages = 32         # readahead (BLKRASET/BLKRAGET): the block layer's 128 KiB
 
     @property
     def bound(self) -> bool:
@@ -454,6 +456,14 @@ class LoopFile(File):
             if not caps.has(task, CAP_SYS_ADMIN):
                 raise Errno(E.EACCES)
             raise Errno(E.EINVAL)  # no partition table is scanned (disk_scan_partitions)
+        elif request in (BLKRASET, BLKFRASET):
+            if not caps.has(task, CAP_SYS_ADMIN):
+                raise Errno(E.EACCES)
+            d.ra_pages = arg * SECTOR // PAGE
+        elif request in (BLKRAGET, BLKFRAGET):
+            if not arg:
+                raise Errno(E.EINVAL)
+            mm.write(arg, struct.pack("<Q", d.ra_pages * PAGE // SECTOR))
         elif request == BLKGETDISKSEQ:
             mm.write(arg, struct.pack("<Q", d.number + 1))
         elif request in (BLKDISCARD, BLKSECDISCARD, BLKZEROOUT):

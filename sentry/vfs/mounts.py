@@ -88,6 +88,8 @@ def describe(fs) -> tuple[str, str, str]:
     ro = "ro" if fs.readonly else "rw"
     if fs.magic == PROC_SUPER_MAGIC:
         return "proc", "proc", "rw,nosuid,nodev,noexec,relatime"
+    if fs.name == "sysfs":
+        return "sysfs", "sysfs", "rw,nosuid,nodev,noexec,relatime"
     if fs.name == "devtmpfs":
         return "devtmpfs", "devtmpfs", ro + ",nosuid,relatime,mode=755"
     if fs.name.startswith("host:"):

@@ -390,7 +390,12 @@ def umount2(t, target, flags):
     if not may_mount(t):
         raise Errno(E.EPERM)
     name = t.mm.read_cstring(target)
-    found = t.vfs.find(t, AT_FDCWD, name, follow=not flags & UMOUNT_NOFOLLOW)
+    st = mounts.state(t.vfs)
+    expiring, st.expiring = st.expiring, False  # umount's own lookup is no use of the mount
+    try:
+        found = t.vfs.find(t, AT_FDCWD, name, follow=not flags & UMOUNT_NOFOLLOW)
+    finally:
+        st.expiring = expiring
     if found.inode is None:
         raise Errno(E.ENOENT)
     path = loc_path(found.loc)
@@ -408,6 +413,7 @@ def umount2(t, target, flags):
             raise Errno(E.EBUSY)
         if not m.state.expiry_mark:
             m.state.expiry_mark = True
+            mounts.state(t.vfs).expiring = True
             raise Errno(E.EAGAIN)
     if path == b"/" or path == loc_path(t.vfs.root_of(t)):
         raise Errno(E.EBUSY if not flags & MNT_DETACH else E.EINVAL)

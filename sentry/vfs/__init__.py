@@ -194,7 +194,11 @@ class VFS:
             child = d.lookup(name)
             if self.mounts and (child is None or not child.is_symlink()):
                 # a mount point need not exist in the filesystem it is mounted on (nested mounts)
-                child = self.mounts.get(loc_path(stack).rstrip(b"/") + b"/" + name, child)
+                place = loc_path(stack).rstrip(b"/") + b"/" + name
+                mounted = self.mounts.get(place)
+                if mounted is not None:
+                    child = mounted
+                    mounts.entered(self, place)
             if child is None:
                 if i == last_i:
                     return Found(tuple(stack), name, None, None, must_be_dir)

@@ -137,6 +137,7 @@ class State:
         self.uniques = itertools.count(HIDDEN_PARENT_UNIQUE + 1)
         self.version = 0
         self.nosymfollow = False  # has any mount MS_NOSYMFOLLOW (the walk asks only then)
+        self.expiring = False     # has umount2(MNT_EXPIRE) marked any (the walk clears marks only then)
 
     def free_id(self) -> int:
         used = {m.id for m in self.info.values()} | {m.id for rows in self.shadowed.values() for _, m in rows}
@@ -201,6 +202,16 @@ def changed(vfs) -> None:
     st = state(vfs)
     st.version += 1
     st.nosymfollow = any(i.flags & MS_NOSYMFOLLOW for i in st.info.values())
+
+
+def entered(vfs, path: bytes) -> None:
+    """The walk went into the mount at path: it is in use, so an umount2(MNT_EXPIRE) mark
+    on it goes (Linux's mntput)."""
+    st = getattr(vfs, "_mount_state", None)
+    if st is not None and st.expiring:
+        info = st.info.get(path)
+        if info is not None:
+            info.expiry_mark = False
 
 
 def no_symfollow(vfs, path: bytes) -> bool:

@@ -30,7 +30,8 @@ class _LoopDir(ProcDir):
         for name, fn in ((b"logical_block_size", lambda: d.block_size), (b"physical_block_size", lambda: d.block_size),
                          (b"hw_sector_size", lambda: d.block_size), (b"minimum_io_size", lambda: d.block_size),
                          (b"optimal_io_size", lambda: 0), (b"rotational", lambda: 0),
-                         (b"read_ahead_kb", lambda: d.ra_pages * 4), (b"discard_granularity", lambda: 0)):
+                         (b"read_ahead_kb", lambda: d.ra_pages * 4), (b"discard_granularity", lambda: 0),
+                         (b"dma_alignment", lambda: 511)):
             queue.add(name, gen(fn))
         self.files[b"queue"] = queue
         loop = StaticDir(fs, 0o755)

@@ -64,6 +64,13 @@ class EventFile(File):
         self.can_read.notify()
         return 8
 
+    def signal(self, n: int = 1) -> None:
+        """A kernel-side add (an AIO completion: eventfd_signal): it cannot wait, so the
+        counter saturates at ULLONG_MAX, which readers then see with POLLERR."""
+        self.count += min(n, ULLONG_MAX - self.count)
+        self.events += 1
+        self.can_read.notify()
+
     def poll_readiness(self) -> int:
         mask = 0
         if self.count:

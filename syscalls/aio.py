@@ -84,20 +84,34 @@ def _data(t, opcode: int, buf: int, nbytes: int) -> list:
 
 
 def _run(t, f, opcode: int, pieces: list, offset: int) -> int:
-    """Carry out a read or write now: bytes moved, or -errno."""
+    """Carry out a read or write now: bytes moved, or -errno. A stream (a pipe, a socket)
+    has no position: Linux's read_iter ignores aio_offset there."""
     done = 0
+    positioned = offset >= 0
     try:
         for addr, length in pieces:
             pos = 0
             while pos < length:
                 n = min(length - pos, PIECE)
                 if opcode in (IOCB_CMD_PREAD, IOCB_CMD_PREADV):
-                    data = f.pread(n, offset + done) if offset >= 0 else f.read(n)
+                    try:
+                        data = f.pread(n, offset + done) if positioned else f.read(n)
+                    except Errno as e:
+                        if e.errno != E.ESPIPE or not positioned:
+                            raise
+                        positioned = False
+                        continue
                     t.mm.write(addr + pos, data)
                     moved = len(data)
                 else:
                     data = t.mm.read(addr + pos, n)
-                    moved = f.pwrite(data, offset + done) if offset >= 0 else f.write(data)
+                    try:
+                        moved = f.pwrite(data, offset + done) if positioned else f.write(data)
+                    except Errno as e:
+                        if e.errno != E.ESPIPE or not positioned:
+                            raise
+                        positioned = False
+                        continue
                 pos += moved
                 done += moved
                 if moved < n:
@@ -157,10 +171,7 @@ def _submit_one(t, ctx, iocb_addr: int) -> None:
 
 def _signal(eventfd) -> None:
     if eventfd is not None:
-        try:
-            eventfd.write((1).to_bytes(8, "little"))
-        except (Errno, Wait):
-            pass
+        eventfd.signal(1)
 
 
 def _check_polls(ctx) -> None:
@@ -198,8 +209,10 @@ def io_submit(t, ctx_id, nr, iocbpp):
 @syscall("io_cancel", status=PARTIAL, note=NOTE + "; only a pending POLL can be cancelled (EINPROGRESS, no "
          "event), anything else EINVAL as Linux's finished requests")
 def io_cancel(t, ctx_id, iocb, result):
+    # Linux's order: the iocb's aio_key (EFAULT, EINVAL unless 0), then the context
+    if struct.unpack("<I", t.mm.read(iocb + 8, 4))[0] != 0:
+        raise Errno(E.EINVAL)
     ctx = _context(t, ctx_id)
-    t.mm.read(iocb, 8)  # EFAULT
     for entry in ctx.polls:
         if entry[0] == iocb:
             ctx.polls.remove(entry)

@@ -332,14 +332,11 @@ def _send(task, sig: int, info: SigInfo, group: bool) -> bool:
     queue = shared.queue if group else task.sigqueue
     if sig < SIGRTMIN and (shared.pending if group else task.pending_signals) & bit:
         return False  # a standard signal is pending at most once
-    if len(queue) >= task.rlimits.get(11, (4096, 4096))[0]:  # RLIMIT_SIGPENDING
-        if info.code < 0 and info.code != SI_TKILL:
-            import errno as E
-            from sentry.errors import Errno
-            raise Errno(E.EAGAIN)  # sigqueue: the queue is full
-        if (shared.pending if group else task.pending_signals) & bit:
-            return False
-        info = None  # kill and the kernel's own: pending without a queued siginfo
+    # RLIMIT_SIGPENDING binds only real-time signals of sigqueue and tkill (Linux's override_rlimit)
+    if sig >= SIGRTMIN and info.code < 0 and len(queue) >= task.rlimits.get(11, (4096, 4096))[0]:
+        import errno as E
+        from sentry.errors import Errno
+        raise Errno(E.EAGAIN)
     if group:
         shared.pending |= bit
     else:

@@ -142,9 +142,9 @@ def _sigqueue_info(t, uinfo: int, sig: int, to_self: bool):
 @syscall("rt_sigqueueinfo")
 def rt_sigqueueinfo(t, tgid, sig, uinfo):
     tgid, sig = s32(tgid), _check_sig(sig)
-    info = _sigqueue_info(t, uinfo, sig, tgid == t.tgid)
+    info = _sigqueue_info(t, uinfo, sig, tgid == t.tid)
     proc = _process(t, tgid)
-    _permitted(t, proc, sig)
+    permitted(t, proc, sig)
     S.send_process(proc, sig, info)
     return 0
 
@@ -154,9 +154,9 @@ def rt_tgsigqueueinfo(t, tgid, tid, sig, uinfo):
     tgid, tid, sig = s32(tgid), s32(tid), _check_sig(sig)
     if tgid <= 0 or tid <= 0:
         raise Errno(E.EINVAL)
-    info = _sigqueue_info(t, uinfo, sig, tgid == t.tgid)
+    info = _sigqueue_info(t, uinfo, sig, tid == t.tid)
     target = _thread(t, tid, tgid)
-    _permitted(t, target.proc, sig)
+    permitted(t, target.proc, sig)
     S.send(target, sig, info)
     return 0
 
@@ -168,11 +168,16 @@ def _nested(t) -> bool:
 
 
 def _process(t, pid: int):
+    """The process of pid, or of the thread whose id it is (Linux's find_vpid finds both)."""
     if pid > 0 and _nested(t):
-        from sentry.namespaces import find_proc
+        from sentry.namespaces import find_proc, find_task
         proc = find_proc(t, pid)
+        task = find_task(t, pid) if proc is None else None
     else:
         proc = t.kernel.procs.get(pid) if pid > 0 else None
+        task = t.kernel.tasks.get(pid) if proc is None and pid > 0 else None
+    if proc is None and task is not None and task.exit_status is None:
+        proc = task.proc
     if proc is None:
         raise Errno(E.ESRCH)
     return proc
@@ -190,7 +195,7 @@ def _thread(t, tid: int, tgid: int = -1):
     return task
 
 
-def _permitted(t, proc, sig: int) -> None:
+def permitted(t, proc, sig: int) -> None:
     """Linux's check_kill_permission: root, a process of the same user, or SIGCONT in the session."""
     if proc is t.proc or t.euid == 0:
         return
@@ -205,20 +210,20 @@ def _permitted(t, proc, sig: int) -> None:
     raise Errno(E.EPERM)
 
 
-def _kill_one(t, proc, sig: int) -> None:
-    _permitted(t, proc, sig)
+def _kill_one(t, proc, sig: int, info=None) -> None:
+    permitted(t, proc, sig)
     if sig:
-        S.send_process(proc, sig, S.user_info(t, sig))
+        S.send_process(proc, sig, info or S.user_info(t, sig))
 
 
-def _kill_group(t, pgid: int, sig: int) -> None:
+def kill_group(t, pgid: int, sig: int, info=None) -> None:
     procs = [p for p in list(t.kernel.procs.values()) if p.pgid == pgid and not p.zombie]
     if not procs:
         raise Errno(E.ESRCH)
     err, ok = None, False
     for p in procs:
         try:
-            _kill_one(t, p, sig)
+            _kill_one(t, p, sig, info)
             ok = True
         except Errno as e:
             err = e
@@ -236,10 +241,10 @@ def kill(t, pid, sig):
     if pid > 0:
         _kill_one(t, _process(t, pid), sig)
     elif pid == 0:
-        _kill_group(t, t.pgid, sig)
+        kill_group(t, t.pgid, sig)
     elif _nested(t) and pid != -(1 << 31):
         from sentry.namespaces import global_pid
-        _kill_group(t, global_pid(t, -pid) or -1, sig)
+        kill_group(t, global_pid(t, -pid) or -1, sig)
     elif pid == -1:
         count, err = 0, None
         from sentry.namespaces import pid_ns_of, visible
@@ -258,7 +263,7 @@ def kill(t, pid, sig):
     else:
         if pid == -(1 << 31):
             raise Errno(E.ESRCH)
-        _kill_group(t, -pid, sig)
+        kill_group(t, -pid, sig)
     return 0
 
 
@@ -268,7 +273,7 @@ def tgkill(t, tgid, tid, sig):
     if tgid <= 0 or tid <= 0:
         raise Errno(E.EINVAL)
     target = _thread(t, tid, tgid)
-    _permitted(t, target.proc, sig)
+    permitted(t, target.proc, sig)
     if sig:
         S.send(target, sig, S.user_info(t, sig, S.SI_TKILL))
     return 0
@@ -280,7 +285,7 @@ def tkill(t, tid, sig):
     if tid <= 0:
         raise Errno(E.EINVAL)
     target = _thread(t, tid)
-    _permitted(t, target.proc, sig)
+    permitted(t, target.proc, sig)
     if sig:
         S.send(target, sig, S.user_info(t, sig, S.SI_TKILL))
     return 0

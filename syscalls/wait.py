@@ -6,6 +6,7 @@ from sentry import ptrace_guest
 from sentry.errors import Errno
 from sentry.process import CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED
 from sentry.sched import Wait
+from sentry.vfs.file import O_NONBLOCK
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
 
@@ -131,6 +132,7 @@ def waitid(t, idtype, ident, infop, options, rusage):
         raise Errno(E.EINVAL)
     if not options & (WEXITED | WSTOPPED | WCONTINUED):
         raise Errno(E.EINVAL)
+    nonblock = False
     if idtype == P_ALL:
         which, ident = "all", 0
     elif idtype == P_PID:
@@ -146,6 +148,8 @@ def waitid(t, idtype, ident, infop, options, rusage):
         if ident < 0:
             raise Errno(E.EINVAL)
         proc = process_of_fd(t, ident)
+        if t.fds.get(ident).flags & O_NONBLOCK:
+            nonblock = True  # a PIDFD_NONBLOCK pidfd: EAGAIN rather than a wait, as Linux
         which, ident = "pid", proc.pid
         if proc.parent is not t.proc:
             raise Errno(E.ECHILD)
@@ -154,6 +158,8 @@ def waitid(t, idtype, ident, infop, options, rusage):
     found = _find(t, which, ident, options, bool(options & WEXITED), bool(options & WSTOPPED),
                   bool(options & WCONTINUED), consume=not options & WNOWAIT)
     if found is None:
+        if nonblock and not options & WNOHANG:
+            raise Errno(E.EAGAIN)
         if options & WNOHANG:
             if infop:
                 t.mm.write(infop, bytes(128))

@@ -225,8 +225,9 @@ def truncate(t, path, length):
     return 0
 
 
-@syscall("statfs", status=PARTIAL, note="the sandbox's own figures (2 GiB, free space not tracked), "
-         "f_type of the filesystem (a host mount's is the host's), ST_RDONLY for read-only mounts")
+@syscall("statfs", status=PARTIAL, note="the sandbox's own figures (2 GiB, free space not tracked; a tmpfs or "
+         "ext filesystem mount(2) made counts its blocks and inodes), f_type of the filesystem (a host mount's is "
+         "the host's), f_flags of the mount's flags (ST_RDONLY, ST_NOSUID, ST_NODEV, ST_NOEXEC, ...)")
 def statfs(t, path, buf):
     from sentry.vfs import mounts
     found = t.vfs.find(t, AT_FDCWD, t.mm.read_cstring(path))

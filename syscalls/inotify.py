@@ -18,7 +18,8 @@ IN_CLOEXEC, IN_NONBLOCK = O_CLOEXEC, O_NONBLOCK
 ALL_INOTIFY_BITS = (IN_ALL_EVENTS | IN_UNMOUNT | IN_Q_OVERFLOW | IN_IGNORED | IN_ONLYDIR | IN_DONT_FOLLOW
                     | IN_EXCL_UNLINK | IN_MASK_CREATE | IN_MASK_ADD | IN_ISDIR | IN_ONESHOT)
 _NOTE = ("events from what the sandbox does (a host process's changes to a lent file are not seen); "
-         "IN_UNMOUNT when the last mount of a watched file's filesystem goes; a file renamed into another directory while open reports "
+         "IN_UNMOUNT when the last mount of a watched file's filesystem goes; a file renamed into another "
+         "directory while open reports "
          "to the directory it was opened in")
 
 

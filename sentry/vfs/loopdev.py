@@ -388,7 +388,8 @@ class LoopFile(File):
                 offset, sizelimit, flags, key_size, name, crypt = info[3], info[4], info[8], info[7], info[9], info[10]
             else:
                 info = _INFO.unpack(mm.read(arg, _INFO.size))
-                offset, sizelimit, flags, key_size, name, crypt = info[4] & 0xFFFFFFFF, 0, info[7], info[6], info[8], b""
+                offset = info[4] & 0xFFFFFFFFFFFFFFFF  # an int widened to __u64, as loop_info_to_info64
+                offset, sizelimit, flags, key_size, name, crypt = offset, 0, info[7], info[6], info[8], b""
             d.set_status(offset, sizelimit, flags, name, crypt, key_size)
             return 0
         if request == LOOP_GET_STATUS64:

@@ -36,7 +36,8 @@ class _LoopDir(ProcDir):
         self.files[b"queue"] = queue
         loop = StaticDir(fs, 0o755)
         for name, fn in ((b"backing_file", lambda: d.backing.path if d.bound else ""), (b"offset", lambda: d.offset),
-                         (b"sizelimit", lambda: d.sizelimit), (b"autoclear", lambda: int(bool(d.flags & LO_FLAGS_AUTOCLEAR))),
+                         (b"sizelimit", lambda: d.sizelimit),
+                         (b"autoclear", lambda: int(bool(d.flags & LO_FLAGS_AUTOCLEAR))),
                          (b"partscan", lambda: int(bool(d.flags & LO_FLAGS_PARTSCAN))),
                          (b"dio", lambda: int(bool(d.flags & LO_FLAGS_DIRECT_IO)))):
             loop.add(name, gen(fn))

@@ -16,7 +16,7 @@ namespace it was born in (`Process.pid_ns`, Linux's task_active_pid_ns).
   (`vnr`, `find_task`); the first process of a new one is its 1 and the reaper of its
   orphans; when it ends the rest of its namespace is killed.
 - uts: hostname and domain name; ipc: sentry/ipc's IpcNamespace (System V objects);
-  mnt: a copy of the mount table (mount(2) is refused, so copies never differ);
+  mnt: the sandbox's one mount table (mount(2) changes it for every mount namespace);
   net: nothing but a loopback (the sandbox has no network); cgroup: the root;
   time: offsets for CLOCK_MONOTONIC and CLOCK_BOOTTIME (/proc/PID/timens_offsets),
   settable until a process enters it.
@@ -214,9 +214,8 @@ class MountNamespace(Namespace):
     def __init__(self, owner, vfs, mounts=None, initial: bool = False):
         super().__init__(owner, initial)
         self.vfs = vfs
-        # a copy of the mount table: mount(2) is refused in the sandbox, so a copy stays
-        # what it was when the namespace was made
-        self.mounts = dict(vfs.mounts if mounts is None else mounts)
+        # the sandbox's one mount table (syscalls/mount.py): a mount is seen by every namespace
+        self.mounts = vfs.mounts
 
 
 class PidNamespace(Namespace):

@@ -1,5 +1,5 @@
 """mount(2) and umount2(2) inside the sandbox, in Linux's order of checks: a new tmpfs,
-proc, sysfs, devtmpfs or devpts (the sandbox's one of each); ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
+proc, sysfs, devtmpfs or devpts (the sandbox's one of each), mqueue (the IPC namespace's); ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
 bind mounts (MS_BIND, MS_REC), MS_MOVE, MS_REMOUNT (with MS_BIND: the mount's own flags),
 the propagation flags; umount2 with MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW.
 
@@ -70,7 +70,7 @@ def _mnt_flags(flags: int) -> int:
 
 
 @syscall("mount", status=PARTIAL, note="tmpfs (size=, nr_inodes=, mode=, uid=, gid=), proc, sysfs, devtmpfs, "
-         "devpts; ext2/ext3/ext4 on a loop device: only an image just made by mkfs (root and lost+found), "
+         "devpts, mqueue; ext2/ext3/ext4 on a loop device: only an image just made by mkfs (root and lost+found), "
          "mounted as a memory tree the image keeps for the sandbox's life, nothing written back to it (an image "
          "with more: EOPNOTSUPP, no ext driver); MS_BIND/MS_REC, MS_MOVE, MS_REMOUNT (ro/rw, tmpfs size), "
          "MS_NOSUID/NODEV/NOEXEC/NOATIME; propagation accepted, every mount private; one table for all "
@@ -174,8 +174,9 @@ def make_superblock(t, fstype: str, source, data: str, readonly: bool):
         if root is None:
             raise Errno(E.ENODEV)
         source_name = source or fstype
-    else:  # mqueue
-        raise Errno(E.ENODEV)
+    else:  # mqueue: the caller's IPC namespace's queues (sentry/ipc/mqueue.py)
+        root = t.ipc_ns.mqueue.root
+        source_name = source or "mqueue"
     if fstype == "tmpfs" or fstype in diskfs.DISK_TYPES:
         root.fs.readonly = readonly
     return root, source_name, super_options, device

@@ -216,7 +216,8 @@ def traced_syscall(dispatch, task, stop):
         if tr.syscalls:
             tr.orig_rax = stop.nr
             tr.call = stop
-            task.cpu.set_result(-ENOSYS)  # what rax holds at a syscall-entry stop
+            if task.kernel.arch == "x86_64":
+                task.cpu.set_result(-ENOSYS)  # what rax holds at a syscall-entry stop (aarch64's x0 is an argument)
             sig = SIGTRAP | (0x80 if tr.options & O_TRACESYSGOOD else 0)
             _enter(task, tr, Stop("syscall-entry", SIGTRAP, (sig << 8) | 0x7F, _trap_info(task, sig), stop.nr))
         call = stop

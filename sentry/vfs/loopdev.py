@@ -132,6 +132,7 @@ class LoopDevice:
         if not backing.writable or not opened_for_write or getattr(backing.inode.fs, "readonly", False):
             self.flags |= LO_FLAGS_READ_ONLY
         self.backing = backing
+        backing.fd_refs = getattr(backing, "fd_refs", 0) + 1  # the device holds the file, as Linux's lo_backing_file
         self.block_size = block_size or SECTOR
         self.file_name = os.fsencode(backing.path or "")[:LO_NAME_SIZE - 1]
         self.compute_capacity()
@@ -149,6 +150,9 @@ class LoopDevice:
         self.unbind()
 
     def unbind(self) -> None:
+        if self.backing is not None:
+            from sentry.fdtable import drop_ref
+            drop_ref(self.backing)
         self.backing = None
         self.offset = self.sizelimit = self.flags = self.capacity = 0
         self.file_name = self.crypt_name = b""
@@ -377,6 +381,9 @@ class LoopFile(File):
             new = task.fds.get(arg & 0xFFFFFFFF)
             if new.stat_inode().stat().size != d._backing_size():
                 raise Errno(E.EINVAL)
+            from sentry.fdtable import drop_ref
+            new.fd_refs = getattr(new, "fd_refs", 0) + 1
+            drop_ref(d.backing)
             d.backing = new
             return 0
         if request == LOOP_CLR_FD:

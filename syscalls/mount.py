@@ -187,7 +187,7 @@ def attach(t, path: bytes, root, info) -> None:
     info.under = frozenset(_users(t, path))
     mounts.add(t.vfs, path, root, info)
     if info.device is not None:
-        _count_device(t, info.device)
+        count_device(t, info.device)
 
 
 def sb_options(fs, extra: str) -> str:
@@ -213,7 +213,7 @@ def _block_device(t, source):
     return device
 
 
-def _count_device(t, device) -> None:
+def count_device(t, device) -> None:
     """How many mounts hold a loop device (LOOP_CLR_FD's autoclear waits for them)."""
     device.mounts = sum(1 for m in mounts.table(t.vfs) if m.state is not None and m.state.device is device)
     device.released()
@@ -304,7 +304,7 @@ def _bind(t, source, found, path, recursive: bool) -> int:
         info.under = frozenset(_users(t, where))
         mounts.add(t.vfs, where, root, info)
         if info.device is not None:
-            _count_device(t, info.device)
+            count_device(t, info.device)
     return 0
 
 
@@ -430,7 +430,7 @@ def umount2(t, target, flags):
 def _unmount(t, path: bytes) -> None:
     info = mounts.remove(t.vfs, path)
     if info.device is not None:
-        _count_device(t, info.device)
+        count_device(t, info.device)
     fs = info.root.fs
     if notify.marks and not any(m.fs is fs for m in mounts.table(t.vfs)):
         notify.unmounted(fs)  # its last mount went: watches hear IN_UNMOUNT

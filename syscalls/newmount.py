@@ -243,8 +243,8 @@ def open_tree(t, dfd, path, flags):
     return _install(t, MountFile(inode, info, below), cloexec)
 
 
-@syscall("move_mount", status=PARTIAL, note="attaches a detached mount (fsmount, open_tree) or moves a mount; "
-         "MOVE_MOUNT_SET_GROUP accepted (nothing propagates); MOVE_MOUNT_BENEATH EINVAL")
+@syscall("move_mount", status=PARTIAL, note="attaches a detached mount (fsmount, open_tree) or moves a mount, "
+         "MOVE_MOUNT_BENEATH under the top mount of a place; MOVE_MOUNT_SET_GROUP accepted (nothing propagates)")
 def move_mount(t, from_dfd, from_path, to_dfd, to_path, flags):
     if not mountcalls.may_mount(t):
         raise Errno(E.EPERM)
@@ -265,7 +265,7 @@ def move_mount(t, from_dfd, from_path, to_dfd, to_path, flags):
     if flags & MOVE_MOUNT_SET_GROUP:
         return 0  # every mount is private: no peer group to share
     if flags & MOVE_MOUNT_BENEATH:
-        raise Errno(E.EINVAL)
+        return _beneath(t, src_place, src, dst_place, dst_inode)
     if isinstance(src, MountFile) and src.attached is None:
         if src.inode.is_dir() != dst_inode.is_dir():
             raise Errno(E.ENOTDIR)
@@ -283,6 +283,33 @@ def move_mount(t, from_dfd, from_path, to_dfd, to_path, flags):
         raise Errno(E.ELOOP)
     mounts.move(t.vfs, src_place, dst_place)
     if isinstance(src, MountFile):
+        src.attached = dst_place
+    return 0
+
+
+def _beneath(t, src_place, src, dst_place, dst_inode) -> int:
+    """MOVE_MOUNT_BENEATH: the source goes under the top mount at the target, which must
+    be a mount's root other than the root's; the source shows when the top one goes."""
+    top = mountcalls.mount_root_at(t, dst_place)
+    if top is None or dst_place == b"/" or dst_place == loc_path(t.vfs.root_of(t)):
+        raise Errno(E.EINVAL)
+    detached = isinstance(src, MountFile) and src.attached is None
+    if detached:
+        root, info, below = src.inode, src.info, src.below
+    else:
+        here = mountcalls.mount_root_at(t, src_place)
+        if here is None or src_place == b"/" or here.state is top.state:
+            raise Errno(E.EINVAL)
+        if dst_place == src_place or dst_place.startswith(src_place + b"/"):
+            raise Errno(E.EINVAL)
+        root, info, below = here.root, here.state, []
+        mounts.remove(t.vfs, src_place)
+    if root.is_dir() != dst_inode.is_dir():
+        raise Errno(E.ENOTDIR)
+    mounts.add_beneath(t.vfs, dst_place, root, info)
+    if info.device is not None:
+        mountcalls.count_device(t, info.device)
+    if detached:
         src.attached = dst_place
     return 0
 

@@ -232,6 +232,15 @@ def add(vfs, path: bytes, root, info: MountState) -> None:
     changed(vfs)
 
 
+def add_beneath(vfs, path: bytes, root, info: MountState) -> None:
+    """Mount root just beneath the mount at path (MOVE_MOUNT_BENEATH): it shows when that
+    one is unmounted."""
+    st = state(vfs)
+    table(vfs)
+    st.shadowed.setdefault(path, []).append((root, info))
+    changed(vfs)
+
+
 def remove(vfs, path: bytes) -> MountState:
     """Unmount what is at path: what it hid comes back."""
     st = state(vfs)

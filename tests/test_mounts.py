@@ -1,8 +1,9 @@
 """mount(2) and umount2(2) against the host kernel: fixtures/mountcalls.c natively as root
 of a mount namespace of its own (`unshare -rm`: the host's mounts are never touched) and
 in the sandbox, whose root mounts in the sandbox's own table (syscalls/mount.py); and a
-loop device with mkfs.ext4 and a mount of it, run only in the sandbox (natively it would
-need the host's loop devices) and checked against what Linux gives."""
+loop device with mkfs.ext4 and a mount of it, and device nodes made by mknod, run only in
+the sandbox (natively they would need the host's devices and its root) and checked against
+what Linux gives."""
 import shutil
 
 import pytest
@@ -74,3 +75,33 @@ def test_loop_device_ext4(platform):
         harness.require_program(tool)
     run = harness.run_sandbox(platform, "/bin/sh", ["-c", LOOP_SCRIPT], timeout=240, options=["--no-cwd"])
     assert run.stdout == LOOP_EXPECT, harness.bytes_diff(LOOP_EXPECT, run.stdout, "expected")
+
+
+# Device nodes made by the sandbox's root open the sandbox's own devices (as Linux's root
+# would get the kernel's): 1:3 is a null device, 7:0 the first loop device, 99:99 nothing.
+MKNOD_SCRIPT = r"""
+cd /tmp
+mknod n c 1 3; echo "mknod c 1 3: $?"
+echo hello > n; echo "write: $?"; echo "read: $(wc -c < n)"
+mknod b b 7 0; echo "mknod b 7 0: $?"
+stat -c '%F %t:%T' b
+mknod u c 99 99; echo "mknod c 99 99: $?"
+cat u 2>&1 | sed 's/^.*: //'
+mkdir nd; mount -t tmpfs -o nodev none nd; mknod nd/n c 1 3
+cat nd/n 2>&1 | sed 's/^.*: //'
+"""
+MKNOD_EXPECT = b"""mknod c 1 3: 0
+write: 0
+read: 0
+mknod b 7 0: 0
+block special file 7:0
+mknod c 99 99: 0
+No such device or address
+Permission denied
+"""
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_mknod_devices(platform):
+    run = harness.run_sandbox(platform, "/bin/sh", ["-c", MKNOD_SCRIPT], timeout=120, options=["--no-cwd"])
+    assert run.stdout == MKNOD_EXPECT, harness.bytes_diff(MKNOD_EXPECT, run.stdout, "expected")

@@ -618,6 +618,8 @@ class Kernel:
         child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
         for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable"):
             setattr(child, name, getattr(task, name))
+        if flags & 0x200:  # CLONE_FS: one root, working directory and umask for both
+            child.fs = task.fs
         _inherit_sched(task, child)
         keys.on_clone(task, child, thread=False)
         child.sigactions = dict(task.sigactions)

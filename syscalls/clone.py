@@ -17,6 +17,7 @@ CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_NEWCGROUP = 0x800000, 0x1000000, 0x200
 CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x4000000, 0x8000000, 0x10000000, 0x20000000
 CLONE_NEWNET, CLONE_IO, CLONE_CLEAR_SIGHAND, CLONE_INTO_CGROUP = 0x40000000, 0x80000000, 1 << 32, 1 << 33
 CLONE_NEWTIME = 0x80  # clone3 only: clone(2) has CSIGNAL there
+MAX_PID_NS_LEVEL, CAP_CHECKPOINT_RESTORE = 32, 40
 NAMESPACES = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
               | CLONE_NEWPID | CLONE_NEWNET)
 HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_PIDFD
@@ -142,7 +143,8 @@ def clone(t, flags, stack, a2, a3, a4):
 _CLONE_ARGS = struct.Struct("<11Q")  # clone_args up to cgroup (CLONE_ARGS_SIZE_VER2 = 88)
 
 
-@syscall("clone3", status=PARTIAL, note="as clone; set_tid and cgroup placement answer EINVAL/EPERM")
+@syscall("clone3", status=PARTIAL, note="as clone; set_tid in the sandbox's own pid namespace (nested: EINVAL past Linux's checks); "
+         "cgroup placement EINVAL")
 def clone3(t, uargs, size):
     if size < 64 or size > 4096:
         raise Errno(E.EINVAL)
@@ -151,7 +153,9 @@ def clone3(t, uargs, size):
         raise Errno(E.E2BIG)
     (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size,
      cgroup) = _CLONE_ARGS.unpack(raw[:88].ljust(88, b"\0"))
-    if exit_signal & ~CSIGNAL or set_tid or set_tid_size or flags & CLONE_INTO_CGROUP:
+    if exit_signal & ~CSIGNAL or flags & CLONE_INTO_CGROUP:
+        raise Errno(E.EINVAL)
+    if set_tid_size > MAX_PID_NS_LEVEL or bool(set_tid) != bool(set_tid_size):
         raise Errno(E.EINVAL)
     if exit_signal and flags & (CLONE_THREAD | CLONE_PARENT):
         raise Errno(E.EINVAL)  # only clone(2) ignores an exit signal there
@@ -159,7 +163,32 @@ def clone3(t, uargs, size):
         raise Errno(E.EINVAL)
     if flags & CLONE_PIDFD:
         parent_tid = pidfd
+    if set_tid_size:
+        _choose_pid(t, flags, set_tid, set_tid_size)
     return do_clone(t, flags, stack + stack_size if stack else 0, parent_tid, child_tid, tls, exit_signal)
+
+
+def _choose_pid(t, flags: int, set_tid: int, size: int) -> None:
+    """clone3's set_tid (checkpoint/restore): Linux's alloc_pid checks, then the pid allocator
+    is set to hand out the asked-for pid next."""
+    from sentry.namespaces import CAP_SYS_ADMIN, ns_capable, ns_owner
+    ns = t.nsproxy.pid_for_children
+    if size > ns.level + 1 + bool(flags & CLONE_NEWPID):
+        raise Errno(E.EINVAL)
+    tids = struct.unpack(f"<{size}i", t.mm.read(set_tid, 4 * size))
+    if any(tid < 1 or tid >= t.kernel.sysctl.pid_max for tid in tids):
+        raise Errno(E.EINVAL)
+    if flags & CLONE_NEWPID and tids[0] != 1:
+        raise Errno(E.EINVAL)  # a new namespace's first process is its 1
+    owner = ns_owner(ns)
+    if not (ns_capable(t, owner, CAP_SYS_ADMIN) or ns_capable(t, owner, CAP_CHECKPOINT_RESTORE)):
+        raise Errno(E.EPERM)
+    if ns.level or flags & CLONE_NEWPID:
+        raise Errno(E.EINVAL)  # a chosen pid inside a nested pid namespace is not offered
+    table = t.kernel.ptable
+    if tids[0] in table.procs or tids[0] in t.kernel.tasks:
+        raise Errno(E.EEXIST)
+    table.last_pid = tids[0] - 1
 
 
 def _strings(t, addr: int) -> list:

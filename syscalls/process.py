@@ -1,5 +1,5 @@
 """Who the process is and how it ends: getpid(2) and friends, exit(2),
-set_tid_address(2), set_robust_list(2), arch_prctl(2), prlimit64(2), rseq(2)."""
+set_tid_address(2), set_robust_list(2), arch_prctl(2), prlimit64(2), rseq(2), reboot(2)."""
 import errno as E
 import struct
 
@@ -332,3 +332,32 @@ def setsid(t):
     me.sid = me.pgid = me.pid
     me.tty = None  # a new session has no controlling terminal
     return me.pid
+
+
+# --- reboot ---------------------------------------------------------------------------------------
+LINUX_REBOOT_MAGIC1 = 0xFEE1DEAD
+LINUX_REBOOT_MAGIC2 = (672274793, 85072278, 369367448, 537993216)
+CMD_RESTART, CMD_HALT, CMD_CAD_ON, CMD_CAD_OFF = 0x01234567, 0xCDEF0123, 0x89ABCDEF, 0x00000000
+CMD_POWER_OFF, CMD_RESTART2, CMD_SW_SUSPEND, CMD_KEXEC = 0x4321FEDC, 0xA1B2C3D4, 0xD000FCE2, 0x45584543
+CAP_SYS_BOOT = 22
+
+
+@syscall("reboot", status=PARTIAL, note="Ctrl-Alt-Del's setting (CAD_ON, CAD_OFF) kept; Linux's checks "
+         "(CAP_SYS_BOOT over the pid namespace, the magic numbers, the command: EPERM, EINVAL); restarting, "
+         "halting, powering off, suspending and kexec are refused EPERM: the sandbox is not a machine that "
+         "stops; in a nested pid namespace every command EINVAL")
+def reboot(t, magic1, magic2, cmd, arg):
+    ns = nsm.pid_ns_of(t.proc)
+    if not nsm.ns_capable(t, nsm.ns_owner(ns), CAP_SYS_BOOT):
+        raise Errno(E.EPERM)
+    if magic1 & 0xFFFFFFFF != LINUX_REBOOT_MAGIC1 or magic2 & 0xFFFFFFFF not in LINUX_REBOOT_MAGIC2:
+        raise Errno(E.EINVAL)
+    cmd &= 0xFFFFFFFF
+    if ns.level:
+        raise Errno(E.EINVAL)  # reboot_pid_ns: only the commands that end the namespace, not offered
+    if cmd in (CMD_CAD_ON, CMD_CAD_OFF):
+        t.kernel.ctrl_alt_del = cmd == CMD_CAD_ON  # what the keyboard's salute would do: no keyboard here
+        return 0
+    if cmd in (CMD_RESTART, CMD_HALT, CMD_POWER_OFF, CMD_RESTART2, CMD_SW_SUSPEND, CMD_KEXEC):
+        raise Errno(E.EPERM)
+    raise Errno(E.EINVAL)

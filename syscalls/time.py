@@ -366,6 +366,8 @@ def timer_create(t, clock, sevp, timerid):
 
 @syscall("timer_settime")
 def timer_settime(t, timerid, flags, new, old):
+    if not new:
+        raise Errno(E.EINVAL)  # before the timer is looked up, as Linux
     timer = _timer(t, timerid)
     interval, value = _read_itimerspec(t, new)
     if old:

@@ -50,7 +50,7 @@ _PRIVILEGED = {
     "CAP_SYS_ADMIN: pivot_root is not offered (mount(2): syscalls/mount.py, fsopen(2): syscalls/newmount.py)":
         ("pivot_root",),
     "CAP_SYS_ADMIN: no swap": ("swapon", "swapoff"),
-    "CAP_SYS_BOOT": ("reboot", "kexec_load", "kexec_file_load"),
+    "CAP_SYS_BOOT": ("kexec_load", "kexec_file_load"),
     "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
     "CAP_SYS_PACCT: no process accounting": ("acct",),
 }

@@ -509,6 +509,8 @@ CASES = [
                  b"SI_USER siginfo to a child: -1 EPERM\n", b"its /proc dir once reaped: -1 ESRCH\n",
                  b"waitid on a PIDFD_NONBLOCK pidfd, running: -1 EAGAIN\n", b"taken: value 5\n",
                  b"tgkill SIGRTMIN past RLIMIT_SIGPENDING: -1 EAGAIN\n", b"pending: SIGRTMIN 1 SIGUSR1 1\n",
+                 b"reboot with an unknown command: -1 EINVAL\n", b"kcmp KCMP_FS after CLONE_FS: 0\n",
+                 b"clone3 set_tid of a pid in use: -1 EEXIST\n", b"nobody: clone3 set_tid: -1 EPERM\n",
                  b"done\n")),
     Case("aio", args=(TMP,),
          expect=(b"ring: magic 0xa10a10a1, header 32", b"read [aio world] readv [hello| aio ]\n",

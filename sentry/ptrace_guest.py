@@ -57,7 +57,7 @@ class Tracee:
     """What a traced task keeps of its tracer (Linux's task->ptrace, ->parent, jobctl bits)."""
     __slots__ = ("task", "tracer", "seized", "options", "stop", "reported", "wq", "syscalls",
                  "sysemu", "step", "injected", "call", "orig_rax", "eventmsg", "interrupt",
-                 "event_done", "debugregs", "exit_nr", "set_tf", "vfork_child")
+                 "event_done", "debugregs", "exit_nr", "set_tf", "vfork_child", "hw_slots")
 
     def __init__(self, task, tracer, seized: bool, options: int = 0):
         self.task = task
@@ -79,6 +79,7 @@ class Tracee:
         self.interrupt = False    # PTRACE_INTERRUPT asked for a stop
         self.event_done = None    # the event already reported for the call that re-runs
         self.debugregs = [0] * 8  # DR0-7 as the tracer set them (kept, never armed)
+        self.hw_slots = set()     # DR0-3 slots that have a breakpoint (an address set, or enabled once)
         self.vfork_child = None   # the child of a vfork whose event stop it is in
 
 

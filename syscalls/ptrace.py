@@ -16,7 +16,8 @@ GETREGS, SETREGS, GETFPREGS, SETFPREGS, ATTACH, DETACH = 12, 13, 14, 15, 16, 17
 SYSCALL, SYSEMU, SYSEMU_SINGLESTEP = 24, 31, 32
 SETOPTIONS, GETEVENTMSG, GETSIGINFO, SETSIGINFO, GETREGSET, SETREGSET = range(0x4200, 0x4206)
 SEIZE, INTERRUPT, LISTEN, PEEKSIGINFO, GETSIGMASK, SETSIGMASK = range(0x4206, 0x420C)
-GET_SYSCALL_INFO = 0x420E
+SECCOMP_GET_FILTER, GET_SYSCALL_INFO, ARCH_PRCTL = 0x420C, 0x420E, 30
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE = 1, 2, 0x202
 SIGKILL, SIGSTOP = 9, 19
 
@@ -108,20 +109,33 @@ def _pokeuser(task, tr, off: int, value: int) -> None:
         raise Errno(E.EIO)
 
 
+_BP_SIZE = {0: 1, 1: 2, 3: 4, 2: 8}  # DR7's LEN field: the bytes a data breakpoint watches
+
+
+def _check_breakpoint(addr: int, rw: int, ln: int) -> None:
+    """What Linux's hw_breakpoint checks of one slot: no I/O breakpoints, an execution one
+    one byte long, a data one aligned to its length, never a kernel address (EINVAL)."""
+    if rw == 2 or rw == 0 and ln != 0 or rw and addr & (_BP_SIZE[ln] - 1) or addr >= TASK_SIZE_MAX:
+        raise Errno(E.EINVAL)
+
+
 def _set_debugreg(tr, n: int, value: int) -> None:
-    """ptrace_set_debugreg: DR0-3 a user address (EINVAL for the kernel's), DR6 anything,
-    DR7 a valid control word; DR4/5 do not exist (EIO). Kept, never armed on the CPU."""
+    """ptrace_set_debugreg: DR0-3 a user address, DR6 anything, DR7 a control word whose
+    every slot that has (or gets) a breakpoint is valid; DR4/5 do not exist (EIO). A slot
+    gets its breakpoint when its address is set or it is enabled, as Linux registers one.
+    Kept, never armed on the CPU."""
+    dr7 = tr.debugregs[7]
     if n < 4:
-        if value >= TASK_SIZE_MAX:
+        if n in tr.hw_slots or dr7 >> (2 * n) & 3:
+            _check_breakpoint(value, dr7 >> (16 + 4 * n) & 3, dr7 >> (18 + 4 * n) & 3)
+        elif value >= TASK_SIZE_MAX:
             raise Errno(E.EINVAL)
+        tr.hw_slots.add(n)
     elif n == 7:
-        for i in range(4):
-            if value >> (2 * i) & 3:
-                rw, ln = value >> (16 + 4 * i) & 3, value >> (18 + 4 * i) & 3
-                if rw == 2 or rw == 0 and ln != 0:  # I/O breakpoints; an execution one of length > 1
-                    raise Errno(E.EINVAL)
-                if tr.debugregs[i] >= TASK_SIZE_MAX:
-                    raise Errno(E.EINVAL)
+        enabled = {i for i in range(4) if value >> (2 * i) & 3}  # (the reserved bits 10-15 are kept, unchecked)
+        for i in sorted(enabled | tr.hw_slots):
+            _check_breakpoint(tr.debugregs[i], value >> (16 + 4 * i) & 3, value >> (18 + 4 * i) & 3)
+        tr.hw_slots |= enabled
     elif n != 6:
         raise Errno(E.EIO)
     tr.debugregs[n] = value
@@ -132,6 +146,9 @@ def _fpregs(task) -> bytes:
 
 
 def _set_fpregs(task, data: bytes) -> None:
+    """xfpregs_set: the whole FXSAVE image; EINVAL for MXCSR bits the CPU does not have."""
+    if len(data) != 512 or int.from_bytes(data[24:28], "little") & ~0xFFFF:
+        raise Errno(E.EINVAL)
     ctx = task.cpu.get_context()
     ctx.fpu = bytes(data) + bytes(ctx.fpu[512:])
     task.cpu.set_context(ctx)
@@ -157,13 +174,14 @@ def _set_regset(task, tr, kind: int, data: bytes) -> None:
         regs[:n] = struct.unpack(f"<{n}Q", data[:8 * n])
         _set_user_regs(task, tr, regs)
     elif kind == NT_PRFPREG:
-        _set_fpregs(task, bytes(data) + _fpregs(task)[len(data):])
+        _set_fpregs(task, data)  # (only whole: EINVAL for a part)
     elif kind == NT_X86_XSTATE:
         ctx = task.cpu.get_context()
         if not getattr(ctx, "xfeatures", 0):
             raise Errno(E.ENODEV)
-        whole = bytearray(ctx.fpu)
-        whole[:len(data)] = data
+        if len(data) != len(ctx.fpu):
+            raise Errno(E.EFAULT)  # xstateregs_set takes the whole area only
+        whole = bytearray(data)
         xstate_bv, xcomp_bv = struct.unpack_from("<QQ", whole, 512)
         if xcomp_bv or xstate_bv & ~ctx.xfeatures or any(whole[528:576]):
             raise Errno(E.EINVAL)  # the header's reserved parts (x86/fpu: no bogus xcomp_bv)
@@ -225,6 +243,21 @@ def _traceme(t) -> int:
     pg.attach(tracer, t, False)
     tracer.traces = True
     return 0
+
+
+def _arch_prctl(t, task, code: int, addr: int) -> int:
+    """PTRACE_ARCH_PRCTL: arch_prctl's fs/gs base requests on the tracee (code in data)."""
+    ctx = task.cpu.get_context()
+    if code in (ARCH_SET_FS, ARCH_SET_GS):
+        if addr >= TASK_SIZE_MAX:
+            raise Errno(E.EPERM)
+        setattr(ctx, "fs_base" if code == ARCH_SET_FS else "gs_base", addr)
+        task.cpu.set_context(ctx)
+        return 0
+    if code in (ARCH_GET_FS, ARCH_GET_GS):
+        t.mm.write_u64(addr, ctx.fs_base if code == ARCH_GET_FS else ctx.gs_base)
+        return 0
+    raise Errno(E.EINVAL)
 
 
 def _valid_signal(sig: int) -> int:
@@ -331,6 +364,8 @@ def ptrace(t, request, pid, addr, data):
     if request in (GETREGSET, SETREGSET):
         _x86(task)
         base, length = struct.unpack("<QQ", t.mm.read(data, 16))
+        if addr not in (NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE) or length % 8:
+            raise Errno(E.EINVAL)  # an unknown set, or not whole elements (each 8 bytes on x86-64)
         if request == GETREGSET:
             blob = _regset(task, tr, addr)
             n = min(length, len(blob))
@@ -379,6 +414,11 @@ def ptrace(t, request, pid, addr, data):
     if request == GET_SYSCALL_INFO:
         _x86(task)
         return _syscall_info(t, task, tr, addr, data)
+    if request == SECCOMP_GET_FILTER:
+        raise Errno(E.EINVAL)  # (the filters a task installs are not shown to a tracer)
+    if request == ARCH_PRCTL:
+        _x86(task)
+        return _arch_prctl(t, task, data, addr)
     if request in (CONT, SYSCALL, SINGLESTEP, SYSEMU, SYSEMU_SINGLESTEP):
         sig = _valid_signal(data)
         pg.resume(task, syscalls=request == SYSCALL, sysemu=request in (SYSEMU, SYSEMU_SINGLESTEP),

@@ -772,14 +772,17 @@ def _inherit_sched(parent: Task, child: Task) -> None:
     """A new task's CPU affinity, scheduling policy, nice value and I/O priority
     (syscalls/sched.py), memory policy (syscalls/mempolicy.py), personality
     (syscalls/info.py), timer slack (prctl) and OOM score adjustment (/proc/PID/oom_score_adj)
-    are its creator's; the creator's current slack is also its default. SCHED_RESET_ON_FORK is not inherited and resets a negative
-    nice value to 0 (the policies it would also reset are not offered)."""
-    for name in ("sched_affinity", "sched_policy", "sched_nice", "ioprio", "mempolicy", "personality",
-                 "oom_score_adj"):
+    are its creator's; the creator's current slack is also its default. SCHED_RESET_ON_FORK is not inherited and
+    gives the child SCHED_OTHER for a real-time or deadline policy, 0 for a negative nice value."""
+    for name in ("sched_affinity", "sched_policy", "sched_prio", "sched_deadline", "sched_nice", "ioprio",
+                 "mempolicy", "personality", "oom_score_adj"):
         if hasattr(parent, name):
             setattr(child, name, getattr(parent, name))
-    if getattr(parent, "sched_reset_on_fork", False) and getattr(parent, "sched_nice", 0) < 0:
-        child.sched_nice = 0
+    if getattr(parent, "sched_reset_on_fork", False):
+        if getattr(parent, "sched_policy", 0) in (1, 2, 6):  # SCHED_FIFO, SCHED_RR, SCHED_DEADLINE
+            child.sched_policy, child.sched_prio, child.sched_deadline = 0, 0, None
+        if getattr(parent, "sched_nice", 0) < 0:
+            child.sched_nice = 0
     if hasattr(parent, "timer_slack_ns"):
         child.timer_slack_ns = child.timer_slack_default = parent.timer_slack_ns
 

@@ -10,10 +10,12 @@ task at a time in the loop. Each task keeps its own affinity mask, policy
 (SCHED_OTHER, SCHED_BATCH or SCHED_IDLE, priority 0), nice value and I/O
 priority, which a new task inherits from its creator (sentry/kernel.py
 _inherit_sched); they are bookkeeping: the sentry schedules every task alike.
-Real-time and deadline policies (and the real-time I/O class) are refused as
-Linux refuses them to a task without CAP_SYS_NICE: the sandbox has no real-time
-scheduling to give. What else needs CAP_SYS_NICE on Linux (a lower nice value
-past RLIMIT_NICE, another user's task) is allowed to the sandbox's root (euid 0).
+Real-time and deadline policies are checked as Linux checks them (RLIMIT_RTPRIO,
+CAP_SYS_NICE: the sandbox's root, euid 0) and kept with their priority and deadline
+parameters, which sched_get* report and SCHED_RESET_ON_FORK drops in a child; the
+sentry gives them no real-time or deadline treatment. What else needs CAP_SYS_NICE
+on Linux (a lower nice value past RLIMIT_NICE, another user's task) is allowed to
+the sandbox's root.
 membarrier registrations belong to the address space (a fork's child starts
 unregistered, unlike Linux's)."""
 import errno as E
@@ -31,7 +33,7 @@ SCHED_RESET_ON_FORK = 0x40000000
 _POLICIES = (SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE)
 _RT = (SCHED_FIFO, SCHED_RR)
 MAX_RT_PRIO = 100
-RLIMIT_NICE = 13
+RLIMIT_NICE, RLIMIT_RTPRIO = 13, 14
 
 
 def _cpus() -> int:
@@ -43,11 +45,15 @@ def _all_cpus() -> int:
 
 
 def _target(t, pid: int):
-    """The task pid names: 0 is the caller, else a live thread of the sandbox (ESRCH)."""
+    """The task pid names: 0 is the caller, else a live thread of the sandbox or a zombie
+    process not yet reaped (its leader, as Linux keeps it until then); ESRCH."""
     if pid == 0:
         return t
     other = t.kernel.tasks.get(pid) if pid > 0 else None
     if other is None or other.exit_status is not None:
+        proc = t.kernel.procs.get(pid) if pid > 0 else None
+        if proc is not None and proc.zombie and proc.leader is not None:
+            return proc.leader
         raise Errno(E.ESRCH)
     return other
 
@@ -58,6 +64,10 @@ def _affinity(task) -> int:
 
 def _policy(task) -> int:
     return getattr(task, "sched_policy", SCHED_OTHER)
+
+
+def _rt_priority(task) -> int:
+    return getattr(task, "sched_prio", 0)
 
 
 @syscall("sched_yield", note="ends the caller's turn: on unicorn every syscall puts its task behind the other "
@@ -88,6 +98,8 @@ def sched_setaffinity(t, pid, size, mask):
     size &= 0xFFFFFFFF
     wanted = int.from_bytes(t.mm.read(mask, min(size, MASK_BYTES)), "little") if size else 0
     task = _target(t, s32(pid))
+    if not _same_owner(t, task):
+        raise Errno(E.EPERM)
     wanted &= _all_cpus()
     if not wanted:
         raise Errno(E.EINVAL)
@@ -129,12 +141,13 @@ def _same_owner(t, task) -> bool:
 
 
 def _set_scheduler(t, pid: int, policy: int, prio: int, *, nice=None, reset=None, clamp=False,
-                   keep=False) -> int:
+                   keep=False, deadline=None) -> int:
     """Linux's __sched_setscheduler from user space; policy -1 keeps the task's
     (sched_setparam); nice (sched_setattr) sets a fair policy's nice value; reset is
     SCHED_RESET_ON_FORK when not given in the policy; clamp: utilization clamps were
     asked for (EOPNOTSUPP once the rest is checked, as without CONFIG_UCLAMP_TASK);
-    keep (SCHED_FLAG_KEEP_PARAMS): everything is checked, only the reset flag changes."""
+    keep (SCHED_FLAG_KEEP_PARAMS): everything is checked, only the reset flag changes;
+    deadline: SCHED_DEADLINE's (runtime, deadline, period), checked by sched_setattr."""
     task = _target(t, pid)
     current = _policy(task)
     if policy < 0:
@@ -148,10 +161,14 @@ def _set_scheduler(t, pid: int, policy: int, prio: int, *, nice=None, reset=None
             raise Errno(E.EINVAL)
     if prio > MAX_RT_PRIO - 1:
         raise Errno(E.EINVAL)
-    if policy == SCHED_DEADLINE or (policy in _RT) != (prio != 0):
-        raise Errno(E.EINVAL)  # deadline parameters are checked (and refused) by sched_setattr
-    if policy in _RT:
-        raise Errno(E.EPERM)  # the sandbox has no real-time scheduling to give
+    if policy == SCHED_DEADLINE and deadline is None or (policy in _RT) != (prio != 0):
+        raise Errno(E.EINVAL)  # deadline parameters come only with sched_setattr
+    if policy in _RT and not _privileged(t):
+        limit = task.rlimits.get(RLIMIT_RTPRIO, (0, 0))[0]
+        if policy != current and not limit or prio > _rt_priority(task) and prio > limit:
+            raise Errno(E.EPERM)
+    if policy == SCHED_DEADLINE and not _privileged(t):
+        raise Errno(E.EPERM)
     if nice is not None and nice < _nice(task) and not _nice_allowed(t, task, nice):
         raise Errno(E.EPERM)
     if current == SCHED_IDLE and policy != SCHED_IDLE and not _nice_allowed(t, task, _nice(task)):
@@ -165,14 +182,16 @@ def _set_scheduler(t, pid: int, policy: int, prio: int, *, nice=None, reset=None
     task.sched_reset_on_fork = reset
     if not keep:
         task.sched_policy = policy
-        if nice is not None:
+        task.sched_prio = prio if policy in _RT else 0
+        task.sched_deadline = deadline if policy == SCHED_DEADLINE else None
+        if nice is not None and policy not in _RT and policy != SCHED_DEADLINE:
             task.sched_nice = nice
     return 0
 
 
 @syscall("sched_setscheduler", status=PARTIAL,
-         note="SCHED_OTHER, SCHED_BATCH and SCHED_IDLE kept per task (priority 0; the sentry schedules them "
-              "alike); SCHED_FIFO/RR EPERM as without CAP_SYS_NICE; EINVAL and EPERM checks as Linux's")
+         note="every policy and its priority kept per task, with Linux's EINVAL and EPERM checks "
+              "(RLIMIT_RTPRIO; CAP_SYS_NICE: the sandbox's root); the sentry schedules all tasks alike")
 def sched_setscheduler(t, pid, policy, param):
     policy, pid = s32(policy), s32(pid)
     if policy < 0 or not param or pid < 0:
@@ -197,13 +216,13 @@ def sched_getscheduler(t, pid):
     return _policy(task) | (SCHED_RESET_ON_FORK if getattr(task, "sched_reset_on_fork", False) else 0)
 
 
-@syscall("sched_getparam", note="priority 0: no task of the sandbox has a real-time policy")
+@syscall("sched_getparam", note="a real-time policy's priority, else 0")
 def sched_getparam(t, pid, param):
     pid = s32(pid)
     if not param or pid < 0:
         raise Errno(E.EINVAL)
-    _target(t, pid)
-    t.mm.write(param, struct.pack("<i", 0))
+    task = _target(t, pid)
+    t.mm.write(param, struct.pack("<i", _rt_priority(task)))
     return 0
 
 
@@ -263,8 +282,8 @@ def _deadline_params_ok(runtime: int, deadline: int, period: int) -> bool:
 
 
 @syscall("sched_getattr", status=PARTIAL,
-         note="policy, SCHED_FLAG_RESET_ON_FORK and nice; runtime, deadline, period 0 and no utilization "
-              "clamps (a kernel without CONFIG_UCLAMP_TASK); the size handshake as Linux")
+         note="policy, SCHED_FLAG_RESET_ON_FORK, nice, real-time priority and the deadline parameters as "
+              "set; no utilization clamps (a kernel without CONFIG_UCLAMP_TASK); the size handshake as Linux")
 def sched_getattr(t, pid, attr, size, flags):
     pid, size, flags = s32(pid), size & 0xFFFFFFFF, flags & 0xFFFFFFFF
     if not attr or pid < 0 or size > 4096 or size < SCHED_ATTR_SIZE_VER0 or flags:
@@ -272,16 +291,19 @@ def sched_getattr(t, pid, attr, size, flags):
     task = _target(t, pid)
     reset = SCHED_FLAG_RESET_ON_FORK if getattr(task, "sched_reset_on_fork", False) else 0
     policy = _policy(task)
-    nice = _nice(task) if policy not in _RT else 0
+    nice = _nice(task) if policy not in _RT and policy != SCHED_DEADLINE else 0
+    runtime, deadline, period = getattr(task, "sched_deadline", None) or (0, 0, 0)
     wrote = min(size, SCHED_ATTR.size)
-    t.mm.write(attr, SCHED_ATTR.pack(wrote, policy, reset, nice, 0, 0, 0, 0, 0, 0)[:wrote])
+    t.mm.write(attr, SCHED_ATTR.pack(wrote, policy, reset, nice, _rt_priority(task), runtime, deadline, period,
+                                     0, 0)[:wrote])
     return 0
 
 
 @syscall("sched_setattr", status=PARTIAL,
-         note="as sched_setscheduler, with the nice value of a fair policy and SCHED_FLAG_KEEP_*; deadline "
-              "parameters checked then refused (EPERM), utilization clamps EOPNOTSUPP; the size handshake "
-              "(E2BIG with the kernel's size written back) as Linux")
+         note="as sched_setscheduler, with the nice value of a fair policy and SCHED_FLAG_KEEP_*; "
+              "SCHED_DEADLINE's parameters checked as Linux and kept for the sandbox's root (no deadline "
+              "scheduling: the sentry runs the task as any other), utilization clamps EOPNOTSUPP; the size "
+              "handshake (E2BIG with the kernel's size written back) as Linux")
 def sched_setattr(t, pid, attr, flags):
     pid = s32(pid)
     if not attr or pid < 0 or flags & 0xFFFFFFFF:
@@ -304,20 +326,25 @@ def sched_setattr(t, pid, attr, flags):
     if sflags & SCHED_FLAG_KEEP_POLICY:
         policy = -1
     task = _target(t, pid)
-    if sflags & SCHED_FLAG_KEEP_PARAMS:
-        nice, prio = _nice(task), 0
+    if sflags & SCHED_FLAG_KEEP_PARAMS:  # the task's own, checked as if given
+        nice, prio = _nice(task), _rt_priority(task)
+        runtime, deadline, period = getattr(task, "sched_deadline", None) or (0, 0, 0)
     if policy >= 0 and policy not in _POLICIES:
         raise Errno(E.EINVAL)
     if sflags & ~(SCHED_FLAG_ALL | SCHED_FLAG_SUGOV):
         raise Errno(E.EINVAL)
+    dl = None
     if policy == SCHED_DEADLINE:
         if prio > MAX_RT_PRIO - 1 or not (sflags & SCHED_FLAG_SUGOV or _deadline_params_ok(runtime, deadline, period)):
             raise Errno(E.EINVAL)
-        raise Errno(E.EPERM)  # the sandbox has no deadline scheduling to give
+        if sflags & SCHED_FLAG_SUGOV:
+            raise Errno(E.EPERM)  # only the kernel's cpufreq threads
+        dl = (runtime, deadline, period or deadline)
     if sflags & SCHED_FLAG_SUGOV:
         raise Errno(E.EINVAL)
     return _set_scheduler(t, pid, policy, prio, nice=nice, reset=bool(sflags & SCHED_FLAG_RESET_ON_FORK),
-                          clamp=bool(sflags & SCHED_FLAG_UTIL_CLAMP), keep=bool(sflags & SCHED_FLAG_KEEP_PARAMS))
+                          clamp=bool(sflags & SCHED_FLAG_UTIL_CLAMP), keep=bool(sflags & SCHED_FLAG_KEEP_PARAMS),
+                          deadline=dl)
 
 
 # --- nice values ------------------------------------------------------------------------------

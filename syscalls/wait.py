@@ -13,7 +13,7 @@ from syscalls.registry import PARTIAL, syscall
 WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x01000000
 __WNOTHREAD, __WALL, __WCLONE = 0x20000000, 0x40000000, 0x80000000
 P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
-SIGCHLD = 17
+SIGCHLD, SIGCONT = 17, 18
 
 
 def _matches(t, child, which: str, ident: int, options: int) -> bool:
@@ -61,7 +61,7 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
         if child.cont_report and continued:
             if consume:
                 child.cont_report = False
-            return child, CLD_CONTINUED, SIGCHLD, 0xFFFF
+            return child, CLD_CONTINUED, SIGCONT, 0xFFFF  # waitid's si_status: SIGCONT, as Linux
     return None
 
 

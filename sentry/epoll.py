@@ -28,7 +28,7 @@ CONTROL_BITS = EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET
 
 class Interest:
     __slots__ = ("fd", "file", "events", "data", "seen", "seen_events", "disabled", "seq", "epoll",
-                 "queues")
+                 "queues", "wakes")
 
     def __init__(self, fd: int, file, events: int, data: int):
         self.fd, self.file, self.events, self.data = fd, file, events, data
@@ -38,13 +38,20 @@ class Interest:
         self.seq = 0           # its place in the interest list (reports go in this order)
         self.epoll = None
         self.queues = ()       # the queues it watches (none: it is polled)
+        self.wakes = 0         # notifies heard from them (an edge-triggered entry's "something new")
 
-    def changed(self) -> None:
-        """A queue it watches was notified: look at it at the next wait."""
+    def changed(self) -> bool:
+        """A queue it watches was notified: look at it at the next wait. True when an
+        EPOLLEXCLUSIVE entry woke a waiter (the queue then wakes no other exclusive one,
+        as ep_poll_callback's ewake)."""
         ep = self.epoll
-        if ep is not None:
-            ep.pending[self.seq] = self
-            ep.wq.notify()
+        if ep is None:
+            return False
+        self.wakes += 1
+        ep.pending[self.seq] = self
+        woke = bool(ep.wq.waiters or ep.wq.watchers)
+        ep.wq.notify()
+        return woke and bool(self.events & EPOLLEXCLUSIVE)
 
 
 def _event_count(f) -> int:
@@ -99,7 +106,7 @@ class EpollFile(File):
         if getattr(f, "announces_changes", False) and queues and not fds:
             item.queues = tuple(queues)
             for q in item.queues:
-                q.watch(item)
+                q.watch(item, exclusive=bool(item.events & EPOLLEXCLUSIVE))
             self.pending[item.seq] = item
         else:
             self.polled[item.seq] = item
@@ -147,7 +154,7 @@ class EpollFile(File):
             now = readiness(item.file) & (item.events | ALWAYS) & ~CONTROL_BITS
             if item.events & EPOLLET:
                 # an edge: a bit that became true, or anything new on the file (more data)
-                count = _event_count(item.file)
+                count = item.wakes if item.queues else _event_count(item.file)
                 if not now & ~item.seen and count == item.seen_events:
                     item.seen = now
                     continue
@@ -157,9 +164,19 @@ class EpollFile(File):
             out.append((now, item.data))
             if item.events & EPOLLONESHOT:
                 item.disabled = True
-            elif not item.events & EPOLLET and item.queues:
-                pending[item.seq] = item  # level-triggered: looked at again next time
+            elif not item.events & EPOLLET:
+                self._requeue(item)  # level-triggered: looked at again next time, after the rest
         return out
+
+    def _requeue(self, item: Interest) -> None:
+        """A reported level-triggered entry goes to the end of the ready list, as Linux's
+        ep_send_events puts it back at the tail: with more ready than a wait takes, every
+        entry gets its turn."""
+        table = self.pending if item.queues else self.polled
+        table.pop(item.seq, None)
+        self._seq += 1
+        item.seq = self._seq
+        table[item.seq] = item
 
     def any_ready(self) -> bool:
         for item in self._candidates():

@@ -18,10 +18,11 @@ SIG_IGN = 1
 
 
 class Prepared:
-    __slots__ = ("plan", "exe_path", "argv", "envp")
+    __slots__ = ("plan", "exe_path", "argv", "envp", "inode")
 
-    def __init__(self, plan, exe_path, argv, envp):
+    def __init__(self, plan, exe_path, argv, envp, inode=None):
         self.plan, self.exe_path, self.argv, self.envp = plan, exe_path, argv, envp
+        self.inode = inode  # the executable the new image runs (writers refused while it does)
 
 
 def _open_exec(task, dirfd: int, path: bytes, flags: int):
@@ -49,12 +50,14 @@ def _open_exec(task, dirfd: int, path: bytes, flags: int):
 
 
 def _may_exec(task, inode) -> None:
-    """A regular file the caller may execute (EACCES; its root needs some execute bit).
-    Reading it is not asked: the kernel reads it for the program."""
-    from sentry.vfs import perm
+    """A regular file the caller may execute (EACCES; its root needs some execute bit) and
+    nobody has open for writing (ETXTBSY, deny_write_access). Reading it is not asked: the
+    kernel reads it for the program."""
+    from sentry.vfs import perm, writeaccess
     if not S.S_ISREG(inode.mode):
         raise Errno(E.EACCES)
     perm.permission(task, inode, perm.MAY_EXEC)
+    writeaccess.of(task.kernel).may_exec(inode)
 
 
 def _read_head_and_all(kernel, inode, name):
@@ -125,7 +128,7 @@ def prepare(task, dirfd: int, path: bytes, argv: list, envp: list, flags: int = 
                                  hwcap2=0, interp=interp)
     except loader.LoadError:
         raise Errno(E.ENOEXEC) from None
-    return Prepared(plan, name, argv, envp)
+    return Prepared(plan, name, argv, envp, inode)
 
 
 def _parse(kernel, inode, data: bytes, errno: int):
@@ -147,6 +150,7 @@ def _parse(kernel, inode, data: bytes, errno: int):
 def commit(task, prepared: Prepared) -> None:
     """The point of no return: the task's old image goes, the new one is built."""
     from sentry.mm import MemoryManager
+    from sentry.vfs import writeaccess
     kernel = task.kernel
     plan = prepared.plan
     if len(task.proc.tasks) > 1 or task.tid != task.proc.pid:
@@ -162,11 +166,14 @@ def commit(task, prepared: Prepared) -> None:
         task.cpu.end_thread()
     else:
         space, cpu = kernel.platform.exec_process(old_mm.space, task.cpu)
+        writeaccess.exe_released(kernel, old_mm)  # the old image's executable may be written again
     if cpu is not task.cpu:
         cpu.task = task
         task.cpu = cpu
     mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory)
     mm.as_limit = task.as_limit()  # RLIMIT_AS survives exec
+    if prepared.inode is not None:
+        writeaccess.exe_taken(kernel, mm, prepared.inode)  # ETXTBSY for its writers from now on
     task.mm = mm
     if not old_mm.users:
         from sentry.ipc import detach_all

@@ -2,7 +2,7 @@
 import errno as E
 
 from sentry.errors import Errno
-from sentry.vfs import notify
+from sentry.vfs import notify, writeaccess
 
 NOFILE = 1024
 
@@ -119,4 +119,5 @@ def drop_ref(file) -> None:
             notify.closed(file)  # IN_CLOSE_*, first as in Linux's __fput
         if getattr(file, "lock_table", None) is not None:
             file.lock_table.release_file(file)
+        writeaccess.closed(file)  # a writer of it no more (ETXTBSY)
         file.close()

@@ -23,7 +23,7 @@ CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups", "caps", "user_ns",
                "nsproxy", "root")
 from sentry.task import Task
-from sentry.vfs import VFS
+from sentry.vfs import VFS, writeaccess
 
 MASK64 = (1 << 64) - 1
 BELL = -1  # the selector key data of post()'s bell
@@ -612,6 +612,7 @@ class Kernel:
             except BaseException:
                 space.close()
                 raise
+            writeaccess.exe_forked(self, task.mm, mm)  # the child runs the same executable (ETXTBSY)
         fds = task.fds.share() if share_files else task.fds.copy()
         proc = self.ptable.create(parent or task.proc)
         proc.creator = task if parent is None else (parent.tasks[0] if parent.tasks else None)
@@ -746,6 +747,8 @@ class Kernel:
         task.fds.release()
         mm.users -= 1
         ipc.on_exit(task, mm if not mm.users else None)  # semaphore undo, shared memory detach
+        if not mm.users:
+            writeaccess.exe_released(self, mm)  # its executable may be written again
         if mm.users:  # the memory lives on, in sibling threads or a CLONE_VM relative
             siblings = sum(1 for t in proc.tasks if tasks.get(t.tid) is t)
             if not proc.exiting:

@@ -3,6 +3,7 @@ it changes: the one mechanism poll, ppoll, select, pselect6 and epoll share.
 Pipes are looked at first (the common case); eventfd, timerfd and signalfd
 files answer through their own poll_readiness()/poll_wakers(events)."""
 import select as _select
+import stat as _stat
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND, POLLRDHUP = 0x40, 0x80, 0x100, 0x200, 0x2000
@@ -54,12 +55,31 @@ def readiness(f) -> int:
     return READABLE | WRITABLE  # files, directories, devices: never wait
 
 
+NO_POLL_MEM_DEVICES = {(1 << 8) | minor for minor in (1, 3, 4, 5, 7)}  # mem, null, port, zero, full
+
+
+def can_poll(f) -> bool:
+    """Whether f has a poll operation of its own (epoll_ctl refuses the others, EPERM):
+    regular files, directories, the memory devices and anonymous files without one (an
+    fs context) have none; readiness() calls them always ready."""
+    from sentry.vfs.pipe import PipeFile
+    if f.__class__ is PipeFile or hasattr(f, "poll_readiness") or hasattr(f, "interest"):
+        return True
+    if getattr(f, "host_fd", None) is not None and hasattr(f, "pushback") or getattr(f, "proc", None) is not None:
+        return True
+    mode = f.inode.mode
+    kind = _stat.S_IFMT(mode)
+    if kind in (0, _stat.S_IFREG, _stat.S_IFDIR):
+        return False
+    return not (kind == _stat.S_IFCHR and f.inode.rdev in NO_POLL_MEM_DEVICES)
+
+
 def wakers(f, events: int):
     """(wait queues, host fds with selector events) whose change may change f's readiness."""
     from sentry.vfs.pipe import PipeFile
     if f.__class__ is PipeFile:
-        p = f.pipe
-        return (p.can_read, p.can_write), ()
+        p = f.pipe  # each end hears its own side, as pipe_poll waits on rd_wait or wr_wait
+        return (p.can_read,) * bool(f.reads) + (p.can_write,) * bool(f.writes), ()
     own = getattr(f, "poll_wakers", None)
     if own is not None:
         return own(events), ()

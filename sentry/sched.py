@@ -22,12 +22,18 @@ class WaitQueue:
                 task.kernel.wake(task)
         if self.watchers:
             for w in list(self.watchers):
-                w.changed()
+                if w.changed():
+                    break  # an exclusive watcher woke someone: the rest stay asleep (EPOLLEXCLUSIVE)
 
-    def watch(self, watcher) -> None:
+    def watch(self, watcher, exclusive: bool = False) -> None:
+        """Exclusive watchers go last, as Linux's add_wait_queue_exclusive: every other
+        watcher hears a notify, exclusive ones only until one of them wakes a waiter."""
         if self.watchers is None:
             self.watchers = []
-        self.watchers.append(watcher)
+        if exclusive:
+            self.watchers.append(watcher)
+        else:
+            self.watchers.insert(0, watcher)
 
     def unwatch(self, watcher) -> None:
         try:

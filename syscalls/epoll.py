@@ -1,22 +1,25 @@
 """epoll_create(2), epoll_create1(2), epoll_ctl(2), epoll_wait(2), epoll_pwait(2),
 epoll_pwait2(2): level- and edge-triggered, one-shot, nested (sentry/epoll.py)."""
 import errno as E
-import stat as S
 import struct
 import time
 
 from sentry.epoll import EPOLLEXCLUSIVE, EpollFile, Interest
 from sentry.errors import Errno
+from sentry.poll import can_poll
 from sentry.sched import Wait
 from sentry.signals import set_wait_mask, signal_ready
 from sentry.vfs.file import O_CLOEXEC
 from syscalls.abi import read_timespec, s32
+from syscalls.paths import file_of
 from syscalls.registry import PARTIAL, syscall
 
 EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
 EPOLL_CLOEXEC = O_CLOEXEC
 ERESTARTNOHAND = 514
 EP_MAX_EVENTS = 0x7FFFFFFF // 12
+# what may go with EPOLLEXCLUSIVE: IN OUT ERR HUP WAKEUP ET EXCLUSIVE
+EPOLLEXCLUSIVE_OK_BITS = 0x1 | 0x4 | 0x8 | 0x10 | (1 << 29) | (1 << 31) | EPOLLEXCLUSIVE
 # struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16)
 _EVENT = {"x86_64": struct.Struct("<IQ"), "aarch64": struct.Struct("<I4xQ")}
 
@@ -46,39 +49,44 @@ def _epoll(t, epfd) -> EpollFile:
     return f
 
 
-@syscall("epoll_ctl", status=PARTIAL, note="ADD, MOD, DEL; EPOLLEXCLUSIVE is accepted and wakes every waiter; a loop of epolls, or nesting past 4, is ELOOP")
+@syscall("epoll_ctl", status=PARTIAL, note="ADD, MOD, DEL; EPOLLEXCLUSIVE wakes one waiting instance per "
+         "event; a loop of epolls, or nesting past 4, is ELOOP; files without a poll operation EPERM")
 def epoll_ctl(t, epfd, op, fd, event):
-    ep = _epoll(t, epfd)
-    fd = s32(fd)
-    target = t.fds.get(fd)
-    if target is ep:
-        raise Errno(E.EINVAL)
-    if S.S_ISREG(target.inode.mode) or S.S_ISDIR(target.inode.mode):
-        raise Errno(E.EPERM)  # always ready: Linux refuses them
-    key = (fd, id(target))
+    # Linux's order: the event (EFAULT), both descriptors (EBADF; O_PATH ones too), a target
+    # without poll (EPERM), then the epoll itself and the flags (EINVAL), then the entry
     op = s32(op)
-    if op == EPOLL_CTL_DEL:
-        if ep.remove(key) is None:
-            raise Errno(E.ENOENT)
-        return 0
-    if op not in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+    if op != EPOLL_CTL_DEL:
+        layout = _EVENT[t.kernel.arch]
+        events, data = layout.unpack(t.mm.read(event, layout.size))
+    epf = file_of(t, epfd)
+    fd = s32(fd)
+    target = file_of(t, fd)
+    if not can_poll(target):
+        raise Errno(E.EPERM)  # always ready: Linux refuses files without a poll operation
+    if target is epf or not isinstance(epf, EpollFile):
         raise Errno(E.EINVAL)
-    layout = _EVENT[t.kernel.arch]
-    events, data = layout.unpack(t.mm.read(event, layout.size))
+    ep = epf
+    if op != EPOLL_CTL_DEL and events & EPOLLEXCLUSIVE:
+        if op == EPOLL_CTL_MOD or op == EPOLL_CTL_ADD and (isinstance(target, EpollFile)
+                                                          or events & ~EPOLLEXCLUSIVE_OK_BITS):
+            raise Errno(E.EINVAL)
+    key = (fd, id(target))
     if op == EPOLL_CTL_ADD:
         if key in ep.interest:
             raise Errno(E.EEXIST)
-        if events & EPOLLEXCLUSIVE and events & ~(EPOLLEXCLUSIVE | 0x1 | 0x4 | 0x8 | 0x10 | (1 << 31)
-                                                  | (1 << 29)):
-            raise Errno(E.EINVAL)
         if isinstance(target, EpollFile):
             ep.check_nesting(target)
         ep.add(key, Interest(fd, target, events, data))
         return 0
+    if op not in (EPOLL_CTL_DEL, EPOLL_CTL_MOD):
+        raise Errno(E.EINVAL)
     item = ep.interest.get(key)
     if item is None:
         raise Errno(E.ENOENT)
-    if events & EPOLLEXCLUSIVE or item.events & EPOLLEXCLUSIVE:
+    if op == EPOLL_CTL_DEL:
+        ep.remove(key)
+        return 0
+    if item.events & EPOLLEXCLUSIVE:
         raise Errno(E.EINVAL)
     ep.modify(key, events, data)
     return 0

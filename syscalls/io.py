@@ -398,7 +398,7 @@ def lseek(t, fd, offset, whence):
          "sockets' and pipes' own; ENOTTY for the rest (no block devices, no FS_IOC_*)")
 def ioctl(t, fd, request, arg):
     fd = s32(fd)
-    f = t.fds.get(fd)
+    f = file_of(t, fd)  # an O_PATH descriptor is EBADF, FIOCLEX included
     request &= 0xFFFFFFFF
     if request == FIOCLEX:
         t.fds.cloexec.add(fd)

@@ -27,6 +27,8 @@ def mmap(t, addr, length, prot, flags, fd, offset):
     file = None
     if not flags & MAP_ANONYMOUS:
         file = t.fds.get(s32(fd))
+        if file.flags & O_PATH:
+            raise Errno(E.EBADF)  # fget never finds an O_PATH file
         if file.flags & O_PATH or not file.readable:
             raise Errno(E.EACCES)
         if flags & MAP_SHARED and prot & PROT_WRITE and not file.writable:  # MAP_SHARED(_VALIDATE)

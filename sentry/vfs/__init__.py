@@ -12,7 +12,7 @@ import os
 import stat as S
 
 from sentry.errors import Errno
-from sentry.vfs import mounts, notify, perm
+from sentry.vfs import mounts, notify, perm, writeaccess
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
 from sentry.vfs.perm import MAY_READ, MAY_WRITE
@@ -320,8 +320,14 @@ class VFS:
             self._may_open(task, inode, flags, _ACC_MODE[flags & O_ACCMODE] | (MAY_WRITE if flags & O_TRUNC else 0))
             if self.locks.leases and task is not None:
                 self.locks.break_lease(task, inode, flags)  # may wait for the holder (fcntl F_SETLEASE)
-        f = inode.open(flags, path_str, task) if S.S_ISFIFO(inode.mode) and inode.fs is not None \
-            and hasattr(inode, "pipe") else inode.open(flags, path_str)
+        held = writeaccess.open_for_write(task, inode) if flags & O_ACCMODE in (1, 2) else None  # ETXTBSY
+        try:
+            f = inode.open(flags, path_str, task) if S.S_ISFIFO(inode.mode) and inode.fs is not None \
+                and hasattr(inode, "pipe") else inode.open(flags, path_str)
+        except BaseException:
+            writeaccess.abandoned(held)
+            raise
+        writeaccess.opened(f, held)
         if truncate:
             inode.truncate(0)
         f = self._opened(f, found)

@@ -11,6 +11,7 @@ import errno as E
 import struct
 
 from sentry.errors import Errno
+from sentry.namespaces import ns_capable
 from sentry.net.inet import (AF_INET, AF_INET6, ANY4, ANY6, IPPROTO_TCP, IPPROTO_UDP, LOOPBACK_MSS, SYN_SENT,
                              V4_PREFIX, InetSocket, is_any, is_local, is_v4, loopback)
 from sentry.net.unix import CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_DGRAM, SOCK_STREAM
@@ -56,6 +57,9 @@ CONGESTION = (b"cubic", b"reno")
 SIOCGIFNAME, SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFBRDADDR = 0x8910, 0x8912, 0x8913, 0x8915, 0x8919
 SIOCGIFNETMASK, SIOCGIFMETRIC, SIOCGIFMTU, SIOCGIFHWADDR, SIOCGIFINDEX = 0x891B, 0x891D, 0x8921, 0x8927, 0x8933
 SIOCGIFTXQLEN, SIOCATMARK, SIOCOUTQNSD = 0x8942, 0x8905, 0x894B
+SIOCSIFFLAGS, SIOCSIFMTU = 0x8914, 0x8922
+CAP_NET_ADMIN = 12
+LO_MIN_MTU, LO_MAX_MTU = 68, 0x7FFFFFFF
 FIONREAD, TIOCOUTQ = 0x541B, 0x5411
 IFNAMSIZ, IFREQ = 16, 40
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
@@ -124,11 +128,11 @@ def bind(t, sock: InetSocket, raw) -> int:
             raise Errno(E.EINVAL)
     if sock.local is not None or sock.state != CLOSE:
         raise Errno(E.EINVAL)
-    if not is_any(addr) and not is_local(addr):
+    if not is_any(addr) and not is_local(addr):  # (lo's addresses are its own even while it is down)
         raise Errno(E.EADDRNOTAVAIL)
     if 0 < port < 1024 and t.euid != 0:
         raise Errno(E.EACCES)  # net.ipv4.ip_unprivileged_port_start
-    loopback(t.kernel).bind(sock, addr, port)
+    sock.lb.bind(sock, addr, port)
     sock.port_locked = port != 0
     return 0
 
@@ -140,7 +144,7 @@ def listen(t, sock: InetSocket, backlog: int) -> int:
         raise Errno(E.EINVAL)
     if sock.state != LISTEN:
         sock.autobind()
-        if loopback(t.kernel).conflict(sock, sock.local[1], timewait=False):
+        if sock.lb.conflict(sock, sock.local[1], timewait=False):
             raise Errno(E.EADDRINUSE)
         sock.shutdown = 0
     sock.backlog = backlog
@@ -549,14 +553,15 @@ def _sockaddr_in(addr4: bytes) -> bytes:
 def interface_ioctl(t, request: int, arg: int) -> bool:
     """The SIOCGIF* requests every socket answers (dev_ioctl), for `lo` alone. False if
     `request` is not one of them."""
-    if request == SIOCGIFCONF:
+    lb = loopback(t)
+    if request == SIOCGIFCONF:  # the interfaces with an IPv4 address: lo once it is up
         length, buf = struct.unpack("<i4xQ", t.mm.read(arg, 16))
         entry = b"lo".ljust(IFNAMSIZ, b"\0") + _sockaddr_in(bytes((127, 0, 0, 1))) + bytes(8)
         if buf == 0:
-            t.mm.write_u32(arg, IFREQ)
+            t.mm.write_u32(arg, IFREQ if lb.up else 0)
             return True
         n = 0
-        if length >= IFREQ:
+        if length >= IFREQ and lb.up:
             t.mm.write(buf, entry)
             n = IFREQ
         t.mm.write_u32(arg, n)
@@ -569,19 +574,33 @@ def interface_ioctl(t, request: int, arg: int) -> bool:
         return True
     values = {
         SIOCGIFINDEX: lambda: struct.pack("<i", LO_INDEX),
-        SIOCGIFFLAGS: lambda: struct.pack("<H", IFF_UP | IFF_LOOPBACK | IFF_RUNNING),
+        SIOCGIFFLAGS: lambda: struct.pack("<H", IFF_LOOPBACK | (IFF_UP | IFF_RUNNING if lb.up else 0)),
         SIOCGIFADDR: lambda: _sockaddr_in(bytes((127, 0, 0, 1))),
         SIOCGIFNETMASK: lambda: _sockaddr_in(bytes((255, 0, 0, 0))),
         SIOCGIFBRDADDR: lambda: _sockaddr_in(bytes(4)),
-        SIOCGIFMTU: lambda: struct.pack("<i", LO_MTU),
+        SIOCGIFMTU: lambda: struct.pack("<i", lb.mtu),
         SIOCGIFMETRIC: lambda: struct.pack("<i", 0),
         SIOCGIFTXQLEN: lambda: struct.pack("<i", 1000),
         SIOCGIFHWADDR: lambda: struct.pack("<H", ARPHRD_LOOPBACK) + bytes(14),
     }
+    if request in (SIOCSIFMTU, SIOCSIFFLAGS):
+        _lo_only(t, arg)
+        if not ns_capable(t, lb.owner, CAP_NET_ADMIN):
+            raise Errno(E.EPERM)
+        value = s32(t.mm.read_u32(arg + IFNAMSIZ))
+        if request == SIOCSIFMTU:
+            if not LO_MIN_MTU <= value <= LO_MAX_MTU:
+                raise Errno(E.EINVAL)
+            lb.mtu = value  # shown by SIOCGIFMTU; datagrams are not cut to it
+        else:
+            lb.up = bool(value & IFF_UP)  # a down lo: ENETUNREACH, its addresses gone
+        return True
     make = values.get(request)
     if make is None:
         return False
     _lo_only(t, arg)
+    if request in (SIOCGIFADDR, SIOCGIFNETMASK, SIOCGIFBRDADDR) and not lb.up:
+        raise Errno(E.EADDRNOTAVAIL)
     t.mm.write(arg + IFNAMSIZ, make())
     return True
 

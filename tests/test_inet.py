@@ -1,7 +1,8 @@
 """TCP and UDP over the sandbox's own loopback under real programs nobody here
 wrote, compared with a native run: python3's http.server reached by urllib
 (IPv4 by name and address, IPv6), an asyncio TCP server and client, the socket
-module (UDP, timeouts, selectors, a non-blocking connect). Natively these bind
+module (UDP, timeouts, selectors, a non-blocking connect), a new network
+namespace's own lo (down until SIOCSIFFLAGS, its ports its own). Natively these bind
 only 127.0.0.1 / ::1 ephemeral ports and leave no listener.
 
 Isolation, sandbox only (no native oracle): a host listener on 127.0.0.1 is
@@ -149,7 +150,35 @@ print(socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)[0]
 print(socket.if_nametoindex("lo"))
 '''
 
-SCRIPTS = {"http_server": PY_HTTP, "asyncio_tcp": PY_ASYNCIO, "socket_module": PY_SOCKET}
+PY_NETNS = r'''
+import ctypes, errno, fcntl, os, socket, struct
+outer = socket.create_server(("127.0.0.1", 0))
+port = outer.getsockname()[1]
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+print("unshare:", libc.unshare(CLONE_NEWUSER | CLONE_NEWNET))
+def attempt(label, fn):
+    try:
+        fn()
+        print(label, "ok")
+    except OSError as e:
+        print(label, errno.errorcode[e.errno])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack_from("<H", fcntl.ioctl(s, 0x8913, struct.pack("16s24x", b"lo")), 16)[0]
+print("lo up in a new namespace:", bool(flags & 1))
+attempt("bind 127.0.0.1", lambda: socket.socket().bind(("127.0.0.1", 0)))
+attempt("connect to the outer listener", lambda: socket.create_connection(("127.0.0.1", port), timeout=2))
+fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
+flags = struct.unpack_from("<H", fcntl.ioctl(s, 0x8913, struct.pack("16s24x", b"lo")), 16)[0]
+print("after SIOCSIFFLAGS IFF_UP:", bool(flags & 1))
+attempt("bind 127.0.0.1", lambda: socket.socket().bind(("127.0.0.1", 0)))
+attempt("connect to the outer listener", lambda: socket.create_connection(("127.0.0.1", port), timeout=2))
+inner = socket.create_server(("127.0.0.1", port))
+c = socket.create_connection(("127.0.0.1", port), timeout=2)
+print("the same port, this namespace's own listener:", inner.accept()[0] is not None)
+'''
+
+SCRIPTS = {"http_server": PY_HTTP, "asyncio_tcp": PY_ASYNCIO, "socket_module": PY_SOCKET, "net_namespace": PY_NETNS}
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -60,25 +60,29 @@ def is_local(addr: bytes) -> bool:
     return (is_v4(addr) and addr[12] == 127) or addr == LOOP6
 
 
-def route(dest: bytes) -> bytes:
+def route(lb: "Loopback", dest: bytes) -> bytes:
     """The address a connection or datagram to `dest` reaches, or ENETUNREACH: the
     unspecified address means this host (Linux connects it to the loopback)."""
     if dest == ANY4:
         return LOOP4
     if dest == ANY6:
         return LOOP6
-    if not is_local(dest):
+    if not is_local(dest) or not lb.up:
         raise Errno(E.ENETUNREACH)
     return dest
 
 
 class Loopback:
-    """A sandbox's bound inet sockets by (protocol, port), and its TIME_WAIT entries."""
+    """A network namespace's `lo`: its bound inet sockets by (protocol, port), its
+    TIME_WAIT entries, whether it is up (a new namespace's is down until SIOCSIFFLAGS
+    brings it up) and the user namespace owning it (CAP_NET_ADMIN is checked there)."""
 
-    def __init__(self):
+    def __init__(self, up: bool = True, owner=None):
+        self.up, self.owner = up, owner
         self.bound: dict[tuple[int, int], list["InetSocket"]] = {}
         self.timewait: dict[int, list[tuple[float, "InetSocket"]]] = {}  # TCP port -> (expiry, a stand-in)
         self.rotor = itertools.count(random.randrange(1 << 16))
+        self.mtu = 65536  # lo's, as SIOCGIFMTU shows it
 
     def users(self, proto: int, port: int):
         return [s for s in self.bound.get((proto, port), ()) if not s.dead]
@@ -176,10 +180,13 @@ class Loopback:
 _LOOPBACKS = weakref.WeakKeyDictionary()
 
 
-def loopback(kernel) -> Loopback:
-    lb = _LOOPBACKS.get(kernel)
+def loopback(task) -> Loopback:
+    """The loopback of the task's network namespace (the sandbox's first one is up)."""
+    from sentry.namespaces import initial, ns_of
+    ns = ns_of(task, "net")
+    lb = _LOOPBACKS.get(ns)
     if lb is None:
-        lb = _LOOPBACKS[kernel] = Loopback()
+        lb = _LOOPBACKS[ns] = Loopback(up=ns is initial(task.kernel)[0].net, owner=ns.owner)
     return lb
 
 
@@ -215,9 +222,10 @@ def overlap(a, b) -> bool:
 class InetSocket(UnixSocket):
     """A TCP or UDP socket of the sandbox's loopback."""
 
-    def __init__(self, kernel, family: int, type_: int, proto: int, flags: int = 0, task=None):
+    def __init__(self, kernel, family: int, type_: int, proto: int, flags: int = 0, task=None, lb=None):
         super().__init__(kernel, type_, flags, task)
         self.family, self.proto = family, proto
+        self.lb = lb if lb is not None else loopback(task)  # the namespace it was made in, for good
         self.uid = task.euid if task is not None else 0
         self.local = None          # (16-byte address, port) once bound
         self.port_locked = False   # bind named the port: it stays when a connection ends (SOCK_BINDPORT_LOCK)
@@ -256,14 +264,14 @@ class InetSocket(UnixSocket):
     def check_route(self, dest: bytes) -> bytes:
         if is_v4(dest) and self.family == AF_INET6 and self.v6only:
             raise Errno(E.ENETUNREACH)
-        dest = route(dest)
+        dest = route(self.lb, dest)
         if self.local is not None and not is_any(self.local[0]) and is_v4(self.local[0]) != is_v4(dest):
             raise Errno(E.ENETUNREACH if is_v4(dest) else E.EAFNOSUPPORT)
         return dest
 
     def autobind(self) -> None:
         if self.local is None:
-            loopback(self.kernel).bind(self, ANY6 if self.family == AF_INET6 else ANY4, 0)
+            self.lb.bind(self, ANY6 if self.family == AF_INET6 else ANY4, 0)
 
     def set_local_addr(self, addr: bytes) -> None:
         """A connection fixes a wildcard-bound socket's address to its source."""
@@ -275,7 +283,7 @@ class InetSocket(UnixSocket):
         """Join a listener on (dest, port) now, or wait in SYN_SENT for room in its accept
         queue; no listener is ECONNREFUSED (the reset that answers the SYN)."""
         dest = self.check_route(dest)
-        lb = loopback(self.kernel)
+        lb = self.lb
         listener = lb.pick(lb.receivers(IPPROTO_TCP, dest, port, LISTEN))
         if listener is None or listener.shutdown & RCV_SHUTDOWN:
             raise Errno(E.ECONNREFUSED)
@@ -291,7 +299,7 @@ class InetSocket(UnixSocket):
 
     def establish(self, listener: "InetSocket") -> None:
         dest, port = self.remote
-        new = InetSocket(self.kernel, listener.family, SOCK_STREAM, IPPROTO_TCP, 0, None)
+        new = InetSocket(self.kernel, listener.family, SOCK_STREAM, IPPROTO_TCP, 0, None, listener.lb)
         new.uid = listener.uid
         new.options = dict(listener.options)
         new.ip_opts = dict(listener.ip_opts)
@@ -306,7 +314,7 @@ class InetSocket(UnixSocket):
         for s in (self, new):
             if not s.sndbuf_locked:
                 s.sndbuf = TCP_WMEM_CONNECTED
-        loopback(self.kernel).join(new, port)
+        self.lb.join(new, port)
         self._changed()
         listener.enqueue(Skb(b"", embryo=new))
 
@@ -320,7 +328,7 @@ class InetSocket(UnixSocket):
     def release_port(self) -> None:
         """A connection ended (tcp_set_state CLOSE): a port bind did not name is given back."""
         if not self.port_locked:
-            loopback(self.kernel).unbind(self)
+            self.lb.unbind(self)
             self.local = None
 
     def refuse(self, err: int) -> None:
@@ -365,7 +373,7 @@ class InetSocket(UnixSocket):
     def udp_deliver(self, data: bytes, dest: bytes, port: int, fmt) -> bool:
         """Hand a datagram to the socket bound to (dest, port); False if nobody is there.
         `fmt(receiver, (addr, port))` gives the sender's address as the receiver sees it."""
-        lb = loopback(self.kernel)
+        lb = self.lb
         src = (self.source_for(dest), self.local[1])
         group = [s for s in lb.receivers(IPPROTO_UDP, dest, port)
                  if s.remote is None or s.remote == src]
@@ -434,7 +442,7 @@ class InetSocket(UnixSocket):
         if self.cork and self.type == SOCK_STREAM:
             self.flush_cork()
         self.dead = True
-        lb = loopback(self.kernel)
+        lb = self.lb
         state, self.state = self.state, CLOSE
         peer, self.peer = self.peer, None
         if self.type == SOCK_STREAM:

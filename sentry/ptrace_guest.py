@@ -139,6 +139,10 @@ def tracee_gone(task) -> None:
         if exits is None:
             exits = tracer.ptrace_exits = []
         exits.append(Reported(task, tr.tracer))
+        if not tracer.zombie and tracer.leader is not None:  # and SIGCHLD, as do_notify_parent's to a tracer
+            from sentry import signals
+            code, signo = task.exit_status
+            signals.send_process(tracer, SIGCHLD, signals.child_info(task.proc, 2 if signo else 1, signo or code))
     tracer.child_events.notify()
 
 

@@ -46,7 +46,7 @@ SEGV_MAPERR, SEGV_ACCERR = 1, 2
 BUS_ADRALN, BUS_ADRERR = 1, 2
 ILL_ILLOPC, ILL_ILLOPN = 1, 2
 FPE_INTDIV, FPE_FLTINV = 1, 7
-TRAP_BRKPT = 1
+TRAP_BRKPT, TRAP_TRACE = 1, 2
 
 # syscall restart (include/linux/errno.h)
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
@@ -723,7 +723,9 @@ def fault(task, stop) -> None:
     elif sig == SIGILL:
         info.code, info.addr, info.trapno = (ILL_ILLOPN if arch == "x86_64" else ILL_ILLOPC), pc, 6
     elif sig == SIGTRAP:
-        if arch == "x86_64":
+        if arch == "x86_64" and getattr(stop, "reason", "").startswith("debug trap"):
+            info.code, info.addr, info.trapno = TRAP_TRACE, pc, 1  # the trap flag's single step (#DB)
+        elif arch == "x86_64":
             info.code, info.trapno = SI_KERNEL, 3
         else:
             info.code, info.addr = TRAP_BRKPT, pc

@@ -301,9 +301,9 @@ def _syscall_info(t, task, tr, size: int, data: int) -> int:
               "TEXT/DATA/USER, GET/SETREGS, GET/SETFPREGS, GET/SETREGSET (NT_PRSTATUS, NT_PRFPREG, NT_X86_XSTATE), "
               "GET/SETSIGINFO, PEEKSIGINFO, GET/SETSIGMASK, GETEVENTMSG, SETOPTIONS, CONT/SYSCALL/SYSEMU/KILL, "
               "GET_SYSCALL_INFO; signal-delivery, syscall, exec, fork/clone/exit event and group stops. "
-              "SINGLESTEP sets the trap flag (the ptrace platform's CPU traps; unicorn runs on to the next stop); "
-              "debug registers are kept, not armed; LISTEN leaves the tracee stopped; registers are x86-64's only; "
-              "a tracer that is not the parent does not see the tracee's exit")
+              "SINGLESTEP sets the trap flag (both platforms' CPUs trap on it); debug registers are kept and checked, "
+              "not armed; LISTEN leaves the tracee stopped; no PTRACE_EVENT_VFORK_DONE or SECCOMP stops; "
+              "registers are x86-64's only; a traced thread's group stop stops only itself")
 def ptrace(t, request, pid, addr, data):
     request = request & 0xFFFFFFFF
     pid = s32(pid)

@@ -45,3 +45,33 @@ def test_strace(platform, case):
     # lines of different processes interleave as they run: compared as sets of lines in order per kind
     assert sorted(_masked(sandbox.stderr)) == sorted(_masked(native.stderr)), harness.bytes_diff(
         b"\n".join(sorted(_masked(native.stderr))), b"\n".join(sorted(_masked(sandbox.stderr))))
+
+
+GDB = "/usr/bin/gdb"
+
+
+def _gdb_lines(run) -> list[bytes]:
+    """gdb's report, its warnings left out (the sandbox has no /proc/PID/mem: gdb falls
+    back to PTRACE_PEEKDATA and says so), pids masked."""
+    out = harness.strip_sentry_notes(run.stdout + run.stderr)
+    return [re.sub(rb"process [0-9]+", b"process N", line) for line in out.splitlines()
+            if not line.startswith(b"warning:")]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_gdb(platform):
+    """gdb on a static fixture: a breakpoint (int3 poked in, the pc put back), a single
+    step (the trap flag's SIGTRAP with TRAP_TRACE), registers, the siginfo, the exit."""
+    harness.require_program(GDB)
+    program = str(harness.build("exitcode", "glibc-static"))
+    args = ["-nx", "-batch", "-ex", "break main", "-ex", "run", "-ex", "info registers rip", "-ex", "stepi",
+            "-ex", "info registers rip", "-ex", "print $_siginfo.si_signo", "-ex", "print $_siginfo.si_code",
+            "-ex", "continue", "--args", program, "3"]
+    native = harness.run_native(GDB, args, timeout=60)
+    lines = _gdb_lines(native)
+    assert native.status == 0 and b"$2 = 2" in lines and any(b"exited with code 03" in x for x in lines), \
+        native.headline() + native.stderr_text()
+    sandbox = harness.run_sandbox(platform, GDB, args, timeout=180)
+    harness.check_sentry_sane(sandbox)
+    assert sandbox.status == native.status, sandbox.headline() + sandbox.stderr_text()
+    assert _gdb_lines(sandbox) == lines, harness.bytes_diff(b"\n".join(lines), b"\n".join(_gdb_lines(sandbox)))

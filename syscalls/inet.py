@@ -57,7 +57,7 @@ CONGESTION = (b"cubic", b"reno")
 SIOCGIFNAME, SIOCGIFCONF, SIOCGIFFLAGS, SIOCGIFADDR, SIOCGIFBRDADDR = 0x8910, 0x8912, 0x8913, 0x8915, 0x8919
 SIOCGIFNETMASK, SIOCGIFMETRIC, SIOCGIFMTU, SIOCGIFHWADDR, SIOCGIFINDEX = 0x891B, 0x891D, 0x8921, 0x8927, 0x8933
 SIOCGIFTXQLEN, SIOCATMARK, SIOCOUTQNSD = 0x8942, 0x8905, 0x894B
-SIOCSIFFLAGS, SIOCSIFMTU = 0x8914, 0x8922
+SIOCSIFFLAGS, SIOCSIFMTU, SIOCSIFADDR, SIOCSIFNETMASK = 0x8914, 0x8922, 0x8916, 0x891C
 CAP_NET_ADMIN = 12
 LO_MIN_MTU, LO_MAX_MTU = 68, 0x7FFFFFFF
 FIONREAD, TIOCOUTQ = 0x541B, 0x5411
@@ -583,10 +583,18 @@ def interface_ioctl(t, request: int, arg: int) -> bool:
         SIOCGIFTXQLEN: lambda: struct.pack("<i", 1000),
         SIOCGIFHWADDR: lambda: struct.pack("<H", ARPHRD_LOOPBACK) + bytes(14),
     }
-    if request in (SIOCSIFMTU, SIOCSIFFLAGS):
+    if request in (SIOCSIFMTU, SIOCSIFFLAGS, SIOCSIFADDR, SIOCSIFNETMASK):
         _lo_only(t, arg)
         if not ns_capable(t, lb.owner, CAP_NET_ADMIN):
             raise Errno(E.EPERM)
+        if request in (SIOCSIFADDR, SIOCSIFNETMASK):
+            fam, addr = struct.unpack("<H2x4s", t.mm.read(arg + IFNAMSIZ, 8))
+            if fam != AF_INET:
+                raise Errno(E.EINVAL)
+            want = bytes((127, 0, 0, 1)) if request == SIOCSIFADDR else bytes((255, 0, 0, 0))
+            if addr != want:
+                raise Errno(E.EOPNOTSUPP)  # lo keeps 127.0.0.1/8: setting it again (ifconfig lo up) is all
+            return True
         value = s32(t.mm.read_u32(arg + IFNAMSIZ))
         if request == SIOCSIFMTU:
             if not LO_MIN_MTU <= value <= LO_MAX_MTU:

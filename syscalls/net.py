@@ -80,7 +80,7 @@ def sock_of(t, fd) -> UnixSocket:
     f = t.held(fd) if t.held_files is not None else None  # a call that waited goes on with its file
     if f is None:
         f = t.fds.get(fd)
-    if f.flags & O_PATH:
+    if getattr(f, "flags", 0) & O_PATH:
         raise Errno(E.EBADF)  # fdget never finds an O_PATH file
     if not isinstance(f, UnixSocket):
         raise Errno(E.ENOTSOCK)

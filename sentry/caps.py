@@ -1,6 +1,7 @@
 """Capabilities: a thread's effective, permitted and inheritable sets, and how
-Linux moves them when the ids change (commoncap.c), with no file capabilities,
-no ambient set and no securebits.
+Linux moves them when the ids change (commoncap.c), with no file capabilities;
+the bounding and ambient sets and the securebits are prctl's (syscalls/creds.py), and
+exec and the uid changes here honour them (of the securebits: KEEP_CAPS).
 
 The sandbox's first process is its root with every capability. A set-user-ID
 call that leaves no uid 0 drops them all; the effective uid leaving 0 empties
@@ -20,6 +21,7 @@ CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1,
 CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
 CAP_LINUX_IMMUTABLE, CAP_MKNOD, CAP_MAC_OVERRIDE = 9, 27, 32
 CAP_LAST_CAP = 40  # CAP_CHECKPOINT_RESTORE (Linux 5.9+)
+SECBIT_KEEP_CAPS = 1 << 4  # prctl(PR_SET_KEEPCAPS), syscalls/creds.py
 CAP_FULL = (1 << (CAP_LAST_CAP + 1)) - 1
 # what follows the fsuid (cap_drop_fs_set / cap_raise_fs_set)
 FS_MASK = sum(1 << c for c in (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID,
@@ -50,7 +52,9 @@ def after_setuid(task, old_ids) -> None:
     eff, perm, inh = task.caps
     new_ids = (task.uid, task.euid, task.suid)
     if 0 in old_ids and 0 not in new_ids:
-        eff = perm = 0
+        if not getattr(task, "securebits", 0) & SECBIT_KEEP_CAPS:
+            eff = perm = 0
+        task.cap_ambient = 0  # as Linux: a setuid away from root then exec drops them
     if old_ids[1] == 0 and task.euid != 0:
         eff = 0
     if old_ids[1] != 0 and task.euid == 0:
@@ -70,10 +74,20 @@ def after_setfsuid(task, old_fsuid: int) -> None:
 
 def after_exec(task) -> None:
     """cap_bprm_creds_from_file without file capabilities: root (real or effective uid 0)
-    gets the bounding set (all), effective only if its effective uid is 0."""
-    _, _, inh = task.caps
-    perm = CAP_FULL if 0 in (task.uid, task.euid) else 0
-    task.caps = Caps(perm if task.euid == 0 else 0, perm, inh)
+    gets the bounding set and its inheritable ones, effective only if its effective uid is 0,
+    and loses the ambient set; anyone else keeps the ambient set, as permitted and effective.
+    SECBIT_KEEP_CAPS does not survive."""
+    _, old_perm, inh = task.caps
+    bset = getattr(task, "cap_bset", CAP_FULL)
+    amb = getattr(task, "cap_ambient", 0) & old_perm & inh
+    if 0 in (task.uid, task.euid):
+        perm, amb = bset | inh, 0
+        eff = perm if task.euid == 0 else 0
+    else:
+        perm = eff = amb
+    task.caps = Caps(eff, perm, inh)
+    task.cap_ambient = amb
+    task.securebits = getattr(task, "securebits", 0) & ~SECBIT_KEEP_CAPS
 
 
 def for_access(task) -> Caps:

@@ -20,7 +20,8 @@ from sentry.sched import Resumed, TaskExit, Wait
 
 CLONE_VM, CLONE_VFORK = 0x100, 0x4000
 # what a new task takes from its creator with the ids: the namespaces (sentry/namespaces.py), the root
-CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups", "caps", "user_ns",
+CREDENTIALS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups", "caps", "cap_bset",
+               "cap_ambient", "securebits", "user_ns",
                "nsproxy", "root")
 from sentry.task import Task
 from sentry.vfs import VFS, writeaccess

@@ -57,6 +57,7 @@ class Task:
         self.gid = self.egid = self.sgid = self.fsgid = 0
         self.groups = None  # supplementary groups once set (setgroups); None: none but gid
         self.caps = caps.ROOT  # capability sets (sentry/caps.py)
+        self.cap_bset, self.cap_ambient, self.securebits = caps.CAP_FULL, 0, 0  # prctl's (syscalls/creds.py)
         # its namespaces and user namespace (sentry/namespaces.py)
         from sentry.namespaces import initial
         self.nsproxy, self.user_ns = initial(kernel)

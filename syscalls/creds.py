@@ -234,5 +234,91 @@ def capset(t, header, data):
         caps.check_capset(t, new)
     except PermissionError:
         raise Errno(E.EPERM) from None
+    if inh & ~(t.caps.inheritable | bounding(t)):
+        raise Errno(E.EPERM)  # no new inheritable capability outside the bounding set
     t.caps = new
+    t.cap_ambient = ambient(t)  # what is no longer permitted and inheritable leaves it
     return 0
+
+
+# --- the bounding and ambient sets, securebits: prctl(2) -------------------------------------------
+PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_GET_SECUREBITS, PR_SET_SECUREBITS = 23, 24, 27, 28
+PR_GET_KEEPCAPS, PR_SET_KEEPCAPS = 7, 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_CLEAR_ALL = 1, 2, 3, 4
+CAP_SETPCAP = 8
+SECBIT_KEEP_CAPS, SECBIT_NO_CAP_AMBIENT_RAISE = 1 << 4, 1 << 6
+SECURE_ALL_BITS = 0x55 | 0x500  # noroot, no_setuid_fixup, keep_caps, no_cap_ambient_raise, the exec ones
+SECURE_ALL_LOCKS = SECURE_ALL_BITS << 1
+CAP_OPTIONS = (PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_GET_SECUREBITS, PR_SET_SECUREBITS, PR_GET_KEEPCAPS,
+               PR_SET_KEEPCAPS, PR_CAP_AMBIENT)
+
+
+def bounding(t) -> int:
+    return getattr(t, "cap_bset", caps.CAP_FULL)
+
+
+def ambient(t) -> int:
+    """The ambient set: never more than what is both permitted and inheritable (Linux drops
+    the rest wherever those shrink)."""
+    c = t.caps
+    return getattr(t, "cap_ambient", 0) & c.permitted & c.inheritable
+
+
+def _setpcap(t) -> bool:
+    from sentry.namespaces import ns_capable
+    return ns_capable(t, t.user_ns, CAP_SETPCAP)
+
+
+def cap_prctl(t, option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+    """Linux's cap_task_prctl: the bounding set, securebits, keepcaps and the ambient set."""
+    if option == PR_CAPBSET_READ:
+        if arg2 > caps.CAP_LAST_CAP:
+            raise Errno(E.EINVAL)
+        return bounding(t) >> arg2 & 1
+    if option == PR_CAPBSET_DROP:
+        if not _setpcap(t):
+            raise Errno(E.EPERM)
+        if arg2 > caps.CAP_LAST_CAP:
+            raise Errno(E.EINVAL)
+        t.cap_bset = bounding(t) & ~(1 << arg2)
+        return 0
+    bits = getattr(t, "securebits", 0)
+    if option == PR_GET_SECUREBITS:
+        return bits
+    if option == PR_SET_SECUREBITS:
+        locked = bits & SECURE_ALL_LOCKS
+        if (locked >> 1) & (bits ^ arg2) or locked & ~arg2 or arg2 & ~(SECURE_ALL_LOCKS | SECURE_ALL_BITS) \
+                or not _setpcap(t):
+            raise Errno(E.EPERM)
+        t.securebits = arg2
+        return 0
+    if option == PR_GET_KEEPCAPS:
+        return int(bool(bits & SECBIT_KEEP_CAPS))
+    if option == PR_SET_KEEPCAPS:
+        if arg2 > 1:
+            raise Errno(E.EINVAL)
+        if bits & SECBIT_KEEP_CAPS << 1:
+            raise Errno(E.EPERM)  # locked
+        t.securebits = bits & ~SECBIT_KEEP_CAPS | (SECBIT_KEEP_CAPS if arg2 else 0)
+        return 0
+    # PR_CAP_AMBIENT
+    if arg2 == PR_CAP_AMBIENT_CLEAR_ALL:
+        if arg3 or arg4 or arg5:
+            raise Errno(E.EINVAL)
+        t.cap_ambient = 0
+        return 0
+    if arg3 > caps.CAP_LAST_CAP or arg4 or arg5:
+        raise Errno(E.EINVAL)
+    if arg2 == PR_CAP_AMBIENT_IS_SET:
+        return ambient(t) >> arg3 & 1
+    if arg2 == PR_CAP_AMBIENT_RAISE:
+        c = t.caps
+        if not (c.permitted & c.inheritable) >> arg3 & 1 or bits & SECBIT_NO_CAP_AMBIENT_RAISE:
+            raise Errno(E.EPERM)
+        t.cap_ambient = ambient(t) | 1 << arg3
+        return 0
+    if arg2 == PR_CAP_AMBIENT_LOWER:
+        t.cap_ambient = ambient(t) & ~(1 << arg3)
+        return 0
+    raise Errno(E.EINVAL)

@@ -6,7 +6,7 @@ import struct
 from sentry import namespaces as nsm
 from sentry.errors import Errno
 from sentry.sched import TaskExit
-from syscalls import seccomp
+from syscalls import creds, seccomp
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, refuse, syscall
 
@@ -175,36 +175,19 @@ refuse("rseq", E.ENOSYS, "restartable sequences need preemption notices the sent
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
 PR_SET_NAME, PR_GET_NAME, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 15, 16, 38, 39
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
-PR_GET_SECCOMP, PR_SET_SECCOMP, PR_CAPBSET_READ = 21, 22, 23
+PR_GET_SECCOMP, PR_SET_SECCOMP = 21, 22
 PR_GET_TIMERSLACK, PR_SET_TIMERSLACK, PR_GET_TID_ADDRESS = 30, 29, 40
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_RAISE, PR_CAP_AMBIENT_LOWER, PR_CAP_AMBIENT_CLEAR_ALL = 1, 2, 3, 4
-CAP_LAST_CAP = 40
 DEFAULT_TIMER_SLACK_NS = 50_000
 
 
 @syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper, timer slack "
-         "(kept, not applied), the tid address; PR_CAPBSET_READ (the full bounding set); PR_CAP_AMBIENT (the "
-         "ambient set stays empty: no task has an inheritable capability to raise, sentry/caps.py); "
+         "(kept, not applied), the tid address; the bounding set, the ambient set, keepcaps and securebits "
+         "(syscalls/creds.py: kept and checked as Linux; of the securebits only NO_CAP_AMBIENT_RAISE acts); "
          "PR_GET_SECCOMP 0 and PR_SET_SECCOMP EINVAL (syscalls/seccomp.py); other options EINVAL")
 def prctl(t, option, arg2, arg3, arg4, arg5):
     option = s32(option)
-    if option == PR_CAPBSET_READ:
-        if arg2 > CAP_LAST_CAP:
-            raise Errno(E.EINVAL)
-        return 1
-    if option == PR_CAP_AMBIENT:
-        if arg2 == PR_CAP_AMBIENT_CLEAR_ALL:
-            if arg3 or arg4 or arg5:
-                raise Errno(E.EINVAL)
-            return 0
-        if arg3 > CAP_LAST_CAP or arg4 or arg5:
-            raise Errno(E.EINVAL)
-        if arg2 in (PR_CAP_AMBIENT_IS_SET, PR_CAP_AMBIENT_LOWER):
-            return 0  # nothing is ever in the ambient set
-        if arg2 == PR_CAP_AMBIENT_RAISE:
-            raise Errno(E.EPERM)  # it must be permitted and inheritable: no inheritable set is ever given
-        raise Errno(E.EINVAL)
+    if option in creds.CAP_OPTIONS:
+        return creds.cap_prctl(t, option, arg2, arg3, arg4, arg5)
     if option == PR_GET_SECCOMP:
         return seccomp.seccomp_mode(t)
     if option == PR_SET_SECCOMP:

@@ -516,7 +516,10 @@ CASES = [
                  b"clone3 set_tid of a pid in use: -1 EEXIST\n", b"nobody: clone3 set_tid: -1 EPERM\n",
                  b"itself: policy 0x40000001 priority 10;", b"its exited child: policy 0 priority 0;",
                  b"SCHED_DEADLINE 1ms per 30ms: 0\n", b"nobody: sched_setaffinity of root's process: -1 EPERM\n",
-                 b"waitid WCONTINUED: code 6 status 18\n", b"done\n")),
+                 b"waitid WCONTINUED: code 6 status 18\n", b"PR_CAPBSET_READ CAP_KILL: 0\n",
+                 b"then ambient raise CAP_NET_RAW: -1 EPERM\n",
+                 b"after exec: CapInh:\t0000000000000581 CapPrm:\t0000000000000400 CapEff:\t0000000000000400 "
+                 b"CapAmb:\t0000000000000400\n", b"done\n")),
     Case("aio", args=(TMP,),
          expect=(b"ring: magic 0xa10a10a1, header 32", b"read [aio world] readv [hello| aio ]\n",
                  b"after a write: 1 event, data 31, POLLIN: yes\n", b"io_cancel it: -1 EINPROGRESS\n",

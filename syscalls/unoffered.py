@@ -18,7 +18,6 @@ _WITHOUT = {
     "CONFIG_BPF_SYSCALL": ("bpf",),
     "CONFIG_USERFAULTFD": ("userfaultfd",),
     "CONFIG_MODIFY_LDT_SYSCALL (64-bit programs never need a local descriptor table)": ("modify_ldt",),
-    "CONFIG_FHANDLE (file handles)": ("name_to_handle_at", "open_by_handle_at"),
     "secret memory (secretmem.enable=0, Linux's default)": ("memfd_secret",),
     "CONFIG_SECURITY_LANDLOCK (programs that sandbox themselves with it run on without)":
         ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"),

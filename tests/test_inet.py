@@ -288,3 +288,34 @@ def test_two_sandboxes_own_loopbacks(platform):
                 p.kill()
                 p.wait()
     assert outs == [b"the other sandbox's port refused: True\n"] * 2, outs
+
+
+SH_CLIENTS = r'''
+mkdir -p /tmp/www && cd /tmp/www && printf 'served from inside\n' > f.txt
+python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &
+server=$!
+i=0
+until busybox nc 127.0.0.1 8000 </dev/null 2>/dev/null; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done
+curl -s http://localhost:8000/f.txt
+wget -q -O - http://127.0.0.1:8000/f.txt
+busybox wget -q -O - http://127.0.0.1:8000/f.txt
+kill $server
+busybox nc -l -p 7000 > /tmp/nc.out &
+listener=$!
+sleep 0.5
+echo "through busybox nc" | busybox nc 127.0.0.1 7000
+wait $listener
+cat /tmp/nc.out
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_clients_inside_one_sandbox(platform):
+    """curl, wget and busybox's wget fetch from python3 -m http.server in the same
+    sandbox (a fixed port: the sandbox's own loopback); busybox nc both ways."""
+    for program in (PYTHON, "/usr/bin/curl", "/usr/bin/wget"):
+        harness.require_program(program)
+    busybox = harness.require_busybox()
+    run = harness.run_sandbox(platform, busybox, ["sh", "-c", SH_CLIENTS], timeout=240)
+    harness.check_sentry_sane(run)
+    assert run.stdout == b"served from inside\n" * 3 + b"through busybox nc\n", run.stderr_text()

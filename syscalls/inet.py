@@ -24,6 +24,7 @@ IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IPV6, IPPROTO_ICMPV6, IPPROTO_RAW = 0, 1, 41, 
 MSG_OOB, MSG_MORE = 0x1, 0x8000
 SOL_SOCKET = 1
 SO_SNDBUF, SO_RCVBUF, SO_PROTOCOL, SO_DOMAIN, SO_SNDBUFFORCE = 7, 8, 38, 39, 32
+SO_BROADCAST, SO_BINDTODEVICE = 6, 25
 
 # IPPROTO_IP
 IP_TOS, IP_TTL, IP_HDRINCL, IP_OPTIONS, IP_PKTINFO, IP_MTU_DISCOVER, IP_RECVERR = 1, 2, 3, 4, 8, 10, 11
@@ -320,6 +321,8 @@ def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> i
         raise Errno(err)
     if sock.shutdown & SEND_SHUTDOWN:
         raise Errno(E.EPIPE)
+    if dest == V4_PREFIX + b"\xff" * 4 and not sock.opt(SO_BROADCAST):
+        raise Errno(E.EACCES)  # a broadcast needs SO_BROADCAST (and then finds no route)
     dest = sock.check_route(dest)
     sock.autobind()
     data = get(0, length) if length else b""
@@ -355,6 +358,12 @@ def setsockopt(t, sock: InetSocket, level: int, optname: int, optval: int, optle
     if level == SOL_SOCKET:
         if optname in (SO_SNDBUF, SO_SNDBUFFORCE):
             sock.sndbuf_locked = True
+        if optname == SO_BINDTODEVICE:
+            name = t.mm.read(optval, min(max(optlen, 0), IFNAMSIZ)).split(b"\0", 1)[0] if optlen > 0 else b""
+            if name not in (b"", b"lo"):
+                raise Errno(E.ENODEV)
+            sock.device = name  # lo is the only interface: binding to it changes nothing
+            return True
         return False
     if level == IPPROTO_TCP and sock.type == SOCK_STREAM:
         if optname == TCP_CONGESTION:
@@ -496,6 +505,9 @@ def getsockopt(t, sock: InetSocket, level: int, optname: int):
             return struct.pack("<i", sock.family), False
         if optname == SO_PROTOCOL:
             return struct.pack("<i", sock.proto), False
+        if optname == SO_BINDTODEVICE:
+            name = getattr(sock, "device", b"")
+            return (name + b"\0") if name else b"", False
         return None, False
     if level == IPPROTO_TCP and sock.type == SOCK_STREAM:
         if optname == TCP_INFO:

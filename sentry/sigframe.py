@@ -74,11 +74,29 @@ _X86_SC = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
            "rdi", "rsi", "rbp", "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags")
 
 
+XFEATURE_TILEDATA, TILEDATA_SIZE = 1 << 18, 8192  # AMX tile data: the last component, dynamic
+
+
+def _x86_frame_xsave(fpu_len: int, xfeatures: int) -> tuple:
+    """(size, features) of the XSAVE state a frame carries: as Linux's default
+    (fpu_user_cfg.default_size), without the dynamic AMX tile data a process has not asked
+    for (arch_prctl ARCH_REQ_XCOMP_PERM is not offered), so that a frame fits the
+    alternate stacks programs size by AT_MINSIGSTKSZ or the old SIGSTKSZ."""
+    if xfeatures & XFEATURE_TILEDATA and fpu_len - TILEDATA_SIZE > FXSAVE_SIZE:
+        return fpu_len - TILEDATA_SIZE, xfeatures & ~XFEATURE_TILEDATA
+    return fpu_len, xfeatures
+
+
 def _x86_fpstate(ctx: X86Context) -> bytes:
     """The fpstate area of a frame: the saved state with its software bytes (and MAGIC2)."""
     fpu = bytearray(ctx.fpu)
     size = len(fpu)
     xfeatures = ctx.xfeatures if size > FXSAVE_SIZE else 0x3
+    if size > FXSAVE_SIZE:
+        size, xfeatures = _x86_frame_xsave(size, xfeatures)
+        del fpu[size:]
+        bv = int.from_bytes(fpu[512:520], "little") & xfeatures
+        fpu[512:520] = bv.to_bytes(8, "little")
     struct.pack_into("<IIQI", fpu, 464, FP_XSTATE_MAGIC1, size + 4, xfeatures, size)
     fpu[484:512] = bytes(28)
     if size > FXSAVE_SIZE:
@@ -149,7 +167,7 @@ def x86_parse(read, sp: int, cur: X86Context):
             raise BadFrame("misaligned fpstate")
         legacy = read(fp_addr, FXSAVE_SIZE)
         magic1, ext, xfeat, xsize = struct.unpack_from("<IIQI", legacy, 464)
-        want = len(cur.fpu)
+        want = _x86_frame_xsave(len(cur.fpu), cur.xfeatures)[0] if len(cur.fpu) > FXSAVE_SIZE else 0
         if want > FXSAVE_SIZE and magic1 == FP_XSTATE_MAGIC1 and xsize == want and ext >= xsize + 4:
             whole = read(fp_addr, xsize + 4)
             if int.from_bytes(whole[xsize:], "little") == FP_XSTATE_MAGIC2:

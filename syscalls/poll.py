@@ -95,7 +95,16 @@ def ppoll(t, fds, nfds, tsp, sigmask, sigsetsize):
     timeout = read_timespec(t.mm, tsp) if tsp else None
     if sigmask:
         set_wait_mask(t, t.mm.read_u64(sigmask))
-    return _poll(t, fds, nfds & 0xFFFFFFFF, timeout, (lambda ns: write_timespec(t.mm, tsp, ns)) if tsp else None)
+    return _poll(t, fds, nfds & 0xFFFFFFFF, timeout,
+                 (lambda ns: write_timespec(t.mm, tsp, ns)) if tsp and not _sticky(t) else None)
+
+
+STICKY_TIMEOUTS = 0x4000000
+
+
+def _sticky(t) -> bool:
+    """personality(STICKY_TIMEOUTS): select, pselect6 and ppoll leave the timeout as given."""
+    return bool(getattr(t, "personality", 0) & STICKY_TIMEOUTS)
 
 
 def _select(t, nfds: int, sets, timeout_ns, left=None):
@@ -146,7 +155,7 @@ def select(t, nfds, readfds, writefds, exceptfds, timeout):
             raise Errno(E.EINVAL)
         ns = sec * 1_000_000_000 + usec * 1000
     return _select(t, nfds, (readfds, writefds, exceptfds), ns,
-                   (lambda left: write_timeval(t.mm, timeout, left)) if timeout else None)
+                   (lambda left: write_timeval(t.mm, timeout, left)) if timeout and not _sticky(t) else None)
 
 
 @syscall("pselect6")
@@ -159,4 +168,4 @@ def pselect6(t, nfds, readfds, writefds, exceptfds, tsp, sig):
                 raise Errno(E.EINVAL)
             set_wait_mask(t, t.mm.read_u64(ss))
     return _select(t, nfds, (readfds, writefds, exceptfds), ns,
-                   (lambda left: write_timespec(t.mm, tsp, left)) if tsp else None)
+                   (lambda left: write_timespec(t.mm, tsp, left)) if tsp and not _sticky(t) else None)

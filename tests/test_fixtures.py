@@ -519,7 +519,9 @@ CASES = [
                  b"waitid WCONTINUED: code 6 status 18\n", b"PR_CAPBSET_READ CAP_KILL: 0\n",
                  b"then ambient raise CAP_NET_RAW: -1 EPERM\n",
                  b"after exec: CapInh:\t0000000000000581 CapPrm:\t0000000000000400 CapEff:\t0000000000000400 "
-                 b"CapAmb:\t0000000000000400\n", b"done\n")),
+                 b"CapAmb:\t0000000000000400\n", b"handler ran on it: yes\n",
+                 b"STICKY_TIMEOUTS select leaves tv_usec: 10\n", b"/proc/uptime and sysinfo agree: yes\n",
+                 b"done\n")),
     Case("aio", args=(TMP,),
          expect=(b"ring: magic 0xa10a10a1, header 32", b"read [aio world] readv [hello| aio ]\n",
                  b"after a write: 1 event, data 31, POLLIN: yes\n", b"io_cancel it: -1 EINPROGRESS\n",

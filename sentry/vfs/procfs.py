@@ -969,7 +969,10 @@ def gen_uptime(kernel) -> bytes:
     reader = getattr(kernel, "current", None)  # in a time namespace, its boottime offset (sentry/namespaces.py)
     if reader is not None and getattr(reader, "nsproxy", None) is not None:
         up += reader.nsproxy.time.offset_ns(7) / 1e9
-    return b"%.2f %.2f\n" % (up, up * _ncpus())
+    # seconds and hundredths as Linux prints a timespec: a negative uptime (a boottime offset
+    # below the sandbox's age) has whole seconds rounded down and positive hundredths
+    sec, hundredths = divmod(int(up * 100), 100)
+    return b"%d.%02d %.2f\n" % (sec, hundredths, max(0.0, up) * _ncpus())
 
 
 def gen_loadavg(kernel) -> bytes:

@@ -171,7 +171,7 @@ def x86_parse(read, sp: int, cur: X86Context):
         if want > FXSAVE_SIZE and magic1 == FP_XSTATE_MAGIC1 and xsize == want and ext >= xsize + 4:
             whole = read(fp_addr, xsize + 4)
             if int.from_bytes(whole[xsize:], "little") == FP_XSTATE_MAGIC2:
-                ctx.fpu = whole[:xsize]
+                ctx.fpu = whole[:xsize] + cur.fpu[xsize:]  # what the frame leaves out is in its init state
             else:
                 ctx.fpu = _fx_only(legacy, cur)
         else:

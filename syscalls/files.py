@@ -6,10 +6,10 @@ import errno as E
 from sentry import caps, fasync
 from sentry.errors import Errno
 from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, notify, perm
-from sentry.vfs.file import (O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOATIME, O_NOFOLLOW, O_PATH,
-                             O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, RegularFile)
+from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOATIME,
+                             O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, RegularFile)
 from sentry.vfs.inode import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK,
-                              F_SEAL_WRITE, MEMFD, RegularInode)
+                              F_SEAL_WRITE, MEMFD, RegularInode, is_append_only)
 from syscalls.abi import (AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE,
                           AT_SYMLINK_NOFOLLOW, OPEN_HOW, open_flags_in, open_flags_out, pack_dirent64,
                           pack_stat, pack_statx, s32)
@@ -299,6 +299,8 @@ def fcntl(t, fd, cmd, arg):
         return open_flags_out(t.kernel.arch, f.flags)
     if cmd == F_SETFL:
         flags = open_flags_in(t.kernel.arch, arg & 0xFFFFFFFF)
+        if (flags ^ f.flags) & O_APPEND and is_append_only(f.inode):
+            raise Errno(E.EPERM)  # an append-only file's writers keep O_APPEND
         if flags & O_NOATIME and not f.flags & O_NOATIME and not perm.owns(t, f.inode):
             raise Errno(E.EPERM)  # O_NOATIME is the owner's
         if (flags ^ f.flags) & O_ASYNC:

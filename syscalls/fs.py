@@ -7,6 +7,7 @@ import stat as S
 
 from sentry.errors import Errno
 from sentry.vfs import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, loc_path, notify, perm, writeaccess
+from sentry.vfs.inode import is_append_only
 from sentry.vfs.perm import MAY_EXEC, MAY_WRITE
 from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_FOLLOW,
                           AT_SYMLINK_NOFOLLOW, pack_statfs, s32, s64)
@@ -216,6 +217,8 @@ def truncate(t, path, length):
         raise Errno(E.EINVAL)
     inode.fs.check_writable()
     perm.permission(t, inode, MAY_WRITE)
+    if is_append_only(inode):
+        raise Errno(E.EPERM)
     writeaccess.of(t.kernel).check(inode)  # ETXTBSY: a running program's file (get_write_access)
     if t.vfs.locks.leases:
         t.vfs.locks.break_lease(t, inode, 1)  # a truncate breaks leases as a write open does

@@ -11,6 +11,7 @@ from sentry.signals import send
 from sentry.task import RLIM_INFINITY
 from sentry.vfs import notify
 from sentry.vfs.file import O_APPEND, RegularFile
+from sentry.vfs.inode import is_append_only
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from sentry.vfs.pipe import PipeFile
 from syscalls.paths import file_of
@@ -580,6 +581,8 @@ def ftruncate(t, fd, length):
     f = file_of(t, fd)
     if not S.S_ISREG(f.inode.mode) or not f.writable or not hasattr(f, "truncate"):
         raise Errno(E.EINVAL)
+    if is_append_only(f.inode):
+        raise Errno(E.EPERM)
     fsize_grow(t, f.inode.size, length)
     f.truncate(length)
     if notify.marks:

@@ -17,7 +17,7 @@ import stat as S
 from sentry import caps
 from sentry.errors import Errno
 from sentry.vfs import notify, perm
-from sentry.vfs.inode import XATTR_CREATE, XATTR_REPLACE
+from sentry.vfs.inode import XATTR_CREATE, XATTR_REPLACE, is_append_only, is_immutable
 from syscalls.abi import AT_FDCWD, AT_SYMLINK_NOFOLLOW
 from syscalls.inotify import changed_at
 from syscalls.paths import file_of
@@ -59,6 +59,8 @@ def _permission(t, inode, name: bytes, write: bool) -> None:
         uid, gid = inode.owner()
         if inode.fs.readonly:
             raise Errno(E.EROFS)
+        if is_immutable(inode) or is_append_only(inode):
+            raise Errno(E.EPERM)
         if uid is None or gid is None:
             raise Errno(E.EPERM)  # ids the sandbox cannot write back (HAS_UNMAPPED_ID)
     if name.startswith(b"security.") or name.startswith(b"system."):

@@ -16,7 +16,7 @@ from sentry.vfs import mounts, notify, perm, writeaccess
 from sentry.vfs.file import (O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_NOATIME, O_NOFOLLOW, O_PATH,
                              O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, O_WRONLY, DirFile, File)
 from sentry.vfs.perm import MAY_READ, MAY_WRITE
-from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode
+from sentry.vfs.inode import DeviceInode, DirInode, FileSystem, Inode, RegularInode, TaskLinkInode, is_append_only
 from sentry.vfs.locks import LockTable
 
 MAX_SYMLINKS = 40
@@ -351,6 +351,8 @@ class VFS:
         """may_open's permission part: the access the flags ask for (O_TRUNC writes);
         O_NOATIME is the owner's."""
         perm.permission(task, inode, want)
+        if is_append_only(inode) and (flags & O_ACCMODE and not flags & 0o2000 or flags & O_TRUNC):  # O_APPEND
+            raise Errno(E.EPERM)  # an append-only file is written at its end only
         if flags & O_NOATIME and not perm.owns(task, inode):
             raise Errno(E.EPERM)
 

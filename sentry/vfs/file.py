@@ -4,6 +4,7 @@ import errno as E
 import os
 import select
 import stat as S
+import time
 
 from sentry.errors import Errno
 from sentry.sched import Wait
@@ -94,8 +95,42 @@ class File:
         pass
 
 
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+CAP_LINUX_IMMUTABLE = 9
+
+
+def attribute_ioctl(file, task, request: int, arg: int) -> int:
+    """FS_IOC_GETFLAGS/SETFLAGS of a memory file or directory (tmpfs's fileattr): the
+    attributes tmpfs keeps, set by the owner (or CAP_FOWNER), immutable and append-only
+    only with CAP_LINUX_IMMUTABLE; other bits EOPNOTSUPP. ENOTTY for other requests."""
+    from sentry.vfs.inode import FS_APPEND_FL, FS_IMMUTABLE_FL, TMPFS_FLAGS, DirInode, RegularInode, attr_flags
+    inode = file.inode
+    if request not in (FS_IOC_GETFLAGS, FS_IOC_SETFLAGS) or not isinstance(inode, (RegularInode, DirInode)):
+        raise Errno(E.ENOTTY)
+    if request == FS_IOC_GETFLAGS:
+        task.mm.write(arg, attr_flags(inode).to_bytes(4, "little"))
+        return 0
+    from sentry import caps
+    from sentry.vfs import perm
+    flags = int.from_bytes(task.mm.read(arg, 4), "little")
+    inode.fs.check_writable()  # mnt_want_write_file
+    if not perm.owns(task, inode):
+        raise Errno(E.EPERM)
+    if flags & ~TMPFS_FLAGS:
+        raise Errno(E.EOPNOTSUPP)
+    old = attr_flags(inode)
+    if (old ^ flags) & (FS_IMMUTABLE_FL | FS_APPEND_FL) and not caps.has(task, CAP_LINUX_IMMUTABLE):
+        raise Errno(E.EPERM)
+    inode.iflags = flags
+    inode.ctime = time.time_ns()
+    return 0
+
+
 class RegularFile(File):
     """An open tmpfs file: bytes in memory, with an offset."""
+
+    def ioctl(self, task, request: int, arg: int) -> int:
+        return attribute_ioctl(self, task, request, arg)
 
     def __init__(self, inode, flags, path=""):
         super().__init__(inode, flags, path)
@@ -281,6 +316,9 @@ class DirFile(File):
 
     def read(self, size):
         raise Errno(E.EISDIR)
+
+    def ioctl(self, task, request: int, arg: int) -> int:
+        return attribute_ioctl(self, task, request, arg)
 
     def pread(self, size, offset):
         raise Errno(E.EISDIR)

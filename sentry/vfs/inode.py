@@ -32,6 +32,31 @@ XATTR_MAGICS = (TMPFS_MAGIC, OVERLAY_MAGIC)  # the filesystems that store extend
 BOGO_INODE_SIZE = 1024  # tmpfs's user.* xattr space: this much per inode it may hold
 
 
+# FS_IOC_GETFLAGS/SETFLAGS attributes tmpfs keeps (SHMEM_FL_USER_MODIFIABLE)
+FS_IMMUTABLE_FL, FS_APPEND_FL, FS_NODUMP_FL, FS_NOATIME_FL = 0x10, 0x20, 0x40, 0x80
+TMPFS_FLAGS = FS_IMMUTABLE_FL | FS_APPEND_FL | FS_NODUMP_FL | FS_NOATIME_FL
+
+
+def attr_flags(inode) -> int:
+    """An inode's FS_*_FL attributes (none for inodes that keep none: host files)."""
+    return getattr(inode, "iflags", 0)
+
+
+def is_immutable(inode) -> bool:
+    return bool(getattr(inode, "iflags", 0) & FS_IMMUTABLE_FL)
+
+
+def is_append_only(inode) -> bool:
+    return bool(getattr(inode, "iflags", 0) & FS_APPEND_FL)
+
+
+def may_set_attributes(inode) -> None:
+    """may_setattr: an immutable or append-only file's mode, owner and explicit times
+    stay as they are (EPERM)."""
+    if getattr(inode, "iflags", 0) & (FS_IMMUTABLE_FL | FS_APPEND_FL):
+        raise Errno(E.EPERM)
+
+
 def xattr_space(name: bytes, value) -> int:
     """simple_xattr_space: what one user.* attribute costs tmpfs."""
     return 48 + len(name) + 1 + (len(value) if value is not None else 0)
@@ -79,7 +104,7 @@ class Inode:
     """Base inode. Directory operations fail with ENOTDIR and attribute
     changes with EPERM unless a subclass provides them."""
     __slots__ = ("fs", "ino", "mode", "uid", "gid", "nlink", "atime", "mtime", "ctime", "rdev",
-                 "xattrs", "__weakref__")
+                 "xattrs", "iflags", "__weakref__")
     magic_link = False  # a /proc link that jumps to an object (openat2 RESOLVE_NO_MAGICLINKS)
 
     def __init__(self, mode: int, fs: FileSystem = None, uid=0, gid=0, rdev=0):
@@ -91,6 +116,7 @@ class Inode:
         self.atime = self.mtime = self.ctime = time.time_ns()
         self.rdev = rdev
         self.xattrs = None  # name -> value once one is set (memory filesystems)
+        self.iflags = 0     # FS_*_FL (FS_IOC_SETFLAGS): immutable, append-only, ...
 
     # --- attributes ---------------------------------------------------------------------
     def stat(self):

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from sentry import caps
 from sentry.caps import CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID
 from sentry.errors import Errno
+from sentry.vfs.inode import is_append_only, is_immutable, may_set_attributes
 
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
 _RO_KINDS = (S.S_IFREG, S.S_IFDIR, S.S_IFLNK)  # what a read-only filesystem refuses to write
@@ -79,6 +80,8 @@ def permission(task, inode, want: int) -> None:
     directory or link of a read-only filesystem is EROFS before any bit is looked at."""
     if want & MAY_WRITE and inode.fs.readonly and S.S_IFMT(inode.mode) in _RO_KINDS:
         raise Errno(E.EROFS)
+    if want & MAY_WRITE and is_immutable(inode):
+        raise Errno(E.EPERM)  # FS_IMMUTABLE_FL: no write, whoever asks
     if task is not None and not _allowed(task, inode, want):
         raise Errno(E.EACCES)
 
@@ -107,10 +110,14 @@ def may_delete(task, directory, victim, isdir: bool) -> None:
     search on the directory; in a sticky one, only the owner of the file or of the
     directory, or CAP_FOWNER (EPERM); then the kind (ENOTDIR, EISDIR)."""
     permission(task, directory, MAY_WRITE | MAY_EXEC)
+    if is_append_only(directory):
+        raise Errno(E.EPERM)
     if task is not None and directory.mode & S.S_ISVTX:
         fsuid = task.fsuid
         if fsuid not in (victim.owner()[0], directory.owner()[0]) and not capable(task, victim, CAP_FOWNER):
             raise Errno(E.EPERM)
+    if is_immutable(victim) or is_append_only(victim):
+        raise Errno(E.EPERM)
     if isdir and not victim.is_dir():
         raise Errno(E.ENOTDIR)
     if not isdir and victim.is_dir():
@@ -121,6 +128,8 @@ def may_link(task, inode) -> None:
     """fs.protected_hardlinks=1 (Debian's default): a hard link to a file the caller
     does not own needs a regular file, not set-user-ID nor executable set-group-ID,
     that it may read and write (EPERM), unless it holds CAP_FOWNER."""
+    if is_immutable(inode) or is_append_only(inode):
+        raise Errno(E.EPERM)  # vfs_link's check
     if task is None or owns(task, inode):
         return
     mode = inode.mode
@@ -158,6 +167,7 @@ def chmod_mode(task, inode, mode: int) -> int:
     """The mode chmod may set (setattr_prepare): the owner's or CAP_FOWNER's call
     (EPERM), S_ISGID dropped unless the caller is in the file's group or holds
     CAP_FSETID."""
+    may_set_attributes(inode)
     if not owns(task, inode):
         raise Errno(E.EPERM)
     if task is not None and mode & S.S_ISGID and not in_group(task, inode.owner()[1]) \
@@ -170,6 +180,7 @@ def may_chown(task, inode, uid: int, gid: int) -> bool:
     """chown_ok and chgrp_ok (EPERM); uid and gid are -1 to leave them. True when the
     caller is neither in the file's group nor holds CAP_FSETID: a set-group-ID bit
     then goes too (setattr_should_drop_sgid; Inode.chown drops the rest)."""
+    may_set_attributes(inode)
     if task is None:
         return False
     owner, group = inode.owner()
@@ -183,7 +194,12 @@ def may_chown(task, inode, uid: int, gid: int) -> bool:
 
 def may_set_times(task, inode, explicit: bool) -> None:
     """utimensat and its family (may_setattr, setattr_prepare): explicit times need
-    the owner or CAP_FOWNER (EPERM); "now" also the write permission (EACCES)."""
+    the owner or CAP_FOWNER (EPERM); "now" also the write permission (EACCES). An
+    immutable file's times stay (EPERM), an append-only file's explicit ones too."""
+    if explicit:
+        may_set_attributes(inode)
+    elif is_immutable(inode):
+        raise Errno(E.EPERM)
     if owns(task, inode):
         return
     if explicit:

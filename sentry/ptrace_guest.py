@@ -24,6 +24,11 @@ from sentry.sched import Wait, WaitQueue
 MASK64 = (1 << 64) - 1
 SIGTRAP, SIGKILL, SIGSTOP, SIGCHLD = 5, 9, 19, 17
 SIGKILL_BIT = 1 << (SIGKILL - 1)
+# signals.JOBCTL: set in a task's pending set, signals.deliver runs once more before it goes
+# back to user code. A stop raised from inside deliver (a signal's, a group stop, an
+# interrupt) leaves deliver unfinished: its end (a restart block's restart_syscall, the
+# mask of sigsuspend) must still run when the tracer lets the task go.
+JOBCTL = 1 << 64
 ENOSYS = 38
 CLD_TRAPPED, CLD_STOPPED = 4, 5
 
@@ -111,6 +116,8 @@ def detach(task, sig: int = 0) -> None:
             signals.send(task, sig)
         if stop.kind == "syscall-exit":
             _finish_exit(task, stop)
+        if _in_deliver(stop):
+            task.pending_signals |= JOBCTL
         task.kernel.wake(task)
     tr.tracer.proc.child_events.notify()
 
@@ -315,7 +322,6 @@ def resume(task, *, syscalls=False, sysemu=False, step=False, sig: int = 0, trac
         if info is None or sig != stop.sig:
             info = SigInfo(sig, SI_USER, pid=tracer.tgid if tracer else 0, uid=tracer.uid if tracer else 0)
         tr.injected = (sig, info)
-        task.pending_signals |= 1 << 64  # (JOBCTL: deliver runs again on its way out)
     elif stop.kind == "syscall-entry":
         ctx = task.cpu.get_context()
         if hasattr(ctx, "rdi"):
@@ -333,7 +339,14 @@ def resume(task, *, syscalls=False, sysemu=False, step=False, sig: int = 0, trac
             kernel._park(task, None, Wait(queues=(child.proc.vfork_done,), interruptible=False,
                                           wake_result=child_id))
             return
+    if _in_deliver(stop):
+        task.pending_signals |= JOBCTL
     task.kernel.wake(task)
+
+
+def _in_deliver(stop) -> bool:
+    """Was the stop made inside signals.deliver (which then still has its end to run)?"""
+    return stop.kind in ("signal", "group") or stop.kind == "event" and stop.status >> 16 == EVENT_STOP
 
 
 def _set_tf(task, tr) -> None:
@@ -358,7 +371,7 @@ def interrupt(task) -> None:
     if tr.stop is not None:
         return
     tr.interrupt = True
-    task.pending_signals |= 1 << 64
+    task.pending_signals |= JOBCTL
     task.kernel.interrupt(task)
 
 
@@ -383,7 +396,7 @@ def forked(parent, child, flags: int, child_id: int) -> None:
     tr.tracer.traces = True
     if tr.seized:
         ctr.stop = Stop("event", SIGTRAP, _event_status(EVENT_STOP), _trap_info(child, SIGTRAP | EVENT_STOP << 8))
-        child.pending_signals |= 1 << 64  # (it goes through deliver, and so into the stop, first)
+        child.pending_signals |= JOBCTL  # (it goes through deliver, and so into the stop, first)
     else:
         from sentry import signals
         signals.send(child, SIGSTOP)

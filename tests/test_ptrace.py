@@ -47,6 +47,21 @@ def test_strace(platform, case):
         b"\n".join(sorted(_masked(native.stderr))), b"\n".join(sorted(_masked(sandbox.stderr))))
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_strace_attach(platform):
+    """strace -p of a process asleep: PTRACE_SEIZE and PTRACE_INTERRUPT end its sleep, and
+    the tracer's resume restarts it (restart_syscall, as Linux's restart block)."""
+    harness.require_program(STRACE)
+    script = "/bin/sleep 1.5 & /bin/sleep 0.5; strace -qq -p $!; wait; echo done"
+    native = harness.run_native("/bin/sh", ["-c", script], timeout=60)
+    assert native.status == 0 and b"restart_syscall(" in native.stderr, native.headline() + native.stderr_text()
+    sandbox = harness.run_sandbox(platform, "/bin/sh", ["-c", script], timeout=120)
+    harness.check_sentry_sane(sandbox)
+    assert (sandbox.status, sandbox.stdout) == (native.status, native.stdout), sandbox.headline() + sandbox.stderr_text()
+    assert _masked(sandbox.stderr) == _masked(native.stderr), harness.bytes_diff(
+        b"\n".join(_masked(native.stderr)), b"\n".join(_masked(sandbox.stderr)))
+
+
 GDB = "/usr/bin/gdb"
 
 

@@ -170,8 +170,10 @@ def commit(task, prepared: Prepared) -> None:
     if cpu is not task.cpu:
         cpu.task = task
         task.cpu = cpu
-    mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory)
+    mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=kernel.memory,
+                       sysctl=kernel.sysctl)
     mm.as_limit = task.as_limit()  # RLIMIT_AS survives exec
+    mm.coredump_filter = old_mm.coredump_filter  # so does the dump filter (mm_init)
     if prepared.inode is not None:
         writeaccess.exe_taken(kernel, mm, prepared.inode)  # ETXTBSY for its writers from now on
     task.mm = mm

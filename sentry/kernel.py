@@ -143,7 +143,8 @@ class Kernel:
             raise SentryError(f"{path}: {e}", 126) from None
         space, cpu = self.platform.new_process()
         try:
-            mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=self.memory)
+            mm = MemoryManager(space, mmap_base=plan.mmap_base, brk=plan.brk, limit=self.memory,
+                               sysctl=self.sysctl)
             mm.load(plan)
             cpu.set_entry(plan.entry, plan.sp)
         except Errno as e:

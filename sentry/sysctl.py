@@ -32,6 +32,7 @@ class Sysctls:
         self.pipe_max_size = PIPE_MAX_SIZE
         self.pipe_user_pages_soft = PIPE_USER_PAGES_SOFT
         self.pipe_user_pages_hard = 0
+        self.max_map_count = 65530  # vm.max_map_count (DEFAULT_MAX_MAP_COUNT): sentry/mm.py
 
 
 def next_pid(last: int, pid_max: int, taken) -> int:

@@ -5,8 +5,10 @@ import errno as E
 import os
 import stat as S
 
+from sentry import caps
 from sentry.errors import Errno
-from sentry.mm import MAP_ANONYMOUS, MAP_SHARED, PAGE, PROT_EXEC, PROT_WRITE, TASK_SIZE
+from sentry.mm import (MAP_ANONYMOUS, MAP_LOCKED, MAP_SHARED, PAGE, PROT_EXEC, PROT_WRITE, TASK_SIZE,
+                       VM_LOCKED, VM_LOCKONFAULT)
 from sentry.vfs.file import O_PATH
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
@@ -29,6 +31,13 @@ def mmap(t, addr, length, prot, flags, fd, offset):
         file = t.fds.get(s32(fd))
         if file.flags & O_PATH:
             raise Errno(E.EBADF)  # fget never finds an O_PATH file
+    if not length or not flags & 3:
+        raise Errno(E.EINVAL)  # do_mmap's own checks come before the file's access mode
+    if flags & MAP_LOCKED or t.mm.def_flags & VM_LOCKED:
+        limit = _lock_limit(t) if flags & MAP_LOCKED else t.rlimits[RLIMIT_MEMLOCK][0] // PAGE
+        if (t.mm.locked_bytes() + length + PAGE - 1) // PAGE > limit and not _lock_exempt(t):
+            raise Errno(E.EAGAIN)  # mlock_future_ok
+    if file is not None:
         if file.flags & O_PATH or not file.readable:
             raise Errno(E.EACCES)
         if flags & MAP_SHARED and prot & PROT_WRITE and not file.writable:  # MAP_SHARED(_VALIDATE)
@@ -52,13 +61,16 @@ def mprotect(t, addr, length, prot):
     return 0
 
 
-@syscall("mremap", status=PARTIAL, note="MREMAP_DONTUNMAP answers EINVAL")
+@syscall("mremap", note="shared areas are mapped again at the new place (never copied); MREMAP_DONTUNMAP "
+         "leaves the old range mapped and empty")
 def mremap(t, old, old_len, new_len, flags, new):
     return t.mm.mremap(old, old_len, new_len, flags, new)
 
 
 @syscall("madvise", status=PARTIAL, note="MADV_DONTNEED zeroes private pages (shared ones read back from "
-         "their file), MADV_REMOVE punches the file of a shared mapping; other advice is accepted and ignored")
+         "their file), MADV_REMOVE punches the file of a shared mapping, MADV_DONTFORK/WIPEONFORK act at fork, "
+         "MADV_POPULATE_* and WILLNEED fault pages in; errors per area as Linux; no KSM (MADV_MERGEABLE "
+         "EINVAL); other advice is recorded (VmFlags) or accepted and ignored")
 def madvise(t, addr, length, advice):
     t.mm.madvise(addr, length, s32(advice))
     return 0
@@ -72,10 +84,14 @@ def msync(t, addr, length, flags):
 
 
 # --- residency and locking ------------------------------------------------------------------------
-# The sandbox's pages are never swapped out by the sentry, and it does not ask the host which
-# ones are resident: every mapped page counts as resident and locked pages are not recorded.
+# Locks are the MemoryManager's VM_LOCKED/VM_LOCKONFAULT per area (split and merged with the areas):
+# VmLck and /proc/PID/smaps show them, MADV_DONTNEED and MS_INVALIDATE refuse them. Locked pages
+# are faulted in by the platform; the host may still swap them (the sentry does not pin them).
+# Residency (mincore, smaps' Rss) is the platform's: which host pages behind the guest's are in memory.
 
 MASK64 = (1 << 64) - 1
+RLIMIT_MEMLOCK = 8
+CAP_IPC_LOCK = 14
 
 
 def _page_range(start: int, length: int) -> tuple[int, int]:
@@ -88,77 +104,82 @@ def _page_range(start: int, length: int) -> tuple[int, int]:
     return start, start + length
 
 
-def _all_mapped(t, start: int, end: int) -> None:
-    """ENOMEM unless every page of [start, end) is mapped (Linux's apply_vma_lock_flags)."""
-    if end > start and not t.mm.covered(start, end):
-        raise Errno(E.ENOMEM)
+def _lock_exempt(t) -> bool:
+    return caps.has(t, CAP_IPC_LOCK)
 
 
-RLIMIT_MEMLOCK = 8
-
-
-def _may_lock(t, nbytes: int) -> None:
-    """can_do_mlock and the RLIMIT_MEMLOCK check of one call (the sandbox's root has
-    CAP_IPC_LOCK): EPERM with a zero limit, ENOMEM past it."""
-    if t.euid == 0:
-        return
+def _lock_limit(t) -> int:
+    """RLIMIT_MEMLOCK in pages; EPERM when it is 0 and the task may not lock without it
+    (can_do_mlock)."""
     limit = t.rlimits[RLIMIT_MEMLOCK][0]
-    if limit == 0:
+    if limit == 0 and not _lock_exempt(t):
         raise Errno(E.EPERM)
-    if nbytes // PAGE > limit // PAGE:
-        raise Errno(E.ENOMEM)
+    return limit // PAGE
 
 
-_LOCK_NOTE = ("the sandbox's pages are never swapped out: the range is checked as Linux (ENOMEM for unmapped "
-              "pages), and RLIMIT_MEMLOCK for one call unless root; what is locked is not recorded "
-              "(VmLck 0, no count across calls)")
-
-
-@syscall("mlock", status=PARTIAL, note=_LOCK_NOTE)
-def mlock(t, start, length):
+def _mlock(t, start, length, flags: int) -> int:
+    """do_mlock: the range locked unless the pages it would add to the locked ones pass
+    RLIMIT_MEMLOCK (what is locked there already is not counted twice)."""
+    limit = _lock_limit(t)
     start, end = _page_range(start, length)
-    _may_lock(t, end - start)
-    _all_mapped(t, start, end)
+    locked = (end - start) // PAGE + t.mm.locked_bytes() // PAGE
+    if locked > limit and not _lock_exempt(t):
+        locked -= t.mm.locked_bytes(start, end) // PAGE
+        if locked > limit:
+            raise Errno(E.ENOMEM)
+    t.mm.lock(start, end, flags)
     return 0
+
+
+@syscall("mlock", status=PARTIAL, note="VM_LOCKED per area (VmLck, smaps' Locked), the pages faulted in; "
+         "RLIMIT_MEMLOCK as Linux unless CAP_IPC_LOCK; the host may still swap the pages out")
+def mlock(t, start, length):
+    return _mlock(t, start, length, VM_LOCKED)
 
 
 MLOCK_ONFAULT = 1
 
 
-@syscall("mlock2", status=PARTIAL, note="as mlock; MLOCK_ONFAULT accepted")
+@syscall("mlock2", status=PARTIAL, note="as mlock; MLOCK_ONFAULT locks pages as they are touched")
 def mlock2(t, start, length, flags):
     if flags & 0xFFFFFFFF & ~MLOCK_ONFAULT:
         raise Errno(E.EINVAL)
-    return mlock(t, start, length)
+    return _mlock(t, start, length, VM_LOCKED | (VM_LOCKONFAULT if flags & MLOCK_ONFAULT else 0))
 
 
-@syscall("munlock", status=PARTIAL, note="the range is checked as Linux (ENOMEM for unmapped pages)")
+@syscall("munlock")
 def munlock(t, start, length):
     start, end = _page_range(start, length)
-    _all_mapped(t, start, end)
+    t.mm.lock(start, end, 0)
     return 0
 
 
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 
 
-@syscall("mlockall", status=PARTIAL, note="flags checked as Linux; EPERM with a zero RLIMIT_MEMLOCK and ENOMEM "
-         "for MCL_CURRENT past it unless root; nothing is recorded")
+@syscall("mlockall", status=PARTIAL, note="every area locked (MCL_CURRENT) and/or new ones (MCL_FUTURE, "
+         "MCL_ONFAULT) as Linux: EPERM with a zero RLIMIT_MEMLOCK, ENOMEM for MCL_CURRENT past it unless "
+         "CAP_IPC_LOCK; the host may still swap the pages out")
 def mlockall(t, flags):
     flags = s32(flags)
     if not flags or flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) or flags == MCL_ONFAULT:
         raise Errno(E.EINVAL)
-    _may_lock(t, sum(v.end - v.start for v in t.mm.vmas) if flags & MCL_CURRENT else 0)
+    limit = _lock_limit(t)
+    if flags & MCL_CURRENT and t.mm.total // PAGE > limit and not _lock_exempt(t):
+        raise Errno(E.ENOMEM)
+    t.mm.lock_all(bool(flags & MCL_CURRENT), bool(flags & MCL_FUTURE), bool(flags & MCL_ONFAULT))
     return 0
 
 
 @syscall("munlockall")
 def munlockall(t):
+    t.mm.lock_all(False, False, False)
     return 0
 
 
-@syscall("mincore", status=PARTIAL, note="every mapped page reads as resident (1): the sentry does not ask the "
-         "host which pages were touched; EINVAL, ENOMEM and EFAULT as Linux")
+@syscall("mincore", status=PARTIAL, note="residency is the host's for the pages behind the guest's (ptrace: "
+         "the traced process's pagemap; unicorn: the sentry's own): a shared page another process touched "
+         "counts only where it is mapped; EINVAL, ENOMEM and EFAULT as Linux")
 def mincore(t, start, length, vec):
     if start & (PAGE - 1):
         raise Errno(E.EINVAL)
@@ -168,11 +189,11 @@ def mincore(t, start, length, vec):
     if vec + pages > TASK_SIZE:
         raise Errno(E.EFAULT)
     while pages:
-        vma = next((v for v in t.mm.vmas if v.start <= start < v.end), None)
-        if vma is None:
+        i = t.mm._find(start)
+        if i < 0:
             raise Errno(E.ENOMEM)
-        n = min(pages, (vma.end - start) // PAGE)
-        t.mm.write(vec, b"\x01" * n)
+        n = min(pages, (t.mm.vmas[i].end - start) // PAGE, 4096)
+        t.mm.write(vec, t.mm.resident(start, start + n * PAGE))
         pages -= n
         vec += n
         start += n * PAGE

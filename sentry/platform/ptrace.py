@@ -25,9 +25,10 @@ from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, S
                                   STUB_SYSCALL, STUB_TRAP, seccomp_filter, stub_elf)
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
-NR_RT_SIGACTION, NR_CLONE = 13, 56
+NR_RT_SIGACTION, NR_CLONE, NR_MADVISE = 13, 56, 28
+MADV_POPULATE_READ, MADV_POPULATE_WRITE = 22, 23
 NR_READ, NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_EXIT, NR_DUP3 = 0, 3, 17, 18, 47, 60, 292
-INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
+INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
             NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_DUP3)  # the last five: host fds passed in
 # What the host kernel may run from a guest instruction: a read the sentry passed through
 # (PtraceCpu.pass_through), and -1, a call the sentry skipped at a live entry stop.
@@ -323,6 +324,7 @@ class HostProcess:
         self.threads = [self.cpu]        # every live host thread's CPU, the first host thread first
         platform.cpus[pid] = self.cpu
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+        self._pagemap = None  # /proc/PID/pagemap, opened when residency is first asked
         self.forked_pid = None   # the host pid of the last child an injected clone made
         if reserved is not None:  # a fork: the stub, its filter and its dispositions are inherited
             self.reserved = list(reserved)
@@ -432,6 +434,19 @@ class HostProcess:
         ret = self.inject(NR_MREMAP, old, old_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new)
         if ret != new:
             raise Errno(-ret if ret < 0 else errno.ENOMEM)
+
+    def populate(self, start: int, length: int, write: bool) -> None:
+        """Fault the pages of [start, start+length) in (mlock, MAP_POPULATE)."""
+        self.inject(NR_MADVISE, start, length, MADV_POPULATE_WRITE if write else MADV_POPULATE_READ)
+
+    def resident(self, start: int, length: int) -> bytes:
+        """One byte per page: 1 if the host has it in memory (present or swapped out, from
+        the traced process's /proc/PID/pagemap, readable while it runs)."""
+        if self._pagemap is None:
+            self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        n = length // 4096
+        raw = os.pread(self._pagemap, 8 * n, 8 * (start // 4096))
+        return bytes(1 if e >> 62 else 0 for e in memoryview(raw[:len(raw) & ~7]).cast("Q")).ljust(n, b"\0")
 
     # --- guest memory: the MemoryManager checks protections before calling these -----
     def read(self, addr: int, size: int) -> bytes:
@@ -669,6 +684,9 @@ class HostProcess:
         if self.mem is not None:
             os.close(self.mem)
             self.mem = None
+        if self._pagemap is not None:
+            os.close(self._pagemap)
+            self._pagemap = None
 
 
 class PtraceCpu:

@@ -292,6 +292,9 @@ class _HostMemory:
             self._mremap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
                                      ctypes.c_void_p)
         self._pagemap = None  # /proc/self/pagemap, opened at the first fork
+        self._madvise = libc.madvise if linux else None
+        if self._madvise is not None:
+            self._madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         self.page = mmap.PAGESIZE
         # With host pages larger than the guest's 4 KiB, one host page can hold guest pages
         # that are mapped and others that are not: such hosts keep whole windows accessible.
@@ -328,6 +331,11 @@ class _HostMemory:
             runs.append((i * page, j * page))
             i = j
         return runs
+
+    def populate(self, addr: int, size: int, write: bool) -> None:
+        """Fault in host pages (madvise MADV_POPULATE_WRITE/READ, Linux 5.14+; a no-op elsewhere)."""
+        if self._madvise is not None:
+            self._madvise(addr, size, 23 if write else 22)
 
     def reserve(self, size: int) -> int:
         """Address space for one window: inaccessible (and uncharged) until committed."""
@@ -435,6 +443,24 @@ class UnicornSpace:
         # accessible: thousands of 1 GiB regions cost unicorn quadratic time (a 4 TiB
         # reservation took minutes). Faults there are still told apart by the MemoryManager.
         self._lazy = []            # sorted, disjoint [start, end) of such reservations
+
+    # --- residency (mlock, mincore, /proc/PID/smaps) --------------------------------------------
+    def populate(self, start: int, length: int, write: bool) -> None:
+        """Fault the host pages behind [start, start+length) in (mlock, MAP_POPULATE)."""
+        for lo, hi in _chunks(start, start + length):
+            if lo >> _WINDOW_SHIFT in self._windows:
+                self._host.populate(self._host_of(lo), hi - lo, write)
+
+    def resident(self, start: int, length: int) -> bytes:
+        """One byte per page: 1 if the host page behind it was ever touched."""
+        out = bytearray(length // PAGE)
+        for lo, hi in _chunks(start, start + length):
+            if lo >> _WINDOW_SHIFT not in self._windows:
+                continue
+            for a, b in self._host.resident_runs(self._host_of(lo), hi - lo):
+                first, last = (lo - start + a) // PAGE, (lo - start + b) // PAGE
+                out[first:last] = b"\x01" * (last - first)
+        return bytes(out)
 
     # --- host backing -------------------------------------------------------------------------
     def _host_of(self, addr: int) -> int:

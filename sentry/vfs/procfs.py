@@ -388,6 +388,11 @@ class TaskDir(ProcDir):
         kids[b"fd"] = FdDir(procfs, task)
         kids[b"fdinfo"] = FdInfoDir(procfs, task)
         kids[b"maps"] = gen(lambda t: gen_maps(procfs, t))
+        from sentry.vfs import procmm  # smaps, pagemap, coredump_filter
+        kids[b"smaps"] = gen(lambda t: procmm.gen_smaps(t, map_lines(procfs, t)))
+        kids[b"smaps_rollup"] = gen(procmm.gen_smaps_rollup)
+        kids[b"pagemap"] = procmm.pagemap_inode(fs, task)
+        kids[b"coredump_filter"] = procmm.coredump_filter_inode(fs, task)
         kids[b"status"] = gen(gen_status)
         kids[b"stat"] = gen(gen_task_stat)
         kids[b"statm"] = gen(gen_statm)
@@ -722,7 +727,7 @@ def gen_status(task) -> bytes:
         "Kthread:\t0",
         f"VmPeak:\t{_kb(m.size)}",
         f"VmSize:\t{_kb(m.size)}",
-        f"VmLck:\t{_kb(0)}",
+        f"VmLck:\t{_kb(task.mm.locked_bytes() if getattr(task, 'mm', None) is not None else 0)}",
         f"VmPin:\t{_kb(0)}",
         f"VmHWM:\t{_kb(m.rss)}",
         f"VmRSS:\t{_kb(m.rss)}",
@@ -828,21 +833,20 @@ def gen_statm(task) -> bytes:
 
 
 def gen_maps(procfs, task) -> bytes:
-    """Linux's format: start-end perms offset dev inode, the name at column 73.
-    A file mapping's offset is the one mmap was given; for the mappings the
-    loader made it is counted from the first mapping of that file."""
+    out = [line for _, line in map_lines(procfs, task)]
+    return ("\n".join(out) + "\n").encode(errors="replace") if out else b""
+
+
+def map_lines(procfs, task) -> list:
+    """(area, line) for each area as /proc/PID/maps shows it. Linux's format: start-end
+    perms offset dev inode, the name at column 73. A file mapping's offset is the one mmap
+    was given; for the mappings the loader made it is counted from the first mapping of
+    that file."""
     vfs = procfs.vfs
     ids: dict[str, tuple] = {}
     first: dict[str, int] = {}
     out = []
-    vmas = []
-    for v in _vmas(task):  # Linux merges adjacent anonymous areas that agree in everything
-        if (vmas and not v.name.startswith("/") and vmas[-1].end == v.start and vmas[-1].name == v.name
-                and vmas[-1].prot == v.prot and vmas[-1].shared == v.shared):
-            vmas[-1].end = v.end
-        else:
-            vmas.append(_Area(v.start, v.end, v.prot, v.name, v.shared, getattr(v, "offset", None)))
-    for v in vmas:
+    for v in _vmas(task):
         name = v.name
         dev = ino = offset = 0
         if name.startswith("/"):
@@ -857,16 +861,8 @@ def gen_maps(procfs, task) -> bytes:
                                                      os.major(dev), os.minor(dev), ino)
         if name:
             line = line.ljust(73) + name
-        out.append(line)
-    return ("\n".join(out) + "\n").encode(errors="replace") if out else b""
-
-
-class _Area:
-    __slots__ = ("start", "end", "prot", "name", "shared", "offset")
-
-    def __init__(self, start, end, prot, name, shared, offset=None):
-        self.start, self.end, self.prot, self.name, self.shared = start, end, prot, name, shared
-        self.offset = offset
+        out.append((v, line))
+    return out
 
 
 def _file_id(vfs, task, name: str):
@@ -1146,6 +1142,27 @@ def _int_sysctl(fs, owner, attr: str) -> "GenInode":
     return GenInode(fs, lambda: b"%d\n" % getattr(owner, attr), 0o644, writer=write, sysctl=True)
 
 
+def _max_map_count(fs, kernel_of) -> "GenInode":
+    """vm/max_map_count: the most areas a process may have (proc_dointvec_minmax, >= 0)."""
+    from sentry.mm import MAX_MAP_COUNT
+
+    def read():
+        k = kernel_of()
+        return b"%d\n" % (k.sysctl.max_map_count if k is not None else MAX_MAP_COUNT)
+
+    def write(data):
+        try:
+            value = int(bytes(data).split()[0])
+        except (ValueError, IndexError):
+            raise Errno(E.EINVAL) from None
+        if not 0 <= value <= 0x7FFFFFFF:
+            raise Errno(E.EINVAL)
+        if kernel_of() is not None:
+            kernel_of().sysctl.max_map_count = value
+        return len(data)
+    return GenInode(fs, read, 0o644, writer=write, sysctl=True)
+
+
 def make_sys(procfs) -> StaticDir:
     fs = procfs.fs
 
@@ -1224,9 +1241,10 @@ def make_sys(procfs) -> StaticDir:
     rnd.add(b"poolsize", ro(b"256\n"))
     vm = sys_dir.add(b"vm", StaticDir(fs))
     for name, value in ((b"overcommit_memory", b"0\n"), (b"overcommit_ratio", b"50\n"),
-                        (b"max_map_count", b"65530\n"), (b"mmap_min_addr", b"65536\n"),
+                        (b"mmap_min_addr", b"65536\n"),
                         (b"swappiness", b"60\n"), (b"overcommit_kbytes", b"0\n")):
         vm.add(name, ro(value))
+    vm.add(b"max_map_count", _max_map_count(fs, kernel))  # enforced by sentry/mm.py
     fsd = sys_dir.add(b"fs", StaticDir(fs))
     for name, value in ((b"file-max", b"9223372036854775807\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
                         (b"protected_symlinks", b"1\n"), (b"protected_hardlinks", b"1\n")):

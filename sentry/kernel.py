@@ -619,7 +619,8 @@ class Kernel:
         proc = self.ptable.create(parent or task.proc)
         proc.creator = task if parent is None else (parent.tasks[0] if parent.tasks else None)
         child = Task(self, proc.pid, cpu, mm, fds, task.exe_path, task.argv, task.envp)
-        for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable"):
+        for name in ("cwd", "umask", *CREDENTIALS, "sigmask", "comm", "auxv", "no_new_privs", "dumpable",
+                     "seccomp_mode", "seccomp_filter"):
             setattr(child, name, getattr(task, name))
         if flags & 0x200:  # CLONE_FS: one root, working directory and umask for both
             child.fs = task.fs
@@ -668,7 +669,7 @@ class Kernel:
             child.fs = task.fs
         else:
             child.cwd, child.umask = task.cwd, task.umask
-        for name in (*CREDENTIALS, "comm", "auxv", "no_new_privs", "dumpable"):
+        for name in (*CREDENTIALS, "comm", "auxv", "no_new_privs", "dumpable", "seccomp_mode", "seccomp_filter"):
             setattr(child, name, getattr(task, name))
         _inherit_sched(task, child)
         keys.on_clone(task, child, thread=True)

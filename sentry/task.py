@@ -71,6 +71,7 @@ class Task:
         self.pdeathsig = 0
         self.dumpable = 1
         self.no_new_privs = False
+        self.seccomp_mode, self.seccomp_filter = 0, None  # strict mode, filters (sentry/seccomp.py)
         self.keys = keys.NO_KEYRINGS  # its keyrings (sentry/keys.py), inherited as Linux's cred
         self.exit_status = None   # (code, signo) once ended
         self.blocked = None       # the Wait it is parked on

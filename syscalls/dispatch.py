@@ -23,6 +23,11 @@ class Dispatcher:
 
     def __call__(self, task, nr: int, args: tuple) -> int:
         task.syscall_args = args  # aarch64's syscall restart puts the first one back in x0
+        if task.seccomp_mode:  # strict mode or filters decide first (sentry/seccomp.py)
+            from sentry import seccomp
+            skipped = seccomp.enter(task, nr, args)
+            if skipped is not None:
+                return skipped & MASK64
         table = self.table
         entry = table[nr] if nr < len(table) else None
         if self.strace is not None:

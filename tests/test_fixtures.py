@@ -529,6 +529,11 @@ CASES = [
                  b"after exec: CapInh:\t0000000000000581 CapPrm:\t0000000000000400 CapEff:\t0000000000000400 "
                  b"CapAmb:\t0000000000000400\n", b"handler ran on it: yes\n",
                  b"STICKY_TIMEOUTS select leaves tv_usec: 10\n", b"/proc/uptime and sysinfo agree: yes\n",
+                 b"write in strict mode: allowed\nstrict mode, then getpid: killed by 9\n",
+                 b"a jump past the end: -1 EINVAL\n", b"nobody without no_new_privs: -1 EACCES\n",
+                 b"getppid: -1 errno 42 (the newer filter's of two ERRNOs)\nSeccomp:\t2\nSeccomp_filters:\t2\n",
+                 b"uname trapped: SYS_SECCOMP yes, syscall uname, arch ours, si_errno 7\n",
+                 b"the filters in a child: getppid -1 errno 42\nchild calling getpgid: killed by 31\n",
                  b"done\n")),
     Case("aio", args=(TMP,),
          expect=(b"ring: magic 0xa10a10a1, header 32", b"read [aio world] readv [hello| aio ]\n",

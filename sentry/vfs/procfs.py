@@ -693,6 +693,7 @@ def _nspid(task, kind: str):
 
 
 def gen_status(task) -> bytes:
+    from sentry import seccomp
     m = MemFigures(task)
     ign, cgt = _sig_sets(task)
     pending = getattr(task, "pending_signals", 0)
@@ -756,8 +757,8 @@ def gen_status(task) -> bytes:
         f"CapBnd:\t{getattr(task, 'cap_bset', CAP_FULL):016x}",
         f"CapAmb:\t{getattr(task, 'cap_ambient', 0) & prm & inh:016x}",
         f"NoNewPrivs:\t{int(bool(getattr(task, 'no_new_privs', False)))}",
-        "Seccomp:\t0",
-        "Seccomp_filters:\t0",
+        f"Seccomp:\t{getattr(task, 'seccomp_mode', 0)}",
+        f"Seccomp_filters:\t{seccomp.filter_count(task)}",
         "Speculation_Store_Bypass:\tthread vulnerable",
         "SpeculationIndirectBranch:\tconditional enabled",
         f"Cpus_allowed:\t{_cpumask(n)}",

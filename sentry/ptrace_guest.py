@@ -62,7 +62,7 @@ class Tracee:
     """What a traced task keeps of its tracer (Linux's task->ptrace, ->parent, jobctl bits)."""
     __slots__ = ("task", "tracer", "seized", "options", "stop", "reported", "wq", "syscalls",
                  "sysemu", "step", "injected", "call", "orig_rax", "eventmsg", "interrupt",
-                 "event_done", "debugregs", "exit_nr", "set_tf", "vfork_child", "hw_slots")
+                 "event_done", "debugregs", "set_tf", "vfork_child", "hw_slots")
 
     def __init__(self, task, tracer, seized: bool, options: int = 0):
         self.task = task
@@ -79,7 +79,6 @@ class Tracee:
         self.injected = None      # (sig, info) the tracer chose at a signal-delivery stop
         self.call = None          # the SyscallStop to run after its entry stop (a new nr, args)
         self.orig_rax = MASK64    # the syscall number the tracer sees (orig_rax)
-        self.exit_nr = None       # the syscall whose exit stop it is in
         self.eventmsg = 0
         self.interrupt = False    # PTRACE_INTERRUPT asked for a stop
         self.event_done = None    # the event already reported for the call that re-runs
@@ -116,7 +115,7 @@ def detach(task, sig: int = 0) -> None:
             signals.send(task, sig)
         if stop.kind == "syscall-exit":
             _finish_exit(task, stop)
-        if _in_deliver(stop):
+        if _in_deliver(stop):  # (and a group stop it was in goes on holding it)
             task.pending_signals |= JOBCTL
         task.kernel.wake(task)
     tr.tracer.proc.child_events.notify()
@@ -257,7 +256,6 @@ def syscall_exit(task, nr: int, ret: int) -> bool:
     task.cpu.set_result(ret)
     sig = SIGTRAP | (0x80 if tr.options & O_TRACESYSGOOD else 0)
     tr.stop, tr.reported = Stop("syscall-exit", SIGTRAP, (sig << 8) | 0x7F, _trap_info(task, sig), nr), False
-    tr.exit_nr = nr
     _notify(tr)
     task.kernel._park(task, None, _park(tr))
     return True
@@ -478,8 +476,3 @@ def wait_report(t, match, consume: bool):
         return rep, code, stop.status >> 8 & 0xFF, stop.status
     return None
 
-
-def traced_by(task) -> int:
-    """/proc/PID/status TracerPid: the tracer's thread id, 0 when not traced."""
-    tr = task.ptrace
-    return tr.tracer.tid if tr is not None else 0

@@ -52,7 +52,8 @@ def test_strace_attach(platform):
     """strace -p of a process asleep: PTRACE_SEIZE and PTRACE_INTERRUPT end its sleep, and
     the tracer's resume restarts it (restart_syscall, as Linux's restart block)."""
     harness.require_program(STRACE)
-    script = "/bin/sleep 1.5 & /bin/sleep 0.5; strace -qq -p $!; wait; echo done"
+    # (the sleep outlasts strace's start on a loaded emulator by far)
+    script = "/bin/sleep 6 & /bin/sleep 0.5; strace -qq -p $!; wait; echo done"
     native = harness.run_native("/bin/sh", ["-c", script], timeout=60)
     assert native.status == 0 and b"restart_syscall(" in native.stderr, native.headline() + native.stderr_text()
     sandbox = harness.run_sandbox(platform, "/bin/sh", ["-c", script], timeout=120)

@@ -2,9 +2,8 @@
 urandom and tty (the caller's controlling terminal: ENXIO without one), the
 stdin/stdout/stderr and fd links into /proc/self/fd, shm/ (a memory
 filesystem of its own) and pts/, where the VFS mounts a devpts of the
-sandbox's own (its one terminal, when `sentry run` was started on one:
-sentry/vfs/tty.py). There is no ptmx: the sandbox cannot make pseudo-terminals,
-and opening /dev/ptmx fails with ENOENT.
+sandbox's own (its terminal, when `sentry run` was started on one, and the
+slaves of the pseudo-terminals /dev/ptmx makes: sentry/vfs/tty.py).
 
 The loop devices (sentry/vfs/loopdev.py): loop-control and the block devices loop0..7
 (more on LOOP_CTL_ADD). Every device is in the sandbox's `DeviceTable` by its kind and
@@ -177,7 +176,7 @@ def make_devfs(random_bytes, kernel=None):
     """The /dev filesystem's root, and the root of its shm filesystem (mounted
     at /dev/shm by the VFS, so that it is a filesystem of its own)."""
     from sentry.vfs.inode import DeviceInode, DirInode, SymlinkInode
-    from sentry.vfs.tty import open_controlling
+    from sentry.vfs.tty import open_controlling, open_ptmx
     from sentry.vfs.loopdev import LOOP_CTRL_MINOR, MISC_MAJOR, LoopControlFile, Loops
     devfs = FileSystem("devtmpfs")  # one per sandbox, as its tmpfs mounts
     root = DirInode(0o755, fs=devfs)
@@ -185,6 +184,7 @@ def make_devfs(random_bytes, kernel=None):
     tty = DeviceInode(5, 0, lambda flags: open_controlling(kernel, tty, flags))
     root.add(b"tty", tty)
     table.add(S.S_IFCHR, 5, 0, lambda inode, flags, path: open_controlling(kernel, inode, flags))
+    table.add(S.S_IFCHR, 5, 2, lambda inode, flags, path: open_ptmx(kernel, inode, flags), b"ptmx", 0o666)
     devfs.devices = table
     table.loops = Loops(table)
     table.add(S.S_IFCHR, MISC_MAJOR, LOOP_CTRL_MINOR,

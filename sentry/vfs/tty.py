@@ -68,6 +68,9 @@ class Terminal:
             os.close(self.fd)
             self.fd = None
 
+    def file_closed(self, f) -> None:
+        """An open file of it closed (the console's terminal stays open to the end)."""
+
     # --- opening ------------------------------------------------------------------------------
     def open(self, flags: int, inode=None, path=None) -> "TtyFile":
         """A new open file of the terminal (by its /dev/pts name, /proc/PID/fd/N or /dev/tty).
@@ -217,7 +220,7 @@ class TtyFile(HostStream):
         return super().write(data)
 
     def close(self) -> None:
-        pass  # the host descriptor is the terminal's
+        self.terminal.file_closed(self)  # (the host descriptor is the terminal's)
 
     def ioctl(self, task, request: int, arg: int) -> int:
         if self.hung_up:
@@ -245,3 +248,155 @@ def open_controlling(kernel, inode, flags: int):
     if term is None:
         raise Errno(E.ENXIO)
     return term.open(flags | O_NOCTTY, inode, "/dev/tty")
+
+
+# --- pseudo-terminals: /dev/ptmx and /dev/pts/N --------------------------------------------------
+# A pair is a host pseudo-terminal the sentry holds (its line discipline, echo, canonical mode
+# and buffering are the host's, as the console's are); its slave is a Terminal of the sandbox's
+# devpts (sessions, foreground group, window size, job control: the sandbox's), its master an
+# open file of /dev/ptmx. The host slave is held only while the sandbox has it open, so that the
+# master reads EIO once the last one closes (what `script` and python's pty.spawn wait for).
+TIOCGPTN, TIOCSPTLCK, TIOCGPTLCK, TIOCGPTPEER = 0x80045430, 0x40045431, 0x80045439, 0x5441
+FIONREAD, TIOCOUTQ = 0x541B, 0x5411
+
+
+def _host_peer(master_fd: int) -> int:
+    """A new host descriptor of the slave of the host pty master_fd (TIOCGPTPEER)."""
+    import fcntl
+    return fcntl.ioctl(master_fd, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+class PtyTerminal(Terminal):
+    """The slave side of a pair: /dev/pts/N."""
+
+    def __init__(self, kernel, pair: "PtyPair", index: int):
+        peer = _host_peer(pair.master_fd)
+        try:
+            super().__init__(kernel, peer, index)
+        finally:
+            os.close(peer)
+        self.pair = pair
+        self.opened = 0  # open files of it in the sandbox
+
+    def open(self, flags: int, inode=None, path=None) -> "TtyFile":
+        pair = self.pair
+        if pair.master_fd is None or pair.locked:
+            raise Errno(E.EIO)  # a locked pty (unlockpt not called yet), or its master gone
+        if self.fd is None:
+            self.fd = _host_peer(pair.master_fd)
+        f = super().open(flags, inode, path)
+        self.opened += 1
+        return f
+
+    def file_closed(self, f) -> None:
+        self.opened -= 1
+        if self.opened <= 0 and self.fd is not None:
+            os.close(self.fd)  # the master now reads EIO, as on Linux once no slave is open
+            self.fd = None
+
+    def host_winsize(self) -> bytes:
+        return bytes(8)  # a new pty's: 0 rows, 0 columns
+
+
+class PtyPair:
+    def __init__(self, kernel, devpts, index: int):
+        import pty
+        self.master_fd, slave = pty.openpty()
+        os.close(slave)
+        os.set_blocking(self.master_fd, False)
+        self.locked = True  # until TIOCSPTLCK 0 (unlockpt)
+        self.index = index
+        self.devpts = devpts
+        self.terminal = PtyTerminal(kernel, self, index)
+        self.terminal.inode.fs = devpts.fs
+        self.terminal.inode.mode = 0o20620  # crw--w----, group tty, as devpts's default
+        devpts.add(b"%d" % index, self.terminal.inode)
+
+    def master_closed(self) -> None:
+        """The master's last descriptor went: the slave is hung up and its node goes."""
+        term = self.terminal
+        term.hangup()
+        self.devpts.children.pop(b"%d" % self.index, None)
+        os.close(self.master_fd)
+        self.master_fd = None
+
+
+class _MasterSide:
+    """The slave's terminal as the master's ioctls see it (tty_mode_ioctl works on the
+    linked tty): its modes through the master's host descriptor, no job control."""
+
+    def __init__(self, master: "PtyMaster"):
+        object.__setattr__(self, "_master", master)
+
+    @property
+    def fd(self) -> int:
+        return self._master.pair.master_fd
+
+    @property
+    def pushback(self) -> bytes:
+        return self._master.pushback
+
+    def check_job(self, task, sig: int) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._master.pair.terminal, name)
+
+    def __setattr__(self, name, value):
+        if name == "pushback":
+            self._master.pushback = value
+        else:
+            setattr(self._master.pair.terminal, name, value)
+
+
+class PtyMaster(HostStream):
+    """An open /dev/ptmx: what is written is the slave's input, what is read its output."""
+
+    def __init__(self, pair: PtyPair, inode, flags: int):
+        File.__init__(self, inode, flags, "/dev/ptmx")
+        self.pair = pair
+        self.host_fd = self.out_fd = pair.master_fd
+        self.pushback = b""
+        self.terminal = _MasterSide(self)
+
+    def close(self) -> None:
+        self.pair.master_closed()
+
+    def ioctl(self, task, request: int, arg: int) -> int:
+        import fcntl
+        pair = self.pair
+        mm = task.mm
+        if request == TIOCGPTN:
+            mm.write_u32(arg, pair.index)
+            return 0
+        if request == TIOCSPTLCK:
+            pair.locked = bool(mm.read_u32(arg))
+            return 0
+        if request == TIOCGPTLCK:
+            mm.write_u32(arg, int(pair.locked))
+            return 0
+        if request == TIOCGPTPEER:
+            from sentry.vfs.file import O_CLOEXEC
+            peer = pair.terminal.open(arg & 0xFFFFFFFF)
+            return task.fds.install(peer, cloexec=bool(arg & O_CLOEXEC))
+        if request in (FIONREAD, TIOCOUTQ):
+            buf = fcntl.ioctl(pair.master_fd, request, bytes(4))
+            mm.write_u32(arg, int.from_bytes(buf, "little") + (len(self.pushback) if request == FIONREAD else 0))
+            return 0
+        from syscalls.tty import tty_ioctl
+        return tty_ioctl(task, self, request, arg)
+
+
+def open_ptmx(kernel, inode, flags: int) -> PtyMaster:
+    """/dev/ptmx: a new pair, its slave the lowest free /dev/pts/N."""
+    if kernel is None:
+        raise Errno(E.ENODEV)
+    devpts = kernel.vfs.mounts[b"/dev/pts"]
+    index = 0
+    while b"%d" % index in devpts.children:
+        index += 1
+    try:
+        pair = PtyPair(kernel, devpts, index)
+    except OSError as e:
+        raise Errno(e.errno or E.EIO) from None
+    return PtyMaster(pair, inode, flags)

@@ -201,6 +201,9 @@ def table(vfs) -> list[Mount]:
 def changed(vfs) -> None:
     st = state(vfs)
     st.version += 1
+    poll = getattr(st, "poll", None)  # /proc/PID/mounts pollers (sentry/vfs/mountpoll.py)
+    if poll is not None:
+        poll.notify()
     st.nosymfollow = any(i.flags & MS_NOSYMFOLLOW for i in st.info.values())
 
 

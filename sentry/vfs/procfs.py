@@ -401,8 +401,9 @@ class TaskDir(ProcDir):
         kids[b"comm"] = gen(lambda t: t.comm.encode(errors="replace") + b"\n", 0o644,
                             writer=lambda data: _set_comm(task, data))
         kids[b"auxv"] = gen(gen_auxv, 0o400)
-        kids[b"mounts"] = gen(lambda t: gen_mounts(procfs.vfs))
-        kids[b"mountinfo"] = gen(lambda t: gen_mountinfo(procfs.vfs))
+        from sentry.vfs.mountpoll import MountsInode  # pollable: EPOLLPRI after a change
+        kids[b"mounts"] = MountsInode(fs, lambda: gen_mounts(procfs.vfs), procfs.vfs)
+        kids[b"mountinfo"] = MountsInode(fs, lambda: gen_mountinfo(procfs.vfs), procfs.vfs)
         kids[b"limits"] = gen(gen_limits)
         kids[b"cgroup"] = gen(lambda t: b"0::/\n")
         kids[b"oom_score"] = gen(lambda t: b"0\n")

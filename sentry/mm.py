@@ -275,7 +275,7 @@ class MemoryManager:
         self._insert(Vma(start, end, prot, name, shared, flags=flags))
 
     def map_shared(self, start: int, length: int, prot: int, backing, offset: int, name: str = "",
-                   maywrite: bool = True, flags: int = 0) -> None:
+                   maywrite: bool = True, flags: int = 0, file_size: int | None = None) -> None:
         """backing's pages from offset at exactly [start, start+length), shared with every
         other mapping of them, replacing what was there."""
         end = start + length
@@ -288,7 +288,10 @@ class MemoryManager:
         if reopen is not None:
             reopen(self, start, end)
         self._charge(start, end)
-        backing.cover(offset + length)  # a memfd reaches past the mapping's end: no SIGBUS
+        # A memory file's memfd reaches its last page, so that pages wholly past the file's
+        # end raise SIGBUS, as Linux's shmem (ptrace; unicorn puts zero pages there); memory
+        # of no file (shared anonymous, System V) covers the whole mapping.
+        backing.cover(offset + length if file_size is None else min(offset + length, page_up(file_size)))
         self.space.map_file(start, length, prot, backing, offset)
         self._carve(start, end)
         self._insert(Vma(start, end, prot, name, True, backing, offset, maywrite, flags))
@@ -348,9 +351,13 @@ class MemoryManager:
                     raise Errno(E.EPERM)
                 backing, maywrite = file.backing(), file.writable and not sealed
                 name = getattr(file, "shared_name", None) or file.path
+                regular = getattr(file.inode, "mode", 0) & 0o170000 == 0o100000  # not /dev/zero
+                file_size = file.inode.size if backing.memory and regular else None
             else:
                 backing, name, maywrite, offset = new_memory("dev/zero"), "/dev/zero (deleted)", True, 0
-            self.map_shared(addr, length, prot, backing, offset, name, maywrite, self._new_flags(flags))
+                file_size = None
+            self.map_shared(addr, length, prot, backing, offset, name, maywrite, self._new_flags(flags),
+                            file_size if isinstance(file_size, int) else None)
             self._populate_new(addr, length, flags)
             return addr
         first = None

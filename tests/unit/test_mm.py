@@ -4,8 +4,9 @@ import errno
 import pytest
 
 from sentry.errors import Errno
-from sentry.mm import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED,
-                       MAP_SHARED_VALIDATE, PAGE, PROT_READ, PROT_WRITE, MemoryManager)
+from sentry.mm import (MADV_DONTFORK, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_LOCKED,
+                       MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, PAGE, PROT_READ, PROT_WRITE, VM_LOCKED,
+                       MemoryManager)
 
 
 class FakeSpace:
@@ -278,3 +279,42 @@ def test_shared_anonymous_memory_is_a_memory_backing(smm):
     v = smm.vmas[smm._find(a)]
     assert v.shared and v.backing is not None and v.backing.memory and v.offset == 0
     assert v.name == "/dev/zero (deleted)" and v.backing.host_size >= 3 * PAGE
+
+
+def test_areas_merge_as_linux_and_split_by_lock_flags(mm):
+    a = mm.mmap(0, 4 * PAGE, RW, ANON)
+    b = mm.mmap(a - 4 * PAGE, 4 * PAGE, RW, ANON | MAP_FIXED)
+    assert b == a - 4 * PAGE and mm.map_count() == 1  # adjacent anonymous areas merge
+    mm.lock(b + PAGE, b + 2 * PAGE, VM_LOCKED)
+    assert mm.map_count() == 3 and mm.locked_bytes() == PAGE
+    mm.lock(b, b + 8 * PAGE, 0)
+    assert mm.map_count() == 1 and mm.locked_bytes() == 0
+
+
+def test_max_map_count_refuses_new_areas_and_middle_splits(mm):
+    class Knobs:
+        max_map_count = 3
+    mm.sysctl = Knobs()
+    addrs = []
+    with pytest.raises(Errno) as e:
+        for i in range(10):
+            addrs.append(mm.mmap(0x100000000 + 2 * i * PAGE, PAGE, PROT_READ if i % 2 else RW, ANON | MAP_FIXED))
+    assert e.value.errno == errno.ENOMEM and mm.map_count() == 4  # do_mmap checks count > max
+    big = mm.vmas[0]
+    with pytest.raises(Errno):
+        mm.mmap(0x200000000, 3 * PAGE, RW, ANON | MAP_FIXED)
+    mm.sysctl.max_map_count = 5
+    m = mm.mmap(0x200000000, 3 * PAGE, RW, ANON | MAP_FIXED)
+    with pytest.raises(Errno) as e:
+        mm.munmap(m + PAGE, PAGE)  # a hole in the middle would make a sixth area
+    assert e.value.errno == errno.ENOMEM and big is mm.vmas[0]
+    mm.munmap(m, PAGE)  # cutting an end is fine
+
+
+def test_fork_drops_locks_and_dontfork_areas_and_wipes(mm):
+    a = mm.mmap(0, PAGE, RW, ANON | MAP_LOCKED)
+    b = mm.mmap(0, PAGE, PROT_READ, ANON)
+    mm.madvise(b, PAGE, MADV_DONTFORK)
+    child = mm.forked(FakeSpace())
+    assert child.locked_bytes() == 0 and mm.locked_bytes() == PAGE
+    assert child._find(b) < 0 and child._find(a) >= 0

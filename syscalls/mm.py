@@ -21,9 +21,9 @@ def brk(t, addr):
 
 @syscall("mmap", status=PARTIAL, note="MAP_SHARED maps the file's own pages (a host file's, or a memory "
          "file's memfd): coherent between mappers and with read()/write(). Gaps: MAP_PRIVATE file mappings are "
-         "copies made at mmap time (later writes to the file are not seen: POSIX leaves it open); pages wholly "
-         "past the end of a memory file, or of a host file under unicorn, read as zero where Linux raises "
-         "SIGBUS; MAP_HUGETLB answers ENOMEM (no huge pages)")
+         "copies made at mmap time (later writes to the file are not seen: POSIX leaves it open); under "
+         "unicorn pages wholly past the end of a shared mapping's file read as zero where Linux raises SIGBUS; "
+         "MAP_GROWSDOWN areas do not grow; MAP_HUGETLB answers ENOMEM (no huge pages)")
 def mmap(t, addr, length, prot, flags, fd, offset):
     flags &= 0xFFFFFFFF
     file = None

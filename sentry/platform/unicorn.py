@@ -585,7 +585,11 @@ class UnicornSpace:
     def _share(self, start: int, end: int, backing, offset: int) -> None:
         """Put backing's pages behind the committed (not yet handed over) [start, end)."""
         file_end = end
-        if not backing.memory:  # past a host file's end: anonymous pages, never a SIGBUS
+        if backing.memory:
+            # The sentry's own mapping of a memfd must never reach past its end (the sentry
+            # would take the SIGBUS): it is grown to cover the mapping, which reads zeros there.
+            backing.cover(offset + end - start)
+        else:  # past a host file's end: anonymous pages, never a SIGBUS
             size = -(-max(0, backing.size() - offset) // PAGE) * PAGE
             file_end = min(end, start + size)
             from sentry.vfs.backing import watch_shrinks

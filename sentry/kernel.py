@@ -747,6 +747,8 @@ class Kernel:
         from sentry import threads
         threads.release_futexes(task, mm.users > 1)  # the robust list, clear_child_tid
         proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
+        from sentry.sched import task_system_ns
+        proc.sys_ns = getattr(proc, "sys_ns", 0) + task_system_ns(task)
         task.fds.release()
         mm.users -= 1
         ipc.on_exit(task, mm if not mm.users else None)  # semaphore undo, shared memory detach

@@ -1,6 +1,9 @@
 """The only ways a handler hands control back to the kernel loop other than
 returning or raising Errno: wait for something, or end the task; and the
-wait queues sentry objects (pipes, children, futexes) wake waiters through."""
+wait queues sentry objects (pipes, children, futexes) wake waiters through; and a
+task's system time (the sentry's time answering its calls, the host's in its thread)."""
+
+import os
 
 ERESTARTSYS = 512
 
@@ -77,3 +80,32 @@ class TaskExit(Exception):
 class Resumed(Exception):
     """The platform has let the task's syscall run on the host and resumed it (a ptrace
     read passed through): there is no result for the sentry to set."""
+
+
+# --- system time ------------------------------------------------------------------------------
+_HOST_TICK_NS = 10**9 // (os.sysconf("SC_CLK_TCK") or 100)
+
+
+def host_stime_ns(cpu) -> int:
+    """ptrace: the host kernel's system time in the traced thread (/proc/<tid>/stat's stime);
+    unicorn's tasks are no host threads: 0."""
+    tid = getattr(cpu, "tid", None)
+    if not isinstance(tid, int):
+        return 0
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[12]) * _HOST_TICK_NS  # stime, the 15th field
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def task_system_ns(task) -> int:
+    """A thread's system time: the sentry's CPU time answering its syscalls (Task.sys_ns,
+    counted by the dispatcher) and, on ptrace, the host kernel's time in its thread."""
+    return getattr(task, "sys_ns", 0) + host_stime_ns(task.cpu)
+
+
+def process_system_ns(proc) -> int:
+    """Its ended threads' system time (Process.sys_ns) and its live ones'."""
+    return getattr(proc, "sys_ns", 0) + sum(task_system_ns(t) for t in proc.tasks if t.exit_status is None)

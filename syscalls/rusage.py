@@ -1,8 +1,9 @@
 """Resource usage: getrusage(2), times(2), and the struct rusage wait4/waitid give.
 
-CPU time is what the platform measures for a task (ptrace: the host thread's
-run time; unicorn: time inside the emulator), all of it reported as user
-time: the sentry does not tell user from system time apart. RUSAGE_THREAD is
+User time is what the platform measures for a task (ptrace: the host thread's
+run time; unicorn: time inside the emulator); system time is the sentry's CPU
+time answering its syscalls plus, on ptrace, the host kernel's in its thread
+(sentry/sched.py task_system_ns). RUSAGE_THREAD is
 the calling thread's own CPU time; RUSAGE_SELF (and times(), and what wait4
 reports of a child) is the process's: its live threads' so far plus what its
 ended threads used (Process.cpu_ns, added as each one is released). A
@@ -13,6 +14,7 @@ import struct
 import time
 
 from sentry.errors import Errno
+from sentry.sched import process_system_ns, task_system_ns
 from sentry.timers import process_cpu_ns
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, syscall
@@ -29,27 +31,28 @@ def pack_rusage(user_ns: int, system_ns: int = 0) -> bytes:
 
 
 @syscall("getrusage", status=PARTIAL,
-         note="CPU times, all counted as user time: RUSAGE_THREAD the caller's, RUSAGE_SELF its live threads' "
+         note="user and system times (system: the sentry's time answering the calls, and the host's in a "
+              "ptrace thread): RUSAGE_THREAD the caller's, RUSAGE_SELF its live threads' "
               "plus its ended ones', RUSAGE_CHILDREN the reaped children's; EINVAL for others (RUSAGE_BOTH "
               "too, as Linux); the other fields are zero")
 def getrusage(t, who, usage):
     who = s32(who)
     if who == RUSAGE_SELF:
-        ns = process_cpu_ns(t.proc)
+        ns, sys_ns = process_cpu_ns(t.proc), process_system_ns(t.proc)
     elif who == RUSAGE_CHILDREN:
-        ns = t.proc.children_cpu_ns
+        ns, sys_ns = t.proc.children_cpu_ns, getattr(t.proc, "children_sys_ns", 0)
     elif who == RUSAGE_THREAD:
-        ns = t.cpu.cpu_time_ns()
+        ns, sys_ns = t.cpu.cpu_time_ns(), task_system_ns(t)
     else:
         raise Errno(E.EINVAL)
-    t.mm.write(usage, pack_rusage(ns))
+    t.mm.write(usage, pack_rusage(ns, sys_ns))
     return 0
 
 
-@syscall("times", status=PARTIAL, note="CPU times in clock ticks (all counted as user time); returns ticks since the sandbox started")
+@syscall("times", status=PARTIAL, note="user and system times in clock ticks (as getrusage); returns ticks since the sandbox started")
 def times(t, buf):
     if buf:
         tick = 10**9 // CLK_TCK
-        t.mm.write(buf, struct.pack("<qqqq", process_cpu_ns(t.proc) // tick, 0,
-                                    t.proc.children_cpu_ns // tick, 0))
+        t.mm.write(buf, struct.pack("<qqqq", process_cpu_ns(t.proc) // tick, process_system_ns(t.proc) // tick,
+                                    t.proc.children_cpu_ns // tick, getattr(t.proc, "children_sys_ns", 0) // tick))
     return int((time.monotonic() - t.kernel.boot_time) * CLK_TCK) + 1

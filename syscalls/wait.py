@@ -51,6 +51,8 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
             if consume:
                 # as Linux: a parent's children times grow when it reaps one (not at auto-reap)
                 t.proc.children_cpu_ns += child.cpu_ns + child.children_cpu_ns
+                t.proc.children_sys_ns = (getattr(t.proc, "children_sys_ns", 0) + getattr(child, "sys_ns", 0)
+                                          + getattr(child, "children_sys_ns", 0))
                 t.kernel.ptable.reap(child)
             return result
         if child.stop_report and stopped:
@@ -97,7 +99,9 @@ def _seen(t, child) -> int:
 def _child_rusage(child) -> bytes:
     """What wait reports of a child: its own CPU time and its reaped children's."""
     from syscalls.rusage import pack_rusage, process_cpu_ns
-    return pack_rusage(process_cpu_ns(child) + child.children_cpu_ns)
+    from sentry.sched import process_system_ns
+    return pack_rusage(process_cpu_ns(child) + child.children_cpu_ns,
+                       process_system_ns(child) + getattr(child, "children_sys_ns", 0))
 
 
 @syscall("wait4", status=PARTIAL, note="rusage: CPU times only (as getrusage)")

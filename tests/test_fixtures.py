@@ -534,7 +534,7 @@ CASES = [
                  b"getppid: -1 errno 42 (the newer filter's of two ERRNOs)\nSeccomp:\t2\nSeccomp_filters:\t2\n",
                  b"uname trapped: SYS_SECCOMP yes, syscall uname, arch ours, si_errno 7\n",
                  b"the filters in a child: getppid -1 errno 42\nchild calling getpgid: killed by 31\n",
-                 b"done\n")),
+                 b"system time after 30 ms of syscalls: some\nchildren's system time: some\n", b"done\n")),
     Case("aio", args=(TMP,),
          expect=(b"ring: magic 0xa10a10a1, header 32", b"read [aio world] readv [hello| aio ]\n",
                  b"after a write: 1 event, data 31, POLLIN: yes\n", b"io_cancel it: -1 EINPROGRESS\n",

@@ -25,7 +25,7 @@ MS_MGC_VAL, MS_MGC_MSK = 0xC0ED0000, 0xFFFF0000
 MS_ATIME = MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME
 PROPAGATION = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE
 MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW = 1, 2, 4, 8
-PSEUDO_TYPES = {"proc": b"/proc", "devtmpfs": b"/dev", "devpts": b"/dev/pts", "sysfs": b"/sys"}  # one of each
+PSEUDO_TYPES = {"proc": b"/proc", "devtmpfs": b"/dev", "devpts": b"/dev/pts"}  # the sandbox's one of each
 NOUSER_TYPES = ("pipefs", "sockfs", "anon_inodefs", "nsfs", "bdev")
 
 
@@ -169,6 +169,13 @@ def make_superblock(t, fstype: str, source, data: str, readonly: bool):
     elif fstype == "tmpfs":
         root, super_options = diskfs.make_tmpfs(data)
         source_name = source or "none"
+    elif fstype == "sysfs":  # the sandbox's one (sentry/vfs/sysfs.py: the loop devices), made on first mount
+        from sentry.vfs.sysfs import make_sysfs
+        devices = t.vfs.devices
+        if getattr(devices, "sysfs", None) is None:
+            devices.sysfs = make_sysfs(devices.loops)
+        root = devices.sysfs
+        source_name = source or "sysfs"
     elif fstype in PSEUDO_TYPES:
         root = t.vfs.mounts.get(PSEUDO_TYPES[fstype])
         if root is None:

@@ -72,8 +72,6 @@ class VFS:
         self.mount(b"/dev/shm", shm)
         self.mount(b"/dev/pts", make_devpts())
         self.mount(b"/proc", ProcFS(self, kernel).root)  # kernel: the tasks /proc shows
-        from sentry.vfs.sysfs import make_sysfs
-        self.mount(b"/sys", make_sysfs(self.devices.loops))  # block/: the loop devices
 
     @property
     def root(self) -> Inode:

@@ -117,6 +117,7 @@ class DeviceTable:
         self.openers: dict = {}  # (S_IFCHR or S_IFBLK, major, minor) -> opener(inode, flags, path)
         self.vfs = None          # set by the VFS: a node on a nodev mount does not open
         self.loops = None        # sentry/vfs/loopdev.py's Loops
+        self.sysfs = None        # the sysfs root mount -t sysfs shows (sentry/vfs/sysfs.py)
 
     def add(self, kind: int, major: int, minor: int, opener, name: bytes = None, mode: int = 0o666):
         self.openers[(kind, major, minor)] = opener

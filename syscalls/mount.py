@@ -1,5 +1,6 @@
 """mount(2) and umount2(2) inside the sandbox, in Linux's order of checks: a new tmpfs,
-proc, sysfs, devtmpfs or devpts (the sandbox's one of each), mqueue (the IPC namespace's); ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
+proc, sysfs, devtmpfs or devpts (the sandbox's one of each), mqueue (the IPC namespace's);
+ext2/ext3/ext4 on a loop device (sentry/vfs/diskfs.py);
 bind mounts (MS_BIND, MS_REC), MS_MOVE, MS_REMOUNT (with MS_BIND: the mount's own flags),
 the propagation flags; umount2 with MNT_FORCE, MNT_DETACH, MNT_EXPIRE, UMOUNT_NOFOLLOW.
 

@@ -1,4 +1,5 @@
-"""The sandbox's sysfs (mounted where `mount -t sysfs` asks; the default view has no /sys): block/ only, a directory per loop device (sentry/vfs/loopdev.py)
+"""The sandbox's sysfs (mounted where `mount -t sysfs` asks; the default view has no /sys):
+block/ only, a directory per loop device (sentry/vfs/loopdev.py)
 with what LTP and losetup read of it: dev, size, ro, removable, queue/ (block sizes,
 readahead) and, while the device is bound, loop/ (backing_file, offset, sizelimit,
 autoclear, partscan, dio). Nothing of the host's /sys is shown; everything else in it

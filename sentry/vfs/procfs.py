@@ -693,6 +693,11 @@ def _nspid(task, kind: str):
     return nspid_line(task, kind)
 
 
+def _locked(task) -> int:
+    locked = getattr(getattr(task, "mm", None), "locked_bytes", None)
+    return locked() if locked is not None else 0
+
+
 def gen_status(task) -> bytes:
     from sentry import seccomp
     m = MemFigures(task)
@@ -729,7 +734,7 @@ def gen_status(task) -> bytes:
         "Kthread:\t0",
         f"VmPeak:\t{_kb(m.size)}",
         f"VmSize:\t{_kb(m.size)}",
-        f"VmLck:\t{_kb(task.mm.locked_bytes() if getattr(task, 'mm', None) is not None else 0)}",
+        f"VmLck:\t{_kb(_locked(task))}",
         f"VmPin:\t{_kb(0)}",
         f"VmHWM:\t{_kb(m.rss)}",
         f"VmRSS:\t{_kb(m.rss)}",
@@ -848,7 +853,17 @@ def map_lines(procfs, task) -> list:
     ids: dict[str, tuple] = {}
     first: dict[str, int] = {}
     out = []
-    for v in _vmas(task):
+    vmas = []
+    for v in _vmas(task):  # the record merges as Linux; a record that did not is merged here
+        prev = vmas[-1] if vmas else None
+        if (prev is not None and not v.name.startswith("/") and prev.end == v.start and prev.name == v.name
+                and prev.prot == v.prot and prev.shared == v.shared and getattr(v, "backing", None) is None
+                and getattr(prev, "backing", None) is None and getattr(prev, "flags", 0) == getattr(v, "flags", 0)):
+            vmas[-1] = v.part(prev.start, v.end) if hasattr(v, "part") else v
+            vmas[-1].start = prev.start
+        else:
+            vmas.append(v)
+    for v in vmas:
         name = v.name
         dev = ino = offset = 0
         if name.startswith("/"):

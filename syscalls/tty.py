@@ -6,8 +6,10 @@ termios 36 bytes, termios2 44, termio 18, winsize 8, an int 4): never the C
 library's larger ones. Modes go to the host terminal, whose line discipline
 is the sandbox's (sentry/vfs/tty.py); sessions, process groups, the window
 size and job control are the sandbox's. Requests for another kind of tty
-(modem lines, serial ports, consoles, a pty's master side) answer as a pty
-slave does: ENOTTY, EINVAL or EIO. TIOCSTI, TIOCCONS, TIOCVHANGUP and setting
+(modem lines, serial ports, consoles) answer as a pty slave does: ENOTTY,
+EINVAL or EIO. A pty master's (/dev/ptmx: sentry/vfs/tty.py PtyMaster) come
+here too, for its slave's modes and window, after its own (TIOCGPTN, the lock,
+TIOCGPTPEER). TIOCSTI, TIOCCONS, TIOCVHANGUP and setting
 the locked modes need CAP_SYS_ADMIN, which the sandbox never has (TIOCSTI
 answers EIO, as Linux with dev.tty.legacy_tiocsti=0: it would type into the
 host's terminal)."""

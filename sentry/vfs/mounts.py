@@ -163,7 +163,10 @@ def _state_of(vfs, st: State, path: bytes, inode) -> MountState:
     if info is None or info.root is not inode:
         source, fstype, options = describe(inode.fs)
         flags = flags_of_options(options)
-        info = st.info[path] = st.new(inode, source, fstype, flags, "ro" if inode.fs.readonly else "rw")
+        known = {"ro", "rw"} | {word for _, word in _OPTION_OF_FLAG}
+        own = [word for word in options.split(",") if word not in known]  # the filesystem's (mode=755)
+        info = st.info[path] = st.new(inode, source, fstype, flags,
+                                      ",".join(["ro" if inode.fs.readonly else "rw"] + own))
     return info
 
 

@@ -1,5 +1,6 @@
 """The path walk and the tmpfs operations, without running a program."""
 import errno
+import types
 
 import pytest
 
@@ -18,6 +19,7 @@ class T:
         self.exe_path = "/bin/prog"
         self.uid = self.gid = self.fsuid = self.fsgid = 0  # root, with every capability
         self.groups, self.caps = None, ROOT
+        self.kernel = types.SimpleNamespace()  # where the VFS keeps per-sandbox tables (write access)
 
 
 @pytest.fixture

@@ -10,9 +10,11 @@ from harness import PLATFORMS
 PYTHON = "/usr/bin/python3"
 TIMEOUT = 60
 
+# no input is typed: when the echo of typed input shows against the program's own output
+# depends on scheduling, natively too
 SPAWN = r"""
 import os, pty
-status = pty.spawn(["/bin/sh", "-c", "tty | sed 's/[0-9]*$/N/'; stty size; read line; echo got $line; exit 7"],
+status = pty.spawn(["/bin/sh", "-c", "tty | sed 's/[0-9]*$/N/'; stty size; echo done; exit 7"],
                    lambda fd: os.read(fd, 1024))
 print("exit status", os.waitstatus_to_exitcode(status))
 """
@@ -43,7 +45,7 @@ print("child exit", os.waitpid(pid, 0)[1] >> 8)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
-@pytest.mark.parametrize("name,script,stdin", [("spawn", SPAWN, b"hello\n"), ("fork", FORK, b"")])
+@pytest.mark.parametrize("name,script,stdin", [("spawn", SPAWN, b""), ("fork", FORK, b"")])
 def test_python_pty(name, script, stdin, platform):
     harness.require_program(PYTHON)
     native, _ = harness.compare_program(platform, [PYTHON, "-I", "-c", script], stdin=stdin, timeout=TIMEOUT,

@@ -12,8 +12,9 @@ class Limits:
     memory: int | None = None
     cpu_time: float | None = None
     timeout: float | None = None
-    max_procs: int | None = None
+    max_procs: int | None = None    # tasks at once; None: runner.DEFAULT_MAX_PROCS
     max_output: int | None = None
+    tmpfs_size: int | None = None   # what the memory files may hold; None: 2 GiB (--memory at most)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Sandbox:
             platform=self.platform, seed=self.seed, log=log.append,
             rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
             memory=self.limits.memory, cpu_time=self.limits.cpu_time, max_procs=self.limits.max_procs,
+            tmpfs_size=self.limits.tmpfs_size,
             stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out), stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)
         return Result(exit_code=128 + signo if signo else code, signal=signo,

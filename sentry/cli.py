@@ -90,7 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", metavar="SEC", type=_seconds,
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--max-procs", metavar="N", type=int,
-                     help="tasks (processes and threads) the sandbox may hold at once: fork and clone fail with EAGAIN beyond it")
+                     help="tasks (processes and threads) the sandbox may hold at once: fork and clone fail with EAGAIN "
+                     "beyond it (default 512)")
+    run.add_argument("--tmpfs-size", metavar="BYTES", type=_bytes,
+                     help="what the sandbox's memory files (/tmp, /dev/shm, memfds, --rootfs's upper layer) may hold "
+                     "together: writes fail with ENOSPC beyond it (default 2G, and never more than --memory)")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
     run.add_argument("--grace", metavar="SEC", type=_seconds, default=3.0,
@@ -214,7 +218,8 @@ def cmd_run(o) -> int:
             platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log, note=note,
             host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
             mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
-            cpu_time=o.cpu_time, max_procs=o.max_procs, stdio=console.stdio(), console=console)
+            cpu_time=o.cpu_time, max_procs=o.max_procs, tmpfs_size=o.tmpfs_size, stdio=console.stdio(),
+            console=console)
     finally:
         console.close()
     if ended_by:
@@ -226,7 +231,10 @@ def cmd_run(o) -> int:
     elif limit == "memory":
         _log(f"memory: the program was refused memory beyond --memory {o.memory}")
     elif limit == "max_procs":
-        _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs}")
+        from sentry.runner import DEFAULT_MAX_PROCS
+        _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs or DEFAULT_MAX_PROCS}")
+    elif limit == "tmpfs":
+        _log("tmpfs: a write was refused beyond the sandbox's memory files' size (--tmpfs-size, --memory): ENOSPC")
     return 128 + signo if signo else code
 
 

@@ -12,9 +12,14 @@ from sentry.errors import SentryError
 class Outcome(NamedTuple):
     exit_code: int          # the program's status (0-255)
     signo: int              # the signal that ended it, or 0
-    limit_hit: str | None   # "timeout", "cpu_time", "memory" or "max_procs" when a limit was reached
+    limit_hit: str | None   # "timeout", "cpu_time", "memory", "max_procs" or "tmpfs" when a limit was reached
     peak_memory: int        # the largest address space it mapped, in bytes
     ended_by: str | None = None  # why sentry killed everything from outside (the console's second Ctrl-C, ...)
+
+# Tasks (processes and threads) a sandbox may hold at once when --max-procs is not given:
+# a fork bomb ends here with EAGAIN, the host's process count (ptrace) and the sentry's
+# memory (unicorn: an emulator per process) bounded.
+DEFAULT_MAX_PROCS = 512
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -97,17 +102,20 @@ def _lookup_error(program: str, e) -> SentryError:
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
-            cpu_time=None, max_procs=None, console=None, note=None) -> Outcome:
+            cpu_time=None, max_procs=None, tmpfs_size=None, console=None, note=None) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
     defaults (environment()); arch: the architecture PROGRAM must be; console: `sentry run`'s
     sentry/console.py Console (the host terminal and signals); note: where the sentry's
-    diagnostics go (unsupported syscalls, crash reports), log by default."""
+    diagnostics go (unsupported syscalls, crash reports), log by default; tmpfs_size: what
+    the sandbox's memory files may hold together (sentry/vfs/budget.py), --memory at most."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, default_view, lend_cwd, rootfs_view
     if max_procs is not None and max_procs < 1:
         raise SentryError(f"--max-procs {max_procs}: at least 1 (the program itself)")
+    if tmpfs_size is not None and tmpfs_size < 0:
+        raise SentryError(f"--tmpfs-size {tmpfs_size}: a size in bytes")
     view = rootfs_view(rootfs) if rootfs else default_view()
     if workdir:
         workdir, host_cwd = os.path.join("/", workdir), None
@@ -128,7 +136,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         raise SentryError(f"{program}: an {actual} program, not {arch}", 126)
     plat = platforms.create(platform or platforms.default_platform(), actual)
     kernel = Kernel(plat, log=log, note=note, seed=seed, strace=strace, root=view.root, timeout=timeout,
-                    memory=memory, cpu_time=cpu_time, max_procs=max_procs)
+                    memory=memory, cpu_time=cpu_time, max_procs=DEFAULT_MAX_PROCS if max_procs is None else max_procs)
     if console is not None:
         console.attach(kernel)
     view.lay(kernel.vfs)
@@ -139,8 +147,16 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
                         cwd=workdir)
     if console is not None:
         console.started(task)
-    code, signo = kernel.run()
-    return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached, kernel.peak_memory, kernel.ended_by)
+    from sentry.vfs import budget
+    files = budget.MemoryBudget(min(budget.DEFAULT_TMPFS_SIZE if tmpfs_size is None else tmpfs_size,
+                                    memory if memory is not None else 1 << 62))
+    budget.enter(files)  # from here on, what the program's files hold is charged to this run
+    try:
+        code, signo = kernel.run()
+    finally:
+        budget.enter(None)
+    return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached or ("tmpfs" if files.refused else None),
+                   kernel.peak_memory, kernel.ended_by)
 
 
 def _elf_machine(data: bytes) -> str:

@@ -116,11 +116,11 @@ class SizedFile(RegularInode):
         if grow > 0:
             self.fs.charge(grow)
 
-    def _resize(self, length: int) -> None:
+    def _resize(self, length: int, allocate: bool = False) -> None:
         grow = length - self.size
         if grow > 0:
             self.fs.charge(grow)
-        super()._resize(length)
+        super()._resize(length, allocate)
         if grow < 0:
             self.fs.charge(grow)
 

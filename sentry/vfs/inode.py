@@ -13,15 +13,20 @@ import stat as S
 import time
 
 from sentry.errors import Errno
-from sentry.vfs import hostcalls
+from sentry.vfs import budget as budgets, hostcalls
+from sentry.vfs.budget import pages
 
 _inos = itertools.count(2)
 
 TMPFS_MAGIC = 0x01021994
 ST_RDONLY, ST_VALID = 0x0001, 0x0020
-# A memory file is never sparse (a bytearray, or a memfd kept filled): growing
-# it beyond this answers EFBIG.
-MAX_MEMORY_FILE = 1 << 30
+# tmpfs's s_maxbytes (MAX_LFS_FILESIZE): what a memory file's size may reach; its bytes
+# are bounded by the sandbox's budget (sentry/vfs/budget.py), a hole costs nothing.
+MAX_MEMORY_FILE = (1 << 63) - 1
+# A bytearray file that would grow by a hole larger than this moves into a memfd first,
+# where the host keeps the hole sparse (two ftruncates to 1 GiB cost nothing).
+SPARSE_GAP = 1 << 20
+SEEK_HOLE = 4
 # memfd seals (fcntl F_ADD_SEALS); every tmpfs file starts sealed against sealing
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
 F_SEAL_FUTURE_WRITE, F_SEAL_EXEC = 0x10, 0x20
@@ -94,9 +99,12 @@ class FileSystem:
         self.xattr_used = used
 
     def statfs(self) -> StatFS:
-        """Fixed figures of the sandbox's own (a 2 GiB filesystem, free space not
-        tracked), never the host's: f_type and the read-only flag are what vary."""
-        return StatFS(self.magic, blocks=1 << 19, bfree=1 << 19, files=1 << 20, ffree=1 << 20,
+        """The sandbox's own figures, never the host's: its memory budget's size and
+        what is left of it (sentry/vfs/budget.py; 2 GiB, all free, outside a run);
+        f_type and the read-only flag are what vary."""
+        b = budgets.current()
+        size, free = (b.limit, b.free()) if b is not None else (budgets.DEFAULT_TMPFS_SIZE,) * 2
+        return StatFS(self.magic, blocks=size // 4096, bfree=free // 4096, files=1 << 20, ffree=1 << 20,
                       flags=ST_VALID | (ST_RDONLY if self.readonly else 0))
 
 
@@ -302,16 +310,70 @@ class RegularInode(Inode):
     past the file's size (it covers what is mapped); bytes past the file's end are
     kept zero. (Big files that are not mapped stay bytearrays: a shmem read is
     slower than the sentry's copy out of its own memory, measured on hosts whose
-    tmpfs has no huge pages.)"""
-    __slots__ = ("data", "seals", "linkable", "backing", "_size")
+    tmpfs has no huge pages.) A file that would grow by a hole of more than
+    SPARSE_GAP moves into a memfd too: the host keeps its holes sparse.
+
+    What the file holds is charged to the budget of the sandbox that made it
+    (sentry/vfs/budget.py): its bytes in whole pages while a bytearray, the memfd's
+    allocated blocks once there; given back when the inode goes."""
+    __slots__ = ("data", "seals", "linkable", "backing", "_size", "budget", "_charged")
 
     def __init__(self, mode=0o644, data=b"", fs=None, **kw):
         super().__init__(S.S_IFREG | mode, fs, **kw)
+        self.budget = budgets.current()
+        self._charged = 0     # bytes this file has charged to its budget
+        if data and self.budget is not None:
+            self.budget.reserve(pages(len(data)))
         self.data = bytearray(data)
         self.backing = None   # the memfd once the bytes live there (then data is None)
         self._size = 0        # the file's size once in a memfd
         self.seals = F_SEAL_SEAL
         self.linkable = False  # an O_TMPFILE file without O_EXCL may be given a name
+        self._recharge()
+
+    def __del__(self):
+        b = getattr(self, "budget", None)
+        if b is not None:
+            b.used -= getattr(self, "_charged", 0)
+
+    # --- what it costs ------------------------------------------------------------------
+    def _recharge(self) -> None:
+        """Charge the budget what the file holds now."""
+        b = self.budget
+        if b is None:
+            return
+        if self.data is not None:
+            cost = pages(len(self.data))
+        else:
+            try:
+                cost = os.fstat(self.backing.fd).st_blocks * 512
+            except OSError:
+                return
+        b.used += cost - self._charged
+        self._charged = cost
+
+    def _reserve(self, offset: int, end: int) -> None:
+        """ENOSPC unless storing [offset, end) fits the budget: a bytearray pays for its
+        growth; a memfd for the pages spanned, unless none of them is a hole."""
+        b = self.budget
+        if b is None or end <= offset:
+            return
+        if self.data is not None:
+            b.reserve(pages(end) - self._charged)
+            return
+        more = pages(end) - offset // budgets.PAGE * budgets.PAGE
+        if b.used + more > b.limit and offset < self._size:
+            try:
+                if os.lseek(self.backing.fd, offset, SEEK_HOLE) >= end:
+                    return  # every page is there already: an overwrite costs nothing
+            except OSError:
+                pass
+        b.reserve(more)
+
+    def _sparse_gap(self, end: int) -> None:
+        """A bytearray file about to grow to end by a large hole moves into a memfd."""
+        if self.data is not None and end - len(self.data) > SPARSE_GAP:
+            self.memfd()
 
     # --- where the bytes are ------------------------------------------------------------
     def memfd(self):
@@ -330,6 +392,7 @@ class RegularInode(Inode):
             self._size = len(self.data)
             self.data = None
             self.backing = b
+            self._recharge()
         return self.backing
 
     def _zero_from(self, start: int) -> None:
@@ -364,6 +427,8 @@ class RegularInode(Inode):
         """Store data at offset, growing the file (zeros fill a gap)."""
         self.check_write(offset, len(data))
         end = offset + len(data)
+        self._sparse_gap(offset)
+        self._reserve(offset, end)
         if self.data is None:
             if offset > self._size:
                 self._grow(offset)
@@ -384,6 +449,7 @@ class RegularInode(Inode):
                 buf += data  # appending: amortised growth, where a slice assignment reallocates
             else:
                 buf[offset:offset + len(data)] = data
+        self._recharge()
         self.touch()
         return len(data)
 
@@ -394,6 +460,10 @@ class RegularInode(Inode):
         if self.data is None:
             return None
         self.check_write(offset, size)
+        self._sparse_gap(offset)
+        if self.data is None:
+            return None
+        self._reserve(offset, offset + size)
         buf = self.data
         old, end = len(buf), offset + size
         if offset > old:
@@ -409,6 +479,7 @@ class RegularInode(Inode):
                 del buf[old:]
             raise
         view.release()
+        self._recharge()
         self.touch()
         return size
 
@@ -448,6 +519,7 @@ class RegularInode(Inode):
                         hostcalls.fallocate(self.backing.fd, 0x01 | 0x02, offset, stop - offset)
                     except OSError as e:
                         raise Errno(e.errno) from None
+                    self._recharge()
                 self.touch()
             return
         if mode & FALLOC_FL_KEEP_SIZE or end <= size:
@@ -456,20 +528,33 @@ class RegularInode(Inode):
             raise Errno(E.EPERM)
         if end > MAX_MEMORY_FILE:
             raise Errno(E.ENOSPC)
-        self._resize(end)
+        self._resize(end, allocate=True)
         self.touch()
 
-    def _resize(self, length: int) -> None:
+    def _resize(self, length: int, allocate: bool = False) -> None:
+        """The file's size becomes length; growth is a hole (truncate), or pages that are
+        there (fallocate: allocate, charged)."""
+        self._sparse_gap(length)
         if self.data is not None:
             if length < len(self.data):
                 del self.data[length:]
             else:
+                self._reserve(len(self.data), length)
                 self.data.extend(bytes(length - len(self.data)))
         elif length > self._size:
+            old = self._size
+            if allocate:
+                self._reserve(old, length)
             self._grow(length)
+            if allocate:
+                try:
+                    hostcalls.fallocate(self.backing.fd, 0, old, length - old)
+                except OSError as e:
+                    raise Errno(e.errno) from None
         else:
             self._size = length
             self._zero_from(length)  # the memfd keeps its host size: mappings past the end stay valid
+        self._recharge()
 
     @property
     def size(self) -> int:
@@ -477,7 +562,13 @@ class RegularInode(Inode):
 
     @property
     def blocks(self) -> int:
-        return (self.size + 511) // 512
+        """512-byte blocks held: whole pages, as tmpfs counts; a memfd's holes hold none."""
+        if self.data is not None:
+            return pages(len(self.data)) // 512
+        try:
+            return os.fstat(self.backing.fd).st_blocks
+        except OSError:
+            return 0
 
     def open(self, flags, path):
         from sentry.vfs.file import RegularFile

@@ -35,10 +35,19 @@ class Sandbox:
     """An isolated place to run programs; each run() starts from a clean state."""
     rootfs: str | None = None
     mounts: list = field(default_factory=list)
-    net: str = "none"
+    net: str = "none"       # "none": its own loopback only; "host": what the host reaches (sentry/net/hostnet.py)
     limits: Limits = field(default_factory=Limits)
     platform: str | None = None
     seed: int | None = None
+    publish: list = field(default_factory=list)  # "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]", as docker run -p
+
+    def __post_init__(self):
+        from sentry.net.publish import parse
+        if self.net not in ("none", "host"):
+            raise ValueError(f"net={self.net!r}: expected 'none' or 'host'")
+        if isinstance(self.publish, str) or not isinstance(self.publish, (list, tuple)):
+            raise ValueError(f"publish={self.publish!r}: expected a list of '[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]'")
+        self._published = [parse(spec) for spec in self.publish]  # (ValueError: "publish '...': ...")
 
     def run(self, argv, stdin: bytes = b"", env=None) -> Result:
         """Run argv (argv[0] looked up in the sandbox: its PATH, or a path from /).
@@ -46,8 +55,6 @@ class Sandbox:
         nothing of the host's environment is passed."""
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
-        if self.net != "none":
-            raise SentryError("not supported yet: net")
         out, err, log = [], [], []
         limit = self.limits.max_output
 
@@ -66,6 +73,7 @@ class Sandbox:
             platform=self.platform, seed=self.seed, log=log.append,
             rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
             memory=self.limits.memory, cpu_time=self.limits.cpu_time, max_procs=self.limits.max_procs,
+            net=self.net, publish=self._published,
             tmpfs_size=self.limits.tmpfs_size,
             stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out), stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)

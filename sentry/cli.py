@@ -79,9 +79,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="set a variable in the program's environment (NAME alone: the host's value, if set)")
     run.add_argument("--env-file", action="append", default=[], metavar="FILE",
                      help="read variables from FILE: NAME=VALUE or NAME lines, # comments (as docker's)")
-    run.add_argument("--net", choices=("none", "host"), default="none", help="network access (default none)")
-    run.add_argument("--publish", action="append", default=[], metavar="HOST:GUEST",
-                     help=f"publish a sandbox port ({NOT_YET})")
+    run.add_argument("--net", choices=("none", "host"), default="none",
+                     help="network: none (default), the sandbox's own loopback only; host, also what the host "
+                     "reaches (its loopback included, where no sandbox server takes the port)")
+    run.add_argument("--publish", "-p", action="append", default=[], metavar="[HOST_IP:]HOST_PORT:GUEST_PORT[/udp]",
+                     help="listen on the host (127.0.0.1 unless HOST_IP) and join each connection or datagram to "
+                     "the sandbox's GUEST_PORT, as docker run -p (repeatable)")
     run.add_argument("--memory", metavar="BYTES", type=_bytes,
                      help="address space a process may map (like RLIMIT_AS; K, M, G suffixes): mmap and brk "
                      "fail with ENOMEM beyond it")
@@ -193,10 +196,13 @@ def _env_file(path: str) -> list[bytes]:
 
 
 def cmd_run(o) -> int:
-    refused = [name for name, value in (
-        ("--publish", o.publish), ("--deterministic", o.deterministic), ("--net host", o.net == "host")) if value]
-    if refused:
-        raise SentryError(f"{refused[0]} {NOT_YET}")
+    if o.deterministic:
+        raise SentryError(f"--deterministic {NOT_YET}")
+    from sentry.net.publish import parse
+    try:
+        published = [parse(spec) for spec in o.publish]
+    except ValueError as e:
+        raise SentryError(f"--{e}") from None  # "--publish '...': what is wrong"
     env = _environment(o.env, o.env_file)
     from sentry.console import Console
     from sentry.runner import execute
@@ -219,7 +225,7 @@ def cmd_run(o) -> int:
             host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
             mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
             cpu_time=o.cpu_time, max_procs=o.max_procs, tmpfs_size=o.tmpfs_size, stdio=console.stdio(),
-            console=console)
+            console=console, net=o.net, publish=published)
     finally:
         console.close()
     if ended_by:

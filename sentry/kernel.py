@@ -57,6 +57,8 @@ class Kernel:
         self._timer_seq = 0
         self.selector = selectors.DefaultSelector()
         self.fd_waiters: dict[int, dict] = {}  # host fd -> {task: events}
+        self.fd_watchers: dict[int, object] = {}  # host fd -> fn(events): the sentry's own (sentry/net/hostnet.py)
+        self.hostnet = None  # --net host / --publish: the host sockets the sentry holds (sentry/net/hostnet.py)
         self._last_fd_poll = 0.0
         self.current = None      # the task whose syscall is being answered
         self.elf_infos = {}      # (dev, ino, mtime, size) -> parsed ElfInfo, for execve
@@ -295,12 +297,12 @@ class Kernel:
                         self._continue(task)
                 if not tasks:
                     break
-                if self.timers or self.fd_waiters:
+                if self.timers or self.fd_waiters or self.fd_watchers:
                     now = time.monotonic()
                     if self.timers and self.timers[0][0] <= now:
                         self._fire_timers(now)
                         continue
-                    if self.fd_waiters and now - self._last_fd_poll > FD_POLL_EVERY:
+                    if (self.fd_waiters or self.fd_watchers) and now - self._last_fd_poll > FD_POLL_EVERY:
                         self._poll_events(0)
                         if runq:
                             continue
@@ -329,6 +331,8 @@ class Kernel:
             for fd in self._bell:
                 os.close(fd)
             platform.close_events()
+            if self.hostnet is not None:
+                self.hostnet.close()  # every host socket and listener, with the sandbox
         return self.exit_status
 
     def _watch(self, stop) -> None:
@@ -543,6 +547,19 @@ class Kernel:
         elif task is not self.current:
             task.cpu.request_stop()
 
+    def watch_fd(self, fd: int, events: int, fn) -> None:
+        """Call fn(ready events) from the loop while the sentry's own host fd is ready for
+        `events` (selectors EVENT_READ/EVENT_WRITE; 0 stops watching). Never a task's fd."""
+        if not events:
+            if self.fd_watchers.pop(fd, None) is not None:
+                self.selector.unregister(fd)
+        elif fd in self.fd_watchers:
+            self.fd_watchers[fd] = fn
+            self.selector.modify(fd, events, fn)
+        else:
+            self.fd_watchers[fd] = fn
+            self.selector.register(fd, events, fn)
+
     def call_at(self, deadline: float, fn) -> "Timer":
         """Run fn() in the loop at time.monotonic() == deadline (or soon after)."""
         timer = Timer(fn)
@@ -575,13 +592,17 @@ class Kernel:
             # A stop is announced on the platform's event fd; should that wake-up go to
             # another thread of an embedding program, look again soon all the same.
             timeout = 0.05 if timeout is None else min(timeout, 0.05)
-        if timeout is None and not self.fd_waiters and not self.timers and self.console is None:
+        if timeout is None and not self.fd_waiters and not self.fd_watchers and not self.timers \
+                and self.console is None:
             # (with a console, the user's Ctrl-C, SIGCONT or SIGTERM may still come)
             raise SentryError("deadlock: every task is waiting and nothing can wake them")
-        for key, _ in self.selector.select(timeout):
+        for key, ready in self.selector.select(timeout):
             fd = key.data
             if fd is None:
                 self.platform.drain_events()
+                continue
+            if fd.__class__ is not int:  # a watcher's callback
+                fd(ready)
                 continue
             if fd == BELL:
                 try:

@@ -102,7 +102,8 @@ def _lookup_error(program: str, e) -> SentryError:
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
-            cpu_time=None, max_procs=None, tmpfs_size=None, console=None, note=None) -> Outcome:
+            cpu_time=None, max_procs=None, tmpfs_size=None, console=None, note=None,
+            net="none", publish=()) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
     defaults (environment()); arch: the architecture PROGRAM must be; console: `sentry run`'s
@@ -117,6 +118,9 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     if tmpfs_size is not None and tmpfs_size < 0:
         raise SentryError(f"--tmpfs-size {tmpfs_size}: a size in bytes")
     view = rootfs_view(rootfs) if rootfs else default_view()
+    if net == "host" and rootfs:
+        from sentry.view import host_resolver
+        host_resolver(view)  # (the default view shows the host's /etc already)
     if workdir:
         workdir, host_cwd = os.path.join("/", workdir), None
     elif host_cwd and not rootfs:
@@ -145,6 +149,9 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     argv = [os.fsencode(program)] + list(args)
     task = kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio],
                         cwd=workdir)
+    if net == "host" or publish:
+        from sentry.net.hostnet import attach
+        attach(kernel, net == "host", publish)  # closed when the kernel's run ends
     if console is not None:
         console.started(task)
     from sentry.vfs import budget

@@ -182,3 +182,17 @@ def lend_program(view: View, program: str, read) -> None:
                 view.mount(directory, HostFS(directory, readonly=True, lent=True).root)
             except Errno as e:
                 raise SentryError(f"{directory}: {os.strerror(e.errno)}", 126) from None
+
+
+RESOLVER_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf")
+
+
+def host_resolver(view: View) -> None:
+    """--net host: the host's resolver configuration in the view (a --rootfs's own /etc
+    would otherwise name resolvers the host may not reach), copied as it is at start."""
+    for path in RESOLVER_FILES:
+        try:
+            with open(path, "rb") as f:
+                view.file(path, f.read())
+        except OSError:
+            pass  # the host has none: the sandbox's own (or none) stays

@@ -12,6 +12,7 @@ import struct
 
 from sentry.errors import Errno
 from sentry.namespaces import ns_capable
+from sentry.net import hostnet
 from sentry.net.inet import (AF_INET, AF_INET6, ANY4, ANY6, IPPROTO_TCP, IPPROTO_UDP, LOOPBACK_MSS, SYN_SENT,
                              V4_PREFIX, InetSocket, is_any, is_local, is_v4, loopback)
 from sentry.net.unix import CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_DGRAM, SOCK_STREAM
@@ -194,6 +195,8 @@ def connect(t, sock: InetSocket, raw, progress, wait) -> int:
             addr, port = V4_PREFIX + bytes(raw[4:8]), int.from_bytes(raw[2:4], "big")
         else:
             addr, port = parse(sock, raw)
+        if hostnet.routes_to_host(sock, addr, port):
+            return hostnet.udp_connect(sock, addr, port)
         sock.autobind()
         dest = sock.check_route(addr)
         sock.set_local_addr(sock.source_for(dest))
@@ -220,17 +223,25 @@ def connect(t, sock: InetSocket, raw, progress, wait) -> int:
         raise Errno(E.ENETUNREACH)  # multicast
     if nonblock:
         try:
-            sock.tcp_connect(addr, port)
+            _tcp_connect(sock, addr, port)
         except Errno as e:
             if e.errno != E.ECONNREFUSED:
                 raise
             sock.refuse(e.errno)  # the reset comes after the call returned
         sock.connecting = True
         raise Errno(E.EINPROGRESS)
-    sock.tcp_connect(addr, port)
+    _tcp_connect(sock, addr, port)
     if sock.state == SYN_SENT:
         raise wait((sock.wq, sock.rq))
     return 0
+
+
+def _tcp_connect(sock: InetSocket, addr: bytes, port: int) -> None:
+    """The sandbox's loopback, or under --net host a host address (sentry/net/hostnet.py's rule)."""
+    if hostnet.routes_to_host(sock, addr, port):
+        hostnet.tcp_connect(sock, addr, port)
+    else:
+        sock.tcp_connect(addr, port)
 
 
 def accept(t, sock: InetSocket, flags: int, wait):
@@ -323,8 +334,10 @@ def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> i
         raise Errno(E.EPIPE)
     if dest == V4_PREFIX + b"\xff" * 4 and not sock.opt(SO_BROADCAST):
         raise Errno(E.EACCES)  # a broadcast needs SO_BROADCAST (and then finds no route)
-    dest = sock.check_route(dest)
-    sock.autobind()
+    to_host = hostnet.routes_to_host(sock, dest, port)  # --net host: out through a host socket
+    if not to_host:
+        dest = sock.check_route(dest)
+        sock.autobind()
     data = get(0, length) if length else b""
     if sock.cork is not None:
         data = bytes(sock.cork) + data
@@ -332,6 +345,9 @@ def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> i
         sock.cork, sock.cork_dest = bytearray(data), (dest, port)
         return length
     sock.cork = None
+    if to_host:
+        hostnet.udp_send(sock, data, dest, port)
+        return length
     if not sock.udp_deliver(data, dest, port, fmt) and sock.remote == (dest, port):
         sock.set_err(E.ECONNREFUSED)  # the ICMP port unreachable a connected socket hears
     return length

@@ -6,7 +6,7 @@ unprivileged container: EPERM, EPROTONOSUPPORT for protocol 0), sockaddr_in /
 sockaddr_in6 in and out, bind, listen, connect (EINPROGRESS then SO_ERROR when
 non-blocking), accept, shutdown, UDP sends, the IPPROTO_IP / IPPROTO_IPV6 /
 IPPROTO_TCP options and the interface ioctls of `lo`. TCP's reads and writes
-go through net.py's stream path (the objects supply TCP's checks)."""
+go through the sockets' data path (sentry/net/transfer.py)."""
 import errno as E
 import struct
 
@@ -15,7 +15,8 @@ from sentry.namespaces import ns_capable
 from sentry.net import hostnet
 from sentry.net.inet import (AF_INET, AF_INET6, ANY4, ANY6, IPPROTO_TCP, IPPROTO_UDP, LOOPBACK_MSS, SYN_SENT,
                              V4_PREFIX, InetSocket, is_any, is_local, is_v4, loopback)
-from sentry.net.unix import CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_DGRAM, SOCK_STREAM
+from sentry.net.unix import (CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_DGRAM, SOCK_STREAM,
+                             UnixSocket)
 from sentry.vfs.file import O_NONBLOCK, O_RDWR
 from syscalls.abi import s32
 
@@ -285,22 +286,6 @@ def shutdown(sock: InetSocket, how: int) -> int:
     if not connected:
         raise Errno(E.ENOTCONN)
     return 0
-
-
-def send_stream_more(t, sock: InetSocket, get, length: int, flags: int) -> bool:
-    """MSG_MORE or TCP_CORK on a connected TCP socket: up to one segment is held back (True:
-    taken); the next send without it, shutdown or close sends it."""
-    if not (flags & MSG_MORE or sock.ip_opts.get((IPPROTO_TCP, TCP_CORK))):
-        return False
-    if sock.state != ESTABLISHED or sock.peer is None or sock.peer.dead or sock.err or sock.shutdown & SEND_SHUTDOWN:
-        return False  # the ordinary path gives the error
-    held = len(sock.cork) if sock.cork else 0
-    if held + length >= LOOPBACK_MSS:
-        return False
-    if sock.cork is None:
-        sock.cork = bytearray()
-    sock.cork += get(0, length)
-    return True
 
 
 def send_dgram(t, sock: InetSocket, get, length: int, flags: int, dest_raw) -> int:
@@ -641,27 +626,8 @@ def interface_ioctl(t, request: int, arg: int) -> bool:
     return True
 
 
-def inet_ioctl(t, sock: InetSocket, request: int, arg: int) -> int:
-    if request == FIONREAD:
-        if sock.state == LISTEN:
-            raise Errno(E.EINVAL)
-        if sock.type == SOCK_STREAM:
-            n = sock.inq
-        else:
-            n = len(sock.queue[0].data) if sock.queue else 0
-        t.mm.write_u32(arg, n)
-        return 0
-    if request in (TIOCOUTQ, SIOCOUTQNSD):
-        if sock.state == LISTEN:
-            raise Errno(E.EINVAL)
-        peer = sock.peer if sock.type == SOCK_STREAM else None
-        # what the peer's receive window does not take stays in our send queue
-        n = max(0, peer.inq - peer.rcvbuf) if peer is not None and not peer.dead else 0
-        t.mm.write_u32(arg, n)
-        return 0
-    if request == SIOCATMARK:
-        t.mm.write_u32(arg, 0)
-        return 0
-    if interface_ioctl(t, request, arg):
-        return 0
-    raise Errno(E.ENOTTY)
+# The objects' hooks into this ABI side: a UDP send decodes its destination here (write(2)
+# on a UDP socket reaches it through the object), and every socket answers dev_ioctl's
+# interface requests with this.
+InetSocket.udp_sendmsg = staticmethod(send_dgram)
+UnixSocket.interface_ioctl = staticmethod(interface_ioctl)

@@ -1,35 +1,29 @@
 """Sockets: AF_UNIX, the sandbox's own (sentry/net/unix.py): socketpair and
 socket with bind/listen/connect/accept on abstract names or socket files of the
 sandbox's VFS; send/recv and their msg/mmsg forms with iovecs and SCM_RIGHTS /
-SCM_CREDENTIALS; shutdown; the SOL_SOCKET options; FIONREAD/SIOCOUTQ. read(2),
-write(2) and the rest of syscalls/io.py reach a socket through its File
-methods (sock_read, sock_write, sock_ioctl here).
+SCM_CREDENTIALS; shutdown; the SOL_SOCKET options. This is the ABI side:
+it decodes the calls' structures and hands one receive or send to the
+sockets' data path (sentry/net/transfer.py), which read(2), write(2) and
+ioctl(2) reach through the socket's File methods.
 
 AF_INET/AF_INET6 sockets (the sandbox's loopback, sentry/net/inet.py) take
 the same paths, with what differs in syscalls/inet.py. AF_PACKET is EPERM;
 every other address family answers EAFNOSUPPORT; the host network is never
 touched.
 
-Waiting: a call that cannot go on parks the task on the socket's queues
-(Wait); partial progress of a blocking call (a stream write cut by a full
-buffer, a MSG_WAITALL read) and the deadline of SO_RCVTIMEO/SO_SNDTIMEO are
-kept in task.restart_state (_Progress) across its runs. A signal ends the wait
-with what was done, or -ERESTARTSYS (EINTR when a timeout is set), as Linux's
-sock_intr_errno."""
+A call that cannot go on waits as the data path says (Progress and wait there:
+the deadline of SO_RCVTIMEO/SO_SNDTIMEO, -ERESTARTSYS or EINTR on a signal)."""
 import errno as E
 import stat as S
 import struct
-import time
-from signal import SIGPIPE
 
 from sentry.errors import Errno
 from sentry.net.inet import InetSocket
+from sentry.net.transfer import (IovSink, IovSource, Progress, dgram_disconnected, drop_all, progress, recv,
+                                 send as send_data, wait)
 from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, RMEM_MAX, SCM_MAX_FD,
-                             SEND_SHUTDOWN, SOCK_DGRAM, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF, SOCK_RAW, SOCK_SEQPACKET,
-                             SOCK_STREAM, SOMAXCONN, WMEM_MAX, UnixSocket, drop_file, hold_file, names)
-from sentry.sched import ERESTARTSYS, Wait
-from sentry.signals import send
-from sentry.vfs import perm
+                             SOCK_DGRAM, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM,
+                             SOMAXCONN, UNNAMED, WMEM_MAX, UnixSocket, autobind, find_other, names, validate_addr)
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH, O_RDWR
 from syscalls import inet
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
@@ -42,11 +36,9 @@ PF_UNIX = 1
 INT_MAX = 0x7FFFFFFF
 UIO_MAXIOV = 1024
 SOCKADDR_STORAGE = 128
-SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
 OPTMEM_MAX = 131072
 
-MSG_OOB, MSG_PEEK, MSG_CTRUNC, MSG_TRUNC, MSG_DONTWAIT, MSG_ERRQUEUE = 0x1, 0x2, 0x8, 0x20, 0x40, 0x2000
-MSG_WAITALL, MSG_NOSIGNAL, MSG_WAITFORONE, MSG_CMSG_CLOEXEC = 0x100, 0x4000, 0x10000, 0x40000000
+MSG_CTRUNC, MSG_DONTWAIT, MSG_WAITFORONE, MSG_CMSG_CLOEXEC = 0x8, 0x40, 0x10000, 0x40000000
 
 SOL_SOCKET = 1
 SCM_RIGHTS, SCM_CREDENTIALS = 1, 2
@@ -61,7 +53,6 @@ BOOL_OPTIONS = {SO_DEBUG, SO_REUSEADDR, SO_DONTROUTE, SO_BROADCAST, SO_KEEPALIVE
                 SO_REUSEPORT, SO_TIMESTAMP, SO_PASSSEC}
 INT_OPTIONS = {SO_PRIORITY}
 
-FIONREAD, TIOCOUTQ = 0x541B, 0x5411  # SIOCINQ, SIOCOUTQ
 PROT_WRITE = 2
 
 _MSGHDR = struct.Struct("<Qi4xQQQQi4x")  # name, namelen, iov, iovlen, control, controllen, flags
@@ -88,11 +79,6 @@ def sock_of(t, fd) -> UnixSocket:
     return f
 
 
-def _cred(t):
-    """(pid, uid, gid) a message carries (the real ids, as current_uid_gid)."""
-    return (t.tgid, t.uid, t.gid)
-
-
 def _peercred(t):
     """SO_PEERCRED's (pid, euid, egid) of the task connecting, listening or pairing."""
     return (t.tgid, t.euid, t.egid)
@@ -117,381 +103,6 @@ def _addr_out(t, kaddr: bytes, uaddr: int, ulen_ptr: int) -> None:
     if n:
         t.mm.write(uaddr, kaddr[:n])
     t.mm.write_u32(ulen_ptr, len(kaddr))
-
-
-UNNAMED = AF_UNIX.to_bytes(2, "little")
-
-
-def _validate(raw) -> None:
-    if raw is None or len(raw) <= 2 or len(raw) > SUN_LEN_MAX or int.from_bytes(raw[:2], "little") != AF_UNIX:
-        raise Errno(E.EINVAL)
-
-
-def _find_other(t, type_: int, raw: bytes) -> UnixSocket:
-    """unix_find_other: the socket bound to a socket file (walked in the sandbox's view)
-    or to an abstract name."""
-    ns = names(t.kernel)
-    if raw[2] != 0:
-        path = raw[2:].split(b"\0", 1)[0]
-        inode = t.vfs.lookup(t, AT_FDCWD, path, True)
-        perm.permission(t, inode, perm.MAY_WRITE)  # connecting writes to the socket file
-        st = inode.stat()
-        if not S.S_ISSOCK(st.mode):
-            raise Errno(E.ECONNREFUSED)
-        other = ns.files.get((st.dev, st.ino))
-        if other is None or other.dead:
-            raise Errno(E.ECONNREFUSED)
-        if other.type != type_:
-            raise Errno(E.EPROTOTYPE)
-        return other
-    other = ns.abstract.get((type_, bytes(raw)))
-    if other is None or other.dead:
-        raise Errno(E.ECONNREFUSED)
-    return other
-
-
-def _autobind(t, sock: UnixSocket) -> None:
-    """An abstract name of five hex digits, as Linux's unix_autobind."""
-    if sock.addr is not None:
-        return
-    ns = names(t.kernel)
-    for _ in range(0x100000):
-        raw = UNNAMED + b"\0" + b"%05x" % (next(ns.autobind) & 0xFFFFF)
-        if (sock.type, raw) not in ns.abstract:
-            ns.abstract[(sock.type, raw)] = sock
-            sock.addr = raw
-            return
-    raise Errno(E.ENOSPC)
-
-
-def _dgram_disconnected(sock: UnixSocket, other: UnixSocket) -> None:
-    """A datagram socket leaves a peer: what that peer sent it is dropped, and a peer
-    connected back hears ECONNRESET."""
-    if sock.queue:
-        while sock.queue:
-            sock._uncharge(sock.queue.popleft())
-        sock._relay_room()
-        if not other.dead and other.peer is sock:
-            other.set_err(E.ECONNRESET)
-
-
-class _Progress:
-    """What a blocking socket call keeps across its runs: bytes (or messages) done and
-    the deadline of SO_RCVTIMEO/SO_SNDTIMEO."""
-    __slots__ = ("sock", "kind", "done", "deadline")
-
-    def __init__(self, sock, kind, deadline):
-        self.sock, self.kind, self.done, self.deadline = sock, kind, 0, deadline
-
-
-def _progress(t, sock, kind: str, timeo_ns: int) -> _Progress:
-    rs = t.restart_state if t is not None else None
-    if rs.__class__ is _Progress and rs.sock is sock and rs.kind == kind:
-        return rs
-    return _Progress(sock, kind, time.monotonic() + timeo_ns / 1e9 if timeo_ns else None)
-
-
-def _wait(t, p: _Progress, queues) -> Wait:
-    """Park until one of queues changes; a timeout or a signal ends the call with what
-    was done, else EAGAIN (timeout), EINTR (signal, with a timeout) or -ERESTARTSYS."""
-    if t is None:
-        return Errno(E.EAGAIN)
-    t.restart_state = p
-    done, timed = p.done, p.deadline is not None
-    return Wait(queues=queues, deadline=p.deadline, timeout_result=done if done else -E.EAGAIN,
-                on_interrupt=lambda task: done if done else (-E.EINTR if timed else -ERESTARTSYS))
-
-
-class _Collect:
-    """A sink for read(2): the bytes are delivered by syscalls/io.py afterwards."""
-    __slots__ = ("buf",)
-
-    def __init__(self):
-        self.buf = bytearray()
-
-    def room(self, n):
-        return n
-
-    def put(self, data):
-        self.buf += data
-
-    def advance(self, n):
-        pass
-
-
-class _IovSink:
-    """The program's buffers, filled in order; room(n) is how much of the next n bytes
-    they take before the first bad page (copy_to_user's rule)."""
-    __slots__ = ("mm", "iov", "i", "off")
-
-    def __init__(self, mm, iov):
-        self.mm, self.iov, self.i, self.off = mm, [(b, n) for b, n in iov if n], 0, 0
-
-    def advance(self, n):
-        while n and self.i < len(self.iov):
-            take = min(n, self.iov[self.i][1] - self.off)
-            n -= take
-            self.off += take
-            if self.off == self.iov[self.i][1]:
-                self.i, self.off = self.i + 1, 0
-
-    def room(self, n):
-        total, i, off = 0, self.i, self.off
-        while total < n and i < len(self.iov):
-            base, length = self.iov[i]
-            want = min(length - off, n - total)
-            ok = self.mm.writable_prefix(base + off, want)
-            total += ok
-            if ok < want:
-                break
-            i, off = i + 1, 0
-        return total
-
-    def put(self, data):
-        pos = 0
-        while pos < len(data):
-            base, length = self.iov[self.i]
-            take = min(length - self.off, len(data) - pos)
-            self.mm.write(base + self.off, data[pos:pos + take])
-            pos += take
-            self.off += take
-            if self.off == length:
-                self.i, self.off = self.i + 1, 0
-
-
-class _IovSource:
-    """The program's buffers to send from: get(offset, n) reads n bytes at a byte offset."""
-    __slots__ = ("mm", "iov")
-
-    def __init__(self, mm, iov):
-        self.mm, self.iov = mm, [(b, n) for b, n in iov if n]
-
-    def get(self, offset: int, n: int) -> bytes:
-        parts = []
-        for base, length in self.iov:
-            if offset >= length:
-                offset -= length
-                continue
-            take = min(length - offset, n)
-            parts.append(self.mm.read(base + offset, take))
-            n -= take
-            offset = 0
-            if not n:
-                break
-        return b"".join(parts)
-
-
-# --- receiving ---------------------------------------------------------------------------------
-def _recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
-    """One receive: (result, msg_flags, passed files, cred, sender's address). Without
-    `lowat` a stream read ends with whatever it got (read(2): the bytes are delivered
-    after the call, so it may not wait once it has taken some)."""
-    if flags & MSG_ERRQUEUE and isinstance(sock, InetSocket):
-        raise Errno(E.EAGAIN)  # ip_recv_error: nothing is ever on the error queue
-    nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
-    peek = bool(flags & MSG_PEEK)
-    if sock.type == SOCK_STREAM:
-        if sock.state != ESTABLISHED:
-            raise Errno(E.ENOTCONN if isinstance(sock, InetSocket) else E.EINVAL)
-        if flags & MSG_OOB:
-            raise Errno(E.EINVAL)  # no out-of-band byte is ever pending
-        p = _progress(t, sock, "recv", sock.rcvtimeo)
-        start = 0 if peek else p.done
-        sink.advance(start)
-        target = size if flags & MSG_WAITALL else (min(sock.rcvlowat if lowat else 1, size) or 1)
-        copied, fds, cred, addr, status = sock.stream_take(size - start, peek, sink, start, target)
-        if status is None:
-            return copied, 0, fds, cred, addr
-        err = sock.pop_err()
-        if err:
-            if copied:
-                return copied, 0, fds, cred, addr
-            raise Errno(err)
-        if sock.shutdown & RCV_SHUTDOWN:
-            return copied, 0, fds, cred, addr
-        if nonblock:
-            if copied:
-                return copied, 0, fds, cred, addr
-            raise Errno(E.EAGAIN)
-        p.done = copied
-        raise _wait(t, p, (sock.rq,))
-    if flags & MSG_OOB:
-        raise Errno(E.EOPNOTSUPP)
-    if sock.type == SOCK_SEQPACKET and sock.state != ESTABLISHED:
-        raise Errno(E.ENOTCONN)
-    err = sock.pop_err()
-    if err:
-        raise Errno(err)
-    got = sock.dgram_take(size, peek, sink)
-    if got is None:
-        if sock.shutdown & RCV_SHUTDOWN and (not nonblock or sock.type == SOCK_SEQPACKET):
-            return 0, 0, None, None, None
-        if nonblock:
-            raise Errno(E.EAGAIN)
-        raise _wait(t, _progress(t, sock, "recv", sock.rcvtimeo), (sock.rq,))
-    n, whole, fds, cred, addr = got
-    return (whole if flags & MSG_TRUNC else n), (MSG_TRUNC if n < whole else 0), fds, cred, addr
-
-
-def _drop(fds) -> None:
-    for f in fds or ():
-        drop_file(f)
-
-
-def sock_read(t, sock: UnixSocket, size: int) -> bytes:
-    """read(2), readv(2): a receive without flags (a read of 0 bytes is 0 at once)."""
-    if size == 0:
-        return b""
-    sink = _Collect()
-    _, _, fds, _, _ = _recv(t, sock, sink, min(size, INT_MAX), 0, lowat=False)
-    _drop(fds)
-    return bytes(sink.buf)
-
-
-def sock_ioctl(t, sock: UnixSocket, request: int, arg: int) -> int:
-    if request == FIONREAD:
-        if sock.state == LISTEN:
-            raise Errno(E.EINVAL)
-        if sock.type == SOCK_STREAM:
-            n = sock.inq
-        elif sock.type == SOCK_SEQPACKET:
-            n = sum(len(skb) for skb in sock.queue)
-        else:
-            n = len(sock.queue[0].data) if sock.queue else 0
-        t.mm.write_u32(arg, n)
-        return 0
-    if request == TIOCOUTQ:
-        t.mm.write_u32(arg, sock.wmem)
-        return 0
-    if inet.interface_ioctl(t, request, arg):  # every socket answers for the interfaces (dev_ioctl)
-        return 0
-    raise Errno(E.ENOTTY)
-
-
-# --- sending -------------------------------------------------------------------------------------
-def _send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None, dest=None) -> int:
-    """One send of `length` bytes (get(offset, n) reads them), as unix_stream_sendmsg /
-    unix_dgram_sendmsg / unix_seqpacket_sendmsg. `files` go as SCM_RIGHTS."""
-    if isinstance(sock, InetSocket):  # TCP takes the stream path (a destination is ignored), UDP its own
-        if sock.type != SOCK_STREAM:
-            return inet.send_dgram(t, sock, get, length, flags, dest)
-        if inet.send_stream_more(t, sock, get, length, flags):
-            return length
-        files, cred, dest = (), None, None
-    nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
-    if sock.type == SOCK_STREAM:
-        if flags & MSG_OOB:
-            raise Errno(E.EOPNOTSUPP)
-        if dest is not None:
-            raise Errno(E.EISCONN if sock.state == ESTABLISHED else E.EOPNOTSUPP)
-        p = _progress(t, sock, "send", sock.sndtimeo)
-        sent = p.done
-        try:
-            other = sock.stream_check()
-        except Errno as e:
-            if sent:
-                return sent
-            if e.errno == E.EPIPE and not flags & MSG_NOSIGNAL and t is not None:
-                send(t, SIGPIPE)
-            raise
-        if cred is None and t is not None and (sock.passcred or other.passcred or getattr(other, "orphan", False)):
-            cred = _cred(t)
-        fds = None
-        if files and not sent:
-            fds = list(files)
-            for f in fds:
-                hold_file(f)
-        try:
-            sent += sock.stream_push(other, get, sent, length, fds, cred)
-        except Errno:
-            if fds:
-                _drop(fds)
-            if sent:
-                return sent
-            raise
-        if fds and sent == p.done:  # nothing was queued: the files stay with the caller
-            _drop(fds)
-        if sent >= length:
-            return sent
-        if nonblock:
-            if sent:
-                return sent
-            raise Errno(E.EAGAIN)
-        p.done = sent
-        raise _wait(t, p, (sock.wq,))
-    if flags & MSG_OOB:
-        raise Errno(E.EOPNOTSUPP)
-    if sock.type == SOCK_SEQPACKET:
-        err = sock.pop_err()
-        if err:
-            raise Errno(err)
-        if sock.state != ESTABLISHED:
-            raise Errno(E.ENOTCONN)
-        dest = None
-    if dest is not None:
-        _validate(dest)
-    if sock.passcred and sock.addr is None:
-        _autobind(t, sock)
-    if sock.shutdown & SEND_SHUTDOWN:
-        raise Errno(E.EPIPE)
-    if length > sock.sndbuf - 32:
-        raise Errno(E.EMSGSIZE)
-    if sock.wmem >= sock.sndbuf:
-        if nonblock:
-            raise Errno(E.EAGAIN)
-        raise _wait(t, _progress(t, sock, "send", sock.sndtimeo), (sock.wq,))
-    data = get(0, length)
-    if dest is not None:
-        other = _find_other(t, sock.type, dest)
-    else:
-        other = sock.peer
-        if other is None:
-            raise Errno(E.ENOTCONN)
-    if other.peer is not None and other.peer is not sock:
-        raise Errno(E.EPERM)
-    if other.dead:
-        if sock.type == SOCK_SEQPACKET:
-            raise Errno(E.EPIPE)
-        if sock.peer is other:
-            sock.peer = None
-            sock.state = CLOSE
-            sock._changed()
-            _dgram_disconnected(sock, other)
-            raise Errno(E.ECONNREFUSED)
-        raise Errno(E.ECONNRESET)
-    if other.shutdown & RCV_SHUTDOWN:
-        raise Errno(E.EPIPE)
-    if other is not sock and other.peer is not sock and other.full_for(sock):
-        if nonblock:
-            raise Errno(E.EAGAIN)
-        raise _wait(t, _progress(t, sock, "send", sock.sndtimeo), (other.peer_wait, sock.wq))
-    if cred is None and t is not None and (sock.passcred or other.passcred):
-        cred = _cred(t)
-    fds = list(files) if files else None
-    for f in fds or ():
-        hold_file(f)
-    sock.dgram_push(other, data, fds, cred)
-    return length
-
-
-def sock_write(t, sock: UnixSocket, data) -> int:
-    """write(2) and the other file writes: a send without flags. A stream takes what fits
-    now (syscalls/pipes.py's pipe_write loops, waits and keeps the progress)."""
-    if sock.type == SOCK_STREAM:
-        other = sock.stream_check()
-        n = len(data)
-        if not n:
-            return 0
-        cred = None
-        if t is not None and (sock.passcred or other.passcred or getattr(other, "orphan", False)):
-            cred = _cred(t)
-        done = sock.stream_push(other, lambda off, k: bytes(data[off:off + k]), 0, n, None, cred)
-        if done:
-            return done
-        if sock.flags & O_NONBLOCK:
-            raise Errno(E.EAGAIN)
-        raise Wait(queues=(sock.wq,))
-    return _send(t, sock, lambda off, k: bytes(data[off:off + k]), len(data), 0)
 
 
 # --- control messages --------------------------------------------------------------------------
@@ -578,7 +189,7 @@ class _CmsgOut:
             self.left -= step
         if len(got) < len(files) or (files and fdmax <= 0):
             self.flags |= MSG_CTRUNC
-        _drop(files)  # each installed file holds its descriptor now; the in-flight references go
+        drop_all(files)  # each installed file holds its descriptor now; the in-flight references go
 
 
 def _scm_recv(t, sock: UnixSocket, out, fds, cred, flags: int) -> None:
@@ -587,7 +198,7 @@ def _scm_recv(t, sock: UnixSocket, out, fds, cred, flags: int) -> None:
             out_flags = MSG_CTRUNC
         else:
             out_flags = 0
-        _drop(fds)
+        drop_all(fds)
         return out_flags
     if sock.passcred:
         pid, uid, gid = cred if cred is not None else (0, 65534, 65534)
@@ -675,9 +286,9 @@ def bind(t, fd, addr, addrlen):
     if isinstance(sock, InetSocket):
         return inet.bind(t, sock, raw)
     if raw is not None and len(raw) == 2 and int.from_bytes(raw, "little") == AF_UNIX:
-        _autobind(t, sock)
+        autobind(t, sock)
         return 0
-    _validate(raw)
+    validate_addr(raw)
     ns = names(t.kernel)
     if raw[2] != 0:
         path = raw[2:].split(b"\0", 1)[0]
@@ -733,18 +344,18 @@ def connect(t, fd, addr, addrlen):
     raw = _addr_in(t, addr, addrlen)
     if isinstance(sock, InetSocket):
         rs = t.restart_state
-        waited = rs if rs.__class__ is _Progress and rs.sock is sock and rs.kind == "connect" else None
+        waited = rs if rs.__class__ is Progress and rs.sock is sock and rs.kind == "connect" else None
         return inet.connect(t, sock, raw, waited,
-                            lambda queues: _wait(t, _progress(t, sock, "connect", sock.sndtimeo), queues))
+                            lambda queues: wait(t, progress(t, sock, "connect", sock.sndtimeo), queues))
     if sock.type == SOCK_DGRAM:
         if raw is None or len(raw) < 2:
             raise Errno(E.EINVAL)
         other = None
         if int.from_bytes(raw[:2], "little") != AF_UNSPEC:
-            _validate(raw)
+            validate_addr(raw)
             if sock.passcred and sock.addr is None:
-                _autobind(t, sock)
-            other = _find_other(t, SOCK_DGRAM, raw)
+                autobind(t, sock)
+            other = find_other(t, SOCK_DGRAM, raw)
             if other.peer is not None and other.peer is not sock:
                 raise Errno(E.EPERM)
             sock.state = other.state = ESTABLISHED
@@ -755,20 +366,20 @@ def connect(t, fd, addr, addrlen):
                 sock.state = CLOSE
             sock._changed()
             if other is not old:
-                _dgram_disconnected(sock, old)
+                dgram_disconnected(sock, old)
                 if old.peer is None:
                     old.state = CLOSE
         return 0
-    _validate(raw)
+    validate_addr(raw)
     if sock.passcred and sock.addr is None:
-        _autobind(t, sock)
-    other = _find_other(t, sock.type, raw)
+        autobind(t, sock)
+    other = find_other(t, sock.type, raw)
     if other.state != LISTEN or other.shutdown & RCV_SHUTDOWN:
         raise Errno(E.ECONNREFUSED)
     if other.recvq_full():
         if sock.flags & O_NONBLOCK:
             raise Errno(E.EAGAIN)
-        raise _wait(t, _progress(t, sock, "connect", sock.sndtimeo), (other.peer_wait,))
+        raise wait(t, progress(t, sock, "connect", sock.sndtimeo), (other.peer_wait,))
     if sock.state != CLOSE:
         raise Errno(E.EISCONN if sock.state == ESTABLISHED else E.EINVAL)
     embryo = UnixSocket(t.kernel, sock.type, 0, t)
@@ -796,8 +407,8 @@ def _accept(t, fd, addr, addrlen, flags):
     if lowest >= t.fds.limit:
         raise Errno(E.EMFILE)
     if isinstance(sock, InetSocket):
-        new, peer_addr = inet.accept(t, sock, flags, lambda queues: _wait(
-            t, _progress(t, sock, "accept", sock.rcvtimeo), queues))
+        new, peer_addr = inet.accept(t, sock, flags, lambda queues: wait(
+            t, progress(t, sock, "accept", sock.rcvtimeo), queues))
         if addr:
             try:
                 _addr_out(t, peer_addr, addr, addrlen)
@@ -817,7 +428,7 @@ def _accept(t, fd, addr, addrlen, flags):
             raise Errno(E.EINVAL)
         if sock.flags & O_NONBLOCK:
             raise Errno(E.EAGAIN)
-        raise _wait(t, _progress(t, sock, "accept", sock.rcvtimeo), (sock.rq,))
+        raise wait(t, progress(t, sock, "accept", sock.rcvtimeo), (sock.rq,))
     skb = sock.queue.popleft()
     sock._relay_room()
     new = skb.embryo
@@ -885,8 +496,8 @@ def sendto(t, fd, buf, length, flags, addr, addrlen):
     sock = sock_of(t, fd)
     length = min(length, INT_MAX)
     dest = _addr_in(t, addr, addrlen) if addr else None
-    src = _IovSource(t.mm, [(buf, length)])
-    return _send(t, sock, src.get, length, s32(flags), (), None, dest)
+    src = IovSource(t.mm, [(buf, length)])
+    return send_data(t, sock, src.get, length, s32(flags), (), None, dest)
 
 
 @syscall("recvfrom", status=PARTIAL, note="AF_UNIX; MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC; the sender's "
@@ -894,8 +505,8 @@ def sendto(t, fd, buf, length, flags, addr, addrlen):
 def recvfrom(t, fd, buf, length, flags, addr, addrlen):
     sock = sock_of(t, fd)
     size = min(length, INT_MAX)
-    n, _, fds, _, from_addr = _recv(t, sock, _IovSink(t.mm, [(buf, size)]), size, s32(flags))
-    _drop(fds)
+    n, _, fds, _, from_addr = recv(t, sock, IovSink(t.mm, [(buf, size)]), size, s32(flags))
+    drop_all(fds)
     if addr:
         _addr_out(t, from_addr or b"", addr, addrlen)
     return n
@@ -921,8 +532,8 @@ def _sendmsg(t, sock: UnixSocket, msg: int, flags: int) -> int:
         raise Errno(E.ENOBUFS)
     files, cred = _scm_send(t, control, controllen)
     length = min(sum(n for _, n in iov), MAX_RW_COUNT)
-    src = _IovSource(t.mm, iov)
-    return _send(t, sock, src.get, length, flags, files, cred, dest)
+    src = IovSource(t.mm, iov)
+    return send_data(t, sock, src.get, length, flags, files, cred, dest)
 
 
 @syscall("sendmsg", status=PARTIAL, note="as sendto, with iovecs; SCM_RIGHTS passes the sandbox's open files, "
@@ -934,7 +545,7 @@ def sendmsg(t, fd, msg, flags):
 def _recvmsg(t, sock: UnixSocket, msg: int, flags: int) -> int:
     name, namelen, iov, control, controllen = _read_msghdr(t, msg)
     size = min(sum(n for _, n in iov), MAX_RW_COUNT)
-    n, mflags, fds, cred, from_addr = _recv(t, sock, _IovSink(t.mm, iov), size, flags)
+    n, mflags, fds, cred, from_addr = recv(t, sock, IovSink(t.mm, iov), size, flags)
     out = _CmsgOut(t, control, controllen) if control else None
     mflags |= _scm_recv(t, sock, out, fds, cred, flags)
     if name:

@@ -26,8 +26,8 @@ import time
 import weakref
 
 from sentry.errors import Errno
-from sentry.net.unix import (CLOSE, ESTABLISHED, LISTEN, POLLERR, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK,
-                             SOCK_DGRAM, SOCK_STREAM, Skb, UnixSocket, dgram_truesize)
+from sentry.net.unix import (CLOSE, ESTABLISHED, FIONREAD, LISTEN, POLLERR, RCV_SHUTDOWN, SEND_SHUTDOWN,
+                             SHUTDOWN_MASK, SOCK_DGRAM, SOCK_STREAM, TIOCOUTQ, Skb, UnixSocket, dgram_truesize)
 
 AF_INET, AF_INET6 = 2, 10
 IPPROTO_TCP, IPPROTO_UDP = 6, 17
@@ -39,6 +39,8 @@ EPHEMERAL = (32768, 60999)    # net.ipv4.ip_local_port_range
 TIME_WAIT_SECONDS = 60
 LOOPBACK_MSS = 65483
 SO_REUSEADDR, SO_REUSEPORT = 2, 15
+MSG_MORE, TCP_CORK = 0x8000, 3
+SIOCATMARK, SIOCOUTQNSD = 0x8905, 0x894B
 
 V4_PREFIX = bytes(10) + b"\xff\xff"
 ANY6 = bytes(16)
@@ -355,6 +357,21 @@ class InetSocket(UnixSocket):
         if data and self.type == SOCK_STREAM and self.peer is not None and not self.peer.dead:
             UnixSocket.stream_push(self, self.peer, lambda off, n: bytes(data[off:off + n]), 0, len(data))
 
+    def cork_more(self, get, length: int, flags: int) -> bool:
+        """MSG_MORE or TCP_CORK on a connected TCP socket: up to one segment is held back (True:
+        taken); the next send without it, shutdown or close sends it."""
+        if not (flags & MSG_MORE or self.ip_opts.get((IPPROTO_TCP, TCP_CORK))):
+            return False
+        if self.state != ESTABLISHED or self.peer is None or self.peer.dead or self.err or self.shutdown & SEND_SHUTDOWN:
+            return False  # the ordinary path gives the error
+        held = len(self.cork) if self.cork else 0
+        if held + length >= LOOPBACK_MSS:
+            return False
+        if self.cork is None:
+            self.cork = bytearray()
+        self.cork += get(0, length)
+        return True
+
     def stream_push(self, other, get, start: int, length: int, fds=None, cred=None) -> int:
         if self.cork:
             self.flush_cork()
@@ -370,6 +387,10 @@ class InetSocket(UnixSocket):
         return super().stream_push(other, get, start, length, None, None)
 
     # --- UDP ---------------------------------------------------------------------------------
+    # udp_sendmsg with its destination sockaddr, the ABI side's (syscalls/inet.py registers it):
+    # (task, sock, get, length, flags, destination sockaddr or None) -> bytes sent
+    udp_sendmsg = None
+
     def udp_deliver(self, data: bytes, dest: bytes, port: int, fmt) -> bool:
         """Hand a datagram to the socket bound to (dest, port); False if nobody is there.
         `fmt(receiver, (addr, port))` gives the sender's address as the receiver sees it."""
@@ -472,5 +493,26 @@ class InetSocket(UnixSocket):
             self.release(embryo=False)
 
     def ioctl(self, task, request: int, arg: int) -> int:
-        from syscalls.inet import inet_ioctl
-        return inet_ioctl(task, self, request, arg)
+        if request == FIONREAD:
+            if self.state == LISTEN:
+                raise Errno(E.EINVAL)
+            if self.type == SOCK_STREAM:
+                n = self.inq
+            else:
+                n = len(self.queue[0].data) if self.queue else 0
+            task.mm.write_u32(arg, n)
+            return 0
+        if request in (TIOCOUTQ, SIOCOUTQNSD):
+            if self.state == LISTEN:
+                raise Errno(E.EINVAL)
+            peer = self.peer if self.type == SOCK_STREAM else None
+            # what the peer's receive window does not take stays in our send queue
+            n = max(0, peer.inq - peer.rcvbuf) if peer is not None and not peer.dead else 0
+            task.mm.write_u32(arg, n)
+            return 0
+        if request == SIOCATMARK:
+            task.mm.write_u32(arg, 0)
+            return 0
+        if self.interface_ioctl(task, request, arg):
+            return 0
+        raise Errno(E.ENOTTY)

@@ -40,6 +40,7 @@ from collections import deque
 
 from sentry.errors import Errno
 from sentry.sched import WaitQueue
+from sentry.vfs import perm
 from sentry.vfs.file import O_NONBLOCK, O_RDWR, File
 from sentry.vfs.inode import Inode
 
@@ -58,6 +59,9 @@ SOCK_MIN_SNDBUF, SOCK_MIN_RCVBUF = 4608, 2304
 MAX_DGRAM_QLEN = 10
 SOMAXCONN = 4096
 SCM_MAX_FD = 253
+AT_FDCWD = -100
+SUN_LEN_MAX = 110  # sizeof(struct sockaddr_un)
+FIONREAD, TIOCOUTQ = 0x541B, 0x5411  # SIOCINQ, SIOCOUTQ
 
 # skb sizes (x86-64 and aarch64 with 4 KiB pages, 64-byte cache lines)
 PAGE = 4096
@@ -161,6 +165,51 @@ def names(kernel) -> Names:
     if n is None:
         n = _NAMES[kernel] = Names()
     return n
+
+
+UNNAMED = AF_UNIX.to_bytes(2, "little")
+
+
+def validate_addr(raw) -> None:
+    if raw is None or len(raw) <= 2 or len(raw) > SUN_LEN_MAX or int.from_bytes(raw[:2], "little") != AF_UNIX:
+        raise Errno(E.EINVAL)
+
+
+def find_other(t, type_: int, raw: bytes) -> "UnixSocket":
+    """unix_find_other: the socket bound to a socket file (walked in the sandbox's view)
+    or to an abstract name."""
+    ns = names(t.kernel)
+    if raw[2] != 0:
+        path = raw[2:].split(b"\0", 1)[0]
+        inode = t.vfs.lookup(t, AT_FDCWD, path, True)
+        perm.permission(t, inode, perm.MAY_WRITE)  # connecting writes to the socket file
+        st = inode.stat()
+        if not S.S_ISSOCK(st.mode):
+            raise Errno(E.ECONNREFUSED)
+        other = ns.files.get((st.dev, st.ino))
+        if other is None or other.dead:
+            raise Errno(E.ECONNREFUSED)
+        if other.type != type_:
+            raise Errno(E.EPROTOTYPE)
+        return other
+    other = ns.abstract.get((type_, bytes(raw)))
+    if other is None or other.dead:
+        raise Errno(E.ECONNREFUSED)
+    return other
+
+
+def autobind(t, sock: "UnixSocket") -> None:
+    """An abstract name of five hex digits, as Linux's unix_autobind."""
+    if sock.addr is not None:
+        return
+    ns = names(t.kernel)
+    for _ in range(0x100000):
+        raw = UNNAMED + b"\0" + b"%05x" % (next(ns.autobind) & 0xFFFFF)
+        if (sock.type, raw) not in ns.abstract:
+            ns.abstract[(sock.type, raw)] = sock
+            sock.addr = raw
+            return
+    raise Errno(E.ENOSPC)
 
 
 def _cred_of(task):
@@ -452,12 +501,12 @@ class UnixSocket(File):
 
     # --- the read/write/ioctl of an ordinary file descriptor ----------------------------------
     def read(self, size: int) -> bytes:
-        from syscalls.net import sock_read
-        return sock_read(self.kernel.current, self, size)
+        from sentry.net import transfer  # (it builds on this module)
+        return transfer.read(self.kernel.current, self, size)
 
     def write(self, data) -> int:
-        from syscalls.net import sock_write
-        return sock_write(self.kernel.current, self, data)
+        from sentry.net import transfer
+        return transfer.write(self.kernel.current, self, data)
 
     def unread(self, data: bytes) -> None:
         """A read's buffer faulted part-way: a stream keeps the rest at its head (a
@@ -468,6 +517,25 @@ class UnixSocket(File):
             self.events += 1
             self.rq.notify()
 
+    # dev_ioctl: the interface requests (SIOCGIF*) every socket answers, decoded by the ABI
+    # side, which registers them here (syscalls/inet.py): (task, request, arg) -> handled
+    interface_ioctl = staticmethod(lambda task, request, arg: False)
+
     def ioctl(self, task, request: int, arg: int) -> int:
-        from syscalls.net import sock_ioctl
-        return sock_ioctl(task, self, request, arg)
+        if request == FIONREAD:
+            if self.state == LISTEN:
+                raise Errno(E.EINVAL)
+            if self.type == SOCK_STREAM:
+                n = self.inq
+            elif self.type == SOCK_SEQPACKET:
+                n = sum(len(skb) for skb in self.queue)
+            else:
+                n = len(self.queue[0].data) if self.queue else 0
+            task.mm.write_u32(arg, n)
+            return 0
+        if request == TIOCOUTQ:
+            task.mm.write_u32(arg, self.wmem)
+            return 0
+        if self.interface_ioctl(task, request, arg):
+            return 0
+        raise Errno(E.ENOTTY)

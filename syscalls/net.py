@@ -19,13 +19,14 @@ import struct
 
 from sentry.errors import Errno
 from sentry.net.inet import InetSocket
+from sentry.net.netlink import AF_NETLINK, NetlinkSocket
 from sentry.net.transfer import (IovSink, IovSource, Progress, dgram_disconnected, drop_all, progress, recv,
                                  send as send_data, wait)
 from sentry.net.unix import (AF_UNIX, AF_UNSPEC, CLOSE, ESTABLISHED, LISTEN, RCV_SHUTDOWN, RMEM_MAX, SCM_MAX_FD,
                              SOCK_DGRAM, SOCK_MIN_RCVBUF, SOCK_MIN_SNDBUF, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM,
                              SOMAXCONN, UNNAMED, WMEM_MAX, UnixSocket, autobind, find_other, names, validate_addr)
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH, O_RDWR
-from syscalls import inet
+from syscalls import inet, netlink
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32
 from syscalls.registry import PARTIAL, syscall
 
@@ -233,14 +234,18 @@ def _unix_kind(kind: int, protocol: int) -> int:
 
 @syscall("socket", status=PARTIAL, note="AF_UNIX (stream, dgram, seqpacket) and AF_INET/AF_INET6 TCP and UDP over "
          "the sandbox's own loopback (SOCK_NONBLOCK, SOCK_CLOEXEC); raw sockets and AF_PACKET EPERM (no CAP_NET_RAW, "
-         "as an unprivileged container), ping sockets EACCES; netlink and other families EAFNOSUPPORT; the host network "
-         "is never used")
+         "as an unprivileged container), ping sockets EACCES; AF_NETLINK: NETLINK_ROUTE (lo's links, addresses and "
+         "routes, lo up/down and MTU with CAP_NET_ADMIN) and NETLINK_USERSOCK, other netlink protocols "
+         "EPROTONOSUPPORT (a kernel without them: audit, uevent, generic, netfilter, sock_diag, xfrm, ...); other "
+         "families EAFNOSUPPORT; the host network is never used")
 def socket(t, family, type_, protocol):
     family, type_, protocol = s32(family), s32(type_), s32(protocol)
     kind, flags = _new_type(family, type_, protocol)
     if family in (AF_INET, AF_INET6):
         sock = inet.create(t, family, kind, protocol, flags)
         return t.fds.install(sock, cloexec=bool(flags & SOCK_CLOEXEC))
+    if family == AF_NETLINK:
+        return t.fds.install(netlink.create(t, kind, protocol, flags), cloexec=bool(flags & SOCK_CLOEXEC))
     if family == AF_PACKET:
         raise Errno(E.EPERM)  # no CAP_NET_RAW in the sandbox's network
     if family != AF_UNIX:
@@ -257,6 +262,9 @@ def socketpair(t, family, type_, protocol, sv):
     if family in (AF_INET, AF_INET6):
         inet.create(t, family, kind, protocol, flags).close()  # the protocol's errors come first
         raise Errno(E.EOPNOTSUPP)  # Linux makes the two sockets, then inet has no socketpair
+    if family == AF_NETLINK:
+        netlink.create(t, kind, protocol, flags).close()
+        raise Errno(E.EOPNOTSUPP)  # as inet: no socketpair
     if family != AF_UNIX:
         raise Errno(E.EAFNOSUPPORT)
     kind = _unix_kind(kind, protocol)
@@ -285,6 +293,8 @@ def bind(t, fd, addr, addrlen):
     raw = _addr_in(t, addr, addrlen)
     if isinstance(sock, InetSocket):
         return inet.bind(t, sock, raw)
+    if isinstance(sock, NetlinkSocket):
+        return netlink.bind(t, sock, raw)
     if raw is not None and len(raw) == 2 and int.from_bytes(raw, "little") == AF_UNIX:
         autobind(t, sock)
         return 0
@@ -347,6 +357,8 @@ def connect(t, fd, addr, addrlen):
         waited = rs if rs.__class__ is Progress and rs.sock is sock and rs.kind == "connect" else None
         return inet.connect(t, sock, raw, waited,
                             lambda queues: wait(t, progress(t, sock, "connect", sock.sndtimeo), queues))
+    if isinstance(sock, NetlinkSocket):
+        return netlink.connect(t, sock, raw)
     if sock.type == SOCK_DGRAM:
         if raw is None or len(raw) < 2:
             raise Errno(E.EINVAL)
@@ -460,6 +472,9 @@ def getsockname(t, fd, addr, addrlen):
     if isinstance(sock, InetSocket):
         _addr_out(t, inet.sockname(sock), addr, addrlen)
         return 0
+    if isinstance(sock, NetlinkSocket):
+        _addr_out(t, netlink.sockname(sock), addr, addrlen)
+        return 0
     _addr_out(t, sock.addr or UNNAMED, addr, addrlen)
     return 0
 
@@ -469,6 +484,9 @@ def getpeername(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     if isinstance(sock, InetSocket):
         _addr_out(t, inet.peername(sock), addr, addrlen)
+        return 0
+    if isinstance(sock, NetlinkSocket):
+        _addr_out(t, netlink.peername(sock), addr, addrlen)
         return 0
     peer = sock.peer
     if peer is None:
@@ -481,6 +499,8 @@ def getpeername(t, fd, addr, addrlen):
          "image (end of input, EPIPE)")
 def shutdown(t, fd, how):
     sock = sock_of(t, fd)
+    if isinstance(sock, NetlinkSocket):
+        raise Errno(E.EOPNOTSUPP)  # sock_no_shutdown
     how = s32(how)
     if how < 0 or how > 2:
         raise Errno(E.EINVAL)
@@ -623,6 +643,8 @@ def _timeval_ns(t, optval: int, optlen: int) -> int:
 def getsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname = s32(level), s32(optname)
+    if isinstance(sock, NetlinkSocket) and netlink.getsockopt(t, sock, level, optname, optval, optlen):
+        return 0
     n = s32(t.mm.read_u32(optlen))
     if isinstance(sock, InetSocket):
         data, small = inet.getsockopt(t, sock, level, optname)
@@ -691,6 +713,8 @@ def setsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname, optlen = s32(level), s32(optname), s32(optlen)
     if isinstance(sock, InetSocket) and inet.setsockopt(t, sock, level, optname, optval, optlen):
+        return 0
+    if isinstance(sock, NetlinkSocket) and netlink.setsockopt(t, sock, level, optname, optval, optlen):
         return 0
     if level != SOL_SOCKET:
         raise Errno(E.EOPNOTSUPP)

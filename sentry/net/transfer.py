@@ -15,6 +15,7 @@ from signal import SIGPIPE
 
 from sentry.errors import Errno
 from sentry.net.inet import InetSocket
+from sentry.net.netlink import NetlinkSocket
 from sentry.net.unix import (CLOSE, ESTABLISHED, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_SEQPACKET, SOCK_STREAM,
                              UnixSocket, autobind, drop_file, find_other, hold_file, validate_addr)
 from sentry.sched import ERESTARTSYS, Wait
@@ -156,6 +157,8 @@ def recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
     """One receive: (result, msg_flags, passed files, cred, sender's address). Without
     `lowat` a stream read ends with whatever it got (read(2): the bytes are delivered
     after the call, so it may not wait once it has taken some)."""
+    if isinstance(sock, NetlinkSocket):
+        return sock.recvmsg(t, sink, size, flags)
     if flags & MSG_ERRQUEUE and isinstance(sock, InetSocket):
         raise Errno(E.EAGAIN)  # ip_recv_error: nothing is ever on the error queue
     nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
@@ -223,6 +226,8 @@ def read(t, sock: UnixSocket, size: int) -> bytes:
 def send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None, dest=None) -> int:
     """One send of `length` bytes (get(offset, n) reads them), as unix_stream_sendmsg /
     unix_dgram_sendmsg / unix_seqpacket_sendmsg. `files` go as SCM_RIGHTS."""
+    if isinstance(sock, NetlinkSocket):
+        return sock.sendmsg(t, sock, get, length, flags, dest)  # (passed files are dropped, as netlink's)
     if isinstance(sock, InetSocket):  # TCP takes the stream path (a destination is ignored), UDP its own
         if sock.type != SOCK_STREAM:
             return sock.udp_sendmsg(t, sock, get, length, flags, dest)

@@ -7,6 +7,8 @@ import time
 
 from sentry.errors import Errno
 from sentry.ipc import mqueue
+from sentry.net.netlink import NetlinkSocket
+from sentry.net.unix import UnixSocket
 from sentry.vfs.file import O_NONBLOCK
 from syscalls.abi import open_flags_in, s32
 from syscalls.registry import PARTIAL, syscall
@@ -16,6 +18,7 @@ SIGEVENT = struct.Struct("<qii48x")    # sigev_value, sigev_signo, sigev_notify,
 TIMESPEC = struct.Struct("<qq")
 NSIG = 64
 PATH_MAX = 4096
+NOTIFY_COOKIE_LEN = 32
 
 
 def _queue(t, mqdes):
@@ -103,9 +106,9 @@ def mq_timedreceive(t, mqdes, msg_ptr, msg_len, msg_prio, abs_timeout):
     return len(data)
 
 
-@syscall("mq_notify", status=PARTIAL,
-         note="SIGEV_SIGNAL and SIGEV_NONE; SIGEV_THREAD needs an AF_NETLINK socket, which the sandbox does not "
-              "have (EBADF, ENOTSOCK or EINVAL for the descriptor given, as Linux's netlink_getsockbyfilp)")
+@syscall("mq_notify", note="SIGEV_SIGNAL, SIGEV_NONE and SIGEV_THREAD (the 32-byte cookie written to the "
+         "AF_NETLINK socket given, as glibc's helper thread reads it; EBADF, ENOTSOCK or EINVAL for another "
+         "descriptor, as netlink_getsockbyfilp)")
 def mq_notify(t, mqdes, unotification):
     how = None
     if unotification:
@@ -115,10 +118,13 @@ def mq_notify(t, mqdes, unotification):
         if how == mqueue.SIGEV_SIGNAL and not 0 <= signo <= NSIG:
             raise Errno(E.EINVAL)
         if how == mqueue.SIGEV_THREAD:
-            t.mm.read(value, 32)  # the cookie (NOTIFY_COOKIE_LEN)
-            sock = t.fds.get(signo)  # EBADF
-            from sentry.net.unix import UnixSocket
-            raise Errno(E.EINVAL if isinstance(sock, UnixSocket) else E.ENOTSOCK)
+            cookie = t.mm.read(value, NOTIFY_COOKIE_LEN)
+            sock = t.fds.get(s32(signo))  # EBADF
+            if not isinstance(sock, UnixSocket):
+                raise Errno(E.ENOTSOCK)
+            if not isinstance(sock, NetlinkSocket):
+                raise Errno(E.EINVAL)  # netlink_getsockbyfilp
+            value = (sock, cookie)  # written to the socket when a message comes (or the registration goes)
     f = _queue(t, mqdes)
     if how is None:
         f.inode.set_notify(t, None)

@@ -9,7 +9,8 @@ waiting hands it the message (pipelined: no notification), and a receiver that
 frees a slot moves the first waiting sender's message in, so waiters are served
 in the order they came. A blocked call waits in the loop (ETIMEDOUT at its
 CLOCK_REALTIME deadline, -ERESTARTSYS when a signal comes). mq_notify registers one
-process per queue (SIGEV_SIGNAL, SIGEV_NONE), told when a message arrives in an
+process per queue (SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD: its cookie written to the
+netlink socket it named, NOTIFY_WOKENUP, or NOTIFY_REMOVED when it unregisters), told when a message arrives in an
 empty queue that no one waits on, then unregistered; its end, or its closing the
 queue, unregisters it too (Linux: its closing any descriptor of the queue; here the
 last descriptor of that open queue). An open queue reads as its
@@ -38,6 +39,7 @@ MIN_MSGMAX, MIN_MSGSIZEMAX = 1, 128
 MSG_MSG_SIZE, TREE_NODE_SIZE = 48, 48  # sizeof(struct msg_msg), sizeof(posix_msg_tree_node)
 ULONG_MAX = (1 << 64) - 1
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD = 0, 1, 2
+NOTIFY_NONE, NOTIFY_WOKENUP, NOTIFY_REMOVED = 0, 1, 2  # a SIGEV_THREAD cookie's last byte
 SI_MESGQ = -3
 CAP_SYS_RESOURCE = 24
 RLIMIT_MSGQUEUE = 12
@@ -297,6 +299,8 @@ class MqueueInode(Inode):
             from sentry import signals
             signals.send_process(owner, signo, signals.SigInfo(signo, SI_MESGQ, pid=sender.tgid,
                                                                uid=sender.uid, value=value))
+        elif how == SIGEV_THREAD:
+            _cookie(value, NOTIFY_WOKENUP)
 
     def set_notify(self, task, how, signo=0, value=0) -> None:
         """mq_notify: register the caller's process (EBUSY if another is), or with how None
@@ -304,18 +308,32 @@ class MqueueInode(Inode):
         owner = self._owner()
         if how is None:
             if owner is task.proc:
-                self.notify = None
+                self.remove_notification()
         elif owner is not None:
             raise Errno(E.EBUSY)
         else:
             self.notify = (task.proc, how, signo, value)
         self.atime = self.ctime = time.time_ns()
 
+    def remove_notification(self) -> None:
+        """The registration ends unused: a SIGEV_THREAD one tells its socket so (glibc's
+        helper thread then frees what the cookie points to)."""
+        if self.notify is not None and self.notify[1] == SIGEV_THREAD:
+            _cookie(self.notify[3], NOTIFY_REMOVED)
+        self.notify = None
+
     def readiness(self) -> int:
         mask = POLLIN | POLLRDNORM if self.messages else 0
         if self.curmsgs < self.maxmsg:
             mask |= POLLOUT | POLLWRNORM
         return mask
+
+
+def _cookie(target, code: int) -> None:
+    """SIGEV_THREAD: the registration's (netlink socket, 32-byte cookie) gets the cookie
+    with its last byte set to `code`, from the kernel (netlink_sendskb)."""
+    sock, cookie = target
+    sock.deliver(cookie[:-1] + bytes((code,)))
 
 
 class MqueueFile(File):
@@ -364,7 +382,7 @@ class MqueueFile(File):
         if owner is not None:  # mqueue_flush_file: the registered process closing it unregisters
             closer = owner.kernel.current
             if closer is not None and closer.proc is owner:
-                inode.notify = None
+                inode.remove_notification()
         inode.opens -= 1
         inode.maybe_gone()
 

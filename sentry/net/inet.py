@@ -223,6 +223,7 @@ def overlap(a, b) -> bool:
 
 class InetSocket(UnixSocket):
     """A TCP or UDP socket of the sandbox's loopback."""
+    inet = True
 
     def __init__(self, kernel, family: int, type_: int, proto: int, flags: int = 0, task=None, lb=None):
         super().__init__(kernel, type_, flags, task)

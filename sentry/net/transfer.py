@@ -14,7 +14,6 @@ import time
 from signal import SIGPIPE
 
 from sentry.errors import Errno
-from sentry.net.inet import InetSocket
 from sentry.net.netlink import NetlinkSocket
 from sentry.net.unix import (CLOSE, ESTABLISHED, RCV_SHUTDOWN, SEND_SHUTDOWN, SOCK_SEQPACKET, SOCK_STREAM,
                              UnixSocket, autobind, drop_file, find_other, hold_file, validate_addr)
@@ -73,20 +72,27 @@ def wait(t, p: Progress, queues) -> Wait:
 
 
 class Collect:
-    """A sink for read(2): the bytes are delivered by syscalls/io.py afterwards."""
-    __slots__ = ("buf",)
+    """A sink for read(2): the bytes are delivered by syscalls/io.py afterwards (the
+    pieces are joined once, at the end)."""
+    __slots__ = ("parts",)
 
     def __init__(self):
-        self.buf = bytearray()
+        self.parts = []
 
     def room(self, n):
         return n
 
     def put(self, data):
-        self.buf += data
+        self.parts.append(data)
 
     def advance(self, n):
         pass
+
+    def bytes(self) -> bytes:
+        parts = self.parts
+        if len(parts) == 1 and parts[0].__class__ is bytes:
+            return parts[0]
+        return b"".join(parts)
 
 
 class IovSink:
@@ -159,13 +165,13 @@ def recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
     after the call, so it may not wait once it has taken some)."""
     if isinstance(sock, NetlinkSocket):
         return sock.recvmsg(t, sink, size, flags)
-    if flags & MSG_ERRQUEUE and isinstance(sock, InetSocket):
+    if flags & MSG_ERRQUEUE and sock.inet:
         raise Errno(E.EAGAIN)  # ip_recv_error: nothing is ever on the error queue
     nonblock = flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK
     peek = bool(flags & MSG_PEEK)
     if sock.type == SOCK_STREAM:
         if sock.state != ESTABLISHED:
-            raise Errno(E.ENOTCONN if isinstance(sock, InetSocket) else E.EINVAL)
+            raise Errno(E.ENOTCONN if sock.inet else E.EINVAL)
         if flags & MSG_OOB:
             raise Errno(E.EINVAL)  # no out-of-band byte is ever pending
         p = progress(t, sock, "recv", sock.rcvtimeo)
@@ -215,10 +221,15 @@ def read(t, sock: UnixSocket, size: int) -> bytes:
     """read(2), readv(2): a receive without flags (a read of 0 bytes is 0 at once)."""
     if size == 0:
         return b""
+    size = min(size, INT_MAX)
+    if sock.queue and sock.type == SOCK_STREAM and sock.state == ESTABLISHED:
+        data = sock.stream_read(size)  # the common case at once, without the sink's round
+        if data is not None:
+            return data
     sink = Collect()
-    _, _, fds, _, _ = recv(t, sock, sink, min(size, INT_MAX), 0, lowat=False)
+    _, _, fds, _, _ = recv(t, sock, sink, size, 0, lowat=False)
     drop_all(fds)
-    return bytes(sink.buf)
+    return sink.bytes()
 
 
 
@@ -228,7 +239,7 @@ def send(t, sock: UnixSocket, get, length: int, flags: int, files=(), cred=None,
     unix_dgram_sendmsg / unix_seqpacket_sendmsg. `files` go as SCM_RIGHTS."""
     if isinstance(sock, NetlinkSocket):
         return sock.sendmsg(t, sock, get, length, flags, dest)  # (passed files are dropped, as netlink's)
-    if isinstance(sock, InetSocket):  # TCP takes the stream path (a destination is ignored), UDP its own
+    if sock.inet:  # TCP takes the stream path (a destination is ignored), UDP its own
         if sock.type != SOCK_STREAM:
             return sock.udp_sendmsg(t, sock, get, length, flags, dest)
         if sock.cork_more(get, length, flags):
@@ -339,7 +350,7 @@ def write(t, sock: UnixSocket, data) -> int:
         if not n:
             return 0
         cred = None
-        if t is not None and (sock.passcred or other.passcred or getattr(other, "orphan", False)):
+        if t is not None and (sock.passcred or other.passcred or other.orphan):
             cred = sender_cred(t)
         done = sock.stream_push(other, lambda off, k: bytes(data[off:off + k]), 0, n, None, cred)
         if done:

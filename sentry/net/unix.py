@@ -106,8 +106,16 @@ def _frags_truesize(n: int, max_order: int = 3) -> int:
 def stream_piece(left: int, sndbuf: int) -> tuple[int, int]:
     """(bytes, truesize) of the next skb of a stream write with `left` bytes to go."""
     size = min(left, (sndbuf >> 1) - 64, STREAM_PIECE)
-    data_len = min(size, _page_align(max(0, size - SKB_MAX_HEAD0)))
-    return size, _head_truesize(size - data_len) + _frags_truesize(data_len)
+    truesize = _PIECE_TRUESIZE.get(size)
+    if truesize is None:
+        data_len = min(size, _page_align(max(0, size - SKB_MAX_HEAD0)))
+        truesize = _head_truesize(size - data_len) + _frags_truesize(data_len)
+        if len(_PIECE_TRUESIZE) < 4096:
+            _PIECE_TRUESIZE[size] = truesize
+    return size, truesize
+
+
+_PIECE_TRUESIZE: dict[int, int] = {}  # a piece's truesize by its size (every write reckons it)
 
 
 def dgram_truesize(n: int) -> int:
@@ -136,12 +144,17 @@ class Skb:
     """One queued message or stream piece. `used` counts what a stream reader has
     consumed; `owner` is the socket charged `truesize`; `fds` the passed files
     (one reference each), `cred` (pid, uid, gid) when credentials travel; `addr`
-    the sender's address; `embryo` the server-side socket of a connection request."""
-    __slots__ = ("data", "used", "fds", "cred", "owner", "truesize", "addr", "embryo")
+    the sender's address; `embryo` the server-side socket of a connection request.
 
-    def __init__(self, data, owner=None, truesize=0, fds=None, cred=None, addr=None, embryo=None):
+    One stream write's consecutive pieces share one Skb (one buffer, no copy per
+    piece): `pieces` then lists each piece's (end offset, truesize) still charged,
+    and each is uncharged when the reader has consumed it, as Linux frees its skb."""
+    __slots__ = ("data", "used", "fds", "cred", "owner", "truesize", "addr", "embryo", "pieces")
+
+    def __init__(self, data, owner=None, truesize=0, fds=None, cred=None, addr=None, embryo=None, pieces=None):
         self.data, self.used, self.fds, self.cred = data, 0, fds, cred
         self.owner, self.truesize, self.addr, self.embryo = owner, truesize, addr, embryo
+        self.pieces = pieces
 
     def __len__(self):
         return len(self.data) - self.used
@@ -221,6 +234,7 @@ def _cred_of(task):
 
 class UnixSocket(File):
     waits_for_room = False  # set per instance for streams: write(2) then goes through pipe_write
+    inet = False  # an AF_INET/AF_INET6 socket (sentry/net/inet.py), where the data path differs
     announces_changes = True  # rq/wq are notified whenever its readiness may have risen (sentry/epoll.py)
 
     def __init__(self, kernel, type_: int, flags: int = 0, task=None):
@@ -299,6 +313,20 @@ class UnixSocket(File):
             fds, skb.fds = skb.fds, None
             for f in fds:
                 drop_file(f)
+
+    def _consumed_pieces(self, skb: Skb) -> None:
+        """A reader consumed part of a multi-piece Skb: the pieces wholly read are
+        uncharged from their sender (its room comes back, as each skb's free)."""
+        pieces, used, freed = skb.pieces, skb.used, 0
+        while pieces and pieces[0][0] <= used:
+            freed += pieces.popleft()[1]
+        owner = skb.owner
+        if freed and owner is not None and skb.truesize:
+            owner.wmem -= freed
+            skb.truesize -= freed
+            if owner.writable_now():
+                owner.events += 1
+                owner.wq.notify()
 
     def enqueue(self, skb: Skb) -> None:
         if skb.owner is not None:
@@ -427,6 +455,8 @@ class UnixSocket(File):
                 if skb.fds:
                     fds, skb.fds = skb.fds, None
                 if len(skb):
+                    if skb.pieces:
+                        self._consumed_pieces(skb)
                     break
                 queue.popleft()
                 self._uncharge(skb)
@@ -481,31 +511,97 @@ class UnixSocket(File):
 
     def stream_push(self, other, get, start: int, length: int, fds=None, cred=None) -> int:
         """Queue pieces of bytes [start, length) (get(offset, n) reads them) while this
-        socket has room; the passed files go with the first piece. Returns bytes queued."""
-        sent = start
-        while sent < length and self.wmem < self.sndbuf:
-            size, truesize = stream_piece(length - sent, self.sndbuf)
+        socket has room; the passed files go with the first piece. Returns bytes queued.
+        The pieces Linux would make are reckoned first, then their bytes read at once and
+        queued as one Skb (the first alone when it carries files: a reader stops there)."""
+        sndbuf, room = self.sndbuf, self.sndbuf - self.wmem
+        sent, charged, pieces = start, 0, []
+        while sent < length and charged < room:
+            size, truesize = stream_piece(length - sent, sndbuf)
+            sent += size
+            charged += truesize
+            pieces.append((sent - start, truesize))
+        if not pieces:
+            return 0
+        try:
+            data = get(start, sent - start)
+        except Errno:
+            return self._push_each(other, get, start, pieces, fds, cred)  # find where the fault lies
+        first = 0
+        if fds and len(pieces) > 1:
+            end, truesize = pieces[0]
+            other.enqueue(Skb(data[:end], self, truesize, fds, cred, self.addr))
+            fds, first, charged = None, end, charged - truesize
+            data = data[end:]
+            pieces = [(e - first, t) for e, t in pieces[1:]]
+        other.enqueue(Skb(data, self, charged, fds, cred, self.addr, None,
+                          deque(pieces) if len(pieces) > 1 else None))
+        return sent - start
+
+    def _push_each(self, other, get, start: int, pieces, fds, cred) -> int:
+        """stream_push piece by piece, when the program's buffer faults part-way: the
+        pieces before the fault go and are the result (EFAULT if none)."""
+        done = 0
+        for end, truesize in pieces:
             try:
-                data = get(sent, size)
+                data = get(start + done, end - done)
             except Errno:
-                if sent > start:
-                    break  # a bad buffer part-way: what went is the result (EFAULT if nothing)
+                if done:
+                    break
                 raise
             other.enqueue(Skb(data, self, truesize, fds, cred, self.addr))
-            fds = None
-            sent += size
-        return sent - start
+            fds, done = None, end
+        return done
+
+    def stream_read(self, size: int):
+        """read(2) of a connected stream with bytes queued: up to size bytes across
+        the queue, taken at once (one whole Skb is handed over as it is, no copy).
+        None when a piece carries files or credentials are asked for (stream_take's
+        rules then); the caller checks the state first."""
+        if self.passcred:
+            return None
+        queue = self.queue
+        take, n = [], 0
+        for skb in queue:
+            if skb.fds:
+                return None
+            k = len(skb.data) - skb.used
+            if k > size - n:
+                k = size - n
+            take.append(k)
+            n += k
+            if n == size:
+                break
+        parts = []
+        for k in take:
+            skb = queue[0]
+            used = skb.used
+            if used == 0 and k == len(skb.data):
+                parts.append(skb.data)
+                queue.popleft()
+                self._uncharge(skb)
+                continue
+            parts.append(skb.data[used:used + k])
+            skb.used = used + k
+            if skb.used == len(skb.data):
+                queue.popleft()
+                self._uncharge(skb)
+            elif skb.pieces:
+                self._consumed_pieces(skb)
+        self.inq -= n
+        if len(parts) == 1:
+            data = parts[0]
+            return data if data.__class__ is bytes else bytes(data)
+        return b"".join(parts)
 
     def dgram_push(self, other, data, fds=None, cred=None) -> None:
         other.enqueue(Skb(data, self, dgram_truesize(len(data)), fds, cred, self.addr))
 
     # --- the read/write/ioctl of an ordinary file descriptor ----------------------------------
     def read(self, size: int) -> bytes:
-        from sentry.net import transfer  # (it builds on this module)
         return transfer.read(self.kernel.current, self, size)
 
     def write(self, data) -> int:
-        from sentry.net import transfer
         return transfer.write(self.kernel.current, self, data)
 
     def unread(self, data: bytes) -> None:
@@ -539,3 +635,6 @@ class UnixSocket(File):
         if self.interface_ioctl(task, request, arg):
             return 0
         raise Errno(E.ENOTTY)
+
+
+from sentry.net import transfer  # noqa: E402 (the data path builds on this module: imported once it is whole)

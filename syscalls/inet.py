@@ -137,6 +137,7 @@ def bind(t, sock: InetSocket, raw) -> int:
         raise Errno(E.EACCES)  # net.ipv4.ip_unprivileged_port_start
     sock.lb.bind(sock, addr, port)
     sock.port_locked = port != 0
+    sock.addr_locked = not is_any(addr)  # (SOCK_BINDADDR_LOCK)
     return 0
 
 
@@ -149,6 +150,7 @@ def listen(t, sock: InetSocket, backlog: int) -> int:
         sock.autobind()
         if sock.lb.conflict(sock, sock.local[1], timewait=False):
             raise Errno(E.EADDRINUSE)
+        hostnet.listen(sock)  # --net host: a wildcard listener is the host's too
         sock.shutdown = 0
     sock.backlog = backlog
     sock.state = LISTEN
@@ -173,6 +175,9 @@ def _disconnect(sock: InetSocket) -> int:
         sock.cork = None
         if sock.state != CLOSE:
             sock.release_port()
+    elif sock.local is not None and not getattr(sock, "addr_locked", False):
+        sock.local = (ANY4 if sock.family == AF_INET else ANY6, sock.local[1])  # inet_reset_saddr
+        hostnet.disconnect(sock)
     sock.remote = None
     sock.state = CLOSE
     sock.connecting = False

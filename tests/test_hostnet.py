@@ -190,7 +190,7 @@ def test_net_host_reaches_host_servers(platform):
 
 SERVE_ONE = r'''
 import socket, sys
-s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+s = socket.create_server((sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", int(sys.argv[1])))
 print("listening", flush=True)
 c, peer = s.accept()
 print("peer is the loopback:", peer[0] == "127.0.0.1", flush=True)
@@ -327,6 +327,34 @@ def test_publish_flow_control(platform):
     finally:
         _end(proc)
     assert port_is_free(host_port)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_net_host_wildcard_listener(platform):
+    """--net host: a server on 0.0.0.0 is listened for on the host too (as sharing the
+    host's network would); one on 127.0.0.1 stays the sandbox's own; the host port is
+    free again after."""
+    harness.require_program(PYTHON)
+    private, public = free_port(), free_port()
+    script = SERVE_ONE.replace('print("listening", flush=True)', f'''
+p = socket.create_server(("127.0.0.1", {private}))
+socket.create_connection(("127.0.0.1", {private}), timeout=5).close()
+print("own 127.0.0.1 listener reached inside")
+print("listening", flush=True)''')
+    proc = _sentry(platform, ["--net", "host", "--timeout", str(TIMEOUT)], [PYTHON, "-c", script, str(public), "0.0.0.0"])
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines == [b"own 127.0.0.1 listener reached inside\n", b"listening\n"], (lines, proc.stderr.peek())
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", private), timeout=5)
+        c, got = _connect_retrying(public, time.monotonic() + 60)
+        c.close()
+        assert got == b"HELLO\n"
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        _end(proc)
+    assert out == b"peer is the loopback: True\n", (out, err)
+    assert port_is_free(public) and port_is_free(private)
 
 
 UDP_ECHO = r'''

@@ -463,11 +463,33 @@ def udp_connect(sock: InetSocket, dest: bytes, port: int) -> int:
     return 0
 
 
+def disconnect(sock: InetSocket) -> None:
+    """connect(AF_UNSPEC) of a UDP socket: its host socket goes (the next send makes another,
+    on the same port if the host has it free)."""
+    hd = getattr(sock, "host_dgram", None)
+    if hd is not None:
+        hd.close()
+
+
 def udp_send(sock: InetSocket, data: bytes, dest: bytes, port: int) -> None:
     if is_any(dest):
         dest = LOOP4 if is_v4(dest) else LOOP6
     _datagram(sock).send(data, dest, port)
 
+
+
+def listen(sock: InetSocket) -> None:
+    """listen(2) on the wildcard address under --net host: the host's port too (EADDRINUSE
+    if the host has it), joined to this listener (sentry/net/publish.py's HostListener)."""
+    net = of(sock)
+    held = getattr(sock, "host_listener", None)
+    if net is None or not is_any(sock.local[0]) or (held is not None and not held.closed):
+        return
+    from sentry.net.publish import HostListener
+    try:
+        sock.host_listener = HostListener(net, sock)
+    except OSError as e:
+        raise Errno(_errno(e)) from None
 
 
 def attach(kernel, host: bool, publish=()) -> HostNet:

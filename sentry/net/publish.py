@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from sentry.errors import Errno
 from sentry.net.hostnet import R, Relay, _Collect, sockaddr_of
-from sentry.net.inet import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, LOOP4, LOOP6, InetSocket
-from sentry.net.unix import SOCK_DGRAM, SOCK_STREAM
+from sentry.net.inet import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, LOOP4, LOOP6, SYN_SENT, InetSocket
+from sentry.net.unix import LISTEN, SOCK_DGRAM, SOCK_STREAM
 
 UDP_IDLE = 180.0
 UDP_SESSIONS = 256
@@ -78,10 +78,12 @@ def parse(spec) -> Publish:
     return Publish(host_ip, _port(parts[0], spec, "host", zero=True), _port(parts[1], spec, "guest"), proto)
 
 
-def _listen_socket(p: Publish, kind: int) -> socket.socket:
+def _listen_socket(p: Publish, kind: int, v6only: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in p.host_ip else socket.AF_INET
     s = socket.socket(family, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
     try:
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
         if kind == socket.SOCK_STREAM:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((p.host_ip, p.host_port))
@@ -94,9 +96,11 @@ def _listen_socket(p: Publish, kind: int) -> socket.socket:
 
 
 class PublishedTcp:
+    v6only = False
+
     def __init__(self, net, p: Publish):
         self.net, self.p = net, p
-        self.sock = _listen_socket(p, socket.SOCK_STREAM)
+        self.sock = _listen_socket(p, socket.SOCK_STREAM, self.v6only)
         self.address = self.sock.getsockname()  # (the port HOST_PORT 0 took)
         self.fd = self.sock.fileno()
         self.closed = False
@@ -139,6 +143,53 @@ class PublishedTcp:
             self.net.kernel.watch_fd(self.fd, 0, None)
             self.sock.close()
             self.net.endpoints.discard(self)
+
+
+class HostListener(PublishedTcp):
+    """--net host: a sandbox TCP socket listening on the wildcard address (0.0.0.0, ::) is
+    listened for on the host too, at the same address and port, and what arrives there
+    joins that very listener; it ends with the listener (sentry/net/hostnet.py's rule)."""
+
+    def __init__(self, net, sock: InetSocket):
+        self.target = sock
+        v6 = sock.family == AF_INET6
+        p = Publish("::" if v6 else "0.0.0.0", sock.local[1], sock.local[1], "tcp")
+        if v6 and sock.v6only:
+            self.v6only = True
+        super().__init__(net, p)
+        self.scheduled = False
+        sock.rq.watch(self)
+
+    def changed(self) -> bool:
+        if not self.scheduled and not self.closed:
+            self.scheduled = True
+            self.net.soon(self._check)
+        return False
+
+    def _check(self) -> None:
+        self.scheduled = False
+        if self.target.dead or self.target.state != LISTEN:
+            self.close()
+
+    def _join(self):
+        sock = self.target
+        if sock.dead or sock.state != LISTEN or sock.shutdown & 1:
+            return None
+        dest, family = (LOOP4, AF_INET) if sock.accepts(LOOP4) else (LOOP6, AF_INET6)
+        end = InetSocket(self.net.kernel, family, SOCK_STREAM, IPPROTO_TCP, 0, None, sock.lb)
+        end.autobind()
+        end.set_local_addr(dest)
+        end.remote, end.shutdown = (dest, sock.local[1]), 0
+        if sock.recvq_full():
+            end.state = SYN_SENT
+            sock.syn_queue.append(end)
+        else:
+            end.establish(sock)
+        return end
+
+    def close(self) -> None:
+        self.target.rq.unwatch(self)
+        super().close()
 
 
 class _Session:

@@ -8,9 +8,12 @@ The rule (documented in docs/architecture.md, "Sockets"):
   when it is a loopback address and port where no sandbox socket takes it (no
   listener, no bound UDP socket): the sandbox's own servers come first, then the
   host's loopback, which --net host reaches as the host does.
-- Listening stays in the sandbox's loopback: the host reaches a sandbox server
-  only through --publish (what a user grants is named; nothing listens on the
-  host by accident), and bind takes the loopback's addresses only.
+- A TCP listener on the wildcard address (0.0.0.0, ::) is listened for on the
+  host too, at the same address and port (sentry/net/publish.py's
+  HostListener; listen fails EADDRINUSE if the host has the port), as sharing
+  the host's network would; one on a loopback address stays the sandbox's own
+  (reached from the host only through --publish). bind takes the loopback's
+  addresses and the wildcard only.
 - A new network namespace made inside the sandbox (unshare(CLONE_NEWNET)) has
   its own empty loopback and never the host.
 

@@ -120,6 +120,8 @@ def send(t, sock: NetlinkSocket, get, length: int, flags: int, dest) -> int:
     else:
         pid, group = sock.dst
     autobind(t, sock)
+    if not length:
+        raise Errno(E.ENODATA)  # an empty message is refused, to the kernel or a port
     if length > sock.sndbuf - 32:
         raise Errno(E.EMSGSIZE)
     sock.unicast(t, get(0, length), pid, group, bool(flags & MSG_DONTWAIT or sock.flags & O_NONBLOCK))

@@ -331,6 +331,14 @@ CASES = [
                  b"server read 4194304 bytes, intact yes; client saw the sum echoed: yes\n",
                  b"8000-byte datagrams kept with SO_RCVBUF 2304: 1\n", b"send again: -1 ECONNREFUSED\n",
                  b"mapped accepted peer: family AF_INET6 len 28 addr ::ffff:127.0.0.1\n", b"done\n")),
+    # AF_NETLINK in a new user and network namespace of its own (unshare), natively too
+    Case("netlink", timeout=120,
+         expect=(b"a's port is the process id: yes\n", b"if_nameindex: 1 lo\n",
+                 b"  error: EOPNOTSUPP, request echoed: type 2047 len 32 seq yes\n",
+                 b"    extended ack: Filter by device index not supported for link dumps\n",
+                 b"getifaddrs: lo flags 0x10049 family 2 127.0.0.1 netmask 255.0.0.0\n",
+                 b"    RTA_DST: 127.255.255.255\n", b"cookie after a message: 32 bytes, the first 31 the same: yes, "
+                 b"last byte 1\n", b"the notification thread ran with the value: 42\n", b"done\n")),
     Case("threads", id="create", args=("create",),
          expect=(b"64 threads alive at once, joined: results sum 85344\n", b"getpid the same in every thread: yes\n",
                  b"gettid differs from getpid in every thread: yes\n", b"tids distinct: yes\n",

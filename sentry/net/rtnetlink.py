@@ -170,18 +170,24 @@ def _route4(dst: bytes, dst_len: int, scope: int, type_: int) -> bytes:
 
 
 def route_payloads(lb, family: int, table: int):
-    """The routes of lo (the local table's), those of `table` only when it is not 0."""
-    if not lb.up or table not in (0, RT_TABLE_LOCAL):
-        return []
+    """The routes of lo (the local table's; the main table is empty), those of `table`
+    only when it is not 0. IPv4's tables exist once a route is in them (the local one
+    once lo has been up: here, while it is up), IPv6's main and local ones always."""
     out = []
     if family in (AF_UNSPEC, AF_INET):
-        out += [_route4(bytes((127, 0, 0, 0)), 8, RT_SCOPE_HOST, RTN_LOCAL),
-                _route4(LO4, 32, RT_SCOPE_HOST, RTN_LOCAL),
-                _route4(bytes((127, 255, 255, 255)), 32, RT_SCOPE_LINK, RTN_BROADCAST)]
+        if table and family == AF_INET and not (table == RT_TABLE_LOCAL and lb.up):
+            raise NlError(E.ENOENT, "ipv4: FIB table does not exist")
+        if lb.up and table in (0, RT_TABLE_LOCAL):
+            out += [_route4(bytes((127, 0, 0, 0)), 8, RT_SCOPE_HOST, RTN_LOCAL),
+                    _route4(LO4, 32, RT_SCOPE_HOST, RTN_LOCAL),
+                    _route4(bytes((127, 255, 255, 255)), 32, RT_SCOPE_LINK, RTN_BROADCAST)]
     if family in (AF_UNSPEC, AF_INET6):
-        out.append(RTMSG.pack(AF_INET6, 128, 0, 0, RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, RTN_LOCAL, 0)
-                   + u32(RTA_TABLE, RT_TABLE_LOCAL) + attr(RTA_DST, LO6) + u32(RTA_PRIORITY, 0)
-                   + u32(RTA_OIF, LO_INDEX) + attr(RTA_CACHEINFO, bytes(32)) + u8(RTA_PREF, 0))
+        if table and family == AF_INET6 and table not in (RT_TABLE_MAIN, RT_TABLE_LOCAL):
+            raise NlError(E.ENOENT, "ipv6: FIB table does not exist")
+        if lb.up and table in (0, RT_TABLE_LOCAL):
+            out.append(RTMSG.pack(AF_INET6, 128, 0, 0, RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, RTN_LOCAL, 0)
+                       + u32(RTA_TABLE, RT_TABLE_LOCAL) + attr(RTA_DST, LO6) + u32(RTA_PRIORITY, 0)
+                       + u32(RTA_OIF, LO_INDEX) + attr(RTA_CACHEINFO, bytes(32)) + u8(RTA_PREF, 0))
     return out
 
 
@@ -198,11 +204,19 @@ class Request:
         return nlmsg(type_, flags, self.seq, self.sock.portid, payload)
 
     def dump(self, type_: int, payloads, filtered: bool = False) -> None:
-        if self.sock.dump:
-            raise NlError(E.EBUSY)  # one dump at a time per socket (netlink_dump_start)
         flags = NLM_F_MULTI | (NLM_F_DUMP_FILTERED if filtered else 0)
         self.sock.start_dump([self.reply(type_, p, flags) for p in payloads],
                              self.reply(NLMSG_DONE, struct.pack("<i", 0), flags))
+
+    def dump_error(self, e: "NlError", filtered: bool) -> None:
+        """A dump that fails on its first pass ends at once: NLMSG_DONE carries the error
+        (and the extended ack's message), as netlink_dump_done."""
+        flags = NLM_F_MULTI | (NLM_F_DUMP_FILTERED if filtered else 0)
+        body = struct.pack("<i", -e.errno)
+        if e.msg and NETLINK_EXT_ACK in self.sock.nl_flags:
+            flags |= NLM_F_ACK_TLVS
+            body += attr(NLMSGERR_ATTR_MSG, e.msg.encode() + b"\0")
+        self.sock.start_dump([], self.reply(NLMSG_DONE, body, flags))
 
 
 def _header(req: Request, size: int, what: str):
@@ -213,13 +227,17 @@ def _header(req: Request, size: int, what: str):
 
 def _get_link(req: Request, dump: bool) -> None:
     if dump:
-        if req.strict:
-            head, _ = _header(req, IFINFOMSG.size, "link dump")
-            _, type_, index, flags, change = IFINFOMSG.unpack(head)
-            if head[1] or type_ or flags or change:
-                raise NlError(E.EINVAL, "Invalid values in header for link dump request")
-            if index:
-                raise NlError(E.EINVAL, "Filter by device index not supported for link dumps")
+        try:
+            if req.strict:
+                head, _ = _header(req, IFINFOMSG.size, "link dump")
+                _, type_, index, flags, change = IFINFOMSG.unpack(head)
+                if head[1] or type_ or flags or change:
+                    raise NlError(E.EINVAL, "Invalid values in header for link dump request")
+                if index:
+                    raise NlError(E.EINVAL, "Filter by device index not supported for link dumps")
+        except NlError as e:
+            req.dump_error(e, False)
+            return
         req.dump(RTM_NEWLINK, [link_payload(req.lb)])
         return
     _find_link(req)
@@ -276,14 +294,18 @@ def _get_addr(req: Request, dump: bool) -> None:
     family = req.payload[0]
     filtered = False
     if req.strict:
-        head, attrs = _header(req, IFADDRMSG.size, "address dump request")
-        _, prefixlen, flags, scope, index = IFADDRMSG.unpack(head)
-        if prefixlen or flags or scope:
-            raise NlError(E.EINVAL, "Invalid values in header for address dump request")
-        if index:
-            if index != LO_INDEX:
-                raise NlError(E.ENODEV)
-            filtered = True
+        try:
+            head, attrs = _header(req, IFADDRMSG.size, "address dump request")
+            _, prefixlen, flags, scope, index = IFADDRMSG.unpack(head)
+            if prefixlen or flags or scope:
+                raise NlError(E.EINVAL, "Invalid values in header for address dump request")
+            if index:
+                filtered = True
+                if index != LO_INDEX:
+                    raise NlError(E.ENODEV)
+        except NlError as e:
+            req.dump_error(e, filtered)
+            return
     if family not in (AF_INET, AF_INET6):
         family = AF_UNSPEC  # rtnl_dump_all: every family's
     req.dump(RTM_NEWADDR, addr_payloads(req.sock, req.lb, family), filtered)
@@ -294,6 +316,20 @@ def _get_route(req: Request, dump: bool) -> None:
     if not dump:
         _route_get(req, family)
         return
+    table, filtered = 0, False
+    try:
+        table, filtered = _route_filter(req, family)
+        if family not in (AF_INET, AF_INET6):
+            family = AF_UNSPEC
+        payloads = route_payloads(req.lb, family, table)
+    except NlError as e:
+        req.dump_error(e, filtered)
+        return
+    req.dump(RTM_NEWROUTE, payloads, filtered)
+
+
+def _route_filter(req: Request, family: int):
+    """ip_valid_fib_dump_req (strict checking): (table, filtered)."""
     table, filtered = 0, False
     if req.strict and family in (AF_INET, AF_INET6):
         head, attrs = _header(req, RTMSG.size, "FIB dump request")
@@ -313,9 +349,7 @@ def _get_route(req: Request, dump: bool) -> None:
                 raise NlError(E.EINVAL, "Unsupported attribute in dump request")
         if rtm_table:
             table, filtered = rtm_table, True
-    elif family not in (AF_INET, AF_INET6):
-        family = AF_UNSPEC
-    req.dump(RTM_NEWROUTE, route_payloads(req.lb, family, table), filtered)
+    return table, filtered
 
 
 def _route_get(req: Request, family: int) -> None:
@@ -373,6 +407,8 @@ def handle(req: Request) -> bool:
         if not ns_capable(req.task, req.lb.owner, CAP_NET_ADMIN):
             raise NlError(E.EPERM)
     dump = kind == 2 and bool(req.flags & (NLM_F_ROOT | NLM_F_MATCH))
+    if dump and req.sock.dump:
+        raise NlError(E.EBUSY)  # one dump at a time per socket (netlink_dump_start)
     if type_ == RTM_GETLINK:
         _get_link(req, dump)
     elif type_ == RTM_GETADDR:

@@ -169,6 +169,16 @@ SLICE_INSNS = 500_000
 _UNBOUNDED = 1 << 62  # a count no run reaches
 
 
+def _no_huge_code_pages() -> None:
+    """Each process's emulator madvises its translation buffer for transparent huge pages,
+    so its first translated block costs a 2 MiB page: 2.8 MB of the sentry per guest
+    process (a fork bomb of 512: 1.5 GB), 0.8 MB without. The sentry asks the host for no
+    huge pages in its own memory (PR_SET_THP_DISABLE: this process and what it starts;
+    only madvised areas had them)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
+
+
 class UnicornPlatform:
     """Tasks take turns on the emulator: the loop runs one ready CPU at a time,
     for a time slice when anything else needs the loop."""
@@ -178,6 +188,7 @@ class UnicornPlatform:
         if arch not in _ARCHS:
             raise SentryError(f"the unicorn platform runs x86_64 and aarch64 programs, not {arch}", 126)
         self.arch = arch
+        _no_huge_code_pages()
         self.ready = deque()  # CPUs resumed and waiting for their turn
         self.running_cpu = None  # the CPU in emu_start now, for wake()
         self.wakeable = False    # wake() may come (from another thread): every run can be stopped exactly
@@ -270,6 +281,11 @@ class UnicornPlatform:
 _WINDOW_SHIFT = 30 if sys.maxsize > 1 << 32 else 24
 _WINDOW = 1 << _WINDOW_SHIFT       # guest memory is backed window by window (1 GiB of host address space each)
 LAZY_MIN = 64 << 20                # PROT_NONE mappings this large are kept out of unicorn until used
+# Accessible guest memory one process may have in unicorn (host address space committed to
+# it): beyond, mmap, mprotect, mremap and brk fail with ENOMEM. Unicorn's unmap costs ~50 ms
+# per GiB (a TLB flush per page) and its region list grows with every GiB, so a 16 TiB
+# read-only mapping, which Linux grants, ran for many minutes with no way to stop it.
+MAX_COMMITTED = 16 << 30
 _MERGE_SMALL = 1 << 20             # adjacent regions whose union is at most this are always merged,
 _MERGE_MAX = 32 << 20              # larger ones if within a factor of two, up to this
 
@@ -443,6 +459,7 @@ class UnicornSpace:
         # accessible: thousands of 1 GiB regions cost unicorn quadratic time (a 4 TiB
         # reservation took minutes). Faults there are still told apart by the MemoryManager.
         self._lazy = []            # sorted, disjoint [start, end) of such reservations
+        self.committed = 0         # bytes of host pages behind unicorn's regions (MAX_COMMITTED)
 
     # --- residency (mlock, mincore, /proc/PID/smaps) --------------------------------------------
     def populate(self, start: int, length: int, write: bool) -> None:
@@ -466,8 +483,17 @@ class UnicornSpace:
     def _host_of(self, addr: int) -> int:
         return self._windows[addr >> _WINDOW_SHIFT][0] + (addr & (_WINDOW - 1))
 
-    def _commit(self, start: int, end: int) -> None:
+    def _may_commit(self, length: int) -> None:
+        """ENOMEM if length more bytes of accessible memory would pass MAX_COMMITTED
+        (checked before anything changes; what the call replaces still counts)."""
+        if self.committed + length > MAX_COMMITTED:
+            raise Errno(errno.ENOMEM)
+
+    def _commit(self, start: int, end: int, check: bool = True) -> None:
         """Fresh zero host pages behind [start, end), which is not mapped."""
+        if check:
+            self._may_commit(end - start)
+        self.committed += end - start
         for lo, hi in _chunks(start, end):
             w = self._windows.get(lo >> _WINDOW_SHIFT)
             if w is None:
@@ -477,6 +503,7 @@ class UnicornSpace:
 
     def _decommit(self, start: int, end: int) -> None:
         """Give back the host pages behind [start, end), which was mapped."""
+        self.committed -= end - start
         for lo, hi in _chunks(start, end):
             n = lo >> _WINDOW_SHIFT
             w = self._windows[n]
@@ -718,9 +745,13 @@ class UnicornSpace:
         if end > 1 << 64:
             raise Errno(errno.ENOMEM)
         perms = _UC_PROT[prot & 7]
+        lazy = perms == UC.UC_PROT_NONE and _shared is None and lazy_ok and length >= LAZY_MIN
+        if not lazy and length > MAX_COMMITTED - self.committed:
+            covered = sum(min(r[1], end) - max(r[0], start) for r in self._regions if r[0] < end and start < r[1])
+            self._may_commit(length - covered)
         self._unmap(start, end)
         self._lazy_cut(start, end)
-        if perms == UC.UC_PROT_NONE and _shared is None and lazy_ok and length >= LAZY_MIN:
+        if lazy:
             self._lazy_add(start, end)
             return
         self._commit(start, end)
@@ -789,6 +820,8 @@ class UnicornSpace:
             raise Errno(errno.EINVAL)
         if new + new_len > 1 << 64:
             raise Errno(errno.ENOMEM)
+        if new_len > old_len:
+            self._may_commit(new_len - old_len)  # the move itself holds both for a moment
         if self._lazy:
             self._materialize(old, old + old_len, UC.UC_PROT_NONE)
             self._lazy_cut(new, new + new_len)
@@ -809,13 +842,13 @@ class UnicornSpace:
             saved = [(lo, ctypes.string_at(self._host_of(lo), hi - lo)) for lo, hi, _ in kept]
             self._unmap(old, old + old_len)
             self._unmap(new, new + new_len)
-            self._commit(new, new + new_len)
+            self._commit(new, new + new_len, check=False)
             for lo, data in saved:
                 for dlo, dhi in _chunks(lo + delta, lo + delta + len(data)):
                     ctypes.memmove(self._host_of(dlo), data[dlo - lo - delta:dhi - lo - delta], dhi - dlo)
         else:
             self._unmap(new, new + new_len)
-            self._commit(new, new + new_len)
+            self._commit(new, new + new_len, check=False)
             for lo, hi, _ in kept:
                 for dlo, dhi in _chunks(lo + delta, hi + delta):
                     host.move(self._host_of(dlo - delta), self._host_of(dlo), dhi - dlo)

@@ -25,6 +25,7 @@ import struct
 import time
 
 from sentry.errors import Errno
+from sentry.namespaces import ns_capable, uid_seen
 from sentry.net.netlink import (NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE,
                                 NLMSG_ERROR, NLMSG_HDR, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK,
                                 align, nlmsg)
@@ -58,6 +59,8 @@ RTMSG = struct.Struct("<BBBBBBBBI")   # family, dst_len, src_len, tos, table, pr
  IFLA_TAILROOM) = (1, 2, 3, 4, 6, 7, 13, 14, 16, 17, 18, 23, 27, 29, 30, 31, 32, 33, 35, 39, 40, 41, 43, 47, 48,
                    50, 51, 58, 59, 60, 61, 63, 64, 66, 67, 68, 69)
 IFLA_XDP_ATTACHED = 2
+IFLA_AF_SPEC, IFLA_INET6_FLAGS, IFLA_INET6_ADDR_GEN_MODE = 26, 1, 8
+IF_READY, IN6_ADDR_GEN_MODE_EUI64 = 0x80000000, 0
 # the attributes a change may carry and still be one the sandbox can make
 IFLA_HARMLESS = (IFLA_IFNAME, IFLA_EXT_MASK, IFLA_MTU, IFLA_GROUP)
 # IFA_*
@@ -66,7 +69,9 @@ IFA_F_PERMANENT = 0x80
 IFAPROT_KERNEL_LO = 1
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
 # RTA_*
-RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_PREFSRC, RTA_CACHEINFO, RTA_TABLE, RTA_PREF = 1, 4, 6, 7, 12, 15, 20
+RTA_DST, RTA_SRC, RTA_OIF, RTA_PRIORITY, RTA_PREFSRC, RTA_CACHEINFO, RTA_TABLE, RTA_PREF, RTA_UID = (
+    1, 2, 4, 6, 7, 12, 15, 20, 25)
+RTCF_LOCAL = 0x80000000
 RT_TABLE_MAIN, RT_TABLE_LOCAL = 254, 255
 RTPROT_KERNEL = 2
 RTN_LOCAL, RTN_BROADCAST = 2, 3
@@ -137,6 +142,8 @@ def link_payload(lb) -> bytes:
             + attr(IFLA_ADDRESS, bytes(6)) + attr(IFLA_BROADCAST, bytes(6))
             + attr(IFLA_STATS64, bytes(8 * 25)) + attr(IFLA_STATS, bytes(4 * 24))
             + attr(IFLA_XDP, u8(IFLA_XDP_ATTACHED, 0)) + attr(IFLA_QDISC, b"noqueue\0" if up else b"noop\0")
+            + attr(IFLA_AF_SPEC, attr(AF_INET6, u32(IFLA_INET6_FLAGS, IF_READY if up else 0)
+                                      + u8(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_EUI64)))
             + attr(IFLA_MAP, bytes(32)))
 
 
@@ -367,15 +374,17 @@ def _route_get(req: Request, family: int) -> None:
         raise NlError(E.EINVAL)
     if not local or not req.lb.up:
         raise NlError(E.ENETUNREACH)
-    if family == AF_INET:
-        payload = (RTMSG.pack(AF_INET, 32, 0, 0, RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_HOST, RTN_LOCAL,
-                              RTM_F_CLONED)
-                   + u32(RTA_TABLE, RT_TABLE_LOCAL) + attr(RTA_DST, dst) + u32(RTA_OIF, LO_INDEX)
-                   + attr(RTA_PREFSRC, LO4) + attr(RTA_CACHEINFO, bytes(32)))
+    cacheinfo = attr(RTA_CACHEINFO, struct.pack("<I", 2) + bytes(28))  # rta_clntref 2, no expiry, no use
+    if family == AF_INET:  # the route cache's answer: table main, RTCF_LOCAL, the caller's uid
+        payload = (RTMSG.pack(AF_INET, 32, 0, 0, RT_TABLE_MAIN, 0, RT_SCOPE_UNIVERSE, RTN_LOCAL,
+                              RTCF_LOCAL | RTM_F_CLONED)
+                   + u32(RTA_TABLE, RT_TABLE_MAIN) + attr(RTA_DST, dst) + u32(RTA_OIF, LO_INDEX)
+                   + attr(RTA_PREFSRC, LO4) + u32(RTA_UID, uid_seen(req.task, req.task.uid)) + cacheinfo)
     else:
-        payload = (RTMSG.pack(AF_INET6, 128, 0, 0, RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, RTN_LOCAL, 0)
-                   + u32(RTA_TABLE, RT_TABLE_LOCAL) + attr(RTA_DST, dst) + u32(RTA_PRIORITY, 0)
-                   + attr(7, LO6) + u32(RTA_OIF, LO_INDEX) + attr(RTA_CACHEINFO, bytes(32)) + u8(RTA_PREF, 0))
+        payload = (RTMSG.pack(AF_INET6, 128, 128, 0, RT_TABLE_LOCAL, RTPROT_KERNEL, RT_SCOPE_UNIVERSE, RTN_LOCAL, 0)
+                   + u32(RTA_TABLE, RT_TABLE_LOCAL) + attr(RTA_DST, dst) + attr(RTA_SRC, bytes(16))
+                   + attr(RTA_PREFSRC, LO6) + u32(RTA_PRIORITY, 0) + u32(RTA_OIF, LO_INDEX) + cacheinfo
+                   + u8(RTA_PREF, 0))
     req.sock.deliver(req.reply(RTM_NEWROUTE, payload))
 
 
@@ -403,7 +412,6 @@ def handle(req: Request) -> bool:
         return False  # rtnetlink takes a message without even a family as done
     kind = (type_ - RTM_NEWLINK) & 3
     if kind != 2:
-        from sentry.namespaces import ns_capable
         if not ns_capable(req.task, req.lb.owner, CAP_NET_ADMIN):
             raise NlError(E.EPERM)
     dump = kind == 2 and bool(req.flags & (NLM_F_ROOT | NLM_F_MATCH))

@@ -1,0 +1,101 @@
+"""AF_NETLINK under real programs nobody here wrote, compared with a native run in a
+fresh network namespace (`unshare -rn`: only a new lo, down at first, so the host's
+interfaces never show): iproute2's `ip addr`, `ip link`, `ip route` (and `ip -d
+link`, `ip -6 route`, `ip route show table all`, `ip route get`, `ip neigh`)
+before and after `ip link set lo up`, and `ip link set lo mtu`; python3's
+socket.if_nameindex() and if_nametoindex(). Inside the sandbox the same commands
+run under its own `unshare -rn`; the sandbox's first namespace (lo up) is checked
+against the namespace natively brought up.
+
+Sandbox only (the host kernel has them): the netlink protocols the sandbox does not
+have answer EPROTONOSUPPORT, as a kernel built without them.
+
+The calls one by one are fixtures/netlink.c (tests/test_fixtures.py).
+"""
+from __future__ import annotations
+
+import pytest
+
+import harness
+from harness import PLATFORMS
+
+IP = "/usr/sbin/ip"
+UNSHARE = "/usr/bin/unshare"
+SH = "/bin/sh"
+PYTHON = "/usr/bin/python3"
+TIMEOUT = 120
+
+IP_FRESH = ("ip addr; ip link; ip route show table all; ip link set lo up; ip addr; ip -d link; ip route; "
+            "ip -6 route; ip route show table all; ip route get 127.0.0.1; ip route get ::1; "
+            "ip route get 192.0.2.1; ip neigh; ip link set lo mtu 1500; ip link show lo; "
+            "ip link add sentry0 type sentry-nonesuch; ip link del lo; echo end")
+IP_UP = "ip addr; ip link; ip route show table all; ip -6 route; ip -4 route; echo end"
+
+PY_NAMES = r'''
+import socket
+print(socket.if_nameindex())
+print(socket.if_nametoindex("lo"), socket.if_indextoname(1))
+try:
+    socket.if_nametoindex("eth0")
+except OSError as e:
+    print("eth0:", type(e).__name__)
+'''
+
+
+def _compare(platform: str, native_argv, sandbox_argv, label: str) -> None:
+    native = harness.run_native(native_argv[0], native_argv[1:], timeout=TIMEOUT)
+    sandbox = harness.run_sandbox(platform, sandbox_argv[0], sandbox_argv[1:], timeout=TIMEOUT)
+    harness.compare(native, sandbox, label=label)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_ip_in_a_new_namespace(platform):
+    """iproute2 in a fresh namespace: lo down, then up, its routes, route lookups, the
+    MTU, and what the sandbox's network cannot make (a link kind, deleting lo)."""
+    harness.require_program(IP)
+    harness.require_program(UNSHARE)
+    argv = [UNSHARE, "-rn", SH, "-c", IP_FRESH]
+    _compare(platform, argv, argv, "ip in a new namespace")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_ip_in_the_sandbox_namespace(platform):
+    """The sandbox's own namespace starts with lo up: as a native namespace brought up."""
+    harness.require_program(IP)
+    harness.require_program(UNSHARE)
+    _compare(platform, [UNSHARE, "-rn", SH, "-c", "ip link set lo up; " + IP_UP], [SH, "-c", IP_UP],
+             "ip in the sandbox's namespace")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_python_if_nameindex(platform):
+    harness.require_program(PYTHON)
+    harness.require_program(UNSHARE)
+    _compare(platform, [UNSHARE, "-rn", PYTHON, "-c", PY_NAMES], [PYTHON, "-c", PY_NAMES], "if_nameindex")
+
+
+PY_PROTOCOLS = r'''
+import errno, socket
+for proto in (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 31):
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto).close()
+        print(proto, "made")
+    except OSError as e:
+        print(proto, errno.errorcode[e.errno])
+for proto in (0, 2):
+    socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, proto).close()
+    print(proto, "made")
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_other_protocols_absent(platform):
+    """Every netlink protocol but NETLINK_ROUTE and NETLINK_USERSOCK is EPROTONOSUPPORT
+    (the host's kernel has several of them: no native oracle)."""
+    harness.require_program(PYTHON)
+    run = harness.run_sandbox(platform, PYTHON, ["-c", PY_PROTOCOLS], timeout=TIMEOUT)
+    harness.check_sentry_sane(run)
+    lines = run.stdout.decode().split("\n")
+    assert run.status == 0, run.stderr_text()
+    assert all(line.endswith("EPROTONOSUPPORT") for line in lines[:23]), run.stdout.decode()
+    assert lines[23:25] == ["0 made", "2 made"], run.stdout.decode()

@@ -8,7 +8,8 @@ kernel side at all). Each network namespace has a port table per protocol
 (`ports()`): bind names a port id, or takes one automatically (the process's id,
 then a random negative one, netlink_autobind). Receiving is charged to the
 receiver (`rmem`): a kernel reply to a socket over SO_RCVBUF is dropped and the
-socket hears ENOBUFS, as netlink_overrun. A dump (NLM_F_DUMP) is a list of
+socket hears ENOBUFS once and takes nothing more until its queue is read empty,
+as netlink_overrun. A dump (NLM_F_DUMP) is a list of
 messages handed over in skbs of a few KiB, the next one made when the reader
 takes one and its queue is under half its buffer, then NLMSG_DONE in an skb of
 its own, as netlink_dump does.
@@ -128,6 +129,7 @@ class NetlinkSocket(UnixSocket):
         self.rmem = 0                  # truesize of what is queued here
         self.dump = deque()            # the rest of a running dump: skb payloads
         self.max_recvmsg_len = 0
+        self.congested = False         # NETLINK_S_CONGESTED: overrun, until the queue empties
 
     @property
     def ngroups(self) -> int:
@@ -140,8 +142,9 @@ class NetlinkSocket(UnixSocket):
         sender is told (False) and waits or gets EAGAIN."""
         if self.dead:
             return kernel
-        if self.rmem > self.rcvbuf:
-            if kernel and NETLINK_NO_ENOBUFS not in self.nl_flags:
+        if self.rmem > self.rcvbuf or self.congested:
+            if kernel and NETLINK_NO_ENOBUFS not in self.nl_flags and not self.congested:
+                self.congested = True  # netlink_overrun: told once, then dropped until the queue is read empty
                 self.set_err(E.ENOBUFS)
             return False
         truesize = dgram_truesize(len(data))
@@ -176,6 +179,8 @@ class NetlinkSocket(UnixSocket):
         if size > self.max_recvmsg_len:
             self.max_recvmsg_len = min(size, MAX_RECVMSG_LEN)
         got = self.dgram_take(size, peek, sink)
+        if not self.queue:
+            self.congested = False  # netlink_rcv_wake
         if got is None:
             return None
         self.continue_dump()

@@ -222,10 +222,14 @@ def read(t, sock: UnixSocket, size: int) -> bytes:
     if size == 0:
         return b""
     size = min(size, INT_MAX)
-    if sock.queue and sock.type == SOCK_STREAM and sock.state == ESTABLISHED:
-        data = sock.stream_read(size)  # the common case at once, without the sink's round
-        if data is not None:
-            return data
+    if sock.type == SOCK_STREAM and sock.state == ESTABLISHED:  # the common cases at once
+        if sock.queue:
+            data = sock.stream_read(size)
+            if data is not None:
+                return data
+        elif not (sock.err or sock.shutdown & RCV_SHUTDOWN or sock.flags & O_NONBLOCK or sock.rcvtimeo
+                  or t is None):
+            raise Wait(queues=(sock.rq,))  # recv's wait when nothing was taken and no deadline runs
     sink = Collect()
     _, _, fds, _, _ = recv(t, sock, sink, size, 0, lowat=False)
     drop_all(fds)

@@ -287,7 +287,8 @@ def socketpair(t, family, type_, protocol, sv):
 
 @syscall("bind", status=PARTIAL, note="AF_UNIX: abstract names, socket files made in the sandbox's VFS (EADDRINUSE "
          "if the name exists), autobind for a bare family; inet: 127.0.0.0/8, ::1, the wildcards and v4-mapped "
-         "addresses (others EADDRNOTAVAIL), ephemeral ports, SO_REUSEADDR/SO_REUSEPORT, IPV6_V6ONLY, TIME_WAIT")
+         "addresses (others EADDRNOTAVAIL), ephemeral ports, SO_REUSEADDR/SO_REUSEPORT, IPV6_V6ONLY, TIME_WAIT; "
+         "netlink: a port id (EADDRINUSE) or an automatic one, multicast groups")
 def bind(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
@@ -348,7 +349,7 @@ def listen(t, fd, backlog):
 @syscall("connect", status=PARTIAL, note="AF_UNIX: stream/seqpacket to a listener (waits while its backlog is full, "
          "EAGAIN non-blocking), dgram peers and AF_UNSPEC disconnect; a connection completes at once (no EINPROGRESS); "
          "inet: the loopback only (elsewhere ENETUNREACH), ECONNREFUSED, non-blocking EINPROGRESS then SO_ERROR, "
-         "SYN_SENT while the accept queue is full")
+         "SYN_SENT while the accept queue is full; netlink: the default destination (port, group)")
 def connect(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     raw = _addr_in(t, addr, addrlen)
@@ -466,7 +467,8 @@ def accept(t, fd, addr, addrlen):
     return _accept(t, fd, addr, addrlen, 0)
 
 
-@syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone; inet: sockaddr_in/in6")
+@syscall("getsockname", status=PARTIAL, note="AF_UNIX: the bound name, or the family alone; inet: sockaddr_in/in6; "
+         "netlink: sockaddr_nl (port id, groups)")
 def getsockname(t, fd, addr, addrlen):
     sock = sock_of(t, fd)
     if isinstance(sock, InetSocket):
@@ -511,7 +513,8 @@ def shutdown(t, fd, how):
 
 
 @syscall("sendto", status=PARTIAL, note="AF_UNIX; MSG_DONTWAIT, MSG_NOSIGNAL (else SIGPIPE on a stream's EPIPE), "
-         "MSG_EOR/MORE ignored, MSG_OOB EOPNOTSUPP; a destination for datagrams; SO_SNDTIMEO")
+         "MSG_EOR/MORE ignored, MSG_OOB EOPNOTSUPP; a destination for datagrams; SO_SNDTIMEO; netlink: requests "
+         "to the kernel answered at once (NETLINK_ROUTE), other ports and groups")
 def sendto(t, fd, buf, length, flags, addr, addrlen):
     sock = sock_of(t, fd)
     length = min(length, INT_MAX)
@@ -521,7 +524,7 @@ def sendto(t, fd, buf, length, flags, addr, addrlen):
 
 
 @syscall("recvfrom", status=PARTIAL, note="AF_UNIX; MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC; the sender's "
-         "name; SO_RCVTIMEO; MSG_OOB: EINVAL (streams) / EOPNOTSUPP")
+         "name; SO_RCVTIMEO; MSG_OOB: EINVAL (streams) / EOPNOTSUPP; netlink: one skb, MSG_TRUNC its length")
 def recvfrom(t, fd, buf, length, flags, addr, addrlen):
     sock = sock_of(t, fd)
     size = min(length, INT_MAX)
@@ -639,7 +642,8 @@ def _timeval_ns(t, optval: int, optlen: int) -> int:
 
 @syscall("getsockopt", status=PARTIAL, note="SOL_SOCKET: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ERROR, SO_SNDBUF, "
          "SO_RCVBUF, SO_PEERCRED, SO_PASSCRED, SO_ACCEPTCONN, SO_RCVLOWAT, SO_SNDLOWAT, SO_RCVTIMEO/SNDTIMEO, "
-         "SO_LINGER and the plain flags; others ENOPROTOOPT; other levels EOPNOTSUPP")
+         "SO_LINGER and the plain flags; others ENOPROTOOPT; other levels EOPNOTSUPP; SOL_NETLINK's flags and "
+         "NETLINK_LIST_MEMBERSHIPS")
 def getsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname = s32(level), s32(optname)
@@ -708,7 +712,8 @@ def getsockopt(t, fd, level, optname, optval, optlen):
 
 @syscall("setsockopt", status=PARTIAL, note="SOL_SOCKET: SO_SNDBUF/RCVBUF(FORCE) (doubled, Linux's bounds), "
          "SO_PASSCRED, SO_RCVLOWAT, SO_RCVTIMEO/SNDTIMEO, SO_LINGER and the plain flags (kept, no effect); "
-         "others ENOPROTOOPT; other levels EOPNOTSUPP")
+         "others ENOPROTOOPT; other levels EOPNOTSUPP; SOL_NETLINK: NETLINK_ADD/DROP_MEMBERSHIP (joined, nothing "
+         "is announced), NETLINK_EXT_ACK, GET_STRICT_CHK, CAP_ACK, NO_ENOBUFS and the other flags")
 def setsockopt(t, fd, level, optname, optval, optlen):
     sock = sock_of(t, fd)
     level, optname, optlen = s32(level), s32(optname), s32(optlen)

@@ -7,7 +7,8 @@ sockets' data path (sentry/net/transfer.py), which read(2), write(2) and
 ioctl(2) reach through the socket's File methods.
 
 AF_INET/AF_INET6 sockets (the sandbox's loopback, sentry/net/inet.py) take
-the same paths, with what differs in syscalls/inet.py. AF_PACKET is EPERM;
+the same paths, with what differs in syscalls/inet.py; AF_NETLINK sockets
+(sentry/net/netlink.py) have theirs in syscalls/netlink.py. AF_PACKET is EPERM;
 every other address family answers EAFNOSUPPORT; the host network is never
 touched.
 

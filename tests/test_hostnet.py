@@ -202,11 +202,15 @@ c.close()
 '''
 
 
-def _connect_retrying(port: int, deadline: float, kind=socket.SOCK_STREAM):
+def _connect_retrying(port: int, deadline: float, rcvbuf: int = 0):
     """A connection to the published port once the sandbox listens (before, it is reset)."""
     while True:
         try:
-            c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            c = socket.socket()
+            if rcvbuf:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # (before the window is agreed)
+            c.settimeout(10)
+            c.connect(("127.0.0.1", port))
         except (ConnectionRefusedError, ConnectionResetError):  # not listening yet, or reset
             assert time.monotonic() < deadline, "the sentry never listened on the published port"
             time.sleep(0.2)
@@ -355,6 +359,42 @@ print("listening", flush=True)''')
         _end(proc)
     assert out == b"peer is the loopback: True\n", (out, err)
     assert port_is_free(public) and port_is_free(private)
+
+
+WRITE_AND_EXIT = r'''
+import socket, sys
+s = socket.create_server(("127.0.0.1", 9001))
+c, _ = s.accept()
+c.recv(100)
+c.sendall(bytes(range(256)) * (int(sys.argv[1]) // 256))
+c.close()
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_publish_data_outlives_the_sandbox(platform):
+    """A server that writes and exits at once: the host client still reads every byte
+    (a closed socket's data is sent after its process ends, as Linux sends it)."""
+    harness.require_program(PYTHON)
+    host_port, size = free_port(), 16 << 20
+    proc = _sentry(platform, ["--publish", f"{host_port}:9001", "--timeout", str(TIMEOUT)],
+                   [PYTHON, "-c", WRITE_AND_EXIT, str(size)])
+    try:
+        c, got = _connect_retrying(host_port, time.monotonic() + 60, rcvbuf=16384)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:  # the sandbox ends with megabytes still to send
+            assert time.monotonic() < deadline, "the sandbox did not end"
+            got += c.recv(65536)
+        c.settimeout(30)
+        while True:
+            chunk = c.recv(1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        c.close()
+    finally:
+        _end(proc)
+    assert len(got) == size and got == bytes(range(256)) * (size // 256)
 
 
 UDP_ECHO = r'''

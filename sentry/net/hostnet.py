@@ -44,6 +44,7 @@ from sentry.net.unix import ESTABLISHED, LISTEN, RCV_SHUTDOWN, SOCK_STREAM, Skb,
 R, W = selectors.EVENT_READ, selectors.EVENT_WRITE
 CHUNK = 256 * 1024    # bytes one host call moves
 OUT_MAX = 256 * 1024  # bytes taken from the sandbox that the host has not taken yet, per connection
+DRAIN_SECONDS = 10.0  # the sandbox ended: how long its connections' last bytes may take to go out
 SO_KEEPALIVE = 9
 TCP_NODELAY, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT = 1, 4, 5, 6
 
@@ -71,6 +72,13 @@ class HostNet:
         self.kernel.call_at(0, fn)
 
     def close(self) -> None:
+        """The sandbox ended: what its connections still had to send goes out first (as a
+        closed socket's data outlives its process), for at most DRAIN_SECONDS in all."""
+        import time
+        deadline = time.monotonic() + DRAIN_SECONDS
+        for e in list(self.endpoints):
+            if isinstance(e, Relay):
+                e.drain(deadline)
         for e in list(self.endpoints):
             e.close()
         self.endpoints.clear()
@@ -295,6 +303,28 @@ class Relay:
             self.close()  # the sandbox closed: what the host still sends, its kernel answers
         elif self.host_eof and self.sent_fin and not self.inbuf:
             self.close()
+
+    def drain(self, deadline: float) -> None:
+        """Send what the sandbox left (the loop is over: this may block, until deadline)."""
+        import time
+        end = self.end
+        if self.closed or self.pending is not None or end.state != ESTABLISHED or end.peer is None:
+            return
+        try:
+            while self.out or end.queue:
+                if not self.out:
+                    end.stream_take(OUT_MAX, False, _Collect(self.out), 0, 1)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.conn.settimeout(left)
+                self.conn.sendall(self.out)
+                self.out.clear()
+            if not self.sent_fin:
+                self.sent_fin = True
+                self.conn.shutdown(socket.SHUT_WR)
+        except (OSError, Errno):
+            pass
 
     def _reset(self, err: int) -> None:
         """The connection ends abruptly: the host's error to the sandbox (ECONNRESET,

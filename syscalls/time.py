@@ -218,13 +218,16 @@ def nanosleep(t, req, rem):
 
 
 @syscall("clock_nanosleep", status=PARTIAL, note="REALTIME, MONOTONIC, BOOTTIME, TAI (and the ALARM "
-         "forms), relative or TIMER_ABSTIME, interrupted as nanosleep; CPU-time clocks answer "
-         "ENOTSUP (process) or EINVAL (thread)")
+         "forms), relative or TIMER_ABSTIME, interrupted as nanosleep; a clock Linux cannot sleep on "
+         "(the thread's CPU time, MONOTONIC_RAW, the COARSE ones) EOPNOTSUPP, and so is the process's "
+         "CPU time (Linux sleeps until it has run that long)")
 def clock_nanosleep(t, clock, flags, req, rem):
     clock = s32(clock)
     if clock not in _HOST_CLOCKS or clock in (CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE,
                                               CLOCK_MONOTONIC_COARSE):
-        raise Errno(E.ENOTSUP if clock == CLOCK_PROCESS_CPUTIME_ID else E.EINVAL)
+        # Linux: an unknown clock is EINVAL, a known one without nsleep EOPNOTSUPP
+        known = clock in _HOST_CLOCKS or clock in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID)
+        raise Errno(E.EOPNOTSUPP if known else E.EINVAL)
     value = read_timespec(t.mm, req)
     if flags & TIMER_ABSTIME:
         left = value - now_ns(t, clock)

@@ -240,6 +240,12 @@ class MemoryManager:
                 and len(self.vmas) >= self.max_map_count():
             raise Errno(E.ENOMEM)
 
+    def _meets_reserved(self, start: int, end: int) -> bool:
+        """Does [start, end) meet a range the platform keeps for itself (the ptrace stub)?
+        Such a range is treated as lying past TASK_SIZE: mmap there is ENOMEM, MAP_FIXED_NOREPLACE
+        EEXIST, munmap and mremap's target EINVAL, mprotect and madvise ENOMEM (not mapped)."""
+        return any(lo < end and start < hi for lo, hi in self.reserved)
+
     def is_free(self, start: int, end: int) -> bool:
         if start < MMAP_MIN_ADDR or end > TASK_SIZE or start >= end:
             return False
@@ -397,6 +403,8 @@ class MemoryManager:
         if addr & (PAGE - 1) or length == 0 or addr + length > TASK_SIZE:
             raise Errno(E.EINVAL)
         length = page_up(length)
+        if self._meets_reserved(addr, addr + length):
+            raise Errno(E.EINVAL)  # as past TASK_SIZE: the platform's pages are not the process's
         self._may_split(addr, addr + length)
         for v in self._carve(addr, addr + length):
             self.space.unmap(v.start, v.end - v.start)
@@ -490,6 +498,8 @@ class MemoryManager:
         else:
             if new & (PAGE - 1) or new < old + old_len and old < new + new_len:
                 raise Errno(E.EINVAL)
+            if self._meets_reserved(new, new + new_len):
+                raise Errno(E.EINVAL)  # mremap_to's answer for a target past TASK_SIZE
             self.munmap(new, new_len)
         if new_len > old_len:
             self._check_total(self.total + new_len - old_len)

@@ -27,7 +27,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def read_program(path: str) -> bytes:
     """A host file's bytes, for a program copied into the sandbox (lend_program)."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (before any --timeout runs)
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
             st = os.fstat(f.fileno())
             if not S.S_ISREG(st.st_mode):
                 raise SentryError(f"{path}: not a regular file", 126)

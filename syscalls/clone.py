@@ -25,6 +25,7 @@ HONOURED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_
             | CLONE_PARENT | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID
             | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID | CLONE_IO | CLONE_CLEAR_SIGHAND)
 SIGCHLD = 17
+TASK_SIZE_MAX = (1 << 47) - 4096  # x86-64: the highest user address, plus one
 
 
 def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: int, exit_signal: int) -> int:
@@ -45,6 +46,8 @@ def do_clone(t, flags: int, stack: int, parent_tid: int, child_tid: int, tls: in
         raise Errno(E.EINVAL)  # as for a pid namespace's init
     if exit_signal > 64:
         raise Errno(E.EINVAL)
+    if flags & CLONE_SETTLS and t.kernel.arch == "x86_64" and tls >= TASK_SIZE_MAX:
+        raise Errno(E.EPERM)  # copy_thread's set_new_tls (do_arch_prctl_64), before any task is made
     if flags & CLONE_THREAD:
         return _new_thread(t, flags, stack, parent_tid, child_tid, tls, spaces)
     # CLONE_VM without CLONE_THREAD (vfork, posix_spawn): a process in the parent's memory.

@@ -33,6 +33,9 @@ def mmap(t, addr, length, prot, flags, fd, offset):
             raise Errno(E.EBADF)  # fget never finds an O_PATH file
     if not length or not flags & 3:
         raise Errno(E.EINVAL)  # do_mmap's own checks come before the file's access mode
+    pages_len = (length + PAGE - 1) & ~(PAGE - 1)
+    if file is not None and not offset & (PAGE - 1) and 0 < pages_len < TASK_SIZE:
+        _check_file_range(file, offset, pages_len)
     if flags & MAP_LOCKED or t.mm.def_flags & VM_LOCKED:
         limit = _lock_limit(t) if flags & MAP_LOCKED else t.rlimits[RLIMIT_MEMLOCK][0] // PAGE
         if (t.mm.locked_bytes() + length + PAGE - 1) // PAGE > limit and not _lock_exempt(t):
@@ -47,6 +50,16 @@ def mmap(t, addr, length, prot, flags, fd, offset):
             if mounts.flags_at(t.vfs, os.fsencode(file.path)) & mounts.MS_NOEXEC:
                 raise Errno(E.EPERM)  # path_noexec
     return t.mm.mmap(addr, length, prot, flags, file, offset)
+
+
+def _check_file_range(file, offset: int, length: int) -> None:
+    """EOVERFLOW where a file's pages [offset, offset+length) pass the largest offset the
+    file has (file_mmap_ok): 2^63-1 for a regular file, block device or socket, 2^64-1
+    for others; a negative offset is a huge unsigned one."""
+    kind = getattr(file.inode, "mode", 0) & 0o170000
+    largest = (1 << 63) - 1 if kind in (0o100000, 0o060000, 0o140000) else (1 << 64) - 1
+    if offset >> 12 > (largest - length) >> 12:
+        raise Errno(E.EOVERFLOW)
 
 
 @syscall("munmap")

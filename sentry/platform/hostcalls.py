@@ -15,15 +15,18 @@ PTRACE_GETSIGINFO = 0x4202
 PTRACE_SYSEMU = 31
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
+PTRACE_GET_SYSCALL_INFO = 0x420E
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEEXEC = 0x10
 PTRACE_O_EXITKILL = 0x100000
+PTRACE_O_TRACESECCOMP = 0x80
 PTRACE_O_TRACEFORK = 0x02
 PTRACE_O_TRACECLONE = 0x08
 PTRACE_EVENT_FORK = 1
 PTRACE_EVENT_CLONE = 3
 PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_SECCOMP = 7
 PTRACE_EVENT_STOP = 128
 
 PR_SET_PDEATHSIG = 1
@@ -38,6 +41,9 @@ CLONE_NEWNET = 0x40000000
 
 WALL = 0x40000000  # __WALL: wait for threads and for tracees that are not our children
 WNOTHREAD = 0x20000000  # __WNOTHREAD: only this thread's children and tracees
+
+
+AUDIT_ARCH_I386 = 0x40000003
 
 
 class Regs(ctypes.Structure):
@@ -69,6 +75,15 @@ def ptrace(request: int, pid: int, addr=0, data=0) -> int:
 
 # The hot path binds these once and skips the error check wrapper's extra call.
 raw_ptrace = _ptrace
+
+
+def syscall_arch(tid: int) -> int | None:
+    """The audit arch of the call a tracee is stopped at the entry of (PTRACE_GET_SYSCALL_INFO:
+    AUDIT_ARCH_I386 for int 0x80 from 64-bit code), or None when the host cannot tell."""
+    info = (ctypes.c_uint32 * 22)()  # struct ptrace_syscall_info: op, arch, ..., 88 bytes
+    if _ptrace(PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(info), ctypes.addressof(info)) <= 0:
+        return None
+    return info[1] if info[0] & 0xFF == 1 else None  # PTRACE_SYSCALL_INFO_ENTRY
 
 
 def prctl(option: int, arg: int) -> None:

@@ -22,7 +22,7 @@ from sentry.errors import Errno, SentryError
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.platform import hostcalls as hc
 from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, STUB_SIZE,
-                                  STUB_SYSCALL, STUB_TRAP, seccomp_filter, stub_elf)
+                                  STUB_SYSCALL, STUB_TRAP, VSYSCALL_PAGE, seccomp_filter, stub_elf)
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
 NR_RT_SIGACTION, NR_CLONE, NR_MADVISE = 13, 56, 28
@@ -34,6 +34,9 @@ INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE, NR_EXIT_GROU
 # (PtraceCpu.pass_through), and -1, a call the sentry skipped at a live entry stop.
 PASSED_THROUGH = (NR_READ, NR_PREAD64, -1)
 PTRACE_SYSCALL = 24
+PROT_EXEC = 4
+SI_KERNEL = 0x80
+SECCOMP_STOP = ((signal.SIGTRAP | (hc.PTRACE_EVENT_SECCOMP << 8)) << 8) | 0x7F  # raw wait status
 ORIG_RAX_OFFSET = hc.Regs.orig_rax.offset
 MASK64 = 0xFFFFFFFFFFFFFFFF
 MIRROR_MAX = 1024  # guest fd numbers mirrored in the traced process (pass_through) stay below
@@ -139,6 +142,14 @@ class PtracePlatform:
             if not self.running or self.woken:
                 self.woken = False
                 return None
+
+    def kill_all(self, cpus) -> None:
+        """SIGKILL these host threads at once (a limit ends the sandbox): each is then
+        found dead when reaped, where killing and reaping one at a time waited a poll for
+        each (a 512-process fork bomb took 3 s past --timeout)."""
+        for cpu in cpus:
+            if getattr(cpu, "gone", 0) is None:
+                _kill_quietly(cpu.tid)
 
     def reap(self, cpu: "PtraceCpu") -> None:
         """Wait until cpu's host thread, killed, is gone. Its end may wait for other tracees
@@ -266,7 +277,8 @@ def _spawn_stub(stub_fd: int, sock_fd: int = -1) -> int:
     pid = int(reply)
     try:
         hc.ptrace(hc.PTRACE_SEIZE, pid, 0, hc.PTRACE_O_TRACESYSGOOD | hc.PTRACE_O_TRACEEXEC
-                  | hc.PTRACE_O_EXITKILL | hc.PTRACE_O_TRACEFORK | hc.PTRACE_O_TRACECLONE)
+                  | hc.PTRACE_O_EXITKILL | hc.PTRACE_O_TRACEFORK | hc.PTRACE_O_TRACECLONE
+                  | hc.PTRACE_O_TRACESECCOMP)
     except OSError as e:
         os.close(go_w)
         os.kill(pid, signal.SIGKILL)
@@ -332,7 +344,16 @@ class HostProcess:
         self.reserved = [(STUB_BASE, STUB_BASE + STUB_SIZE)]  # ranges the guest may not map
         self._clear_host_mappings()
         self._ignore_children()
+        self._hide_stub()
         self._install_seccomp()
+
+    def _hide_stub(self):
+        """The stub's code page execute-only: where the host has protection keys, the host
+        kernel gives PROT_EXEC alone a key that denies data access, so guest code reading
+        it faults (without them the page stays readable: x86 cannot refuse reads otherwise)."""
+        ret = self.inject(NR_MPROTECT, STUB_BASE, SCRATCH - STUB_BASE, PROT_EXEC)
+        if ret != 0:
+            raise SentryError(f"cannot set up the sandbox process: mprotect: {os.strerror(-ret)}")
 
     def _ignore_children(self):
         """SIGCHLD ignored in the host process: a host child (a forked guest process) that
@@ -406,7 +427,8 @@ class HostProcess:
                     self.reserved.append((lo, hi))  # [vvar] refuses: keep the guest off it
 
     def _install_seccomp(self):
-        prog = seccomp_filter(INJECTED, STUB_SYSCALL + 2, anywhere=PASSED_THROUGH)
+        prog = seccomp_filter(INJECTED, STUB_SYSCALL + 2, anywhere=PASSED_THROUGH,
+                              clone_flags=(signal.SIGCHLD, HOST_THREAD, HOST_VM_CHILD))
         fprog = SCRATCH + 16
         os.pwrite(self.mem, (len(prog) // 8).to_bytes(8, "little") + fprog.to_bytes(8, "little")
                   + prog, SCRATCH)
@@ -484,8 +506,16 @@ class HostProcess:
 
     # --- injection ---------------------------------------------------------------------
     def inject(self, nr: int, *args) -> int:
-        """Run one real syscall in the stopped process, through the stub; returns its result."""
+        """Run one real syscall in the stopped process, through the stub; returns its result.
+        The thread must come back to the stub's trap: anything else (a fault, a trap
+        elsewhere) means the stub is not ours any more, and the process is killed."""
         cpu = self.cpu
+        try:
+            return self._inject(cpu, nr, args)
+        except ProcessLookupError:  # the thread was killed under us (a limit, --timeout)
+            raise self._gone(cpu) from None
+
+    def _inject(self, cpu: "PtraceCpu", nr: int, args) -> int:
         saved = hc.Regs()
         hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(saved))
         regs = hc.Regs.from_buffer_copy(saved)
@@ -497,8 +527,7 @@ class HostProcess:
         while True:
             _, status = os.waitpid(cpu.tid, hc.WALL)
             if not os.WIFSTOPPED(status):
-                cpu.gone = status
-                raise SentryError("the sandbox process died during setup")
+                raise self._gone(cpu, status)
             hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs))
             if os.WSTOPSIG(status) == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
@@ -506,6 +535,8 @@ class HostProcess:
                 msg = ctypes.c_ulong()
                 hc.ptrace(hc.PTRACE_GETEVENTMSG, cpu.tid, 0, ctypes.addressof(msg))
                 self.forked_pid = msg.value
+            elif status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS:
+                raise self._stub_lost(cpu, nr, os.WSTOPSIG(status), regs.rip)
             # Anything else (a group stop, a stray host signal) is swallowed: resume the injection.
             hc.ptrace(hc.PTRACE_CONT, cpu.tid, 0, 0)
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
@@ -513,6 +544,25 @@ class HostProcess:
         cpu.live = False  # the thread left the syscall it stopped in (skipped) for the stub
         ret = regs.rax
         return ret - (1 << 64) if ret >= 1 << 63 else ret
+
+    def _gone(self, cpu: "PtraceCpu", status: int | None = None) -> Exception:
+        """What to raise when the thread an injection runs in is gone or going: an ordinary
+        event once the guest runs (the kernel loop hears of the end as an ExitStop, from
+        the wait status this wait took, or from its own wait), a setup failure before."""
+        if status is not None:
+            cpu.gone = status
+            self.platform.pending.append((cpu.tid, status))
+        if cpu.task is None:
+            return SentryError("the sandbox process died during setup")
+        return TaskGone()
+
+    def _stub_lost(self, cpu: "PtraceCpu", nr: int, sig: int, pc: int) -> Exception:
+        """An injected call did not come back to the stub's trap: the stub's pages are not
+        what the sentry put there. Never resume such a process: kill it, say so."""
+        _alarm(cpu, f"the sandbox process's stub did not return from an injected syscall {nr} "
+                   f"({signal.Signals(sig).name} at pc {pc:#x}): the sandbox is ended")
+        _kill_quietly(self.pid)
+        return self._gone(cpu)
 
     # --- host fds passed in: shared file mappings, reads straight into guest memory -------
     # The traced process holds host fds the sentry passes it (a host file open as the
@@ -656,11 +706,12 @@ class HostProcess:
         while True:
             _, status = os.waitpid(tid, hc.WALL)
             if not os.WIFSTOPPED(status):
-                cpu.gone = status
-                raise SentryError("the sandbox process died during a read or write")
+                raise self._gone(cpu, status)
             _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
             if status >> 8 == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
+            if status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS:
+                raise self._stub_lost(cpu, nr, os.WSTOPSIG(status), regs.rip)
             _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop: resume the injection
         ret = regs.rax
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
@@ -802,10 +853,13 @@ class PtraceCpu:
             self.parked = True
             return
         regs = hc.Regs()
-        _check(_ptrace(hc.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs)))
-        regs.rip, regs.rax, regs.rdi, regs.orig_rax = STUB_SYSCALL, NR_EXIT, 0, 0xFFFFFFFFFFFFFFFF
-        _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
-        _ptrace(hc.PTRACE_CONT, tid, 0, 0)
+        try:
+            _check(_ptrace(hc.PTRACE_GETREGS, tid, 0, ctypes.addressof(regs)))
+            regs.rip, regs.rax, regs.rdi, regs.orig_rax = STUB_SYSCALL, NR_EXIT, 0, 0xFFFFFFFFFFFFFFFF
+            _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, ctypes.addressof(regs)))
+            _ptrace(hc.PTRACE_CONT, tid, 0, 0)
+        except TaskGone:
+            pass  # killed meanwhile (its process, by a limit): its end is on its way
         while self.gone is None:
             _, status = os.waitpid(tid, hc.WALL)
             if os.WIFSTOPPED(status):
@@ -838,9 +892,17 @@ class PtraceCpu:
             _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
             self.live = self.traced
             r = self.regs
+            # The syscall instruction leaves rip in rcx; int 0x80 (or sysenter) does not
+            if r.rcx != r.rip and hc.syscall_arch(tid) == hc.AUDIT_ARCH_I386:
+                return self._no_compat_abi()
             return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
+        if status == SECCOMP_STOP:
+            return self._vsyscall()
         if not os.WIFSTOPPED(status):
             self.gone = status
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS and not self.parked:
+                _alarm(self, f"the host kernel killed a sandbox process (host pid {self.proc.pid}) for a "
+                             f"host syscall its seccomp filter does not admit: the sandbox is ended")
             return None if self.parked else ExitStop(os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0)
         if self.parked:
             return None  # left stopped
@@ -859,6 +921,32 @@ class PtraceCpu:
         # Group stops, stale interrupts and stray host signals are not the guest's business.
         self.resume()
         return None
+
+    def _no_compat_abi(self):
+        """int 0x80 from 64-bit code: the sandbox has no 32-bit syscall table, so it is
+        what a kernel without IA32 emulation makes of it (as the unicorn platform): a
+        general protection fault at the instruction, SIGSEGV with SI_KERNEL."""
+        r = self.regs
+        r.rip -= 2
+        r.rax, r.orig_rax = r.orig_rax, MASK64  # the registers as before the instruction
+        _check(_ptrace(hc.PTRACE_SETREGS, self.tid, 0, self._regs_addr))
+        return FaultStop(signal.SIGSEGV, 0, r.rip, "int 0x80 (the 32-bit syscall ABI is not supported)",
+                         SI_KERNEL)
+
+    def _vsyscall(self):
+        """A call through the vsyscall page, which the host kernel emulates (its
+        vsyscall=xonly) and hands to the tracer by the filter's SECCOMP_RET_TRACE: answered
+        as the syscall it is. The stop is live: answer() skips the host's own call (orig_rax
+        -1) and the host kernel returns the value set to the caller."""
+        _ptrace(hc.PTRACE_GETREGS, self.tid, 0, self._regs_addr)
+        r = self.regs
+        if r.rip & ~0xFFF != VSYSCALL_PAGE:  # the filter traces nothing else
+            _alarm(self, f"a seccomp stop at pc {r.rip:#x}, outside the vsyscall page: the sandbox is ended")
+            _kill_quietly(self.tid)
+            self.resume()
+            return None
+        self.live = True
+        return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
 
     def set_result(self, value: int) -> None:
         self.preset = None
@@ -1004,8 +1092,30 @@ def _reap_together(cpus) -> None:
 def _check(ret):
     if ret == -1:
         e = ctypes.get_errno()
+        if e == errno.ESRCH:  # the thread is not stopped for us any more: killed, on its way out
+            raise TaskGone()
         raise OSError(e, os.strerror(e))
     return ret
+
+
+class TaskGone(Errno):
+    """The host thread a call needed is gone or dying (killed by a limit, --timeout, a
+    fatal signal): an ordinary event, never an internal error. The call's answer (ESRCH)
+    reaches nobody; the kernel loop hears of the end from the thread's wait status."""
+
+    def __init__(self):
+        super().__init__(errno.ESRCH)
+
+
+def _alarm(cpu: "PtraceCpu", message: str) -> None:
+    """A breach of the platform's own defences (the stub, the host's seccomp filter): the
+    whole sandbox ends (the kernel's ended_by, which `sentry run` always prints as a
+    `sentry:` line), or, before a task runs, the line goes to stderr."""
+    kernel = getattr(cpu.task, "kernel", None)
+    if kernel is not None and kernel.ended_by is None:
+        kernel.ended_by = message
+    else:
+        os.write(2, f"sentry: {message}\n".encode())
 
 
 def _kill_quietly(pid: int) -> None:
@@ -1013,3 +1123,33 @@ def _kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# A test-only mode (tests/README.md): SENTRY_TEST_HOST_SYSCALL=NR lets the guest's own
+# syscall NR through to the host kernel, as a tracer bug would, to show that the seccomp
+# filter kills the process there instead of running the call.
+_TEST_HOST_SYSCALL = os.environ.get("SENTRY_TEST_HOST_SYSCALL", "")
+if _TEST_HOST_SYSCALL.isdigit():
+    _decode = PtraceCpu.decode
+
+    def _decode_letting_through(self, status, nr=int(_TEST_HOST_SYSCALL)):
+        stop = _decode(self, status)
+        if stop.__class__ is not SyscallStop or stop.nr != nr:
+            return stop
+        if self.live:  # its entry stop, the call not yet skipped: on to the host
+            self.pass_through()
+            return None
+        # Stopped under PTRACE_SYSEMU, the call already skipped: back to the syscall
+        # instruction, resumed under PTRACE_SYSCALL so that it stops live (after the exit
+        # stop of the skipped call, which decode passes as a passed-through call's).
+        r = self.regs
+        r.rip -= 2
+        r.rax, r.orig_rax = r.orig_rax, MASK64
+        _check(_ptrace(hc.PTRACE_SETREGS, self.tid, 0, self._regs_addr))
+        self.traced = self.passing = True
+        _ptrace(PTRACE_SYSCALL, self.tid, 0, 0)
+        self.running = True
+        self.platform.running += 1
+        return None
+
+    PtraceCpu.decode = _decode_letting_through

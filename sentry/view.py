@@ -193,6 +193,18 @@ def host_resolver(view: View) -> None:
     for path in RESOLVER_FILES:
         try:
             with open(path, "rb") as f:
-                view.file(path, f.read())
+                view._add(_put_file, path, f.read())
         except OSError:
             pass  # the host has none: the sandbox's own (or none) stays
+
+
+def _put_file(vfs, path: str, data: bytes) -> None:
+    """A memory file at path, over what the rootfs has there (in the overlay's upper layer)."""
+    from sentry.vfs.inode import RegularInode
+    parent, _, name = path.encode().rpartition(b"/")
+    d = vfs.makedirs(parent)
+    if hasattr(d, "copy_up"):
+        if d.lookup(name) is not None:
+            d.unlink(name)
+        d = d.copy_up()
+    d.add(name, RegularInode(0o644, data))

@@ -518,3 +518,31 @@ def test_api_net_and_publish(platform):
     assert r.exit_code == 0, r.stderr
     assert r.stdout == b"listening\npeer is the loopback: True\n" and answers == [b"HELLO\n"]
     assert port_is_free(host_port)
+
+
+def test_rootfs_gets_the_host_resolver():
+    """--rootfs with --net host: the host's resolv.conf, hosts and nsswitch.conf over the
+    rootfs's own (which a rootfs keeps without --net host)."""
+    busybox = harness.require_busybox()
+    root = tempfile.mkdtemp(prefix="sentry-rootfs-")
+    try:
+        os.makedirs(os.path.join(root, "bin"))
+        os.makedirs(os.path.join(root, "etc"))
+        with open(busybox, "rb") as src, open(os.path.join(root, "bin", "busybox"), "wb") as dst:
+            dst.write(src.read())
+        os.chmod(os.path.join(root, "bin", "busybox"), 0o755)
+        with open(os.path.join(root, "etc", "resolv.conf"), "w") as f:
+            f.write("nameserver 192.0.2.99\n")
+        argv = ["run", "--rootfs", root, "/bin/busybox", "cat", "/etc/resolv.conf"]
+        own = harness.run_sentry_cli(argv, timeout=60)
+        host = harness.run_sentry_cli(argv[:1] + ["--net", "host"] + argv[1:], timeout=60)
+        hosts = harness.run_sentry_cli(["run", "--net", "host", "--rootfs", root, "/bin/busybox", "cat",
+                                        "/etc/hosts"], timeout=60)
+    finally:
+        import shutil
+        shutil.rmtree(root)
+    assert own.stdout == b"nameserver 192.0.2.99\n", own
+    with open("/etc/resolv.conf", "rb") as f:
+        assert host.stdout == f.read(), host
+    with open("/etc/hosts", "rb") as f:
+        assert hosts.stdout == f.read(), hosts

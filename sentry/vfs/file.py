@@ -187,7 +187,8 @@ class RegularFile(File):
         elif whence in (SEEK_DATA, SEEK_HOLE):
             if offset < 0 or offset >= size:
                 raise Errno(E.ENXIO)
-            pos = offset if whence == SEEK_DATA else size  # no holes in memory files
+            holes = getattr(self.inode, "seek_hole", None)  # a sparse memory file knows its holes
+            pos = holes(offset, whence) if holes is not None else offset if whence == SEEK_DATA else size
         else:
             raise Errno(E.EINVAL)
         if pos < 0:
@@ -339,6 +340,8 @@ class DirFile(File):
 
     def getdents(self, size: int, pack) -> bytes:
         """Entries from self.offset that fit in size bytes; pack(ino, off, type, name) -> bytes."""
+        if self.inode.nlink == 0:
+            raise Errno(E.ENOENT)  # removed while open: Linux's IS_DEADDIR
         if self.snapshot is None:
             self.snapshot = ([(b".", self.inode.ino, S.S_IFDIR), (b"..", self.parent_ino, S.S_IFDIR)]
                              + sorted(self.inode.entries()))

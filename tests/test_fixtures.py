@@ -313,11 +313,12 @@ CASES = [
                  b"accept4: ok, peer len 2 family 1, cloexec yes\n", b"recv 4 of the first: 4 [reco]\n",
                  b"done\n")),
     # Stream writes spanning several skbs: SIOCOUTQ/POLLOUT as small reads free them, SCM_RIGHTS on
-    # the first piece, a send faulting part-way, peeks and readv across pieces, TCP of varying sizes
+    # the first piece, a send and a recv faulting part-way, peeks and readv across pieces, TCP of varying sizes
     Case("sockpieces", timeout=120,
          expect=(b"read 22: 9264, SIOCOUTQ 0, FIONREAD 0, POLLOUT yes\ndrained 219264, wrong bytes 0\n",
                  b"recvmsg 200000: 36544, a file came: yes, SIOCOUTQ 66048\n",
                  b"send of 24 pages, the last 4 unreadable: 73088\n",
+                 b"recv MSG_PEEK into 12: 36544\nrecv into 12: 36544\n",
                  b"TCP: read 8388608 of 8388608 bytes, wrong 0, writer exit 0\n")),
     # --- issue 6: threads (fixtures/threads.c; tests/test_threads.py runs the racing modes 20 times) ---
     Case("inet", timeout=120,

@@ -442,10 +442,13 @@ class UnixSocket(File):
                 addr = skb.addr
             chunk = min(len(skb), size)
             room = sink.room(chunk)
-            if room < chunk:
-                if copied == 0 and chunk:
-                    raise Errno(E.EFAULT)
-                break
+            faulted = room < chunk
+            if faulted:
+                chunk = self._whole_pieces(skb, room)  # Linux copies skb by skb: those that fit go
+                if not chunk:
+                    if copied == 0:
+                        raise Errno(E.EFAULT)
+                    break
             sink.put(skb.data[skb.used:skb.used + chunk])
             copied += chunk
             size -= chunk
@@ -469,9 +472,21 @@ class UnixSocket(File):
                         hold_file(f)
                     break
                 i += 1
-            if not size:
+            if not size or faulted:
                 break
         return copied, fds, cred, addr, None
+
+    @staticmethod
+    def _whole_pieces(skb: Skb, room: int) -> int:
+        """How many of skb's bytes from `used` on end at a piece's end within room (the
+        pieces of one write share an Skb; a copy that faults loses only the piece it hit)."""
+        ok = 0
+        for end, _ in skb.pieces or ():
+            if end - skb.used > room:
+                break
+            if end > skb.used:
+                ok = end - skb.used
+        return ok
 
     def dgram_take(self, size: int, peek: bool, sink):
         """One message (or None if the queue is empty): (bytes copied, its full length,

@@ -8,7 +8,8 @@
 3. the same ping-pong over two pipes, in the sandbox and natively: the yardstick
    of the round-trip goal.
 
-The program is bench/progs/tcploop.c. Goals (issue 14): throughput >= 0.3x
+The program is bench/progs/tcploop.c; the runners take turns in each round
+and the medians of the rounds are shown. Goals (issue 14): throughput >= 0.3x
 native on ptrace; in the sandbox a TCP round trip within 2x of a pipe's. Unicorn
 moves 256 MiB instead of 1 GiB (a CPU emulator's run would be long, its MB/s are
 the same figure).
@@ -36,10 +37,6 @@ def figure(argv, what: str) -> float:
     return float(words[3])
 
 
-def median(argv, what: str, runs: int) -> float:
-    return statistics.median(figure(argv, what) for _ in range(runs))
-
-
 def main(argv=None) -> int:
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with Python's bytecode cache, as users run it
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -56,17 +53,26 @@ def main(argv=None) -> int:
     print(f"  TCP throughput: {mib} MiB in 64 KiB writes (unicorn: {size['unicorn']} MiB); "
           f"round trips: {trips} one-byte ping-pongs")
     failed = 0
-    rows = {}
-    for name in ["native", *plats]:
-        prefix = [] if name == "native" else [*SENTRY, "--platform", name]
+    prefixes = {name: ([] if name == "native" else [*SENTRY, "--platform", name]) for name in ["native", *plats]}
+    samples = {name: ([], [], []) for name in prefixes}
+    for name, prefix in list(prefixes.items()):
         try:
             figure(prefix + [prog, "rtt", "10"], "rtt")  # warm-up (caches, the ELF plan cache)
-            rows[name] = (median(prefix + [prog, "tput", str(size[name])], "tput", runs),
-                          median(prefix + [prog, "rtt", str(trips)], "rtt", runs),
-                          median(prefix + [prog, "pipertt", str(trips)], "pipertt", runs))
         except (RuntimeError, OSError) as e:
             print(f"  {name}: FAILED {e}")
             failed = 1
+            del prefixes[name]
+    # The runners take turns in each round, so that the machine's drift hits them alike.
+    for _ in range(runs):
+        for name, prefix in list(prefixes.items()):
+            try:
+                for i, (what, n) in enumerate((("tput", size[name]), ("rtt", trips), ("pipertt", trips))):
+                    samples[name][i].append(figure(prefix + [prog, what, str(n)], what))
+            except (RuntimeError, OSError) as e:
+                print(f"  {name}: FAILED {e}")
+                failed = 1
+                del prefixes[name]
+    rows = {name: tuple(statistics.median(s) for s in samples[name]) for name in prefixes}
     native = rows.get("native")
     print(f"\n  {'':8} {'TCP MB/s':>10} {'x native':>9} {'TCP rtt µs':>11} {'x native':>9} "
           f"{'pipe rtt µs':>12} {'TCP/pipe':>9}")

@@ -74,6 +74,44 @@ def test_python_if_nameindex(platform):
     _compare(platform, [UNSHARE, "-rn", PYTHON, "-c", PY_NAMES], [PYTHON, "-c", PY_NAMES], "if_nameindex")
 
 
+PY_SOCKETS = r'''
+import os, socket, struct
+route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+route.bind((0, 0))
+print("port is the pid:", route.getsockname() == (os.getpid(), 0))
+route.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+body = struct.pack("<BxHiII", 0, 0, 1, 0, 0)
+route.send(struct.pack("<IHHII", 16 + len(body), 18, 1, 1, 0) + body)  # RTM_GETLINK of index 1
+data, anc, flags, addr = route.recvmsg(65536, 256)
+print("reply type", struct.unpack_from("<H", data, 4)[0], "from", addr, "flags", flags)
+print("kernel's credentials:", [(level, type_, struct.unpack("<iII", v)) for level, type_, v in anc])
+a = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 2)
+b = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 2)
+a.bind((0, 0))
+b.bind((0, 0))
+a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+b.sendto(b"hello", (a.getsockname()[0], 0))
+data, anc, flags, addr = a.recvmsg(100, 256)
+pid, uid, gid = struct.unpack("<iII", anc[0][2])
+print(data, "from b:", addr == b.getsockname(), "pid is ours:", pid == os.getpid(), "uid", uid, "gid", gid)
+b.settimeout(0.5)
+try:
+    b.recv(10)
+except OSError as e:
+    print("b has nothing:", type(e).__name__)
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_python_netlink_sockets(platform):
+    """python3's socket module: a NETLINK_ROUTE request and SO_PASSCRED's credentials
+    of the kernel, two NETLINK_USERSOCK sockets and a receive timeout."""
+    harness.require_program(PYTHON)
+    harness.require_program(UNSHARE)
+    _compare(platform, [UNSHARE, "-rn", PYTHON, "-c", PY_SOCKETS], [UNSHARE, "-rn", PYTHON, "-c", PY_SOCKETS],
+             "netlink sockets")
+
+
 PY_PROTOCOLS = r'''
 import errno, socket
 for proto in (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 31):

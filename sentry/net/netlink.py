@@ -99,6 +99,14 @@ def ports(netns) -> Ports:
     return p
 
 
+KERNEL_CRED = (0, 0, 0)  # what the kernel's messages carry (NETLINK_CREDS: pid, uid, gid 0)
+
+
+def _cred(t):
+    """(pid, uid, gid) of a user sender, as netlink_sendmsg's scm_send records them."""
+    return (t.tgid, t.uid, t.gid) if t is not None else KERNEL_CRED
+
+
 class _Collect:
     """read(2)'s sink: the bytes go back to syscalls/io.py."""
     __slots__ = ("buf",)
@@ -136,7 +144,7 @@ class NetlinkSocket(UnixSocket):
         return NGROUPS.get(self.protocol, 32)
 
     # --- receiving -------------------------------------------------------------------------
-    def deliver(self, data: bytes, sender: int = 0, group: int = 0, kernel: bool = True) -> bool:
+    def deliver(self, data: bytes, sender: int = 0, group: int = 0, kernel: bool = True, cred=KERNEL_CRED) -> bool:
         """Queue one skb from port `sender` (0: the kernel). Over SO_RCVBUF it is dropped:
         from the kernel, the socket hears ENOBUFS (unless NETLINK_NO_ENOBUFS); a user
         sender is told (False) and waits or gets EAGAIN."""
@@ -150,7 +158,7 @@ class NetlinkSocket(UnixSocket):
         truesize = dgram_truesize(len(data))
         self.rmem += truesize
         addr = SOCKADDR_NL.pack(AF_NETLINK, 0, sender & 0xFFFFFFFF, (1 << (group - 1)) if group else 0)
-        self.enqueue(Skb(bytes(data), None, truesize, addr=addr))
+        self.enqueue(Skb(bytes(data), None, truesize, cred=cred, addr=addr))
         return True
 
     def start_dump(self, records, done: bytes) -> None:
@@ -174,7 +182,8 @@ class NetlinkSocket(UnixSocket):
             self.deliver(self.dump.popleft())
 
     def take(self, size: int, peek: bool, sink):
-        """One skb into sink: (bytes copied, its length, sender's sockaddr_nl) or None when
+        """One skb into sink: (bytes copied, its length, sender's credentials, sender's
+        sockaddr_nl) or None when
         the queue is empty. Taking one lets a running dump go on."""
         if size > self.max_recvmsg_len:
             self.max_recvmsg_len = min(size, MAX_RECVMSG_LEN)
@@ -184,8 +193,8 @@ class NetlinkSocket(UnixSocket):
         if got is None:
             return None
         self.continue_dump()
-        n, whole, _, _, addr = got
-        return n, whole, addr
+        n, whole, _, cred, addr = got
+        return n, whole, cred, addr
 
     def dgram_take(self, size: int, peek: bool, sink):
         if self.queue and not peek:
@@ -231,8 +240,8 @@ class NetlinkSocket(UnixSocket):
             if flags & MSG_DONTWAIT or self.flags & O_NONBLOCK:
                 raise Errno(E.EAGAIN)
             raise transfer.wait(t, transfer.progress(t, self, "recv", self.rcvtimeo), (self.rq,))
-        n, whole, addr = got
-        return (whole if flags & MSG_TRUNC else n), (MSG_TRUNC if n < whole else 0), None, None, addr
+        n, whole, cred, addr = got  # (SO_PASSCRED shows the credentials, as netlink's scm_recv)
+        return (whole if flags & MSG_TRUNC else n), (MSG_TRUNC if n < whole else 0), None, cred, addr
 
     # netlink_sendmsg decodes its destination on the ABI side, which registers it here
     # (syscalls/netlink.py): (task, socket, get, length, flags, destination) -> bytes sent
@@ -245,7 +254,7 @@ class NetlinkSocket(UnixSocket):
         if group:
             for other in list(self.table.bound.get(self.protocol, {}).values()):
                 if other is not self and not other.dead and group in other.groups:
-                    other.deliver(data, self.portid, group, kernel=False)
+                    other.deliver(data, self.portid, group, False, _cred(t))
         if portid == 0:
             if self.protocol != NETLINK_ROUTE:
                 if group:
@@ -257,7 +266,7 @@ class NetlinkSocket(UnixSocket):
         other = self.table.lookup(self.protocol, portid)
         if other is None or (other.dst[0] and other.dst[0] != self.portid):
             raise Errno(E.ECONNREFUSED)
-        if not other.deliver(data, self.portid, 0, kernel=False):
+        if not other.deliver(data, self.portid, 0, False, _cred(t)):
             if nonblock:
                 raise Errno(E.EAGAIN)
             from sentry.net import transfer

@@ -745,6 +745,9 @@ class Kernel:
         self.ptable.ended(proc, code & 0xFF, signo, core)
 
     def _end_all_but(self, keep) -> None:
+        kill_all = getattr(self.platform, "kill_all", None)  # all at once, then each released
+        if kill_all is not None:
+            kill_all([t.cpu for t in self.tasks.values() if t.proc is not keep and t.exit_status is None])
         for other in list(self.tasks.values()):
             if other.proc is not keep and other.exit_status is None:
                 other.exit_status = (0, 9)

@@ -205,7 +205,7 @@ def symlink(t, target, linkpath):
     return symlinkat(t, target, CWD, linkpath)
 
 
-@syscall("truncate", status=PARTIAL, note="memory files grow to 1 GiB at most (EFBIG beyond: they are not sparse)")
+@syscall("truncate", status=FULL, note="a memory file grows by a hole (sparse: its written bytes count toward --tmpfs-size)")
 def truncate(t, path, length):
     length = s64(length)
     if length < 0:

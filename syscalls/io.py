@@ -573,7 +573,7 @@ FALLOC_FL_WRITE_ZEROES = 0x80
 OFFSET_MAX = (1 << 63) - 1
 
 
-@syscall("ftruncate", status=PARTIAL, note="memory files grow to 1 GiB at most (EFBIG beyond: they are not sparse)")
+@syscall("ftruncate", status=FULL, note="a memory file grows by a hole (sparse: its written bytes count toward --tmpfs-size)")
 def ftruncate(t, fd, length):
     length = s64(length)
     if length < 0:
@@ -591,7 +591,7 @@ def ftruncate(t, fd, length):
 
 
 @syscall("fallocate", status=PARTIAL, note="memory files: mode 0, KEEP_SIZE and PUNCH_HOLE|KEEP_SIZE (as "
-         "tmpfs; 1 GiB at most, ENOSPC beyond); host files: the host's fallocate")
+         "tmpfs; ENOSPC past --tmpfs-size); host files: the host's fallocate")
 def fallocate(t, fd, mode, offset, length):
     f = file_of(t, fd)
     mode, offset, length = s32(mode), s64(offset), s64(length)

@@ -411,6 +411,24 @@ class RegularInode(Inode):
             self.backing.cover(end)
             self._size = end
 
+    def seek_hole(self, offset: int, whence: int) -> int:
+        """lseek SEEK_DATA (3) or SEEK_HOLE (4) from offset, which is inside the file: a
+        bytearray is data throughout; a memfd's holes are the host's (past the file's end,
+        the host size a mapping may have grown to is the end's hole)."""
+        if self.data is not None:
+            return offset if whence == 3 else len(self.data)
+        try:
+            pos = os.lseek(self.backing.fd, offset, whence)
+        except OSError as e:
+            if e.errno == E.ENXIO and whence == 3:
+                raise Errno(E.ENXIO) from None
+            return self._size if whence == SEEK_HOLE else offset
+        if pos >= self._size:
+            if whence == 3:
+                raise Errno(E.ENXIO)
+            return self._size
+        return pos
+
     def read(self, offset: int, size: int):
         """Up to size bytes from offset (a view, without copying, while in memory)."""
         if self.data is not None:

@@ -14,7 +14,7 @@ from syscalls.abi import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_REMOVEDIR, AT_
 from syscalls.inotify import changed_at
 from syscalls.io import fsize_grow
 from syscalls.paths import inode_at
-from syscalls.registry import PARTIAL, syscall
+from syscalls.registry import FULL, PARTIAL, syscall
 
 CWD = AT_FDCWD & 0xFFFFFFFF
 

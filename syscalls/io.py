@@ -16,7 +16,7 @@ from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
 from sentry.vfs.pipe import PipeFile
 from syscalls.paths import file_of
 from syscalls.pipes import pipe_write
-from syscalls.registry import PARTIAL, syscall
+from syscalls.registry import FULL, PARTIAL, syscall
 
 FIOCLEX, FIONCLEX, FIONBIO, FIOASYNC = 0x5451, 0x5450, 0x5421, 0x5452
 

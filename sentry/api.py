@@ -42,12 +42,16 @@ class Sandbox:
     publish: list = field(default_factory=list)  # "[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]", as docker run -p
 
     def __post_init__(self):
+        self._network()  # wrong values are the caller's ValueError now, not a failed run later
+
+    def _network(self):
+        """(net, the parsed publish records), or ValueError naming the argument."""
         from sentry.net.publish import parse
         if self.net not in ("none", "host"):
             raise ValueError(f"net={self.net!r}: expected 'none' or 'host'")
         if isinstance(self.publish, str) or not isinstance(self.publish, (list, tuple)):
             raise ValueError(f"publish={self.publish!r}: expected a list of '[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]'")
-        self._published = [parse(spec) for spec in self.publish]  # (ValueError: "publish '...': ...")
+        return self.net, [parse(spec) for spec in self.publish]  # (ValueError: "publish '...': ...")
 
     def run(self, argv, stdin: bytes = b"", env=None) -> Result:
         """Run argv (argv[0] looked up in the sandbox: its PATH, or a path from /).
@@ -55,6 +59,7 @@ class Sandbox:
         nothing of the host's environment is passed."""
         from sentry.vfs.file import O_RDONLY, O_WRONLY, BufferStream
         from sentry.vfs.inode import Inode
+        net, published = self._network()
         out, err, log = [], [], []
         limit = self.limits.max_output
 
@@ -73,7 +78,7 @@ class Sandbox:
             platform=self.platform, seed=self.seed, log=log.append,
             rootfs=self.rootfs, mounts=list(self.mounts), timeout=self.limits.timeout,
             memory=self.limits.memory, cpu_time=self.limits.cpu_time, max_procs=self.limits.max_procs,
-            net=self.net, publish=self._published,
+            net=net, publish=published,
             tmpfs_size=self.limits.tmpfs_size,
             stdio=[stream(O_RDONLY, stdin), stream(O_WRONLY, sink=out), stream(O_WRONLY, sink=err)])
         truncated = any(f.truncated for f in out + err)

@@ -81,9 +81,11 @@ class HostServers:
         self.who = socket.create_server(("127.0.0.1", 0))
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
+        self.sink = socket.create_server(("127.0.0.1", 0))
         self.stop = False
         self.threads = [threading.Thread(target=self.http.serve_forever, daemon=True),
                         threading.Thread(target=self._who, daemon=True),
+                        threading.Thread(target=self._sink, daemon=True),
                         threading.Thread(target=self._udp, daemon=True)]
         for t in self.threads:
             t.start()
@@ -97,6 +99,20 @@ class HostServers:
             with c:
                 c.sendall(f"{addr[0]}:{addr[1]}\n".encode())
 
+    def _sink(self):
+        """Reads to end of file, then answers how much it read and its sha256 (a half-close)."""
+        while not self.stop:
+            try:
+                c, _ = self.sink.accept()
+            except OSError:
+                return
+            with c:
+                h, n = hashlib.sha256(), 0
+                while chunk := c.recv(1 << 16):
+                    h.update(chunk)
+                    n += len(chunk)
+                c.sendall(f"{n} {h.hexdigest()[:16]}\n".encode())
+
     def _udp(self):
         while not self.stop:
             try:
@@ -106,19 +122,21 @@ class HostServers:
             self.udp.sendto(data[:2] + b"\x81\x80" + data[4:] + f"|{addr[1]}".encode(), addr)
 
     def ports(self):
-        return [self.http.server_address[1], self.who.getsockname()[1], self.udp.getsockname()[1], free_port()]
+        return [self.http.server_address[1], self.who.getsockname()[1], self.udp.getsockname()[1], free_port(),
+                self.sink.getsockname()[1]]
 
     def close(self):
         self.stop = True
         self.http.shutdown()
         self.http.server_close()
         self.who.close()
+        self.sink.close()
         self.udp.close()
 
 
 CLIENT = r'''
 import errno, hashlib, select, socket, subprocess, sys, urllib.request
-http_port, who_port, udp_port, closed_port = map(int, sys.argv[1:5])
+http_port, who_port, udp_port, closed_port, sink_port = map(int, sys.argv[1:6])
 body = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/f", timeout=20).read()
 print("urllib", len(body), hashlib.sha256(body).hexdigest()[:16])
 r = subprocess.run(["curl", "-s", f"http://127.0.0.1:{http_port}/f"], capture_output=True, timeout=30)
@@ -130,6 +148,14 @@ c = socket.create_connection(("127.0.0.1", who_port), timeout=10)
 seen = c.makefile().readline().strip()
 me = c.getsockname()
 print("getsockname is what the server saw:", seen == f"{me[0]}:{me[1]}", "peer:", c.getpeername()[1] == who_port)
+c.close()
+# an upload, then a half-close: the answer comes after the server read our end of file
+c = socket.create_connection(("127.0.0.1", sink_port), timeout=20)
+data = bytes(range(256)) * 40000
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+print("upload:", c.makefile().readline().strip() == f"{len(data)} {hashlib.sha256(data).hexdigest()[:16]}",
+      "then end of file:", c.recv(10) == b"")
 c.close()
 # UDP: a DNS-shaped query, answered with our port as the server saw it
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

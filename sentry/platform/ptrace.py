@@ -22,7 +22,8 @@ from sentry.errors import Errno, SentryError
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.platform import hostcalls as hc
 from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, STUB_SIZE,
-                                  STUB_SYSCALL, STUB_TRAP, VSYSCALL_PAGE, seccomp_filter, stub_elf)
+                                  STUB_CODE, STUB_SYSCALL, STUB_TRAP, VSYSCALL_PAGE, seccomp_filter,
+                                  stub_elf)
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
 NR_RT_SIGACTION, NR_CLONE, NR_MADVISE = 13, 56, 28
@@ -531,12 +532,12 @@ class HostProcess:
             hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs))
             if os.WSTOPSIG(status) == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
+            if status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS or not self._in_stub(regs.rip):
+                raise self._stub_lost(cpu, nr, os.WSTOPSIG(status), regs.rip)
             if status >> 16 in FORK_EVENTS:
                 msg = ctypes.c_ulong()
                 hc.ptrace(hc.PTRACE_GETEVENTMSG, cpu.tid, 0, ctypes.addressof(msg))
                 self.forked_pid = msg.value
-            elif status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS:
-                raise self._stub_lost(cpu, nr, os.WSTOPSIG(status), regs.rip)
             # Anything else (a group stop, a stray host signal) is swallowed: resume the injection.
             hc.ptrace(hc.PTRACE_CONT, cpu.tid, 0, 0)
         saved.orig_rax = 0xFFFFFFFFFFFFFFFF  # no syscall-restart logic on resume
@@ -556,11 +557,23 @@ class HostProcess:
             return SentryError("the sandbox process died during setup")
         return TaskGone()
 
+    def _in_stub(self, pc: int) -> bool:
+        """At a stray stop inside an injection (a signal, a group stop, a fork event): is the
+        thread still in the stub's code, and is that code still the stub's? (Only then is
+        the injection resumed. A loop that never stops is ended by the limits' SIGKILL.)"""
+        if not STUB_BASE <= pc < SCRATCH:
+            return False
+        try:
+            return os.pread(self.mem, len(STUB_CODE), STUB_SYSCALL) == STUB_CODE
+        except OSError:
+            return True  # the process is going: its end is what the wait reports next
+
     def _stub_lost(self, cpu: "PtraceCpu", nr: int, sig: int, pc: int) -> Exception:
         """An injected call did not come back to the stub's trap: the stub's pages are not
         what the sentry put there. Never resume such a process: kill it, say so."""
         _alarm(cpu, f"the sandbox process's stub did not return from an injected syscall {nr} "
-                   f"({signal.Signals(sig).name} at pc {pc:#x}): the sandbox is ended")
+                   f"({signal.Signals(sig).name} at pc {pc:#x}, the stub's code changed or left): "
+                   f"the sandbox is ended")
         _kill_quietly(self.pid)
         return self._gone(cpu)
 
@@ -710,7 +723,7 @@ class HostProcess:
             _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
             if status >> 8 == signal.SIGTRAP and regs.rip == STUB_TRAP:
                 break
-            if status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS:
+            if status >> 16 == 0 and os.WSTOPSIG(status) in FAULT_SIGNALS or not self._in_stub(regs.rip):
                 raise self._stub_lost(cpu, nr, os.WSTOPSIG(status), regs.rip)
             _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop: resume the injection
         ret = regs.rax

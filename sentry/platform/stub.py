@@ -12,7 +12,7 @@ STUB_SYSCALL = STUB_BASE + 0x100  # `syscall; int3`: an injected call ends in a 
 STUB_TRAP = STUB_SYSCALL + 3      # rip after that int3
 SCRATCH = STUB_BASE + 0x1000      # a writable page for injected calls' arguments
 
-_CODE = bytes([0x0F, 0x05, 0xCC, 0x0F, 0x0B])  # syscall; int3; ud2
+STUB_CODE = bytes([0x0F, 0x05, 0xCC, 0x0F, 0x0B])  # syscall; int3; ud2 (at STUB_SYSCALL)
 
 
 def stub_elf() -> bytes:
@@ -27,7 +27,7 @@ def stub_elf() -> bytes:
     scratch = struct.pack("<IIQQQQQQ", 1, 6, 0, SCRATCH, SCRATCH, 0, 0x1000, 0x1000)
     gnu_stack = struct.pack("<IIQQQQQQ", 0x6474E551, 6, 0, 0, 0, 0, 0, 16)
     image = ehdr + code_load + scratch + gnu_stack
-    return image.ljust(0x100, b"\0") + _CODE
+    return image.ljust(0x100, b"\0") + STUB_CODE
 
 
 # seccomp: once the image is built, the host kernel accepts the calls the sentry

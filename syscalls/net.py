@@ -236,8 +236,9 @@ def _unix_kind(kind: int, protocol: int) -> int:
 @syscall("socket", status=PARTIAL, note="AF_UNIX (stream, dgram, seqpacket) and AF_INET/AF_INET6 TCP and UDP over "
          "the sandbox's own loopback (SOCK_NONBLOCK, SOCK_CLOEXEC); raw sockets and AF_PACKET EPERM (no CAP_NET_RAW, "
          "as an unprivileged container), ping sockets EACCES; AF_NETLINK: NETLINK_ROUTE (lo's links, addresses and "
-         "routes, lo up/down and MTU with CAP_NET_ADMIN) and NETLINK_USERSOCK, other netlink protocols "
-         "EPROTONOSUPPORT (a kernel without them: audit, uevent, generic, netfilter, sock_diag, xfrm, ...); other "
+         "routes, lo up/down and MTU with CAP_NET_ADMIN), NETLINK_USERSOCK, NETLINK_KOBJECT_UEVENT (no uevent ever "
+         "comes), other netlink protocols EPROTONOSUPPORT (a kernel without them: audit, generic, netfilter, "
+         "sock_diag, xfrm, ...); other "
          "families EAFNOSUPPORT; the host network is never used")
 def socket(t, family, type_, protocol):
     family, type_, protocol = s32(family), s32(type_), s32(protocol)

@@ -2,9 +2,11 @@
 kernel's NETLINK_ROUTE answers: sentry/net/rtnetlink.py).
 
 syscalls/net.py owns the calls and hands a NetlinkSocket here: creation
-(netlink_create: SOCK_RAW or SOCK_DGRAM; NETLINK_ROUTE and NETLINK_USERSOCK exist,
-every other protocol is EPROTONOSUPPORT as in a kernel built without it, which is
-what programs such as libaudit and libudev take as "not here"), sockaddr_nl in and
+(netlink_create: SOCK_RAW or SOCK_DGRAM; NETLINK_ROUTE, NETLINK_USERSOCK and
+NETLINK_KOBJECT_UEVENT exist, the last as in a container whose devices never
+change: its groups can be joined and hear nothing; every other protocol (audit,
+generic, netfilter, sock_diag, xfrm, ...) is EPROTONOSUPPORT as in a kernel built
+without it, which libaudit, ethtool and ss take as "not here" and go on), sockaddr_nl in and
 out, bind (a port id or an automatic one, multicast groups), connect, sends
 (to the kernel: answered at once; to another port: queued there, waiting while its
 buffer is full; to a group: its members), receives (one skb per call, MSG_PEEK,
@@ -17,7 +19,7 @@ from sentry.errors import Errno
 from sentry.namespaces import ns_capable, ns_of
 from sentry.net.inet import loopback
 from sentry.net.netlink import (AF_NETLINK, FLAG_OPTIONS, MAX_LINKS, NETLINK_LISTEN_ALL_NSID, NETLINK_ROUTE,
-                                NETLINK_USERSOCK, SOCKADDR_NL, NetlinkSocket)
+                                NETLINK_KOBJECT_UEVENT, NETLINK_USERSOCK, SOCKADDR_NL, NetlinkSocket)
 from sentry.net.unix import SOCK_DGRAM, SOCK_RAW
 from sentry.vfs.file import O_NONBLOCK
 from syscalls.abi import s32
@@ -28,7 +30,7 @@ SO_PROTOCOL, SO_DOMAIN = 38, 39
 NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_LIST_MEMBERSHIPS = 1, 2, 9
 MSG_OOB, MSG_DONTWAIT = 0x1, 0x40
 CAP_NET_BROADCAST, CAP_NET_ADMIN = 11, 12
-PROTOCOLS = (NETLINK_ROUTE, NETLINK_USERSOCK)
+PROTOCOLS = (NETLINK_ROUTE, NETLINK_USERSOCK, NETLINK_KOBJECT_UEVENT)
 
 
 def create(t, kind: int, protocol: int, flags: int) -> NetlinkSocket:

@@ -7,8 +7,9 @@ socket.if_nameindex() and if_nametoindex(). Inside the sandbox the same commands
 run under its own `unshare -rn`; the sandbox's first namespace (lo up) is checked
 against the namespace natively brought up.
 
-Sandbox only (the host kernel has them): the netlink protocols the sandbox does not
-have answer EPROTONOSUPPORT, as a kernel built without them.
+NETLINK_KOBJECT_UEVENT in a new namespace (silent, as natively). Sandbox only (the
+host kernel has them): the netlink protocols the sandbox does not have answer
+EPROTONOSUPPORT, as a kernel built without them.
 
 The calls one by one are fixtures/netlink.c (tests/test_fixtures.py).
 """
@@ -112,15 +113,43 @@ def test_python_netlink_sockets(platform):
              "netlink sockets")
 
 
+PY_UEVENT = r'''
+import errno, socket
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 15)
+s.bind((0, 1))
+print("bound to group", s.getsockname()[1])
+for dest in ((0, 0), (0, 1), (0, 2)):
+    try:
+        print("send to", dest, s.sendto(b"add@/devices/x\0ACTION=add\0", dest))
+    except OSError as e:
+        print("send to", dest, errno.errorcode[e.errno])
+s.settimeout(0.3)
+try:
+    s.recv(100)
+    print("a uevent came")
+except OSError as e:
+    print("nothing came:", type(e).__name__)
+'''
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_uevent_socket(platform):
+    """NETLINK_KOBJECT_UEVENT in a new namespace: joined, sent to, and silent."""
+    harness.require_program(PYTHON)
+    harness.require_program(UNSHARE)
+    argv = [UNSHARE, "-rn", PYTHON, "-c", PY_UEVENT]
+    _compare(platform, argv, argv, "uevent socket")
+
+
 PY_PROTOCOLS = r'''
 import errno, socket
-for proto in (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 31):
+for proto in (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 21, 22, 23, 24, 31):
     try:
         socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto).close()
         print(proto, "made")
     except OSError as e:
         print(proto, errno.errorcode[e.errno])
-for proto in (0, 2):
+for proto in (0, 2, 15):
     socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, proto).close()
     print(proto, "made")
 '''
@@ -128,7 +157,8 @@ for proto in (0, 2):
 
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_other_protocols_absent(platform):
-    """Every netlink protocol but NETLINK_ROUTE and NETLINK_USERSOCK is EPROTONOSUPPORT
+    """Every netlink protocol but NETLINK_ROUTE, NETLINK_USERSOCK and NETLINK_KOBJECT_UEVENT
+    is EPROTONOSUPPORT
     (the host's kernel has several of them: no native oracle)."""
     harness.require_program(PYTHON)
     run = harness.run_sandbox(platform, PYTHON, ["-c", PY_PROTOCOLS], timeout=TIMEOUT)
@@ -136,4 +166,4 @@ def test_other_protocols_absent(platform):
     lines = run.stdout.decode().split("\n")
     assert run.status == 0, run.stderr_text()
     assert all(line.endswith("EPROTONOSUPPORT") for line in lines[:23]), run.stdout.decode()
-    assert lines[23:25] == ["0 made", "2 made"], run.stdout.decode()
+    assert lines[23:26] == ["0 made", "2 made", "15 made"], run.stdout.decode()

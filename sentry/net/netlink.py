@@ -4,7 +4,8 @@ A NetlinkSocket is a datagram socket whose peer is usually the kernel: what it
 sends to port 0 is answered at once by the protocol's kernel side (NETLINK_ROUTE:
 sentry/net/rtnetlink.py), the replies queued on its own receive queue; what it
 sends to another port goes to the socket bound there (NETLINK_USERSOCK has no
-kernel side at all). Each network namespace has a port table per protocol
+kernel side at all; NETLINK_KOBJECT_UEVENT's takes messages and answers none, and
+announces nothing: the sandbox's devices never change). Each network namespace has a port table per protocol
 (`ports()`): bind names a port id, or takes one automatically (the process's id,
 then a random negative one, netlink_autobind). Receiving is charged to the
 receiver (`rmem`): a kernel reply to a socket over SO_RCVBUF is dropped and the
@@ -29,7 +30,7 @@ from sentry.net.unix import (POLLERR, POLLIN, POLLOUT, POLLRDNORM, POLLWRBAND, P
 from sentry.vfs.file import O_NONBLOCK
 
 AF_NETLINK = 16
-NETLINK_ROUTE, NETLINK_USERSOCK = 0, 2
+NETLINK_ROUTE, NETLINK_USERSOCK, NETLINK_KOBJECT_UEVENT = 0, 2, 15
 MAX_LINKS = 32
 MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 NLMSG_HDR = struct.Struct("<IHHII")  # len, type, flags, seq, pid
@@ -256,6 +257,8 @@ class NetlinkSocket(UnixSocket):
                 if other is not self and not other.dead and group in other.groups:
                     other.deliver(data, self.portid, group, False, _cred(t))
         if portid == 0:
+            if self.protocol == NETLINK_KOBJECT_UEVENT:
+                return  # the kernel takes it and answers nothing (no uevent is injected)
             if self.protocol != NETLINK_ROUTE:
                 if group:
                     return

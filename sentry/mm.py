@@ -242,8 +242,8 @@ class MemoryManager:
 
     def _meets_reserved(self, start: int, end: int) -> bool:
         """Does [start, end) meet a range the platform keeps for itself (the ptrace stub)?
-        Such a range is treated as lying past TASK_SIZE: mmap there is ENOMEM, MAP_FIXED_NOREPLACE
-        EEXIST, munmap and mremap's target EINVAL, mprotect and madvise ENOMEM (not mapped)."""
+        Such a range answers as addresses past TASK_SIZE do: mmap there (MAP_FIXED_NOREPLACE
+        too) ENOMEM, munmap and mremap's target EINVAL, mprotect and madvise ENOMEM."""
         return any(lo < end and start < hi for lo, hi in self.reserved)
 
     def is_free(self, start: int, end: int) -> bool:
@@ -331,6 +331,8 @@ class MemoryManager:
         if kind == MAP_PRIVATE and prot & PROT_WRITE and not flags & MAP_NORESERVE and length > COMMIT_LIMIT:
             raise Errno(E.ENOMEM)  # an obvious overcommit, as Linux's heuristic mode refuses
         if flags & MAP_FIXED_NOREPLACE:
+            if addr + length > TASK_SIZE or self._meets_reserved(addr, addr + length):
+                raise Errno(E.ENOMEM)  # get_unmapped_area's, before any overlap is looked for
             if not self.is_free(addr, addr + length):
                 raise Errno(E.EEXIST)
         elif flags & MAP_FIXED:

@@ -46,50 +46,51 @@ def _differential(platform: str, program: Path, args) -> None:
 
 
 # --- the stub's pages are the sentry's ------------------------------------------------------
-RANGES = b"""mmap MAP_FIXED: -1 ENOMEM
-mmap MAP_FIXED_NOREPLACE: -1 EEXIST
-mmap MAP_SHARED|MAP_FIXED (scratch page): -1 ENOMEM
-mmap MAP_FIXED across: -1 ENOMEM
-mmap hint: elsewhere
-mremap MAYMOVE|FIXED onto: -1 EINVAL
-mprotect: -1 ENOMEM
-pkey_mprotect: -1 ENOMEM
-madvise MADV_DONTNEED: -1 ENOMEM
-munmap: -1 EINVAL
-munmap across: -1 EINVAL
-mlock: -1 ENOMEM
-mincore: -1 ENOMEM
-msync: -1 ENOMEM
-shmat: -1 ENOMEM
-shmat SHM_REMAP: -1 ENOMEM
-brk over it: refused
-brk unchanged: yes
-after: mmap: fresh page
-after: read: ok
-after: fork: child exit 7
-"""
+# The oracle for the stub's range: the same calls natively at TASK_SIZE (2^47), the first
+# address a process cannot map. The sandbox must answer at the stub exactly as Linux there.
+PAST_TASK_SIZE = f"{1 << 47:x}"
 
 
-def test_stub_pages_cannot_be_mapped_moved_or_freed():
-    """Every call that could put a page of the guest's on the stub fails as on a range past
-    TASK_SIZE (mmap ENOMEM, MAP_FIXED_NOREPLACE EEXIST, munmap and mremap's target EINVAL,
-    the rest ENOMEM as for unmapped memory), and injections still work afterwards."""
+def _native_past_task_size(mode: str) -> harness.Run:
+    native = harness.run_native(_stub_program(), [mode, PAST_TASK_SIZE], timeout=TIMEOUT)
+    assert native.status == 0, native.stderr_text()
+    assert b"MAYMOVE|FIXED onto: -1 EINVAL\n" in native.stdout or b"onto the stub: -1 EINVAL\n" in native.stdout
+    return native
+
+
+def test_stub_pages_answer_as_past_task_size():
+    """Every call that could put a page of the guest's on the stub, change it or free it
+    fails there as Linux fails past TASK_SIZE (mmap, MAP_FIXED_NOREPLACE, shmat, brk ENOMEM or
+    refused; munmap and mremap's target EINVAL; mprotect, madvise, mlock, mincore, msync
+    ENOMEM), and injections, reads and forks still work afterwards."""
+    native = _native_past_task_size("ranges")
     run = harness.run_sandbox("ptrace", _stub_program(), ["ranges", STUB], timeout=TIMEOUT)
     _sane(run)
-    assert run.stdout == RANGES, harness.bytes_diff(RANGES, run.stdout, "expected", "sandbox")
+    harness.compare(native, run, label="ranges at the stub vs natively past TASK_SIZE")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_past_task_size_as_linux(platform):
+    """The same calls at TASK_SIZE itself, on both platforms, vs native."""
+    native = _native_past_task_size("ranges")
+    run = harness.run_sandbox(platform, _stub_program(), ["ranges", PAST_TASK_SIZE], timeout=TIMEOUT)
+    _sane(run)
+    harness.compare(native, run, label="ranges past TASK_SIZE")
 
 
 @pytest.mark.parametrize("variant", ["glibc-static", "glibc-dynamic"])
 def test_stub_hijack_reproducer(variant):
     """The issue's reproducer: a guest RWX page of `jmp .` mremapped onto the stub, then an
-    injected call. The move is refused; the sentry's next injection returns to it. (A
-    dynamic program once made it an internal error.)"""
+    injected call. The move is refused (EINVAL, as natively past TASK_SIZE) and the sentry's
+    next injection returns as it should. (A dynamic program once made it an internal error.)"""
+    native = harness.run_native(_stub_program(variant), ["hijack", PAST_TASK_SIZE], timeout=TIMEOUT)
     run = harness.run_sandbox("ptrace", _stub_program(variant), ["hijack", STUB],
                               options=["--memory", "64M", "--max-procs", "4"], timeout=TIMEOUT)
     _sane(run)
     assert run.stdout == (b"mremap RWX page onto the stub: -1 EINVAL\ninjection after: ok\n"
                           b"mremap NX page onto the stub: -1 EINVAL\nafter: mmap: fresh page\n"
                           b"after: read: ok\nafter: fork: child exit 7\n"), run.stdout
+    harness.compare(native, run, label="hijack at the stub vs natively past TASK_SIZE")
 
 
 def _host_has_pku() -> bool:

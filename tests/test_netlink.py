@@ -2,8 +2,9 @@
 fresh network namespace (`unshare -rn`: only a new lo, down at first, so the host's
 interfaces never show): iproute2's `ip addr`, `ip link`, `ip route` (and `ip -d
 link`, `ip -6 route`, `ip route show table all`, `ip route get`, `ip neigh`)
-before and after `ip link set lo up`, and `ip link set lo mtu`; python3's
-socket.if_nameindex() and if_nametoindex(). Inside the sandbox the same commands
+before and after `ip link set lo up`, and `ip link set lo mtu`; busybox's ip applet;
+python3's socket.if_nameindex() and if_nametoindex(), and its socket module on
+NETLINK_ROUTE and NETLINK_USERSOCK. Inside the sandbox the same commands
 run under its own `unshare -rn`; the sandbox's first namespace (lo up) is checked
 against the namespace natively brought up.
 
@@ -66,6 +67,18 @@ def test_ip_in_the_sandbox_namespace(platform):
     harness.require_program(UNSHARE)
     _compare(platform, [UNSHARE, "-rn", SH, "-c", "ip link set lo up; " + IP_UP], [SH, "-c", IP_UP],
              "ip in the sandbox's namespace")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_busybox_ip(platform):
+    """busybox's own ip applet (its netlink code, not iproute2's) in the sandbox's
+    namespace vs a native one brought up."""
+    bb = harness.require_busybox()
+    harness.require_program(UNSHARE)
+    script = (f"{bb} ip addr; {bb} ip link; {bb} ip route; {bb} ip -6 route; {bb} ip link set lo mtu 1400; "
+              f"{bb} ip link show lo; echo end")
+    _compare(platform, [UNSHARE, "-rn", SH, "-c", f"{bb} ip link set lo up; " + script], [SH, "-c", script],
+             "busybox ip")
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

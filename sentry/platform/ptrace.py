@@ -391,7 +391,7 @@ class HostProcess:
                 raise Errno(errno.EAGAIN)
             if status >> 16 == hc.PTRACE_EVENT_STOP:
                 return child
-            hc.ptrace(hc.PTRACE_CONT, child, 0, 0)
+            _check(_ptrace(hc.PTRACE_CONT, child, 0, 0))  # ESRCH: killed meanwhile (TaskGone)
 
     def clone_thread(self, cpu: "PtraceCpu", flags: int = 0) -> "PtraceCpu":
         """A new host thread of this process (or, by flags, a host process sharing its
@@ -465,10 +465,13 @@ class HostProcess:
     def resident(self, start: int, length: int) -> bytes:
         """One byte per page: 1 if the host has it in memory (present or swapped out, from
         the traced process's /proc/PID/pagemap, readable while it runs)."""
-        if self._pagemap is None:
-            self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-        n = length // 4096
-        raw = os.pread(self._pagemap, 8 * n, 8 * (start // 4096))
+        try:
+            if self._pagemap is None:
+                self._pagemap = os.open(f"/proc/{self.pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            n = length // 4096
+            raw = os.pread(self._pagemap, 8 * n, 8 * (start // 4096))
+        except OSError:  # the process is gone (killed by a limit): nothing is resident
+            raise TaskGone() from None
         return bytes(1 if e >> 62 else 0 for e in memoryview(raw[:len(raw) & ~7]).cast("Q")).ljust(n, b"\0")
 
     # --- guest memory: the MemoryManager checks protections before calling these -----

@@ -371,7 +371,8 @@ p = socket.create_server(("127.0.0.1", {private}))
 socket.create_connection(("127.0.0.1", {private}), timeout=5).close()
 print("own 127.0.0.1 listener reached inside")
 print("listening", flush=True)''')
-    proc = _sentry(platform, ["--net", "host", "--timeout", str(TIMEOUT)], [PYTHON, "-c", script, str(public), "0.0.0.0"])
+    proc = _sentry(platform, ["--net", "host", "--timeout", str(TIMEOUT)],
+                   [PYTHON, "-c", script, str(public), "0.0.0.0"])
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         assert lines == [b"own 127.0.0.1 listener reached inside\n", b"listening\n"], (lines, proc.stderr.peek())

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from sentry.errors import Errno
-from sentry.net.hostnet import R, Relay, _Collect, sockaddr_of
+from sentry.net.hostnet import R
+from sentry.net.hostsock import Relay, _Collect, sockaddr_of
 from sentry.net.inet import AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, LOOP4, LOOP6, SYN_SENT, InetSocket
 from sentry.net.unix import LISTEN, SOCK_DGRAM, SOCK_STREAM
 

@@ -6,12 +6,11 @@ syscalls/net.py owns the calls and hands a NetlinkSocket here: creation
 NETLINK_KOBJECT_UEVENT exist, the last as in a container whose devices never
 change: its groups can be joined and hear nothing; every other protocol (audit,
 generic, netfilter, sock_diag, xfrm, ...) is EPROTONOSUPPORT as in a kernel built
-without it, which libaudit, ethtool and ss take as "not here" and go on), sockaddr_nl in and
-out, bind (a port id or an automatic one, multicast groups), connect, sends
-(to the kernel: answered at once; to another port: queued there, waiting while its
-buffer is full; to a group: its members), receives (one skb per call, MSG_PEEK,
-MSG_TRUNC giving the whole length, the sender's sockaddr_nl), the SOL_NETLINK
-options, and the interface ioctls every socket answers."""
+without it, which libaudit, ethtool and ss take as "not here" and go on),
+sockaddr_nl in and out, bind (a port id or an automatic one, multicast groups),
+connect, a send's destination and checks (the object delivers it: to the kernel,
+answered at once; to another port, queued there; to a group, its members), and the
+SOL_NETLINK options. Receiving and the ioctls are the object's."""
 import errno as E
 import struct
 

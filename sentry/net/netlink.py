@@ -179,13 +179,14 @@ class NetlinkSocket(UnixSocket):
         self.continue_dump()
 
     def continue_dump(self) -> None:
-        if self.dump and self.rmem <= self.rcvbuf // 2:
+        """The next skb of a running dump, while the queue is under half the buffer (a
+        dump waits for its reader: it never overruns)."""
+        if self.dump and self.rmem <= self.rcvbuf // 2 and not self.congested:
             self.deliver(self.dump.popleft())
 
     def take(self, size: int, peek: bool, sink):
-        """One skb into sink: (bytes copied, its length, sender's credentials, sender's
-        sockaddr_nl) or None when
-        the queue is empty. Taking one lets a running dump go on."""
+        """One skb into sink: (bytes copied, its length, the sender's credentials and
+        sockaddr_nl), or None when the queue is empty. Taking one lets a dump go on."""
         if size > self.max_recvmsg_len:
             self.max_recvmsg_len = min(size, MAX_RECVMSG_LEN)
         got = self.dgram_take(size, peek, sink)

@@ -656,11 +656,11 @@ def test_fixture_list_is_covered():
     # tmpwrite: test_isolation; escape: test_escapes (checked against expectations, not the host);
     # procself: test_procfs; the file-syscall fixtures: test_filesyscalls
     from test_filesyscalls import FIXTURES as FILE_FIXTURES
-    # spin, bigalloc, endless: test_limits; pidprobe: test_isolation; tty: test_terminal (on a pseudo-terminal);
+    # spin, bigalloc, endless, hostile: test_limits; pidprobe: test_isolation; tty: test_terminal (on a pseudo-terminal);
     # mountcalls: test_mounts (natively in a mount namespace of its own)
     missing = sorted(set(harness.fixture_names()) - covered
                      - {"tmpwrite", "escape", "procself", "spin", "bigalloc", "pidprobe", "tty", "endless",
-                        "mountcalls"} - FILE_FIXTURES)
+                        "hostile", "mountcalls"} - FILE_FIXTURES)
     assert not missing, f"fixtures without a differential case: {missing}"
 
 

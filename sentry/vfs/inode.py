@@ -23,9 +23,10 @@ ST_RDONLY, ST_VALID = 0x0001, 0x0020
 # tmpfs's s_maxbytes (MAX_LFS_FILESIZE): what a memory file's size may reach; its bytes
 # are bounded by the sandbox's budget (sentry/vfs/budget.py), a hole costs nothing.
 MAX_MEMORY_FILE = (1 << 63) - 1
-# A bytearray file that would grow by a hole larger than this moves into a memfd first,
-# where the host keeps the hole sparse (two ftruncates to 1 GiB cost nothing).
-SPARSE_GAP = 1 << 20
+# A bytearray file that would grow by a hole of a page or more moves into a memfd first,
+# where the host keeps the hole sparse (two ftruncates to 1 GiB cost nothing) and
+# SEEK_HOLE finds it, as tmpfs's; so does one that has a whole page punched out.
+SPARSE_GAP = 4096
 SEEK_HOLE = 4
 # memfd seals (fcntl F_ADD_SEALS); every tmpfs file starts sealed against sealing
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
@@ -372,7 +373,7 @@ class RegularInode(Inode):
 
     def _sparse_gap(self, end: int) -> None:
         """A bytearray file about to grow to end by a large hole moves into a memfd."""
-        if self.data is not None and end - len(self.data) > SPARSE_GAP:
+        if self.data is not None and end - (len(self.data) + 4095) // 4096 * 4096 >= SPARSE_GAP:
             self.memfd()
 
     # --- where the bytes are ------------------------------------------------------------
@@ -529,6 +530,8 @@ class RegularInode(Inode):
             if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
                 raise Errno(E.EPERM)
             stop = min(end, size)
+            if self.data is not None and (stop & -4096) - ((offset + 4095) & -4096) >= 4096:
+                self.memfd()  # a whole page goes: a hole, as tmpfs's
             if offset < stop:
                 if self.data is not None:
                     self.data[offset:stop] = bytes(stop - offset)

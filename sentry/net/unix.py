@@ -530,6 +530,12 @@ class UnixSocket(File):
         The pieces Linux would make are reckoned first, then their bytes read at once and
         queued as one Skb (the first alone when it carries files: a reader stops there)."""
         sndbuf, room = self.sndbuf, self.sndbuf - self.wmem
+        if room <= 0 or start >= length:
+            return 0
+        size, truesize = stream_piece(length - start, sndbuf)
+        if start + size == length:  # one piece holds it all (small writes: the usual case)
+            other.enqueue(Skb(get(start, size), self, truesize, fds, cred, self.addr))
+            return size
         sent, charged, pieces = start, 0, []
         while sent < length and charged < room:
             size, truesize = stream_piece(length - sent, sndbuf)
@@ -576,6 +582,13 @@ class UnixSocket(File):
         if self.passcred:
             return None
         queue = self.queue
+        skb = queue[0]
+        if skb.used == 0 and len(skb.data) <= size and (len(queue) == 1 or len(skb.data) == size) and not skb.fds:
+            queue.popleft()  # one whole Skb is the answer (a round trip's message, a reader keeping up)
+            self.inq -= len(skb.data)
+            self._uncharge(skb)
+            data = skb.data
+            return data if data.__class__ is bytes else bytes(data)
         take, n = [], 0
         for skb in queue:
             if skb.fds:

@@ -267,6 +267,10 @@ def _alive(task) -> bool:
 class NetNamespace(Namespace):
     kind = "net"  # the sandbox has no network: every one has only its loopback
 
+    def __init__(self, owner, initial: bool = False):
+        super().__init__(owner, initial)
+        self.sysctl = {}  # its /proc/sys/net values written (sentry/vfs/procfs.py)
+
 
 class CgroupNamespace(Namespace):
     kind = "cgroup"  # every task is in the root cgroup

@@ -136,6 +136,8 @@ class GenInode(_ProcInode):
         mode = flags & O_ACCMODE
         if mode != O_RDONLY and self.sysctl and not self.mode & 0o222:
             raise Errno(E.EACCES)
+        if mode != O_WRONLY and self.sysctl and not self.mode & 0o444:
+            raise Errno(E.EACCES)  # a write-only knob (vm/drop_caches)
         data = b"" if mode == O_WRONLY else self.gen()
         return ProcFile(self, flags, path, data, self.writer, self.write_errno)
 
@@ -1159,6 +1161,19 @@ def _int_sysctl(fs, owner, attr: str) -> "GenInode":
     return GenInode(fs, lambda: b"%d\n" % getattr(owner, attr), 0o644, writer=write, sysctl=True)
 
 
+def _minmax_writer(lo: int, hi: int):
+    """A writer that accepts one integer in [lo, hi] (proc_dointvec_minmax) and keeps nothing."""
+    def write(data):
+        try:
+            value = int(bytes(data).split()[0])
+        except (ValueError, IndexError):
+            raise Errno(E.EINVAL) from None
+        if not lo <= value <= hi:
+            raise Errno(E.EINVAL)
+        return len(data)
+    return write
+
+
 def _max_map_count(fs, kernel_of) -> "GenInode":
     """vm/max_map_count: the most areas a process may have (proc_dointvec_minmax, >= 0)."""
     from sentry.mm import MAX_MAP_COUNT
@@ -1262,6 +1277,9 @@ def make_sys(procfs) -> StaticDir:
                         (b"swappiness", b"60\n"), (b"overcommit_kbytes", b"0\n")):
         vm.add(name, ro(value))
     vm.add(b"max_map_count", _max_map_count(fs, kernel))  # enforced by sentry/mm.py
+    # the sandbox keeps no page cache of its own (the host's is the host's): a valid request
+    # (1-4, proc_dointvec_minmax) is accepted and has nothing to drop; write-only, as Linux's
+    vm.add(b"drop_caches", GenInode(fs, const(b""), 0o200, writer=_minmax_writer(1, 4), sysctl=True))
     fsd = sys_dir.add(b"fs", StaticDir(fs))
     for name, value in ((b"file-max", b"9223372036854775807\n"), (b"file-nr", b"0\t0\t9223372036854775807\n"),
                         (b"protected_symlinks", b"1\n"), (b"protected_hardlinks", b"1\n")):
@@ -1286,4 +1304,38 @@ def make_sys(procfs) -> StaticDir:
     core.add(b"somaxconn", ro(b"4096\n"))
     ipv4 = net.add(b"ipv4", StaticDir(fs))
     ipv4.add(b"ip_local_port_range", ro(b"32768\t60999\n"))
+    # each network namespace's own interface settings (kept, not acted on: lo has no
+    # neighbours to forward to or filter from), read and written in the reader's namespace
+    conf = ipv4.add(b"conf", StaticDir(fs))
+    for dev in (b"all", b"default", b"lo"):
+        d = conf.add(dev, StaticDir(fs))
+        for name, value in _NET_CONF.items():
+            d.add(name, _netns_sysctl(fs, kernel, b"ipv4/conf/%s/%s" % (dev, name), value))
     return sys_dir
+
+
+# net.ipv4.conf.*: Linux's defaults for lo in a new namespace
+_NET_CONF = {b"tag": 0, b"forwarding": 0, b"rp_filter": 0, b"accept_redirects": 1, b"send_redirects": 1,
+             b"accept_source_route": 1, b"secure_redirects": 1, b"shared_media": 1, b"proxy_arp": 0,
+             b"log_martians": 0, b"arp_ignore": 0, b"arp_announce": 0, b"disable_policy": 0,
+             b"disable_xfrm": 0, b"route_localnet": 0, b"mc_forwarding": 0}
+
+
+def _netns_sysctl(fs, kernel_of, key: bytes, default: int) -> "GenInode":
+    """An integer kept per network namespace (the reader's: Linux's net sysctls are per netns)."""
+    def values():
+        k = kernel_of()
+        task = k.current if k is not None else None
+        ns = getattr(getattr(task, "nsproxy", None), "net", None)
+        return ns.sysctl if ns is not None else {}
+
+    def write(data):
+        try:
+            value = int(bytes(data).split()[0])
+        except (ValueError, IndexError):
+            raise Errno(E.EINVAL) from None
+        if not -0x80000000 <= value <= 0x7FFFFFFF:
+            raise Errno(E.EINVAL)
+        values()[key] = value
+        return len(data)
+    return GenInode(fs, lambda: b"%d\n" % values().get(key, default), 0o644, writer=write, sysctl=True)

@@ -339,6 +339,7 @@ class HostProcess:
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._pagemap = None  # /proc/PID/pagemap, opened when residency is first asked
         self.forked_pid = None   # the host pid of the last child an injected clone made
+        self.ready = reserved is not None  # set up (a fork inherits it all): a death is the guest's
         if reserved is not None:  # a fork: the stub, its filter and its dispositions are inherited
             self.reserved = list(reserved)
             return
@@ -347,6 +348,7 @@ class HostProcess:
         self._ignore_children()
         self._hide_stub()
         self._install_seccomp()
+        self.ready = True
 
     def _hide_stub(self):
         """The stub's code page execute-only: where the host has protection keys, the host
@@ -556,7 +558,7 @@ class HostProcess:
         if status is not None:
             cpu.gone = status
             self.platform.pending.append((cpu.tid, status))
-        if cpu.task is None:
+        if not self.ready:
             return SentryError("the sandbox process died during setup")
         return TaskGone()
 

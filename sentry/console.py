@@ -127,7 +127,7 @@ class Console:
             if self._closing:
                 return
             sig = info.si_signo
-            self.kernel.post(lambda: self._host_signal(sig))
+            self.kernel.post(lambda sig=sig: self._host_signal(sig))  # bound now: the next signal rebinds sig
 
     # --- in the kernel's loop ----------------------------------------------------------------
     def _host_signal(self, sig: int) -> None:

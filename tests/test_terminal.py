@@ -211,6 +211,28 @@ def test_sigint_to_sentry_without_a_terminal(platform):
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
+def test_sigterm_then_sigcont_as_timeout_sends(platform):
+    """coreutils' `timeout` sends SIGTERM and at once SIGCONT: each is passed on as itself
+    (the second once replaced the first, half the time, and the sandbox ran to its end)."""
+    import subprocess
+    for _ in range(3):
+        proc = subprocess.Popen(harness.sentry_argv(platform, "/bin/sh", ["-c", "echo ready; exec sleep 100"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=harness.sentry_host_env(),
+                                cwd=str(harness.REPO))
+        try:
+            assert proc.stdout.readline() == b"ready\n"
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGCONT)
+            out, err = proc.communicate(timeout=20)  # the sleep would take 100 s
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert (proc.returncode, out, err) == (128 + signal.SIGTERM, b"", b"")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_ctrl_c_ends_a_pipeline(platform):
     argv = ["/bin/dash", "-c", "echo ready; sleep 100 | cat; echo not reached"]
     steps = [Step(b"ready", None), _pause(0.7), Step(None, b"\x03")]

@@ -251,7 +251,6 @@ class InetSocket(UnixSocket):
 
     def accepts(self, dest: bytes) -> bool:
         """Whether traffic to `dest` may reach this bound socket (family and V6ONLY)."""
-        addr = self.local[0]
         if is_v4(dest):
             v4 = _v4_set(self)
             return v4 == "any" or v4 == dest
@@ -363,7 +362,8 @@ class InetSocket(UnixSocket):
         taken); the next send without it, shutdown or close sends it."""
         if not (flags & MSG_MORE or self.ip_opts.get((IPPROTO_TCP, TCP_CORK))):
             return False
-        if self.state != ESTABLISHED or self.peer is None or self.peer.dead or self.err or self.shutdown & SEND_SHUTDOWN:
+        peer = self.peer
+        if self.state != ESTABLISHED or peer is None or peer.dead or self.err or self.shutdown & SEND_SHUTDOWN:
             return False  # the ordinary path gives the error
         held = len(self.cork) if self.cork else 0
         if held + length >= LOOPBACK_MSS:

@@ -8,7 +8,11 @@ Waiting: a call that cannot go on parks the task on the socket's queues
 buffer, a MSG_WAITALL read) and the deadline of SO_RCVTIMEO/SO_SNDTIMEO are
 kept in task.restart_state (Progress) across its runs. A signal ends the wait
 with what was done, or -ERESTARTSYS (EINTR when a timeout is set), as Linux's
-sock_intr_errno."""
+sock_intr_errno.
+
+A plain read or recv of a connected stream, the common case, is answered at once
+from what is queued (UnixSocket.stream_read); the general rounds (stream_take,
+with peeks, credentials, files, low-water marks, faults) take the rest."""
 import errno as E
 import time
 from signal import SIGPIPE
@@ -31,7 +35,6 @@ def sender_cred(t):
     return (t.tgid, t.uid, t.gid)
 
 
-
 def dgram_disconnected(sock: UnixSocket, other: UnixSocket) -> None:
     """A datagram socket leaves a peer: what that peer sent it is dropped, and a peer
     connected back hears ECONNRESET."""
@@ -41,7 +44,6 @@ def dgram_disconnected(sock: UnixSocket, other: UnixSocket) -> None:
         sock._relay_room()
         if not other.dead and other.peer is sock:
             other.set_err(E.ECONNRESET)
-
 
 
 class Progress:
@@ -157,7 +159,6 @@ class IovSource:
         return b"".join(parts)
 
 
-
 # --- receiving ---------------------------------------------------------------------------------
 def recv(t, sock: UnixSocket, sink, size: int, flags: int, lowat: bool = True):
     """One receive: (result, msg_flags, passed files, cred, sender's address). Without
@@ -244,7 +245,6 @@ def read(t, sock: UnixSocket, size: int) -> bytes:
     _, _, fds, _, _ = recv(t, sock, sink, size, 0, lowat=False)
     drop_all(fds)
     return sink.bytes()
-
 
 
 # --- sending -----------------------------------------------------------------------------------

@@ -542,19 +542,15 @@ class UnixSocket(File):
             sent += size
             charged += truesize
             pieces.append((sent - start, truesize))
-        if not pieces:
-            return 0
         try:
             data = get(start, sent - start)
         except Errno:
             return self._push_each(other, get, start, pieces, fds, cred)  # find where the fault lies
-        first = 0
         if fds and len(pieces) > 1:
             end, truesize = pieces[0]
             other.enqueue(Skb(data[:end], self, truesize, fds, cred, self.addr))
-            fds, first, charged = None, end, charged - truesize
-            data = data[end:]
-            pieces = [(e - first, t) for e, t in pieces[1:]]
+            fds, charged, data = None, charged - truesize, data[end:]
+            pieces = [(e - end, t) for e, t in pieces[1:]]
         other.enqueue(Skb(data, self, charged, fds, cred, self.addr, None,
                           deque(pieces) if len(pieces) > 1 else None))
         return sent - start

@@ -4,7 +4,8 @@ pass/fail/skip per test, optionally as JUnit XML.
 A corpus is a test binary, a directory (every executable under it, sorted),
 or a runtest file in the Linux Test Project's format: one `TAG COMMAND
 ARGS...` per line, `#` comments and blank lines skipped; COMMAND runs
-through the sandbox's /bin/sh, as LTP's own runner does. `--env`,
+through the sandbox's /bin/sh, as LTP's own runner does, as a child of that
+shell (the sandbox's pid 1), never as the sandbox's init itself. `--env`,
 `--mount` and `--workdir` give the corpora of one invocation their
 environment and files; `--tags FILE` keeps only the tags it lists.
 
@@ -55,7 +56,10 @@ def read_runtest(path: str) -> list[Test]:
                     tag, _, command = line.partition("\t")
                 if not command.strip():
                     raise SentryError(f"{path}:{number}: expected TAG COMMAND, not {line!r}")
-                tests.append(Test(tag, ["/bin/sh", "-c", command.strip()]))
+                # "; exit $?": the shell forks the command instead of exec'ing it, so the test is
+                # never its sandbox's pid 1 (as under LTP's runner: its library takes a parent
+                # pid of 1 for "main test process exited")
+                tests.append(Test(tag, ["/bin/sh", "-c", command.strip() + "\nexit $?"]))
     except OSError as e:
         raise SentryError(f"{path}: {e.strerror}", 127) from None
     return tests

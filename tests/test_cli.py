@@ -38,19 +38,21 @@ broken   exit 2
 tconf    exit 32
 tconf_and_fail exit 33
 not_selected exit 1
+not_pid1 sh -c 'test $$ != 1'
 """
 
 
 @pytest.mark.parametrize("platform", harness.PLATFORMS)
 def test_sentry_test_runs_a_runtest_corpus(platform, tmp_path):
     """An LTP runtest file: each TAG's command through the sandbox's sh, with the corpus's
-    environment and mounts; LTP's exit convention (32 alone is a skip); --tags selects."""
+    environment and mounts; LTP's exit convention (32 alone is a skip); --tags selects; a
+    command is a child of the sandbox's first process, never pid 1 itself (as under LTP's runner)."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "marker").write_text("x")
     runtest = tmp_path / "runtest"
     runtest.write_text(RUNTEST)
     tags = tmp_path / "tags"
-    tags.write_text("passes\nfails\nbroken\ntconf\ntconf_and_fail\n# not_selected\n")
+    tags.write_text("passes\nfails\nbroken\ntconf\ntconf_and_fail\n# not_selected\nnot_pid1\n")
     report = tmp_path / "junit.xml"
     r = subprocess.run([*SENTRY, "test", "--platform", platform, "--convention", "ltp", "--env", "CORPUS_VAR=given",
                         "--mount", f"{tmp_path / 'data'}:/data", "--tags", str(tags), "--junit", str(report),
@@ -58,10 +60,10 @@ def test_sentry_test_runs_a_runtest_corpus(platform, tmp_path):
     assert r.returncode == 1, r.stderr
     outcomes = {line.split()[1]: (line.split()[0], line.split()[3]) for line in r.stdout.decode().splitlines()[:-1]}
     assert outcomes == {"passes": ("PASS", "0"), "fails": ("FAIL", "1"), "broken": ("FAIL", "2"),
-                        "tconf": ("SKIP", "32"), "tconf_and_fail": ("FAIL", "33")}, r.stdout
-    assert r.stdout.decode().splitlines()[-1] == "1 passed, 3 failed, 1 skipped"
+                        "tconf": ("SKIP", "32"), "tconf_and_fail": ("FAIL", "33"), "not_pid1": ("PASS", "0")}, r.stdout
+    assert r.stdout.decode().splitlines()[-1] == "2 passed, 3 failed, 1 skipped"
     xml = report.read_text()
-    assert 'tests="5" failures="3" skipped="1"' in xml and "<skipped" in xml and "failing" in xml
+    assert 'tests="6" failures="3" skipped="1"' in xml and "<skipped" in xml and "failing" in xml
 
 
 def test_sentry_test_bad_runtest_is_one_line(tmp_path):

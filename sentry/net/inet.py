@@ -511,7 +511,7 @@ class InetSocket(UnixSocket):
             n = max(0, peer.inq - peer.rcvbuf) if peer is not None and not peer.dead else 0
             task.mm.write_u32(arg, n)
             return 0
-        if request == SIOCATMARK:
+        if request == SIOCATMARK and self.type == SOCK_STREAM:  # tcp_ioctl's; UDP has no mark: ENOTTY
             task.mm.write_u32(arg, 0)
             return 0
         if self.interface_ioctl(task, request, arg):

@@ -395,8 +395,33 @@ def lseek(t, fd, offset, whence):
     return t.fds.get(s32(fd)).seek(s64(offset), s32(whence))
 
 
+FICLONE, FICLONERANGE, FIDEDUPERANGE, FS_IOC_FIEMAP = 0x40049409, 0x4020940D, 0xC0189436, 0xC020660B
+
+
+def _no_reflink(t, f, request: int, arg: int) -> None:
+    """FICLONE/FICLONERANGE/FIDEDUPERANGE: vfs_clone_file_range's and vfs_dedupe_file_range's
+    checks, then EOPNOTSUPP: no filesystem of the sandbox shares extents between files."""
+    if request == FIDEDUPERANGE:
+        if not S.S_ISREG(f.inode.mode):
+            raise Errno(E.EISDIR if S.S_ISDIR(f.inode.mode) else E.EINVAL)
+        if not f.readable:
+            raise Errno(E.EBADF)
+        raise Errno(E.EOPNOTSUPP)
+    src_fd = s32(arg) if request == FICLONE else s32(t.mm.read_u64(arg))
+    src = t.fds.get(src_fd)
+    if src.inode.fs is not f.inode.fs:
+        raise Errno(E.EXDEV)
+    for x in (src, f):
+        if not S.S_ISREG(x.inode.mode):
+            raise Errno(E.EISDIR if S.S_ISDIR(x.inode.mode) else E.EINVAL)
+    if not src.readable or not f.writable or f.flags & O_APPEND:
+        raise Errno(E.EBADF)
+    raise Errno(E.EOPNOTSUPP)
+
+
 @syscall("ioctl", status=PARTIAL, note="FIOCLEX/FIONCLEX/FIONBIO/FIOASYNC on any file; the terminal's (syscalls/tty.py), "
-         "sockets' and pipes' own; ENOTTY for the rest (no block devices, no FS_IOC_*)")
+         "sockets' and pipes' own; FICLONE/FICLONERANGE/FIDEDUPERANGE and FS_IOC_FIEMAP checked and "
+         "EOPNOTSUPP (no reflinks; no extent maps, as tmpfs); ENOTTY for the rest")
 def ioctl(t, fd, request, arg):
     fd = s32(fd)
     f = file_of(t, fd)  # an O_PATH descriptor is EBADF, FIOCLEX included
@@ -415,6 +440,10 @@ def ioctl(t, fd, request, arg):
             fasync.set_async(t, f, fd, bool(on))  # SIGIO to the owner (F_SETOWN) when ready
         f.flags = f.flags | bit if on else f.flags & ~bit
         return 0
+    if request in (FICLONE, FICLONERANGE, FIDEDUPERANGE):
+        _no_reflink(t, f, request, arg)
+    if request == FS_IOC_FIEMAP and (S.S_ISREG(f.inode.mode) or S.S_ISDIR(f.inode.mode)):
+        raise Errno(E.EOPNOTSUPP)  # no filesystem here has an i_op->fiemap
     return f.ioctl(t, request, arg)
 
 

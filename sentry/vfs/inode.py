@@ -145,6 +145,11 @@ class Inode:
     def blocks(self) -> int:
         return 0
 
+    @property
+    def blksize(self) -> int:
+        """st_blksize: the filesystem's block size (an ext image's, as mkfs -b made it)."""
+        return getattr(self.fs, "bsize", 4096) or 4096
+
     def is_dir(self) -> bool:
         return S.S_ISDIR(self.mode)
 
@@ -552,6 +557,14 @@ class RegularInode(Inode):
         self._resize(end, allocate=True)
         self.touch()
 
+    def _write_zeros(self, start: int, end: int) -> None:
+        zeros = bytes(min(end - start, 1 << 20))
+        try:
+            while start < end:
+                start += os.pwrite(self.backing.fd, zeros[:end - start], start)
+        except OSError as e:
+            raise Errno(e.errno) from None
+
     def _resize(self, length: int, allocate: bool = False) -> None:
         """The file's size becomes length; growth is a hole (truncate), or pages that are
         there (fallocate: allocate, charged)."""
@@ -567,11 +580,8 @@ class RegularInode(Inode):
             if allocate:
                 self._reserve(old, length)
             self._grow(length)
-            if allocate:
-                try:
-                    hostcalls.fallocate(self.backing.fd, 0, old, length - old)
-                except OSError as e:
-                    raise Errno(e.errno) from None
+            if allocate:  # zeros written, not the host's fallocate: its pages would read as holes to
+                self._write_zeros(old, length)  # SEEK_HOLE, and a write there seem to cost more
         else:
             self._size = length
             self._zero_from(length)  # the memfd keeps its host size: mappings past the end stay valid

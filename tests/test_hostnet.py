@@ -470,21 +470,26 @@ def test_publish_before_listening_is_reset(platform):
     harness.require_program(PYTHON)
     host_port = free_port()
     proc = _sentry(platform, ["--publish", f"{host_port}:7000", "--timeout", str(TIMEOUT)],
-                   [PYTHON, "-c", "import sys; sys.stdin.readline()"])
+                   [PYTHON, "-c", "import time; time.sleep(100)"])  # (ended by _end)
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
                 c = socket.create_connection(("127.0.0.1", host_port), timeout=10)
-                break
             except ConnectionRefusedError:  # the sentry is not listening yet
-                assert time.monotonic() < deadline
+                assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.2)
-        c.settimeout(10)
-        try:
-            got = c.recv(10)
-        except ConnectionResetError:
-            got = "reset"
+                continue
+            except ConnectionResetError:
+                got = "reset"  # (the reset came before connect returned)
+                break
+            c.settimeout(10)
+            try:
+                got = c.recv(10)
+            except ConnectionResetError:
+                got = "reset"
+            c.close()
+            break
         assert got == "reset"
     finally:
         _end(proc)

@@ -36,11 +36,12 @@ def pack_stat(arch: str, st) -> bytes:
     at, an = _split_ns(st.atime)
     mt, mn = _split_ns(st.mtime)
     ct, cn = _split_ns(st.ctime)
+    blksize = getattr(st, "blksize", 4096)
     if arch == "x86_64":
         return _STAT_X86_64.pack(st.dev, st.ino, st.nlink, st.mode, st.uid, st.gid, 0,
-                                 st.rdev, st.size, 4096, st.blocks, at, an, mt, mn, ct, cn)
+                                 st.rdev, st.size, blksize, st.blocks, at, an, mt, mn, ct, cn)
     return _STAT_AARCH64.pack(st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid,
-                              st.rdev, 0, st.size, 4096, 0, st.blocks, at, an, mt, mn, ct, cn)
+                              st.rdev, 0, st.size, blksize, 0, st.blocks, at, an, mt, mn, ct, cn)
 
 
 STATX_BASIC_STATS = 0x7FF
@@ -52,7 +53,7 @@ def pack_statx(st, mask: int = 0, mnt_id: int = 0, attributes: int = 0, attribut
     times = []
     for ns in (st.atime, st.ctime, st.ctime, st.mtime):  # atime, btime, ctime, mtime
         times += _split_ns(ns)
-    head = _STATX.pack(STATX_BASIC_STATS | mask, 4096, attributes, st.nlink, st.uid, st.gid, st.mode,
+    head = _STATX.pack(STATX_BASIC_STATS | mask, getattr(st, "blksize", 4096), attributes, st.nlink, st.uid, st.gid, st.mode,
                        st.ino, st.size, st.blocks, attributes_mask, *times,
                        st.rdev >> 8, st.rdev & 0xFF, st.dev >> 8, st.dev & 0xFF, mnt_id)
     return head.ljust(256, b"\0")

@@ -6,6 +6,7 @@ import errno as E
 from sentry import caps, fasync
 from sentry.errors import Errno
 from sentry.vfs import RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT, notify, perm
+from sentry.vfs.atime import file_accessed
 from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_LARGEFILE, O_NOATIME,
                              O_NOFOLLOW, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC, RegularFile)
 from sentry.vfs.inode import (F_SEAL_EXEC, F_SEAL_FUTURE_WRITE, F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK,
@@ -233,6 +234,7 @@ def getdents64(t, fd, dirp, count):
         raise Errno(E.EBADF)
     data = f.getdents(count & 0xFFFFFFFF, pack_dirent64)
     t.mm.write(dirp, data)
+    file_accessed(t.vfs, f)  # iterate_dir's
     if notify.marks:
         notify.accessed(f)  # iterate_dir's fsnotify_access
     return len(data)

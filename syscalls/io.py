@@ -10,6 +10,7 @@ from sentry.sched import Resumed, Wait
 from sentry.signals import send
 from sentry.task import RLIM_INFINITY
 from sentry.vfs import notify
+from sentry.vfs.atime import file_accessed
 from sentry.vfs.file import O_APPEND, RegularFile
 from sentry.vfs.inode import is_append_only
 from syscalls.abi import MAX_RW_COUNT, read_iovec, s32, s64
@@ -287,11 +288,13 @@ def _user_bytes(t, addr: int, size: int) -> bytes:
 @syscall("read")
 def read(t, fd, buf, count):
     f = _readable(t, fd)
-    return _accessed(f, _holding(t, fd, f, _read_pieces, t, f, buf, count))
+    return _accessed(t, f, _holding(t, fd, f, _read_pieces, t, f, buf, count))
 
 
-def _accessed(f, n: int) -> int:
-    """n bytes were read from f: IN_ACCESS for whoever watches it (fsnotify_access)."""
+def _accessed(t, f, n: int) -> int:
+    """n bytes were read from f: its access time (file_accessed), and IN_ACCESS for whoever
+    watches it (fsnotify_access)."""
+    file_accessed(t.vfs, f)
     if n and notify.marks:
         notify.accessed(f)
     return n
@@ -327,7 +330,7 @@ def write(t, fd, buf, count):
 @syscall("pread64")
 def pread64(t, fd, buf, count, offset):
     f = _positioned(t, fd, offset, False)
-    return _accessed(f, _read_pieces(t, f, buf, count, offset))
+    return _accessed(t, f, _read_pieces(t, f, buf, count, offset))
 
 
 @syscall("pwrite64")
@@ -360,7 +363,7 @@ def readv(t, fd, iov_addr, iovcnt):
     f = _readable(t, fd)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     data = _holding(t, fd, f, f.read, min(sum(n for _, n in iov), PIECE))
-    return _accessed(f, _deliver(t, f, data, iov))
+    return _accessed(t, f, _deliver(t, f, data, iov))
 
 
 @syscall("writev")
@@ -381,7 +384,7 @@ def preadv(t, fd, iov_addr, iovcnt, offset):
     f = _positioned(t, fd, offset, False)
     iov = read_iovec(t.mm, iov_addr, s32(iovcnt))
     data = f.pread(min(sum(n for _, n in iov), PIECE), offset)
-    return _accessed(f, _deliver_at(t, data, iov))
+    return _accessed(t, f, _deliver_at(t, data, iov))
 
 
 @syscall("pwritev")
@@ -478,7 +481,7 @@ def sendfile(t, out_fd, in_fd, offset_ptr, count):
         t.mm.write_u64(offset_ptr, offset + written)
     elif written < len(data):
         _give_back(in_file, data[written:], offset_ptr)
-    return _modified(out_file, _accessed(in_file, written))
+    return _modified(out_file, _accessed(t, in_file, written))
 
 
 def _give_back(in_file, rest: bytes, offset_ptr) -> None:
@@ -532,8 +535,8 @@ def preadv2(t, fd, iov_addr, iovcnt, offset, offset_high, flags):
     _rwf(f, flags & 0xFFFFFFFF, False)
     size = min(sum(n for _, n in iov), PIECE)
     if offset == -1:
-        return _accessed(f, _deliver(t, f, f.read(size), iov))
-    return _accessed(f, _deliver_at(t, f.pread(size, offset), iov))
+        return _accessed(t, f, _deliver(t, f, f.read(size), iov))
+    return _accessed(t, f, _deliver_at(t, f.pread(size, offset), iov))
 
 
 @syscall("pwritev2", status=PARTIAL, note="RWF_APPEND/NOAPPEND, SYNC/DSYNC/HIPRI/NOSIGNAL accepted; NOWAIT, ATOMIC "
@@ -592,7 +595,7 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
         f_out.offset = start_out + n
     else:
         t.mm.write_u64(off_out, start_out + n)
-    return _modified(f_out, _accessed(f_in, n))
+    return _modified(f_out, _accessed(t, f_in, n))
 
 
 # --- size and space -----------------------------------------------------------------------------

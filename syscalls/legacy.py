@@ -32,6 +32,8 @@ def getdents(t, fd, dirp, count):
         raise Errno(E.EBADF)
     data = f.getdents(count & 0xFFFFFFFF, pack_linux_dirent)
     t.mm.write(dirp, data)
+    from sentry.vfs.atime import file_accessed
+    file_accessed(t.vfs, f)  # iterate_dir's
     return len(data)
 
 

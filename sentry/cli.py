@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="wall-clock limit: the program is killed (SIGKILL, exit 137) when it passes")
     run.add_argument("--max-procs", metavar="N", type=int,
                      help="tasks (processes and threads) the sandbox may hold at once: fork and clone fail with EAGAIN "
-                     "beyond it (default 512)")
+                     "beyond it (default 4096 on ptrace, 1024 on unicorn)")
     run.add_argument("--tmpfs-size", metavar="BYTES", type=_bytes,
                      help="what the sandbox's memory files (/tmp, /dev/shm, memfds, --rootfs's upper layer) may hold "
                      "together: writes fail with ENOSPC beyond it (default 2G, and never more than --memory)")
@@ -237,8 +237,8 @@ def cmd_run(o) -> int:
     elif limit == "memory":
         _log(f"memory: the program was refused memory beyond --memory {o.memory}")
     elif limit == "max_procs":
-        from sentry.runner import DEFAULT_MAX_PROCS
-        _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs or DEFAULT_MAX_PROCS}")
+        from sentry.runner import default_max_procs
+        _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs or default_max_procs(o.platform)}")
     elif limit == "tmpfs":
         _log("tmpfs: a write was refused beyond the sandbox's memory files' size (--tmpfs-size, --memory): ENOSPC")
     return 128 + signo if signo else code

@@ -665,11 +665,11 @@ class Kernel:
         """EAGAIN when one more task (process or thread) would pass RLIMIT_NPROC or --max-procs.
         Threads count, as for Linux's RLIMIT_NPROC, and so do zombies until reaped."""
         live = len(self.tasks) + sum(1 for p in self.procs.values() if p.zombie)
-        if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
-            raise Errno(11)  # EAGAIN
-        if self.max_procs is not None and live >= self.max_procs:
+        if self.max_procs is not None and live >= self.max_procs:  # first: the run reports it
             if self.limit_hit is None:
                 self.limit_reached = "max_procs"
+            raise Errno(11)  # EAGAIN
+        if live >= task.rlimits.get(6, (4096, 4096))[0]:  # RLIMIT_NPROC
             raise Errno(11)
 
     def clone_thread(self, task: Task, *, share_files: bool = True, share_fs: bool = True,

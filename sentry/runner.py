@@ -17,9 +17,15 @@ class Outcome(NamedTuple):
     ended_by: str | None = None  # why sentry killed everything from outside (the console's second Ctrl-C, ...)
 
 # Tasks (processes and threads) a sandbox may hold at once when --max-procs is not given:
-# a fork bomb ends here with EAGAIN, the host's process count (ptrace) and the sentry's
-# memory (unicorn: an emulator per process) bounded.
-DEFAULT_MAX_PROCS = 512
+# a fork bomb ends here with EAGAIN, the host's process count (ptrace: a host process or
+# thread per task) and the sentry's memory (unicorn: an emulator per process, ~1 MB) bounded,
+# with room for programs that run a thousand workers (LTP's futex_cmp_requeue01 does).
+DEFAULT_MAX_PROCS = {"ptrace": 4096, "unicorn": 1024}
+
+
+def default_max_procs(platform: str | None) -> int:
+    from sentry import platform as platforms
+    return DEFAULT_MAX_PROCS.get(platform or platforms.default_platform(), 1024)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -141,7 +147,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         raise SentryError(f"{program}: an {actual} program, not {arch}", 126)
     plat = platforms.create(platform or platforms.default_platform(), actual)
     kernel = Kernel(plat, log=log, note=note, seed=seed, strace=strace, root=view.root, timeout=timeout,
-                    memory=memory, cpu_time=cpu_time, max_procs=DEFAULT_MAX_PROCS if max_procs is None else max_procs)
+                    memory=memory, cpu_time=cpu_time, max_procs=default_max_procs(plat.name) if max_procs is None else max_procs)
     if console is not None:
         console.attach(kernel)
     view.lay(kernel.vfs)

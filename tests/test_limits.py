@@ -11,6 +11,7 @@ import pytest
 
 import harness
 from harness import PLATFORMS
+from sentry import runner
 from sentry.api import Limits, Sandbox
 
 SENTRY = [sys.executable, "-m", "sentry", "run"]
@@ -288,16 +289,18 @@ def test_sparse_files_cost_nothing(platform, tmp_path):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_fork_bomb_ends_at_the_default_task_limit(platform):
     """Before: no default limit; on ptrace a fork bomb reached 1,514 host processes, on unicorn
-    the sentry grew 260 MB/s. Now fork fails with EAGAIN at 512 tasks (runner.DEFAULT_MAX_PROCS),
-    nothing of the sandbox is left on the host after it, and unicorn's sentry stays under 1 GB
-    (0.55 GB measured; 1.58 GB while each emulator took a huge page)."""
-    r = _run_measured(_hostile(platform, "forkbomb", limits=("--timeout", "60")), session_watch=True)
+    the sentry grew 260 MB/s. Now fork fails with EAGAIN at the default (runner.DEFAULT_MAX_PROCS:
+    4096 tasks on ptrace, 1024 on unicorn), nothing of the sandbox is left on the host after it,
+    and unicorn's sentry stays near 1 GB (0.55 GB measured at 512 tasks; 1.58 GB at 512 while each
+    emulator took a huge page)."""
+    cap = runner.DEFAULT_MAX_PROCS[platform]
+    r = _run_measured(_hostile(platform, "forkbomb", limits=("--timeout", "100")), session_watch=True)
     assert (r.code, r.out) == (0, b"fork refused: EAGAIN\n"), r
-    assert r.err.endswith(b"sentry: max procs: a fork or thread was refused beyond --max-procs 512\n"), r.err
-    assert 0 < r.most <= 512 + 2, f"{r.most} host processes in the sandbox's session"  # stubs, or the sentry
+    assert r.err.endswith(b"sentry: max procs: a fork or thread was refused beyond --max-procs %d\n" % cap), r.err
+    assert 0 < r.most <= cap + 2, f"{r.most} host processes in the sandbox's session"  # stubs, or the sentry
     if platform == "unicorn":
-        assert r.rss < 1 << 30, f"the sentry's peak RSS was {r.rss >> 20} MiB"
-    assert r.took < 30
+        assert r.rss < 3 << 29, f"the sentry's peak RSS was {r.rss >> 20} MiB"
+    assert r.took < 90
     time.sleep(0.5)
     assert _session_members(r.sid) == [], "processes of the sandbox left on the host"
 

@@ -79,7 +79,7 @@ class SizedFileSystem(FileSystem):
     def freed_inode(self, inode) -> None:
         self.free_inodes += 1
         if isinstance(inode, SizedFile):
-            self.charge(-inode.size)
+            self.charge(-inode.charged)
 
     def statfs(self) -> StatFS:
         bfree = max(0, self.free_blocks - -(-self.used_bytes // self.bsize))
@@ -103,26 +103,37 @@ class ExtFileSystem(SizedFileSystem):
 
 
 class SizedFile(RegularInode):
-    """A file whose growth is charged to its filesystem's capacity."""
-    __slots__ = ()
+    """A file whose data is charged to its filesystem's capacity. As on tmpfs and ext, a hole
+    costs nothing: a write past the end is charged what it writes (not the gap before it), a
+    truncate up nothing, fallocate what it adds; `charged` is what the file holds."""
+    __slots__ = ("charged",)
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.charged = 0
 
     def has_xattrs(self) -> bool:
         return True  # tmpfs and ext2/3/4 both keep extended attributes
+
+    def _charge(self, n: int) -> None:
+        if n:
+            self.fs.charge(n)  # ENOSPC before anything changes
+            self.charged += n
 
     def check_write(self, offset: int, length: int) -> None:
         super().check_write(offset, length)
         self.fs.check_writable()
         grow = offset + length - self.size
         if grow > 0:
-            self.fs.charge(grow)
+            self._charge(min(grow, length))
 
     def _resize(self, length: int, allocate: bool = False) -> None:
-        grow = length - self.size
-        if grow > 0:
-            self.fs.charge(grow)
+        if allocate and length > self.size:
+            self._charge(length - self.size)
         super()._resize(length, allocate)
-        if grow < 0:
-            self.fs.charge(grow)
+        if self.charged > length:  # what was cut off goes back
+            self.fs.charge(length - self.charged)
+            self.charged = length
 
 
 class SizedDir(DirInode):

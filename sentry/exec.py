@@ -42,21 +42,21 @@ def _open_exec(task, dirfd: int, path: bytes, flags: int):
         name = loc_path(found.loc).decode(errors="surrogateescape")
     if S.S_ISLNK(inode.mode):
         raise Errno(E.ELOOP)
-    _may_exec(task, inode)
-    from sentry.vfs import mounts
-    if mounts.flags_at(vfs, os.fsencode(name or "/")) & mounts.MS_NOEXEC:
-        raise Errno(E.EACCES)  # path_noexec: a file on a noexec mount
+    _may_exec(task, inode, name)
     return inode, name
 
 
-def _may_exec(task, inode) -> None:
-    """A regular file the caller may execute (EACCES; its root needs some execute bit) and
-    nobody has open for writing (ETXTBSY, deny_write_access). Reading it is not asked: the
+def _may_exec(task, inode, name=None) -> None:
+    """A regular file the caller may execute (EACCES; its root needs some execute bit), on
+    a mount that allows it (EACCES, path_noexec: both may_open's), and nobody has open for
+    writing (ETXTBSY, deny_write_access, after the open). Reading it is not asked: the
     kernel reads it for the program."""
-    from sentry.vfs import perm, writeaccess
+    from sentry.vfs import mounts, perm, writeaccess
     if not S.S_ISREG(inode.mode):
         raise Errno(E.EACCES)
     perm.permission(task, inode, perm.MAY_EXEC)
+    if name is not None and mounts.flags_at(task.vfs, os.fsencode(name or "/")) & mounts.MS_NOEXEC:
+        raise Errno(E.EACCES)  # path_noexec: a file on a noexec mount
     writeaccess.of(task.kernel).may_exec(inode)
 
 

@@ -285,8 +285,8 @@ class VFS:
             if found.slash:
                 raise Errno(E.EISDIR)
             perm.may_create(task, found.dir)
-            inode = self._make(task, found.dir, S.S_IFREG | (mode & 0o7777 & ~self._umask(task)),
-                               lambda m: found.dir.create(found.name, m))
+            inode = self._make(task, found.dir, S.S_IFREG | (mode & 0o7777),
+                               lambda m: found.dir.create(found.name, m), self._umask(task))
             if notify.marks:
                 notify.created(found.dir, found.name, inode)
             found = Found(found.parent, found.name, inode, found.parent + ((found.name, inode),))
@@ -359,10 +359,10 @@ class VFS:
         return task.umask if task is not None else 0o022
 
     @staticmethod
-    def _make(task, directory, mode: int, make):
+    def _make(task, directory, mode: int, make, umask: int = 0):
         """A new file made by make(mode without its type) in directory: owned as Linux's
-        inode_init_owner says (perm.new_owner), mode already less the umask."""
-        uid, gid, mode = perm.new_owner(task, directory, mode)
+        inode_init_owner says and its mode less the umask (perm.new_owner)."""
+        uid, gid, mode = perm.new_owner(task, directory, mode, umask)
         inode = make(mode & 0o7777)
         inode.init_owner(uid, gid)
         return inode
@@ -378,8 +378,8 @@ class VFS:
         if not found.inode.is_dir():
             raise Errno(E.ENOTDIR)
         perm.may_create(task, found.inode)
-        inode = self._make(task, found.inode, S.S_IFREG | (mode & 0o7777 & ~self._umask(task)),
-                           lambda m: found.inode.tmpfile(m, not flags & O_EXCL))
+        inode = self._make(task, found.inode, S.S_IFREG | (mode & 0o7777),
+                           lambda m: found.inode.tmpfile(m, not flags & O_EXCL), self._umask(task))
         name = b"%s/#%d (deleted)" % (loc_path(found.loc).rstrip(b"/"), inode.ino)
         return inode.open(flags & ~O_TMPFILE, os.fsdecode(name))
 
@@ -397,8 +397,8 @@ class VFS:
     def mkdir(self, task, dirfd: int, path: bytes, mode: int) -> None:
         found = self.create_at(task, dirfd, path, want_dir=True)
         perm.may_create(task, found.dir)
-        inode = self._make(task, found.dir, S.S_IFDIR | (mode & 0o1777 & ~self._umask(task)),
-                           lambda m: found.dir.mkdir(found.name, m))
+        inode = self._make(task, found.dir, S.S_IFDIR | (mode & 0o1777),
+                           lambda m: found.dir.mkdir(found.name, m), self._umask(task))
         if notify.marks:
             notify.created(found.dir, found.name, inode)
 
@@ -417,7 +417,7 @@ class VFS:
             make = lambda m: make_node(task, self.devices, found.dir, found.name, kind | m, dev)  # noqa: E731
         else:
             make = lambda m: found.dir.mknod(found.name, kind | m)  # noqa: E731
-        inode = self._make(task, found.dir, kind | (mode & 0o7777 & ~self._umask(task)), make)
+        inode = self._make(task, found.dir, kind | (mode & 0o7777), make, self._umask(task))
         if notify.marks:
             notify.created(found.dir, found.name, inode)
 

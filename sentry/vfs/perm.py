@@ -144,23 +144,25 @@ def may_link(task, inode) -> None:
         raise Errno(E.EPERM)
 
 
-def new_owner(task, directory, mode: int):
+def new_owner(task, directory, mode: int, umask: int = 0):
     """(uid, gid, mode) of a file about to be made in directory with mode (its type
-    included, the umask already applied): inode_init_owner. Owned by the fsuid; the
+    included) less umask: vfs_prepare_mode and inode_init_owner. Owned by the fsuid; the
     group is the directory's when it is set-group-ID (a new directory inherits the
     bit), else the fsgid. A set-group-ID request for an executable file made there by
-    someone outside that group without CAP_FSETID loses the bit (mode_strip_sgid)."""
+    someone outside that group without CAP_FSETID loses the bit (mode_strip_sgid, which
+    looks at the mode asked for, before the umask takes S_IXGRP away)."""
     if task is None:
-        return 0, 0, mode
+        return 0, 0, mode & ~(umask & 0o777)
     if directory.mode & S.S_ISGID:
         _, gid = directory.owner()
         if (not S.S_ISDIR(mode) and mode & (S.S_ISGID | S.S_IXGRP) == (S.S_ISGID | S.S_IXGRP)
                 and not in_group(task, gid) and not capable(task, directory, CAP_FSETID)):
             mode &= ~S.S_ISGID
+        mode &= ~(umask & 0o777)
         if S.S_ISDIR(mode):
             mode |= S.S_ISGID
         return task.fsuid, directory.gid, mode
-    return task.fsuid, task.fsgid, mode
+    return task.fsuid, task.fsgid, mode & ~(umask & 0o777)
 
 
 def chmod_mode(task, inode, mode: int) -> int:

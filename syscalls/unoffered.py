@@ -23,10 +23,9 @@ _WITHOUT = {
         ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"),
     "CONFIG_USELIB": ("uselib",),
     "CONFIG_QUOTA": ("quotactl", "quotactl_fd"),
-    "CONFIG_CACHESTAT_SYSCALL": ("cachestat",),
     "CONFIG_X86_USER_SHADOW_STACK (no user shadow stacks)": ("map_shadow_stack",),
 }
-# Calls added after the kernel the sandbox presents (uname: 6.7): ENOSYS there too.
+# Calls added after the kernel the sandbox presents (uname: 6.8): ENOSYS there too.
 _NEWER = ("mseal",)
 # Table entries Linux itself answers with sys_ni_syscall, or calls it removed.
 _NEVER = ("afs_syscall", "tuxcall", "security", "vserver", "getpmsg", "putpmsg", "create_module",
@@ -37,7 +36,7 @@ for _reason, _names in _WITHOUT.items():
     for _name in _names:
         refuse(_name, E.ENOSYS, "as a kernel built without " + _reason)
 for _name in _NEWER:
-    refuse(_name, E.ENOSYS, "newer than the Linux the sandbox presents (6.7)")
+    refuse(_name, E.ENOSYS, "newer than the Linux the sandbox presents (6.8)")
 for _name in _NEVER:
     refuse(_name, E.ENOSYS, "not implemented by Linux either")
 # x86's TLS descriptors: x86-64 Linux answers a 64-bit program ENOSYS (they are ia32 programs')

@@ -41,11 +41,12 @@ FAMILIES = [
     ("cgroups", r"cgroup|controller required", None),
     ("hugetlb", r"hugetlbfs|[Hh]uge ?[Pp]age", None),
     ("numa", r"NUMA", None),
+    ("unoffered", r"__NR_(userfaultfd|landlock\w*|io_uring\w*|perf_event_open) not supported",
+     r"^(landlock|io_uring|userfaultfd|fanotify|perf_event)"),
     ("newer-kernel", r"requires kernel|kernel [\d.]+ or newer|PROCMAP_QUERY|PIDFD_INFO|__NR_\w+ not supported",
-     r"^(mseal|cachestat|file_attr)"),
+     r"^(mseal|file_attr)"),
     ("host-tools", r"Couldn't find '", None),
     ("read-only-root", r"EROFS", None),
-    ("unoffered", None, r"^(landlock|io_uring|userfaultfd|fanotify|perf_event)"),
     ("kernel-config", r"kernel \.config|CONFIG_", None),
 ]
 

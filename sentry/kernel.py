@@ -7,7 +7,7 @@ import stat as S
 import time
 from collections import deque
 
-from sentry import keys
+from sentry import keys, rss
 from sentry import ipc
 from sentry import ptrace_guest
 from sentry.errors import Errno, SentryError
@@ -67,7 +67,7 @@ class Kernel:
         self.timeout = timeout    # wall-clock seconds for the whole run, or None
         self.deadline = None
         self.limit_hit = None     # "timeout", "cpu_time" or "memory" once a limit was reached
-        self.limit_reached = None  # "max_procs" once a fork was refused for it (the run goes on)
+        self.limit_reached = None  # "max_procs" or "memory" once a fork or memory was refused (the run goes on)
         self.cpu_time = cpu_time  # CPU seconds a process may use, or None
         self.memory = memory      # bytes of address space per process (--memory), or None
         self.peak_memory = 0      # the largest address space a process of this run mapped
@@ -791,8 +791,9 @@ class Kernel:
             # (else the process is ending and its last thread's release closes it all)
             return
         self.peak_memory = max(self.peak_memory, task.mm.peak)
-        if task.mm.limit_refused and self.limit_hit is None:
-            self.limit_hit = "memory"
+        rss.note(task)  # ru_maxrss, while the memory is still there to measure
+        if task.mm.limit_refused and self.limit_reached is None:
+            self.limit_reached = "memory"  # reported; the run goes on (limit_hit would end it all)
         task.mm.space.close()
         if task.exit_status is None:
             task.exit_status = (0, 9)

@@ -791,8 +791,8 @@ class Kernel:
             # (else the process is ending and its last thread's release closes it all)
             return
         self.peak_memory = max(self.peak_memory, task.mm.peak)
-        if task.mm.limit_refused and self.limit_hit is None:
-            self.limit_hit = "memory"
+        if task.mm.limit_refused and self.limit_reached is None:
+            self.limit_reached = "memory"  # reported; the run goes on (limit_hit would end it all)
         task.mm.space.close()
         if task.exit_status is None:
             task.exit_status = (0, 9)

@@ -18,6 +18,8 @@ from typing import NamedTuple
 from loader.elf import FORMAT_ERROR, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, ElfInfo
 from loader.errors import LoadError
 
+MASK64 = (1 << 64) - 1
+
 AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 3, 4, 5, 6, 7, 8, 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
 AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
@@ -89,7 +91,8 @@ def plan_image(exe: ElfInfo, exe_data: bytes, *, path: str, argv: list[bytes], e
     exe_low, exe_high = _link_span(exe)
     mappings = _segment_mappings(exe, exe_data, exe_bias, path)
     regions = [("program", exe_low + exe_bias, exe_high + exe_bias)]
-    entry, interp_bias, mmap_base = exe.entry + exe_bias, 0, layout.mmap_top
+    # unsigned long arithmetic as Linux's: a PIE's e_entry near 2^64 wraps (and then faults)
+    entry, interp_bias, mmap_base = (exe.entry + exe_bias) & MASK64, 0, layout.mmap_top
     if interp is not None:
         interp_info, interp_data, interp_path = interp
         if interp_info.machine != exe.machine:
@@ -99,7 +102,7 @@ def plan_image(exe: ElfInfo, exe_data: bytes, *, path: str, argv: list[bytes], e
         interp_low, interp_high = _link_span(interp_info)
         mappings += _segment_mappings(interp_info, interp_data, interp_bias, interp_path)
         regions.append(("interpreter", interp_low + interp_bias, interp_high + interp_bias))
-        entry, mmap_base = interp_info.entry + interp_bias, interp_low + interp_bias
+        entry, mmap_base = (interp_info.entry + interp_bias) & MASK64, interp_low + interp_bias
     stack_bottom = layout.stack_top - layout.stack_size
     regions.append(("stack", stack_bottom, layout.stack_top))
     _check_regions(regions)
@@ -115,7 +118,7 @@ def plan_image(exe: ElfInfo, exe_data: bytes, *, path: str, argv: list[bytes], e
     auxv += [
         (AT_HWCAP, hwcap), (AT_PAGESZ, PAGE_SIZE), (AT_CLKTCK, clktck),
         (AT_PHDR, exe.phdr_vaddr + exe_bias), (AT_PHENT, exe.phentsize), (AT_PHNUM, exe.phnum),
-        (AT_BASE, interp_bias), (AT_FLAGS, 0), (AT_ENTRY, exe.entry + exe_bias),
+        (AT_BASE, interp_bias), (AT_FLAGS, 0), (AT_ENTRY, (exe.entry + exe_bias) & MASK64),
         (AT_UID, uid), (AT_EUID, euid), (AT_GID, gid), (AT_EGID, egid),
         (AT_SECURE, int(secure)), (AT_RANDOM, random_address), (AT_HWCAP2, hwcap2),
         (AT_EXECFN, execfn_address), (AT_PLATFORM, platform_address),

@@ -160,6 +160,8 @@ def commit(task, prepared: Prepared) -> None:
         old.release()
     old_mm = task.mm
     kernel.peak_memory = max(kernel.peak_memory, old_mm.peak)
+    from sentry import rss
+    rss.note(task)  # ru_maxrss keeps the old image's peak (exec_mmap's setmax_mm_hiwater_rss)
     if old_mm.users > 1:  # memory shared with a vfork parent (CLONE_VM): the image gets its own
         old_mm.users -= 1
         space, cpu = kernel.platform.new_process()

@@ -7,7 +7,7 @@ import stat as S
 import time
 from collections import deque
 
-from sentry import keys
+from sentry import keys, rss
 from sentry import ipc
 from sentry import ptrace_guest
 from sentry.errors import Errno, SentryError
@@ -791,6 +791,7 @@ class Kernel:
             # (else the process is ending and its last thread's release closes it all)
             return
         self.peak_memory = max(self.peak_memory, task.mm.peak)
+        rss.note(task)  # ru_maxrss, while the memory is still there to measure
         if task.mm.limit_refused and self.limit_reached is None:
             self.limit_reached = "memory"  # reported; the run goes on (limit_hit would end it all)
         task.mm.space.close()

@@ -39,6 +39,8 @@ class Process:
         self.vfork_done = WaitQueue()    # a vfork parent waits here for exec or exit
         self.cpu_ns = 0                  # CPU time of its threads that have ended
         self.children_cpu_ns = 0         # CPU time of the children it reaped, and theirs
+        self.maxrss_kb = 0               # its memory's peak before an exec or its end (sentry/rss.py)
+        self.children_maxrss_kb = 0      # the largest peak of the children it reaped, and theirs
 
     @property
     def leader(self):

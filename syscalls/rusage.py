@@ -7,12 +7,15 @@ time answering its syscalls plus, on ptrace, the host kernel's in its thread
 the calling thread's own CPU time; RUSAGE_SELF (and times(), and what wait4
 reports of a child) is the process's: its live threads' so far plus what its
 ended threads used (Process.cpu_ns, added as each one is released). A
-process's children times grow when it reaps one, as on Linux. The other
-rusage fields (page faults, context switches, maxrss) are zero."""
+process's children times grow when it reaps one, as on Linux. ru_maxrss is the
+peak resident set (sentry/rss.py): RUSAGE_SELF the process's, RUSAGE_CHILDREN the
+largest of its reaped children's. The other rusage fields (page faults, context
+switches) are zero."""
 import errno as E
 import struct
 import time
 
+from sentry import rss
 from sentry.errors import Errno
 from sentry.sched import process_system_ns, task_system_ns
 from sentry.timers import process_cpu_ns
@@ -25,27 +28,29 @@ _TIMEVALS = struct.Struct("<qqqq")
 RUSAGE_SIZE = 144
 
 
-def pack_rusage(user_ns: int, system_ns: int = 0) -> bytes:
-    return _TIMEVALS.pack(user_ns // 10**9, user_ns % 10**9 // 1000,
-                          system_ns // 10**9, system_ns % 10**9 // 1000).ljust(RUSAGE_SIZE, b"\0")
+def pack_rusage(user_ns: int, system_ns: int = 0, maxrss_kb: int = 0) -> bytes:
+    return (_TIMEVALS.pack(user_ns // 10**9, user_ns % 10**9 // 1000,
+                           system_ns // 10**9, system_ns % 10**9 // 1000)
+            + maxrss_kb.to_bytes(8, "little")).ljust(RUSAGE_SIZE, b"\0")
 
 
 @syscall("getrusage", status=PARTIAL,
          note="user and system times (system: the sentry's time answering the calls, and the host's in a "
               "ptrace thread): RUSAGE_THREAD the caller's, RUSAGE_SELF its live threads' "
-              "plus its ended ones', RUSAGE_CHILDREN the reaped children's; EINVAL for others (RUSAGE_BOTH "
-              "too, as Linux); the other fields are zero")
+              "plus its ended ones', RUSAGE_CHILDREN the reaped children's; ru_maxrss the peak resident set "
+              "(the host's count on ptrace, accessible mappings on unicorn); EINVAL for others (RUSAGE_BOTH "
+              "too, as Linux); faults and context switches zero")
 def getrusage(t, who, usage):
     who = s32(who)
     if who == RUSAGE_SELF:
-        ns, sys_ns = process_cpu_ns(t.proc), process_system_ns(t.proc)
+        ns, sys_ns, maxrss = process_cpu_ns(t.proc), process_system_ns(t.proc), rss.self_kb(t.proc)
     elif who == RUSAGE_CHILDREN:
-        ns, sys_ns = t.proc.children_cpu_ns, getattr(t.proc, "children_sys_ns", 0)
+        ns, sys_ns, maxrss = t.proc.children_cpu_ns, getattr(t.proc, "children_sys_ns", 0), t.proc.children_maxrss_kb
     elif who == RUSAGE_THREAD:
-        ns, sys_ns = t.cpu.cpu_time_ns(), task_system_ns(t)
+        ns, sys_ns, maxrss = t.cpu.cpu_time_ns(), task_system_ns(t), rss.self_kb(t.proc)
     else:
         raise Errno(E.EINVAL)
-    t.mm.write(usage, pack_rusage(ns, sys_ns))
+    t.mm.write(usage, pack_rusage(ns, sys_ns, maxrss))
     return 0
 
 

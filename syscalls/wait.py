@@ -53,6 +53,8 @@ def _find(t, which: str, ident: int, options: int, exited: bool, stopped: bool, 
                 t.proc.children_cpu_ns += child.cpu_ns + child.children_cpu_ns
                 t.proc.children_sys_ns = (getattr(t.proc, "children_sys_ns", 0) + getattr(child, "sys_ns", 0)
                                           + getattr(child, "children_sys_ns", 0))
+                from sentry import rss
+                rss.reaped(t.proc, child)
                 t.kernel.ptable.reap(child)
             return result
         if child.stop_report and stopped:
@@ -101,7 +103,8 @@ def _child_rusage(child) -> bytes:
     from syscalls.rusage import pack_rusage, process_cpu_ns
     from sentry.sched import process_system_ns
     return pack_rusage(process_cpu_ns(child) + child.children_cpu_ns,
-                       process_system_ns(child) + getattr(child, "children_sys_ns", 0))
+                       process_system_ns(child) + getattr(child, "children_sys_ns", 0),
+                       max(child.maxrss_kb, child.children_maxrss_kb))
 
 
 @syscall("wait4", status=PARTIAL, note="rusage: CPU times only (as getrusage)")

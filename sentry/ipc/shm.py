@@ -27,6 +27,7 @@ from sentry.vfs.backing import Backing
 PAGE = 4096
 SHMLBA = PAGE                           # x86-64 and arm64 alike
 SHMMIN = 1
+MAX_LFS_FILESIZE = (1 << 63) - 1  # loff_t's largest
 SHM_DEST, SHM_LOCKED = 0o1000, 0o2000   # in perm.mode, above the permission bits
 SHM_HUGETLB, SHM_NORESERVE = 0o4000, 0o10000
 SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC = 0o10000, 0o20000, 0o40000, 0o100000
@@ -183,6 +184,10 @@ def get(task, key: int, size: int, flags: int) -> int:
             raise Errno(E.ENOSPC)
         if flags & SHM_HUGETLB:
             raise Errno(E.ENOMEM)  # the sandbox has no huge pages (as a host with none reserved)
+        if size > MAX_LFS_FILESIZE:
+            raise Errno(E.EINVAL)  # __shmem_file_setup
+        if npages * PAGE > MAX_LFS_FILESIZE:
+            raise Errno(E.ENOMEM)  # Linux's memory accounting refuses it (a memfd cannot be that long)
         seg = ShmSegment(task.kernel, ns, key, size, flags & ipc.S_IRWXUGO, task)
         ident = ns.shm.add(task, seg, ns.shm_ctlmni)
         ns.shm_tot += npages

@@ -160,6 +160,7 @@ class ProcessTable:
         from sentry import signals
         for child in proc.children:
             child.parent = reaper
+            child.exit_signal = SIGCHLD  # reparent_leader: "We don't want people slaying init."
             for t in child.tasks:
                 if t.pdeathsig:
                     signals.send(t, t.pdeathsig)

@@ -235,6 +235,7 @@ class _Reopen(Inode):
         self.fs, self.ino, self.mode = inode.fs, inode.ino, inode.mode
         self.uid, self.gid, self.nlink, self.rdev = inode.uid, inode.gid, inode.nlink, inode.rdev
         self.atime, self.mtime, self.ctime = inode.atime, inode.mtime, inode.ctime
+        self.xattrs, self.iflags = None, 0  # Inode's slots (listxattr of /proc/self/fd/0 read them)
 
     def stat(self):
         return self.file.stat_inode().stat()

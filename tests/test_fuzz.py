@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import struct
 import subprocess
 import sys
@@ -103,8 +104,10 @@ def test_syscall_fuzz(platform, tmp_path):
     others = [line for line in err.decode(errors="replace").splitlines() if not line.startswith("sentry: ")]
     assert not others, f"{what}: stderr lines not the sentry's: {others[:5]}"
     assert status == 0, f"{what}: exit {status}\n{out.decode(errors='replace')}\n{err.decode(errors='replace')[-2000:]}"
-    figures = dict(line.rsplit(" ", 1) for line in out.decode().splitlines())
-    figures = {k: int(v) for k, v in figures.items()}
+    # the parent's figures, its last lines (a child could still reach the run's stdout)
+    figures = {m[1]: int(m[2]) for m in re.finditer(rb"^([a-z-]+) (\d+)$", out, re.M)}
+    figures = {k.decode(): v for k, v in figures.items()}
+    assert len(figures) == 7, f"{what}: figures not found in {out[-500:]!r}"
     print(f"\n{what}: {figures} in {took:.1f} s, sentry peak RSS {rss >> 20} MB")
     assert figures["setup-failed"] == 0, figures
     assert figures["batches"] == -(-CALLS // BATCH), figures

@@ -4,8 +4,8 @@ Python traceback, no "internal error", the guest's own exit status, bounded memo
 the host unchanged.
 
 CI runs a bounded amount; more with the environment:
-  SENTRY_FUZZ_CALLS=N    syscalls per platform (default 3000)
-  SENTRY_FUZZ_MUTANTS=N  ELF mutants per platform (default 60)
+  SENTRY_FUZZ_CALLS=N    syscalls per platform (default 5000)
+  SENTRY_FUZZ_MUTANTS=N  ELF mutants per platform (default 100)
   SENTRY_FUZZ_SEED=N     the seed (default 1): a failure names its seed, and the same
                          seed reproduces it
 
@@ -29,8 +29,8 @@ import pytest
 import harness
 from harness import PLATFORMS
 
-CALLS = int(os.environ.get("SENTRY_FUZZ_CALLS", "3000"))
-MUTANTS = int(os.environ.get("SENTRY_FUZZ_MUTANTS", "60"))
+CALLS = int(os.environ.get("SENTRY_FUZZ_CALLS", "5000"))
+MUTANTS = int(os.environ.get("SENTRY_FUZZ_MUTANTS", "100"))
 SEED = int(os.environ.get("SENTRY_FUZZ_SEED", "1"))
 BATCH = 50
 SENTRY = [sys.executable, "-m", "sentry", "run"]

@@ -31,3 +31,10 @@ def host_tmp_path_cleanup():
                 shutil.rmtree(q, ignore_errors=True)
             elif os.path.lexists(q):
                 os.unlink(q)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The LTP corpus's long items first: pytest-xdist hands them out before the many short
+    tests, so the workers share them and the short ones fill in after (left in file order,
+    a worker could end the run alone on a queue of LTP chunks)."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_ltp.py::test_ltp_") else 1)

@@ -26,8 +26,8 @@ PR_SET_CHILD_SUBREAPER = 36
 GRACE_SECONDS = float(os.environ.get("STUBWATCH_GRACE", "3.0"))
 
 
-def _ppids() -> dict[int, int]:
-    out = {}
+def _stat_fields():
+    """(pid, the fields of /proc/PID/stat after comm) of every host process (only looked at)."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -37,12 +37,22 @@ def _ppids() -> dict[int, int]:
         except OSError:
             continue
         # comm may contain spaces and parentheses: split after the last ')'
-        rest = data[data.rfind(b")") + 2:].split()
+        yield int(name), data[data.rfind(b")") + 2:].split()
+
+
+def _ppids() -> dict[int, int]:
+    out = {}
+    for pid, rest in _stat_fields():
         try:
-            out[int(name)] = int(rest[1])
+            out[pid] = int(rest[1])
         except (IndexError, ValueError):
             continue
     return out
+
+
+def session_members(sid: int) -> list[int]:
+    """Host processes of session sid, from /proc (only looked at, never signalled)."""
+    return [pid for pid, rest in _stat_fields() if len(rest) > 3 and int(rest[3]) == sid]
 
 
 def _exe(pid: int) -> str | None:

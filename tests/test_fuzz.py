@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import harness
+import stubwatch
 from harness import PLATFORMS
 
 CALLS = int(os.environ.get("SENTRY_FUZZ_CALLS", "5000"))
@@ -37,20 +38,6 @@ SENTRY = [sys.executable, "-m", "sentry", "run"]
 PEAK_RSS = 400 << 20  # the sentry's; a fuzzed run takes well under 100 MB
 
 
-def _session_members(sid: int) -> list[int]:
-    """Host processes of session sid, from /proc (only looked at, never signalled)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if int(data[data.rfind(b")") + 2:].split()[3]) == sid:
-            found.append(int(name))
-    return found
 
 
 def _run(argv, timeout: float):
@@ -118,7 +105,7 @@ def test_syscall_fuzz(platform, tmp_path):
     after = os.stat(canary)
     assert (after.st_mtime_ns, after.st_ino, after.st_mode) == (before.st_mtime_ns, before.st_ino, before.st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["canary", "lent"]
-    assert _session_members(sid) == [], f"{what}: host processes of the sandbox left behind"
+    assert stubwatch.session_members(sid) == [], f"{what}: host processes of the sandbox left behind"
 
 
 # --- ELF binaries ---------------------------------------------------------------------------------
@@ -267,7 +254,7 @@ def test_elf_fuzz(platform, tmp_path):
         outcome = _outcome(status, out, err, what)
         assert took < 15, f"{what}: {took:.1f} s with --timeout 3"
         assert rss < PEAK_RSS, f"{what}: sentry peak RSS {rss >> 20} MB"
-        assert _session_members(sid) == [], f"{what}: host processes left behind"
+        assert stubwatch.session_members(sid) == [], f"{what}: host processes left behind"
         counts[outcome] = counts.get(outcome, 0) + 1
         path.unlink()
     print(f"\n{platform} seed {SEED}: {MUTANTS} mutants in {time.monotonic() - started:.1f} s: {counts}")

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import pytest
 
 import harness
+import stubwatch
 from harness import PLATFORMS
 from sentry import runner
 from sentry.api import Limits, Sandbox
@@ -215,7 +216,7 @@ def _run_measured(argv, timeout=120, session_watch=False) -> Measured:
                 proc.wait()
                 raise AssertionError(f"{argv} ran past {timeout} s")
             if session_watch:
-                most = max(most, len(_session_members(proc.pid)))
+                most = max(most, len(stubwatch.session_members(proc.pid)))
             time.sleep(0.05)
         took = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -223,21 +224,6 @@ def _run_measured(argv, timeout=120, session_watch=False) -> Measured:
         return Measured(proc.returncode, out.read(), err.read(), took, usage.ru_maxrss * 1024, most, proc.pid)
 
 
-def _session_members(sid: int) -> list[int]:
-    """Host processes of session sid, from /proc."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rfind(b")") + 2:].split()
-        if int(fields[3]) == sid:
-            found.append(int(name))
-    return found
 
 
 def _hostile(platform, *args, limits=()):
@@ -302,7 +288,7 @@ def test_fork_bomb_ends_at_the_default_task_limit(platform):
         assert r.rss < 3 << 29, f"the sentry's peak RSS was {r.rss >> 20} MiB"
     assert r.took < 90
     time.sleep(0.5)
-    assert _session_members(r.sid) == [], "processes of the sandbox left on the host"
+    assert stubwatch.session_members(r.sid) == [], "processes of the sandbox left on the host"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -314,7 +300,7 @@ def test_timeout_ends_a_spinning_fork_bomb(platform):
     assert r.err.endswith(b"sentry: timeout: the program was killed after 3 s\n"), r.err
     assert r.took < 3 + 1 + 0.6, f"the run took {r.took:.1f} s with --timeout 3"  # (+ the sentry's start)
     time.sleep(0.5)
-    assert _session_members(r.sid) == [], "processes of the sandbox left on the host"
+    assert stubwatch.session_members(r.sid) == [], "processes of the sandbox left on the host"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

@@ -125,9 +125,9 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     if tmpfs_size is not None and tmpfs_size < 0:
         raise SentryError(f"--tmpfs-size {tmpfs_size}: a size in bytes")
     view = rootfs_view(rootfs) if rootfs else default_view()
-    if net == "host" and rootfs:
+    if net == "host":
         from sentry.view import host_resolver
-        host_resolver(view)  # (the default view shows the host's /etc already)
+        host_resolver(view)
     if workdir:
         workdir, host_cwd = os.path.join("/", workdir), None
     elif host_cwd and not rootfs:

@@ -1,5 +1,6 @@
 """The filesystem view a sandbox starts with (DESIGN.md, "What the user types"):
-the host's system directories read-only, a fresh memory /tmp, a memory home,
+the host's system directories read-only (but for /etc's identity files: the
+sandbox's own), a fresh memory /tmp, a memory home,
 the host's current directory read-only at its own path, the user's --mount
 grants, the program's own directory if the sandbox would not see it otherwise,
 and nothing else.
@@ -13,6 +14,7 @@ import os
 from sentry.errors import Errno, SentryError
 from sentry.vfs import VFS
 from sentry.vfs.hostfs import HostFS
+from sentry.vfs.hostids import InodeNumbers
 
 SYSTEM_DIRS = ("usr", "lib", "lib32", "lib64", "libx32", "bin", "sbin", "etc")
 # A program living directly in one of these gets only its own file, never the directory.
@@ -29,10 +31,13 @@ def _under(path: str, tops) -> bool:
 class View:
     """The parts of a sandbox's filesystem, in the order they are laid."""
 
-    def __init__(self, root=None):
+    def __init__(self, root=None, numbers=None):
         self.root = root  # the tree under everything: --rootfs's overlay, or None for memory
+        # the sandbox's numbering of host files, shared by every host directory it lends
+        self.numbers = numbers if numbers is not None else InodeNumbers()
         self._steps = []
         self.probe = VFS(os.urandom, root=root)
+        self.etc = None  # the default view's EtcIdentity
 
     def _add(self, fn, *args) -> None:
         self._steps.append((fn, args))
@@ -100,16 +105,63 @@ def parse_mount(spec: str) -> tuple[str, str, bool]:
 
 
 def default_view() -> View:
-    """The host's system directories read-only, their top-level symlinks, and HOME."""
+    """The host's system directories read-only, their top-level symlinks, and HOME;
+    /etc's identity files the sandbox's own (EtcIdentity)."""
     view = View()
     for name in SYSTEM_DIRS:
         host = "/" + name
         if os.path.islink(host):
             view.symlink(host, os.readlink(host))
         elif os.path.isdir(host):
-            view.mount(host, HostFS(host, readonly=True).root)
+            fs = HostFS(host, readonly=True, numbers=view.numbers)
+            if name == "etc":
+                view.etc = EtcIdentity(fs)
+                view._add(view.etc.lay)
+            view.mount(host, fs.root)
     view.home()
     return view
+
+
+class EtcIdentity:
+    """The names of the default view's /etc that would tell the host (its name, its
+    machine id, its network's resolvers and hosts: issue 15) are the sandbox's own,
+    read-only files of /etc's filesystem; the rest of /etc stays the host's (passwd,
+    ld.so.cache, ssl, ...):
+    - hostname: the sandbox's hostname when it starts (as Linux's, unchanged by sethostname);
+    - machine-id: random per sandbox (from --seed's source when given), systemd's format;
+    - hosts: localhost and the sandbox's hostname on its own loopback;
+    - resolv.conf: none (no network to resolve on; --net host lends the host's: host_resolver);
+    - mtab: a link to /proc/self/mounts."""
+
+    def __init__(self, etc: HostFS):
+        self.etc = etc
+        self.own = {b"hostname", b"machine-id", b"hosts", b"resolv.conf", b"mtab"}
+
+    def lay(self, vfs) -> None:
+        """Fill the files for the VFS laid (the probe's, then the kernel's: its hostname
+        and random source)."""
+        from sentry.vfs.inode import RegularInode, SymlinkInode
+        kernel = vfs.kernel
+        hostname = kernel.hostname if kernel is not None else b"sentry"
+        raw = bytearray(vfs.random_bytes(16))
+        raw[6], raw[8] = raw[6] & 0x0F | 0x40, raw[8] & 0x3F | 0x80  # a v4 UUID, as systemd makes one
+        files = {
+            b"hostname": RegularInode(0o644, hostname + b"\n", fs=self.etc),
+            b"machine-id": RegularInode(0o444, raw.hex().encode() + b"\n", fs=self.etc),
+            b"hosts": RegularInode(0o644, b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                   b"127.0.1.1\t%s\n" % hostname, fs=self.etc),
+            b"resolv.conf": None,
+            b"mtab": SymlinkInode(b"/proc/self/mounts", fs=self.etc),
+        }
+        for i, (name, inode) in enumerate(files.items()):
+            if inode is not None:  # numbered as the host files beside them
+                inode.ino = self.etc.numbers.number(-1, i)
+        self.etc.replaced = {name: inode for name, inode in files.items() if name in self.own}
+
+    def lend(self, name: bytes) -> None:
+        """The host's own file at name after all (--net host's resolver files)."""
+        self.own.discard(name)
+        self.etc.replaced.pop(name, None)
 
 
 def rootfs_view(rootfs: str) -> View:
@@ -118,7 +170,8 @@ def rootfs_view(rootfs: str) -> View:
     if not os.path.isdir(rootfs):
         raise SentryError(f"--rootfs {rootfs}: not a directory")
     try:
-        view = View(OverlayFS(HostFS(os.path.abspath(rootfs), readonly=True).root).root)
+        numbers = InodeNumbers()
+        view = View(OverlayFS(HostFS(os.path.abspath(rootfs), readonly=True, numbers=numbers).root).root, numbers)
     except Errno as e:
         raise SentryError(f"--rootfs {rootfs}: {os.strerror(e.errno)}") from None
     view.home()
@@ -139,7 +192,7 @@ def lend_cwd(view: View, cwd: str) -> str:
         except Errno:
             return "/"
     try:
-        lent = HostFS(cwd, readonly=True, lent=True).root
+        lent = HostFS(cwd, readonly=True, lent=True, numbers=view.numbers).root
         if cwd == HOME:
             from sentry.vfs.overlay import OverlayFS
             lent = OverlayFS(lent).root
@@ -155,7 +208,7 @@ def add_mounts(view: View, mounts) -> None:
         if not os.path.isdir(host):
             raise SentryError(f"--mount {spec}: {host} is not a directory (only directories can be mounted)")
         try:
-            view.mount(guest, HostFS(host, readonly, lent=True).root)
+            view.mount(guest, HostFS(host, readonly, lent=True, numbers=view.numbers).root)
         except (Errno, OSError) as e:
             raise SentryError(f"--mount {spec}: {os.strerror(e.errno)}") from None
 
@@ -179,7 +232,7 @@ def lend_program(view: View, program: str, read) -> None:
                 view.file(path, read(path))
         elif not view.sees(directory):
             try:
-                view.mount(directory, HostFS(directory, readonly=True, lent=True).root)
+                view.mount(directory, HostFS(directory, readonly=True, lent=True, numbers=view.numbers).root)
             except Errno as e:
                 raise SentryError(f"{directory}: {os.strerror(e.errno)}", 126) from None
 
@@ -188,8 +241,14 @@ RESOLVER_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf")
 
 
 def host_resolver(view: View) -> None:
-    """--net host: the host's resolver configuration in the view (a --rootfs's own /etc
-    would otherwise name resolvers the host may not reach), copied as it is at start."""
+    """--net host: the host's resolver configuration in the view (a --rootfs's own /etc,
+    or the default view's own hosts and no resolv.conf, would otherwise name resolvers the
+    host may not reach): the default view lends the host's files, a --rootfs gets them
+    copied as they are at start."""
+    if view.etc is not None:
+        for path in RESOLVER_FILES:
+            view.etc.lend(os.fsencode(os.path.basename(path)))
+        return
     for path in RESOLVER_FILES:
         try:
             with open(path, "rb") as f:

@@ -4,10 +4,13 @@ for them, since natively the same program is the host's root.
 
 - The system directories lent by the default view are a stranger's to every
   sandbox process, its root included: /etc/shadow, /etc/gshadow and the ssh
-  host keys do not open (EACCES), while stat shows their host owner and mode.
+  host keys do not open (EACCES); stat shows their host mode, and as owner the
+  overflow id 65534 (nobody in the sandbox, as a user namespace shows an
+  unmapped id: sentry/vfs/hostids.py).
 - In a directory the user lends (--mount, ro or rw), the host user's files are
   the sandbox root's own; another host owner's get their "other" bits only,
-  for the sandbox's root too; uid 65534 is a stranger to all of them.
+  for the sandbox's root too (stat shows them as 65534); uid 65534 is a
+  stranger to all of them.
 - Through a :rw mount no set-user-ID or set-group-ID file, no device, FIFO
   or socket node, and no change of owner reaches the host; what the sandbox
   makes there belongs to the host user who runs the sentry.
@@ -47,9 +50,13 @@ def _read(platform: str, paths, *, options=(), as_nobody=False) -> dict[str, tup
     return out
 
 
-def _host_line(path: str) -> str:
+def _shown_line(path: str, lent: bool = False) -> str:
+    """The line of a host file as the sandbox shows it: its host mode; in a lent directory,
+    the host user's ids as the sandbox root's (0), any other owner as 65534."""
     st = os.lstat(path)
-    return f"uid={st.st_uid} gid={st.st_gid} mode={stat.S_IMODE(st.st_mode):04o}"
+    uid = 0 if lent and st.st_uid == os.geteuid() else 65534
+    gid = 0 if lent and st.st_gid == os.getegid() else 65534
+    return f"uid={uid} gid={gid} mode={stat.S_IMODE(st.st_mode):04o}"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -62,8 +69,8 @@ def test_system_secrets_are_closed_to_the_sandbox_root(platform):
         assert not os.lstat(p).st_mode & stat.S_IROTH, f"{p} is readable by others on the host: no test"
     seen = _read(platform, secrets + ["/etc/passwd"])
     for p in secrets:
-        assert seen[p] == (_host_line(p), "-1 EACCES"), f"{p}: {seen[p]}"
-    assert seen["/etc/passwd"] == (_host_line("/etc/passwd"), "ok")
+        assert seen[p] == (_shown_line(p), "-1 EACCES"), f"{p}: {seen[p]}"
+    assert seen["/etc/passwd"] == (_shown_line("/etc/passwd"), "ok")
 
 
 def _lent_tree(tmp_path) -> str:
@@ -96,7 +103,7 @@ def test_lent_files_of_other_host_owners(mode, platform, tmp_path):
         "own600": "ok", "own644": "ok", "stranger600": "-1 EACCES", "stranger644": "ok",
         "stranger660": "ok"}, root  # 0660 with the host user's group: the sandbox root's group
     for p in paths:
-        assert root[p][0] == _host_line(p), f"stat of {p} inside: {root[p][0]}"
+        assert root[p][0] == _shown_line(p, lent=True), f"stat of {p} inside: {root[p][0]}"
     nobody = _read(platform, paths, options=options, as_nobody=True)
     assert {n: nobody[p][1] for n, p in zip(names, paths)} == {
         "own600": "-1 EACCES", "own644": "ok", "stranger600": "-1 EACCES", "stranger644": "ok",
@@ -145,8 +152,8 @@ def test_rw_mount_takes_no_setid_bits_nodes_or_owners(platform, tmp_path):
     run = harness.run_sandbox(platform, prog, ["--host", str(d)], options=["--mount", f"{d}:{d}:rw"])
     harness.check_sentry_sane(run)
     assert run.status == 0, run.stderr_text()
+    assert run.stdout.decode() == HOST_EXPECT.format(uid=0, gid=0)  # the host user's: the sandbox root's
     uid, gid = os.geteuid(), os.getegid()
-    assert run.stdout.decode() == HOST_EXPECT.format(uid=uid, gid=gid)
     after = harness.tree_manifest(d, root_times=False)
     new = {"new-setid", "new-dir", "new-node", "new-tmpfile"}
     assert set(after) == set(before) | new, harness.manifest_diff(before, after, "before", "after")
@@ -194,4 +201,6 @@ def test_host_file_owners_as_the_sandbox_sees_them(tmp_path):
     assert lent.lookup(b"own").owner() == (0, 0)
     assert lent.lookup(b"other").owner() == (None, None)
     assert system.lookup(b"own").owner() == (None, None)
-    assert lent.lookup(b"own").stat().uid == os.geteuid()  # stat shows the host's ids
+    # stat shows the ids the checks use: the sandbox's, else the overflow id
+    assert (lent.lookup(b"own").stat().uid, lent.lookup(b"own").stat().gid) == (0, 0)
+    assert (lent.lookup(b"other").stat().uid, system.lookup(b"own").stat().gid) == (65534, 65534)

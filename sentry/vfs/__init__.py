@@ -57,6 +57,7 @@ class VFS:
         from sentry.vfs.devices import make_devfs
         from sentry.vfs.procfs import ProcFS
         self.root_loc = ((b"", root or DirInode()),)
+        self.random_bytes, self.kernel = random_bytes, kernel  # what a view's steps fill files from
         self.mounts: dict[bytes, Inode] = {}
         self.locks = LockTable()  # fcntl and flock locks, and leases, of this sandbox
         self.notify = notify.Limits()  # /proc/sys/fs/inotify and what each user holds

@@ -6,19 +6,25 @@ host kernel never follows a symlink or a `..` for us: a host symlink becomes a
 symlink inode that the sandbox's own walk follows inside the sandbox's view.
 Nothing outside the directory the user granted can be named.
 
-Host files keep their host owners and modes in stat; whose rights the
-sandbox has on them (sentry/vfs/perm.py) depends on how the directory came:
+Host files keep their modes; their inode numbers and owners show as the
+sandbox's (sentry/vfs/hostids.py: a per-sandbox numbering, owners as a user
+namespace maps them). Whose rights the sandbox has on them (sentry/vfs/perm.py),
+and so which owners it shows, depends on how the directory came:
 - lent by the user (`lent=True`: a --mount, the program's own directory):
   files of the host user who runs the sentry are the sandbox root's own (and
   its group's, for that user's group), as in a rootless container where
   that user is uid 0 inside; files of other host owners are nobody's in the
-  sandbox: only their "other" bits apply, for every sandbox process, root
-  included;
+  sandbox (shown as the overflow id 65534): only their "other" bits apply,
+  for every sandbox process, root included;
 - the system's (the default view's /usr, /etc, ...: the default, `lent=False`):
-  every file is a stranger's, so /etc/shadow stays as closed to the sandbox's
-  root as it is to an ordinary host user.
+  every file is a stranger's (owned by 65534), so /etc/shadow stays as closed
+  to the sandbox's root as it is to an ordinary host user.
 Through a read-write directory the sandbox never makes a set-user-ID or
 set-group-ID file, a device, FIFO or socket node, nor changes an owner.
+
+Files and directories are opened with O_NOATIME where the host allows it (the
+sentry's user owns them, or has CAP_FOWNER): a guest's reads leave the host's
+atime alone, so neither the host nor another sandbox learns of them.
 """
 import errno as E
 import os
@@ -26,6 +32,7 @@ import stat as S
 
 from sentry.errors import Errno
 from sentry.vfs import hostcalls
+from sentry.vfs.hostids import InodeNumbers, shown_id
 from sentry.vfs.inode import FileSystem, Inode
 
 O_PATH = getattr(os, "O_PATH", 0o10000000)
@@ -58,13 +65,29 @@ def _kind(entry: os.DirEntry) -> int:
 _SETID = S.S_ISUID | S.S_ISGID
 
 
+def _open_noatime(path: str, flags: int) -> int:
+    """open with O_NOATIME, or without where the host refuses it (EPERM: a file the
+    sentry's user neither owns nor has CAP_FOWNER over)."""
+    try:
+        return os.open(path, flags | os.O_NOATIME)
+    except PermissionError:
+        return _host(os.open, path, flags)
+    except OSError as e:
+        raise Errno(e.errno or E.EIO) from None
+
+
 class HostFS(FileSystem):
-    def __init__(self, host_path: str, readonly: bool, lent: bool = False):
+    def __init__(self, host_path: str, readonly: bool, lent: bool = False, numbers: InodeNumbers = None):
         """lent: the user lent this directory (its user's files are the sandbox root's);
-        else every file in it is a stranger's (see the module's doc)."""
+        else every file in it is a stranger's (see the module's doc). numbers: the
+        sandbox's numbering of host files (its view's), shared by all its host mounts."""
         super().__init__(f"host:{host_path}", readonly, magic=0xEF53)
         self.host_path = host_path
         self.lent = lent
+        self.numbers = numbers if numbers is not None else InodeNumbers()
+        # names in the top directory that are the sandbox's own, not the host's: an inode
+        # (a memory file of this filesystem), or None for no such file (a read-only one's)
+        self.replaced: dict[bytes, Inode | None] = {}
         self.host_ids = (os.geteuid(), os.getegid())  # who the sandbox's root is here, when lent
         fd = _host(os.open, host_path, O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
         try:
@@ -74,25 +97,35 @@ class HostFS(FileSystem):
         self.root = HostInode(self, fd, os.fstat(fd))
 
 
+def _sandbox_ids(fs: HostFS, uid: int, gid: int):
+    """A host owner's ids in the sandbox, None for one it has not (see the module's doc)."""
+    if not fs.lent:
+        return None, None
+    host_uid, host_gid = fs.host_ids
+    return (0 if uid == host_uid else None), (0 if gid == host_gid else None)
+
+
 class HostStat:
-    """A host stat as the sandbox shows it: the mount's device, the rest as is."""
+    """A host stat as the sandbox shows it: the mount's device, the sandbox's inode
+    number and owner ids (sentry/vfs/hostids.py), the rest as is."""
     __slots__ = ("ino", "mode", "nlink", "uid", "gid", "size", "blocks", "atime", "mtime", "ctime",
                  "dev", "rdev")
 
-    def __init__(self, st: os.stat_result, dev: int):
-        self.ino, self.mode, self.nlink = st.st_ino, st.st_mode, st.st_nlink
-        self.uid, self.gid, self.size, self.blocks = st.st_uid, st.st_gid, st.st_size, st.st_blocks
+    def __init__(self, st: os.stat_result, fs: HostFS):
+        uid, gid = _sandbox_ids(fs, st.st_uid, st.st_gid)
+        self.ino, self.mode, self.nlink = fs.numbers.number(st.st_dev, st.st_ino), st.st_mode, st.st_nlink
+        self.uid, self.gid, self.size, self.blocks = shown_id(uid), shown_id(gid), st.st_size, st.st_blocks
         self.atime, self.mtime, self.ctime = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
-        self.dev, self.rdev = dev, st.st_rdev
+        self.dev, self.rdev = fs.dev, st.st_rdev
 
 
 class HostInode(Inode):
     __slots__ = ("fd",)
 
     def __init__(self, fs: HostFS, fd: int, st: os.stat_result):
-        Inode.__init__(self, st.st_mode, fs, st.st_uid, st.st_gid)
+        Inode.__init__(self, st.st_mode, fs, st.st_uid, st.st_gid)  # the host's ids: owner() maps them
         self.fd = fd
-        self.ino = st.st_ino
+        self.ino = fs.numbers.number(st.st_dev, st.st_ino)
 
     def __del__(self):
         try:
@@ -101,7 +134,7 @@ class HostInode(Inode):
             pass
 
     def stat(self):
-        return HostStat(_host(os.fstat, self.fd), self.fs.dev)
+        return HostStat(_host(os.fstat, self.fd), self.fs)
 
     @property
     def size(self) -> int:
@@ -111,11 +144,7 @@ class HostInode(Inode):
         return S.S_ISDIR(self.mode)
 
     def owner(self):
-        fs = self.fs
-        if not fs.lent:
-            return None, None
-        uid, gid = fs.host_ids
-        return (0 if self.uid == uid else None), (0 if self.gid == gid else None)
+        return _sandbox_ids(self.fs, self.uid, self.gid)
 
     def init_owner(self, uid, gid):
         pass  # the host user who runs the sentry owns what it makes
@@ -127,6 +156,8 @@ class HostInode(Inode):
 
     def lookup(self, name):
         self._check_name()
+        if self is self.fs.root and name in self.fs.replaced:
+            return self.fs.replaced[name]
         try:
             fd = os.open(name, _LOOKUP, dir_fd=self.fd)
         except FileNotFoundError:
@@ -203,14 +234,19 @@ class HostInode(Inode):
 
     def entries(self):
         self._check_name()
-        fd = _host(os.open, f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = _open_noatime(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         out = []
         try:
+            number, dev = self.fs.numbers.number, os.fstat(fd).st_dev
             with os.scandir(fd) as it:
                 for entry in it:
-                    out.append((os.fsencode(entry.name), entry.inode(), _kind(entry)))
+                    out.append((os.fsencode(entry.name), number(dev, entry.inode()), _kind(entry)))
         finally:
             os.close(fd)
+        if self is self.fs.root and self.fs.replaced:
+            replaced = self.fs.replaced
+            out = [e for e in out if e[0] not in replaced]
+            out += [(name, i.ino, S.S_IFMT(i.mode)) for name, i in replaced.items() if i is not None]
         return out
 
     # --- other kinds -------------------------------------------------------------------
@@ -230,7 +266,7 @@ class HostInode(Inode):
         host_flags = {0: os.O_RDONLY, 1: os.O_WRONLY, 2: os.O_RDWR}.get(flags & O_ACCMODE, os.O_RDONLY)
         if writing and flags & O_TRUNC:
             host_flags |= os.O_TRUNC
-        fd = _host(os.open, f"/proc/self/fd/{self.fd}", host_flags | os.O_CLOEXEC)
+        fd = _open_noatime(f"/proc/self/fd/{self.fd}", host_flags | os.O_CLOEXEC)
         if host_flags & os.O_TRUNC:
             from sentry.vfs.backing import host_file_shrunk
             host_file_shrunk(fd)

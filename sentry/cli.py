@@ -9,6 +9,7 @@ took ~30 ms, and start-up time is most of what a short run costs.
 import argparse
 import os
 import sys
+import time
 
 from sentry.errors import SentryError
 from sentry.platform import PLATFORMS
@@ -98,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tmpfs-size", metavar="BYTES", type=_bytes,
                      help="what the sandbox's memory files (/tmp, /dev/shm, memfds, --rootfs's upper layer) may hold "
                      "together: writes fail with ENOSPC beyond it (default 2G, and never more than --memory)")
+    run.add_argument("--max-open-files", metavar="N", type=int,
+                     help="file descriptors a process may hold (RLIMIT_NOFILE, soft and hard, which no process may "
+                     "raise): open, dup, pipe ... fail with EMFILE beyond it")
+    run.add_argument("--json", action="store_true",
+                     help="capture the program's stdout and stderr and print, after the run, one JSON object on "
+                     "stdout: the Result (exit code, signal, limit hit, times, peak memory, the output and its "
+                     "sizes); sentry's own messages stay on stderr, the exit status is the program's")
+    run.add_argument("--max-output", metavar="BYTES", type=_bytes,
+                     help="with --json: stdout and stderr together may hold this much; past it writes fail with "
+                     "EPIPE and SIGPIPE, as to a pipe whose reader is gone")
     run.add_argument("--deterministic", action="store_true", help=f"virtual clock, fixed scheduling ({NOT_YET})")
     run.add_argument("--seed", type=int, help="seed for the sandbox's random sources (getrandom, /dev/urandom, AT_RANDOM)")
     run.add_argument("--grace", metavar="SEC", type=_seconds, default=3.0,
@@ -129,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="how exit statuses read: status (0 passes) or ltp (a bitmask: 32, TCONF alone, is a "
                       "skip; 1 TFAIL, 2 TBROK, 4 TWARN fail)")
     test.add_argument("--tags", metavar="FILE", help="run only the tests FILE names (one tag or path per line)")
+    test.add_argument("--json", action="store_true", help="print JSON lines instead of text: one object per test "
+                      "(name, outcome, status, seconds, reason), then a summary object")
     test.add_argument("paths", nargs="+", metavar="TEST_OR_DIR_OR_RUNTEST")
 
     table = sub.add_parser("syscalls", help="print the compatibility table",
@@ -198,6 +211,10 @@ def _env_file(path: str) -> list[bytes]:
 def cmd_run(o) -> int:
     if o.deterministic:
         raise SentryError(f"--deterministic {NOT_YET}")
+    if o.max_output is not None and not o.json:
+        raise SentryError("--max-output: only with --json (without it the output goes to the host's stdout and stderr)")
+    if o.max_open_files is not None and o.max_open_files < 1:
+        raise SentryError(f"--max-open-files {o.max_open_files}: at least 1")
     from sentry.net.publish import parse
     try:
         published = [parse(spec) for spec in o.publish]
@@ -218,16 +235,31 @@ def cmd_run(o) -> int:
                 raise SentryError(f"--strace-file {o.strace_file}: {e.strerror}") from None
         tracer = Strace(stream.write)
     console = Console(grace=o.grace)  # first: it blocks the signals it passes on, before any thread
+    stdio, captured = console.stdio(), None
+    if o.json:
+        from sentry.api import Sandbox
+        output, captured = Sandbox._stdio(b"", o.max_output)
+        stdio[1:] = output[1:]  # the program's stdin is still the host's
+    start = time.monotonic()
     try:
-        code, signo, limit, _, ended_by = execute(
+        outcome = execute(
             o.program, [os.fsencode(a) for a in o.args], env=env, arch=o.arch,
             platform=o.platform, seed=o.seed, strace=tracer, workdir=o.workdir, log=_log, note=note,
             host_cwd=None if o.no_cwd or o.workdir or o.rootfs else _host_cwd(),
             mounts=o.mount, rootfs=o.rootfs, timeout=o.timeout, memory=o.memory,
-            cpu_time=o.cpu_time, max_procs=o.max_procs, tmpfs_size=o.tmpfs_size, stdio=console.stdio(),
+            cpu_time=o.cpu_time, max_procs=o.max_procs, tmpfs_size=o.tmpfs_size, max_open_files=o.max_open_files,
+            stdio=stdio,
             console=console, net=o.net, publish=published)
     finally:
         console.close()
+    code, signo, limit, ended_by = outcome.exit_code, outcome.signo, outcome.limit_hit, outcome.ended_by
+    if captured is not None:
+        from sentry.api import Result
+        result = Result.from_outcome(outcome, time.monotonic() - start, bytes(captured.streams[0].data),
+                                     bytes(captured.streams[1].data), captured.hit)
+        sys.stdout.write(result.to_json() + "\n")
+        sys.stdout.flush()
+        limit = result.limit_hit
     if ended_by:
         _log(ended_by)
     elif limit == "timeout":
@@ -239,6 +271,8 @@ def cmd_run(o) -> int:
     elif limit == "max_procs":
         from sentry.runner import default_max_procs
         _log(f"max procs: a fork or thread was refused beyond --max-procs {o.max_procs or default_max_procs(o.platform)}")
+    elif limit == "output":
+        _log(f"output: writes were refused beyond --max-output {o.max_output} (EPIPE, SIGPIPE)")
     elif limit == "tmpfs":
         _log("tmpfs: a write was refused beyond the sandbox's memory files' size (--tmpfs-size, --memory): ENOSPC")
     return 128 + signo if signo else code
@@ -276,7 +310,7 @@ def main(argv=None):
         if o.command == "test":
             from sentry.testrunner import main as run_tests
             sys.exit(run_tests(o.paths, o.platform, o.jobs, o.junit, o.timeout, env=o.env, mounts=o.mount,
-                               workdir=o.workdir, convention=o.convention, tags_file=o.tags))
+                               workdir=o.workdir, convention=o.convention, tags_file=o.tags, as_json=o.json))
         sys.exit(cmd_run(o) if o.command == "run" else cmd_syscalls(o))
     except SentryError as e:
         _log(str(e))

@@ -72,6 +72,9 @@ class Kernel:
         self.memory = memory      # bytes of address space per process (--memory), or None
         self.peak_memory = 0      # the largest address space a process of this run mapped
         self.max_procs = max_procs  # processes the sandbox may hold at once (--max-procs), or None
+        self.rlimit_ceilings = {}  # resource -> the most a hard limit may be raised to (runner.show_limits)
+        self.ended_user_ns = 0     # CPU time of the tasks released so far (runner.cpu_used)
+        self.ended_system_ns = 0
         from sentry.futex import Futexes
         self.futexes = Futexes()
         from sentry.ipc.namespace import IpcNamespace
@@ -349,13 +352,19 @@ class Kernel:
             hit = None
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 hit = "timeout"
-            elif limit_ns is not None and any(t.cpu.cpu_time_ns() >= limit_ns for t in list(self.tasks.values())):
+            elif limit_ns is not None and self._cpu_used_ns() >= limit_ns:
                 hit = "cpu_time"
             if hit:
                 self.limit_hit = hit
                 for task in list(self.tasks.values()):
                     task.cpu.interrupt()
                 return
+
+    def _cpu_used_ns(self) -> int:
+        """CPU time of every task of the run together, ended ones too: what --cpu-time bounds
+        (a fork bomb of spinners is bounded as one spinner is)."""
+        return (self.ended_user_ns + self.ended_system_ns
+                + sum(t.cpu.cpu_time_ns() + getattr(t, "sys_ns", 0) for t in list(self.tasks.values())))
 
     # --- one task's way through the loop ---------------------------------------------------
     def _continue(self, task: Task) -> None:
@@ -770,9 +779,13 @@ class Kernel:
         proc, mm, tasks = task.proc, task.mm, self.tasks
         from sentry import threads
         threads.release_futexes(task, mm.users > 1)  # the robust list, clear_child_tid
-        proc.cpu_ns += task.cpu.cpu_time_ns()  # while the host thread can still tell
-        from sentry.sched import task_system_ns
-        proc.sys_ns = getattr(proc, "sys_ns", 0) + task_system_ns(task)
+        cpu_ns = task.cpu.cpu_time_ns()  # while the host thread can still tell
+        proc.cpu_ns += cpu_ns
+        from sentry.sched import host_stime_ns, task_system_ns
+        system_ns = task_system_ns(task)
+        proc.sys_ns = getattr(proc, "sys_ns", 0) + system_ns
+        self.ended_user_ns += max(0, cpu_ns - host_stime_ns(task.cpu))  # (schedstat's time holds the host's stime)
+        self.ended_system_ns += system_ns
         task.fds.release()
         mm.users -= 1
         ipc.on_exit(task, mm if not mm.users else None)  # semaphore undo, shared memory detach

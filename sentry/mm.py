@@ -200,7 +200,8 @@ class MemoryManager:
     def _check_total(self, total: int) -> None:
         """ENOMEM if the process would map `total` bytes: past its own RLIMIT_AS, or past
         the sandbox's --memory (which the run's outcome then reports)."""
-        if self.as_limit is not None and total > self.as_limit:
+        own = self.as_limit is not None and (self.limit is None or self.as_limit < self.limit)
+        if own and total > self.as_limit:  # (an RLIMIT_AS equal to --memory is --memory shown inside)
             raise Errno(E.ENOMEM)
         if self.limit is not None and total > self.limit:
             self.limit_refused = True

@@ -4,6 +4,7 @@ the start path of every `sentry run`."""
 import errno as E
 import os
 import stat as S
+import time
 from typing import NamedTuple
 
 from sentry.errors import SentryError
@@ -13,8 +14,10 @@ class Outcome(NamedTuple):
     exit_code: int          # the program's status (0-255)
     signo: int              # the signal that ended it, or 0
     limit_hit: str | None   # "timeout", "cpu_time", "memory", "max_procs" or "tmpfs" when a limit was reached
-    peak_memory: int        # the largest address space it mapped, in bytes
+    peak_memory: int        # the largest address space a process mapped plus the memory files' peak, in bytes
     ended_by: str | None = None  # why sentry killed everything from outside (the console's second Ctrl-C, ...)
+    user_ns: int = 0        # CPU time of every task that ran, in the program's own code
+    system_ns: int = 0      # ... and on its behalf (the sentry answering its calls, the host kernel's)
 
 # Tasks (processes and threads) a sandbox may hold at once when --max-procs is not given:
 # a fork bomb ends here with EAGAIN, the host's process count (ptrace: a host process or
@@ -109,7 +112,7 @@ def _lookup_error(program: str, e) -> SentryError:
 
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
-            cpu_time=None, max_procs=None, tmpfs_size=None, console=None, note=None,
+            cpu_time=None, max_procs=None, tmpfs_size=None, max_open_files=None, console=None, note=None,
             net="none", publish=()) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
@@ -124,6 +127,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         raise SentryError(f"--max-procs {max_procs}: at least 1 (the program itself)")
     if tmpfs_size is not None and tmpfs_size < 0:
         raise SentryError(f"--tmpfs-size {tmpfs_size}: a size in bytes")
+    if max_open_files is not None and max_open_files < 1:
+        raise SentryError(f"--max-open-files {max_open_files}: at least 1")
     view = rootfs_view(rootfs) if rootfs else default_view()
     if net == "host":
         from sentry.view import host_resolver
@@ -156,6 +161,7 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     argv = [os.fsencode(program)] + list(args)
     task = kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio],
                         cwd=workdir)
+    show_limits(kernel, task, memory=memory, cpu_time=cpu_time, max_procs=max_procs, max_open_files=max_open_files)
     if net == "host" or publish:
         from sentry.net.hostnet import attach
         attach(kernel, net == "host", publish)  # closed when the kernel's run ends
@@ -165,12 +171,52 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     files = budget.MemoryBudget(min(budget.DEFAULT_TMPFS_SIZE if tmpfs_size is None else tmpfs_size,
                                     memory if memory is not None else 1 << 62))
     budget.enter(files)  # from here on, what the program's files hold is charged to this run
+    thread_ns = time.thread_time_ns()
     try:
         code, signo = kernel.run()
     finally:
         budget.enter(None)
+    user_ns, system_ns = cpu_used(kernel, time.thread_time_ns() - thread_ns)
     return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached or ("tmpfs" if files.refused else None),
-                   kernel.peak_memory, kernel.ended_by)
+                   kernel.peak_memory + files.peak, kernel.ended_by, user_ns, system_ns)
+
+
+def show_limits(kernel, task, *, memory, cpu_time, max_procs, max_open_files) -> None:
+    """The limits the run was given as the first program's rlimits, soft and hard, which its
+    children inherit (as docker's --ulimit): RLIMIT_NPROC --max-procs, RLIMIT_AS --memory,
+    RLIMIT_CPU --cpu-time (whole seconds, up), RLIMIT_NOFILE max_open_files. The sentry
+    enforces the first three itself whatever a program sets; the descriptor limit is the
+    rlimit, so no process may raise its hard limit past it, root included (a container
+    without CAP_SYS_RESOURCE)."""
+    from sentry.task import RLIMIT_AS
+    RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE = 0, 6, 7
+    shown = {RLIMIT_NPROC: max_procs, RLIMIT_AS: memory,
+             RLIMIT_CPU: None if cpu_time is None else -int(-cpu_time // 1), RLIMIT_NOFILE: max_open_files}
+    for resource, value in shown.items():
+        if value is not None:
+            task.rlimits[resource] = (value, value)
+    if max_open_files is not None:
+        kernel.rlimit_ceilings[RLIMIT_NOFILE] = max_open_files
+        task.fds.limit = min(max_open_files, kernel.sysctl.nr_open)
+    task.mm.as_limit = task.as_limit()
+
+
+def cpu_used(kernel, thread_ns: int) -> tuple[int, int]:
+    """(user, system) nanoseconds of CPU the run's tasks used, all of them summed, the
+    ended ones (Kernel.ended_user_ns, ended_system_ns) and any still there. On unicorn the
+    guest ran in this thread: its CPU time over the run (thread_ns) is the total, shared as
+    the emulator's time and the sentry's answering were (both measured in elapsed time,
+    which a busy host stretches)."""
+    from sentry.sched import host_stime_ns, task_system_ns
+    user, system = kernel.ended_user_ns, kernel.ended_system_ns
+    for task in list(kernel.tasks.values()):
+        stime = host_stime_ns(task.cpu)
+        user += max(0, task.cpu.cpu_time_ns() - stime)
+        system += task_system_ns(task)
+    if kernel.platform.name == "unicorn":
+        user = thread_ns * user // max(1, user + system)
+        system = thread_ns - user
+    return user, system
 
 
 def _elf_machine(data: bytes) -> str:

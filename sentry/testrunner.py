@@ -14,6 +14,7 @@ so a hang or a crash fails that test only. Exit statuses are read by a
 convention: `status` (0 passes, anything else fails) or `ltp` (a bitmask:
 1 TFAIL, 2 TBROK, 4 TWARN fail; 32 TCONF alone, "not configured here", is a
 skip; 0 passes)."""
+import json
 import os
 import re
 import subprocess
@@ -155,7 +156,9 @@ def junit(results, path: str) -> None:
 
 
 def main(paths, platform=None, jobs=1, junit_path=None, timeout=60.0, env=(), mounts=(), workdir=None,
-         convention="status", tags_file=None) -> int:
+         convention="status", tags_file=None, as_json=False) -> int:
+    """Run the tests and print a line per verdict and a summary (as_json: a JSON object per
+    line for each, the summary last, as `sentry test --json`); 0 when none failed."""
     tests = select(collect(paths), tags_file)
     options = (["--platform", platform] if platform else []) + [f"--env={e}" for e in env] \
         + [f"--mount={m}" for m in mounts] + ([f"--workdir={workdir}"] if workdir else ["--no-cwd"])
@@ -168,9 +171,17 @@ def main(paths, platform=None, jobs=1, junit_path=None, timeout=60.0, env=(), mo
             counts[r["outcome"]] += 1
             detail = "timed out" if r["outcome"] == "timeout" else f"exit {r['status']}"
             why = first_reason(r) if convention == "ltp" and r["outcome"] != "pass" else ""
+            if as_json:
+                print(json.dumps({k: r[k] for k in ("name", "outcome", "status")} | {
+                    "seconds": round(r["seconds"], 3), "reason": why}), flush=True)
+                continue
             print(f"{r['outcome'].upper():<7} {r['name']:<{width}}  {detail:<10} {r['seconds']:6.2f} s"
                   + (f"  {why}" if why else ""), flush=True)
-    print(f"{counts['pass']} passed, {counts['fail'] + counts['timeout']} failed, {counts['skip']} skipped")
+    if as_json:
+        print(json.dumps({"summary": {"passed": counts["pass"], "failed": counts["fail"] + counts["timeout"],
+                                      "timed_out": counts["timeout"], "skipped": counts["skip"]}}), flush=True)
+    else:
+        print(f"{counts['pass']} passed, {counts['fail'] + counts['timeout']} failed, {counts['skip']} skipped")
     if junit_path:
         junit(results, junit_path)
     return 0 if not counts["fail"] and not counts["timeout"] else 1

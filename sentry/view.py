@@ -203,8 +203,8 @@ def lend_cwd(view: View, cwd: str) -> str:
 
 
 def add_mounts(view: View, mounts) -> None:
-    for spec in mounts:
-        host, guest, readonly = parse_mount(spec)
+    for spec in mounts:  # "HOST:GUEST[:ro|rw]", or (host, guest, readonly) from the API's Mount
+        host, guest, readonly = parse_mount(spec) if isinstance(spec, str) else spec
         if not os.path.isdir(host):
             raise SentryError(f"--mount {spec}: {host} is not a directory (only directories can be mounted)")
         try:

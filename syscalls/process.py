@@ -148,6 +148,8 @@ def prlimit64(t, pid, resource, new, old):
             raise Errno(E.EPERM)
         if resource == RLIMIT_NOFILE and hard > t.kernel.sysctl.nr_open:
             raise Errno(E.EPERM)
+        if hard > t.kernel.rlimit_ceilings.get(resource, hard):  # the sandbox's own limit (runner.show_limits)
+            raise Errno(E.EPERM)
     if old:
         t.mm.write(old, _RLIMIT.pack(*current))
     if wanted is not None:

@@ -19,12 +19,23 @@ DEFAULT_TMPFS_SIZE = 2 << 30  # what statfs always reported for the sandbox's me
 
 
 class MemoryBudget:
-    __slots__ = ("limit", "used", "refused")
+    __slots__ = ("limit", "_used", "peak", "refused")
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.used = 0
+        self._used = 0
+        self.peak = 0          # the most the files held at once (the run's peak memory counts it)
         self.refused = False  # a growth was refused (the run reports "tmpfs")
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @used.setter
+    def used(self, value: int) -> None:
+        self._used = value
+        if value > self.peak:
+            self.peak = value
 
     def reserve(self, more: int) -> None:
         """ENOSPC unless `more` bytes still fit."""

@@ -421,16 +421,40 @@ class HostStream(File):
 
 
 
-class BufferStream(File):
-    """Guest stdio held in memory (the embedding API): stdin from bytes, output captured."""
+class OutputCap:
+    """What the output streams of one run may capture together (Limits.max_output; None:
+    no cap), and whether a write reached it."""
+    __slots__ = ("limit", "used", "hit", "streams")
 
-    def __init__(self, inode, flags: int, data: bytes = b"", limit: int | None = None):
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.used = 0
+        self.hit = False
+        self.streams = []  # the BufferStreams that share it, in the order made (stdout, stderr)
+
+    def room(self, n: int) -> int:
+        """How much of n bytes may still be kept: n, fewer (the cap reached), or EPIPE
+        when none is left: past the cap the streams act as a pipe whose reader is gone."""
+        if self.limit is None:
+            return n
+        left = self.limit - self.used
+        if left < n:
+            self.hit = True
+            if left <= 0:
+                raise Errno(E.EPIPE)  # the caller raises SIGPIPE with it (syscalls/io.py)
+        return min(n, left)
+
+
+class BufferStream(File):
+    """Guest stdio held in memory (the embedding API): stdin from bytes, output captured up
+    to its OutputCap."""
+
+    def __init__(self, inode, flags: int, data: bytes = b"", cap: OutputCap | None = None):
         super().__init__(inode, flags, f"pipe:[{inode.ino}]")
         self.inode.mode = S.S_IFIFO | 0o600
         self.data = bytearray(data)
         self.pos = 0
-        self.limit = limit
-        self.truncated = False
+        self.cap = cap
 
     def read(self, size: int) -> bytes:
         out = bytes(self.data[self.pos:self.pos + size])
@@ -441,9 +465,10 @@ class BufferStream(File):
         self.pos -= len(data)
 
     def write(self, data: bytes) -> int:
-        n = len(data)
-        if self.limit is not None and len(self.data) + n > self.limit:
-            self.truncated = True  # the rest is dropped; the program is not told
-            data = data[:max(0, self.limit - len(self.data))]
+        cap = self.cap
+        if cap is not None:
+            n = cap.room(len(data))  # a short write at the cap, EPIPE past it
+            cap.used += n
+            data = data[:n]
         self.data += data
-        return n
+        return len(data)

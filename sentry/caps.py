@@ -43,7 +43,18 @@ def has(task, cap: int) -> bool:
     namespace: capabilities gained in a user namespace of its own count only there,
     sentry/namespaces.py ns_capable)?"""
     ns = getattr(task, "user_ns", None)
-    return bool(task.caps.effective >> cap & 1) and (ns is None or ns.parent is None)
+    if task.caps.effective >> cap & 1 and (ns is None or ns.parent is None):
+        used_privilege(task)
+        return True
+    return False
+
+
+def used_privilege(task) -> None:
+    """A capability let the task do something: Linux's PF_SUPERPRIV, which process
+    accounting reports as ASU (sentry/acct.py)."""
+    proc = getattr(task, "proc", None)
+    if proc is not None:
+        proc.used_privilege = True
 
 
 def after_setuid(task, old_ids) -> None:

@@ -153,7 +153,11 @@ def ns_capable(t, ns, cap: int) -> bool:
     """Linux's cap_capable: t has cap in ns if ns is its own user namespace and cap is
     in its effective set, or t's user namespace is ns's parent and t's euid owns ns
     (an owner has every capability in what it made), and so on up."""
-    return _capable(t.user_ns, t.caps.effective, t.euid, ns, cap)
+    if _capable(t.user_ns, t.caps.effective, t.euid, ns, cap):
+        from sentry.caps import used_privilege
+        used_privilege(t)
+        return True
+    return False
 
 
 def _capable(own, effective: int, euid: int, ns, cap: int) -> bool:

@@ -4,6 +4,8 @@ children, process groups and sessions, zombies, and what wait4/waitid find.
 Pids are the sandbox's own: the first program is pid 1 and nothing of the
 host's numbering is visible. A process that ends stays a zombie until its
 parent reaps it; its children go to the nearest subreaper or to pid 1."""
+import time
+
 from sentry.sched import WaitQueue
 
 SIGCHLD = 17
@@ -40,6 +42,7 @@ class Process:
         self.cpu_ns = 0                  # CPU time of its threads that have ended
         self.children_cpu_ns = 0         # CPU time of the children it reaped, and theirs
         self.maxrss_kb = 0               # its memory's peak before an exec or its end (sentry/rss.py)
+        self.start_time = time.monotonic()  # (/proc/PID/stat's starttime, acct's btime)
         self.children_maxrss_kb = 0      # the largest peak of the children it reaped, and theirs
 
     @property
@@ -84,6 +87,7 @@ class ProcessTable:
         self.kernel = kernel
         self.procs: dict[int, Process] = {}
         self.last_pid = 0
+        self.accounting = 0  # pid namespaces with an acct(2) file: each process's end is recorded
 
     def new_pid(self) -> int:
         """The next free pid after the last, wrapping at kernel/pid_max (sentry/sysctl.py);
@@ -123,6 +127,9 @@ class ProcessTable:
         proc.zombie = True
         proc.exited = (code, signo, core)
         proc.status = (signo | (WCOREFLAG if core else 0)) if signo else (code & 0xFF) << 8
+        if self.accounting:
+            from sentry.acct import process_ended
+            process_ended(proc)  # before the parent hears of it, as Linux's do_exit
         proc.exit_event.notify()
         proc.vfork_done.notify()
         if getattr(proc, "pid_ns", None) is not None and proc.pid_ns.level:

@@ -50,7 +50,6 @@ _PRIVILEGED = {
     "CAP_SYS_ADMIN: no swap": ("swapon", "swapoff"),
     "CAP_SYS_BOOT": ("kexec_load", "kexec_file_load"),
     "CAP_SYS_MODULE: no kernel modules": ("init_module", "finit_module", "delete_module"),
-    "CAP_SYS_PACCT: no process accounting": ("acct",),
 }
 for _reason, _names in _PRIVILEGED.items():
     for _name in _names:

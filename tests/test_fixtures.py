@@ -222,6 +222,10 @@ CASES = [
     Case("pipes", id="bigwrite", args=("bigwrite",),
          expect=(b"child: read 1048576 bytes, checksum matches: yes, more than 1000 reads: yes\n",
                  b"one write() of 1 MiB returned: 1048576\n", b"done\n")),
+    # acct(2)'s errors, then accounting in a pid namespace of the fixture's own (never the host's)
+    Case("acct", expect=(b"acct(/dev/null): -1 EACCES\n", b"acct(as nobody): -1 EPERM\n",
+                         b"record: comm true, flags 0, version 3, exitcode 0, pid above 1: yes, ppid 1,",
+                         b"flags 0x11, version 3, exitcode 0xf,", b"flags 0x3, version 3,", b"done\n")),
     Case("rusage", expect=(b"getrusage(99): -1 EINVAL\n", b"self after spinning 60 ms: at least 30 ms: yes\n",
                            b"wait4's rusage: at least 40 ms: yes\n", b"children after the reap: at least 40 ms: yes\n",
                            b"times: positive: yes; cutime at least 4 ticks: yes; tick 100\n",

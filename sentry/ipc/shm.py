@@ -183,6 +183,7 @@ def get(task, key: int, size: int, flags: int) -> int:
         if ns.shm_tot + npages > ns.shm_ctlall:
             raise Errno(E.ENOSPC)
         if flags & SHM_HUGETLB:
+            _may_lock_huge(task, npages)
             raise Errno(E.ENOMEM)  # the sandbox has no huge pages (as a host with none reserved)
         if size > MAX_LFS_FILESIZE:
             raise Errno(E.EINVAL)  # __shmem_file_setup
@@ -257,6 +258,17 @@ def detach(task, addr: int) -> None:
             break
         if v.backing is backing and (v.start - addr) // PAGE == (v.offset or 0) // PAGE:
             mm.munmap(v.start, v.end - v.start)
+
+
+def _may_lock_huge(task, npages: int) -> None:
+    """hugetlb_file_setup's check: without CAP_IPC_LOCK or membership of
+    vm.hugetlb_shm_group (0), the segment must fit the caller's RLIMIT_MEMLOCK (EPERM)."""
+    from sentry.vfs.perm import in_group
+    if caps.has(task, ipc.CAP_IPC_LOCK) or in_group(task, 0):
+        return
+    limit = task.rlimits[RLIMIT_MEMLOCK][0]
+    if limit != RLIM_INFINITY and npages > limit // PAGE:
+        raise Errno(E.EPERM)
 
 
 def lock(task, shmid: int, locking: bool) -> None:

@@ -287,7 +287,7 @@ class ProcRoot(StaticDir):
             b"loadavg": gen_loadavg, b"version": gen_version, b"filesystems": gen_filesystems,
             b"stat": gen_stat, b"cmdline": lambda k: b"BOOT_IMAGE=/sentry ro quiet\n",
             b"swaps": lambda k: b"Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
-            b"devices": gen_devices,
+            b"devices": gen_devices, b"config.gz": config_gz,
         }
         for name, gen in glob.items():
             self.add(name, GenInode(fs, (lambda g: lambda: g(self.procfs.kernel))(gen), write_errno=E.EIO))
@@ -791,7 +791,7 @@ def _start_ticks(task) -> int:
     kernel = getattr(task, "kernel", None)
     if kernel is None:
         return 0
-    start = getattr(task, "start_time", kernel.boot_time)
+    start = getattr(getattr(task, "proc", None), "start_time", kernel.boot_time)
     return max(0, int((start - kernel.boot_time) * CLK_TCK))
 
 
@@ -1003,6 +1003,11 @@ def _release() -> tuple[bytes, bytes]:
     except ImportError:
         KERNEL_RELEASE = b"6.8.0-sentry"
     return KERNEL_RELEASE, b"#1 SMP PREEMPT sentry"
+
+
+def config_gz(kernel) -> bytes:
+    from sentry.kconfig import config_gz
+    return config_gz()
 
 
 def gen_version(kernel) -> bytes:

@@ -17,6 +17,7 @@ import time
 from dataclasses import MISSING, dataclass, field, fields
 
 from sentry.errors import SentryError
+from sentry.lifecycle import Cancel, collect_after
 from sentry.platform import PLATFORMS
 from sentry.runner import Outcome, execute
 
@@ -323,14 +324,15 @@ class Sandbox:
             raise TypeError(f"publish: {self.publish!r}: expected a list of '[HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]'")
         return self.net, [parse(spec) for spec in self.publish]  # (ValueError: "publish '...': ...")
 
-    def run(self, argv, stdin=b"", env=None, workdir=None, timeout=None) -> Result:
+    def run(self, argv, stdin=b"", env=None, workdir=None, timeout=None, cancel=None) -> Result:
         """Run argv in a fresh sandbox and wait for it to end.
 
         argv: a program path (a str), or a list whose first item is looked up in the sandbox
         (a name through its PATH, or a path; a host path it does not see is lent read-only).
         stdin: bytes, or a binary file object read whole first. env: variables over the
         Sandbox's env. workdir: this run's working directory over the Sandbox's. timeout:
-        this run's wall-clock limit over Limits.timeout.
+        this run's wall-clock limit over Limits.timeout. cancel: a sentry.lifecycle.Cancel
+        whose cancel(), from any thread, ends the run (every task killed; exit 137).
 
         A program the sandbox cannot start (not found, not executable) raises SentryError;
         everything the program does is in the Result."""
@@ -343,7 +345,8 @@ class Sandbox:
         log = []
         stdio, output = self._stdio(stdin, limits.max_output)
         outcome = _in_own_thread(execute, os.fsdecode(argv[0]), argv[1:],
-                                 **self._execute_args(env, workdir, limits, log.append), stdio=stdio)
+                                 **self._execute_args(env, workdir, limits, log.append), stdio=stdio,
+                                 cancel=cancel or Cancel())
         return Result.from_outcome(outcome, time.monotonic() - start, bytes(output.streams[0].data),
                                    bytes(output.streams[1].data), output.hit, log)
 
@@ -373,12 +376,23 @@ class Sandbox:
         return [stream(O_RDONLY, stdin), stream(O_WRONLY, sink=cap), stream(O_WRONLY, sink=cap)], cap
 
 
+    async def run_async(self, argv, **kwargs) -> Result:
+        """run() for asyncio: the same arguments and Result, the run in a thread of its
+        own (the event loop never blocks; many may run at once). Cancelling the awaiting
+        task ends the sandbox, every process killed and its memory and host sockets
+        released, before CancelledError reaches the caller (sentry/lifecycle.py)."""
+        from sentry.lifecycle import run_in_thread
+        return await run_in_thread(lambda cancel: self.run(argv, cancel=cancel, **kwargs))
+
+
 def _in_own_thread(fn, *args, **kw):
     """Run fn in a thread of its own and return what it returns (or raise what it
     raises). The sandbox's kernel then never touches the caller's thread: the
     ptrace platform pins its tracer thread to one CPU, blocks SIGCHLD in it and
     reaps only that thread's tracees (waitpid __WNOTHREAD), so the embedding
-    program's own children and CPU placement are left alone."""
+    program's own children and CPU placement are left alone. If the caller's wait
+    is interrupted (Ctrl-C's KeyboardInterrupt), the run's kw["cancel"] ends the
+    sandbox first: nothing of it outlives the exception."""
     import threading
     box = {}
 
@@ -387,9 +401,17 @@ def _in_own_thread(fn, *args, **kw):
             box["value"] = fn(*args, **kw)
         except BaseException as e:  # handed to the caller's thread
             box["error"] = e
+        else:
+            collect_after(box["value"])  # (fn's frame is gone: what it made is garbage now)
     t = threading.Thread(target=body, name="sentry-kernel")
     t.start()
-    t.join()
+    try:
+        t.join()
+    except BaseException:
+        if kw.get("cancel") is not None:
+            kw["cancel"].cancel("interrupted")
+            t.join()
+        raise
     if "error" in box:
         raise box["error"]
     return box["value"]

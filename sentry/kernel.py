@@ -1,5 +1,6 @@
 """Kernel: one per sandbox. It owns the tasks, the filesystem and the event
 loop that runs tasks on a platform and answers their syscalls."""
+import _thread  # (threading's import is not on the start path)
 import heapq
 import os
 import selectors
@@ -88,6 +89,7 @@ class Kernel:
         self.ended_by = None      # why the sentry killed everything from outside (a second Ctrl-C, ...)
         self._posted = deque()    # what post() asked the loop to run
         self._bell = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # rung by post(): wakes a loop in select
+        self._bell_lock = _thread.allocate_lock()  # post() from other threads vs the run closing the bell
 
     def log_once(self, message: str) -> None:
         if message not in self._logged:
@@ -99,11 +101,14 @@ class Kernel:
         embedding program): it only queues fn, rings the loop's bell (a loop in select) and
         has the platform stop a running task (a loop waiting for one to stop)."""
         self._posted.append(fn)
-        try:
-            os.write(self._bell[1], b"\0")
-        except OSError:
-            pass  # full (already rung) or closed (the run is over)
-        self.platform.wake()
+        with self._bell_lock:  # never a write to the bell's fd number once the run closed it
+            if self._bell is None:
+                return  # the run is over
+            try:
+                os.write(self._bell[1], b"\0")
+            except OSError:
+                pass  # full: already rung
+            self.platform.wake()
 
     def _run_posted(self) -> None:
         posted = self._posted
@@ -211,7 +216,13 @@ class Kernel:
             try:
                 found = self._find(path, cwd_loc)
                 inode = found.inode
-                head = inode.open(0, path).pread(BINPRM_BUF_SIZE, 0) if inode and S.S_ISREG(inode.mode) else b""
+                head = b""
+                if inode and S.S_ISREG(inode.mode):
+                    f = inode.open(0, path)
+                    try:
+                        head = f.pread(BINPRM_BUF_SIZE, 0)
+                    finally:
+                        f.close()  # a host file's fd is closed only by close(), never by its collection
             except Errno:
                 return path, argv, label  # load_elf reports it
             if bytes(head[:2]) != b"#!":
@@ -331,7 +342,9 @@ class Kernel:
             if events is not None:
                 self.selector.unregister(events)
             self.selector.unregister(self._bell[0])
-            for fd in self._bell:
+            with self._bell_lock:
+                bell, self._bell = self._bell, None
+            for fd in bell:
                 os.close(fd)
             platform.close_events()
             if self.hostnet is not None:

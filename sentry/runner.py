@@ -113,13 +113,14 @@ def _lookup_error(program: str, e) -> SentryError:
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
             cpu_time=None, max_procs=None, tmpfs_size=None, max_open_files=None, console=None, note=None,
-            net="none", publish=()) -> Outcome:
+            net="none", publish=(), cancel=None) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
     defaults (environment()); arch: the architecture PROGRAM must be; console: `sentry run`'s
     sentry/console.py Console (the host terminal and signals); note: where the sentry's
     diagnostics go (unsupported syscalls, crash reports), log by default; tmpfs_size: what
-    the sandbox's memory files may hold together (sentry/vfs/budget.py), --memory at most."""
+    the sandbox's memory files may hold together (sentry/vfs/budget.py), --memory at most;
+    cancel: a sentry/lifecycle.py Cancel that ends the run from another thread."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, default_view, lend_cwd, rootfs_view
@@ -155,6 +156,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
                     memory=memory, cpu_time=cpu_time, max_procs=default_max_procs(plat.name) if max_procs is None else max_procs)
     if console is not None:
         console.attach(kernel)
+    if cancel is not None:
+        cancel.attach(kernel)
     view.lay(kernel.vfs)
     if envp[b"HOSTNAME"] is None:
         envp[b"HOSTNAME"] = kernel.hostname
@@ -176,6 +179,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         code, signo = kernel.run()
     finally:
         budget.enter(None)
+        if cancel is not None:
+            cancel.detach()
     user_ns, system_ns = cpu_used(kernel, time.thread_time_ns() - thread_ns)
     return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached or ("tmpfs" if files.refused else None),
                    kernel.peak_memory + files.peak, kernel.ended_by, user_ns, system_ns)

@@ -138,6 +138,7 @@ class State:
         self.version = 0
         self.nosymfollow = False  # has any mount MS_NOSYMFOLLOW (the walk asks only then)
         self.expiring = False     # has umount2(MNT_EXPIRE) marked any (the walk clears marks only then)
+        self.table = None         # (key, the rows table() built for it): kept by the VFS, never beyond it
 
     def free_id(self) -> int:
         used = {m.id for m in self.info.values()} | {m.id for rows in self.shadowed.values() for _, m in rows}
@@ -170,15 +171,12 @@ def _state_of(vfs, st: State, path: bytes, inode) -> MountState:
     return info
 
 
-_cache: dict = {}
-
-
 def table(vfs) -> list[Mount]:
     """Every mount, the root first, then in the order they were made (a parent before
     its children); each one's parent is the deepest mount above its place."""
     st = state(vfs)
     key = (st.version, id(vfs.root), *((path, id(inode)) for path, inode in vfs.mounts.items()))
-    cached = _cache.get(id(vfs))
+    cached = st.table
     if cached is not None and cached[0] == key:
         return cached[1]
     rows = [(b"/", vfs.root)] + list(vfs.mounts.items())
@@ -195,9 +193,7 @@ def table(vfs) -> list[Mount]:
                          path, inode, info.source, info.fstype,
                          options_of_flags(info.flags | (MS_RDONLY if inode.fs.readonly else 0)), info.flags,
                          info.super_options, info.root_path, info))
-    if len(_cache) > 16:  # sandboxes come and go in one process (the embedding API)
-        _cache.clear()
-    _cache[id(vfs)] = (key, out)
+    st.table = (key, out)  # (a module-level cache kept ended sandboxes' files alive: their tmpfs, host fds)
     return out
 
 

@@ -19,7 +19,8 @@ namespace it was born in (`Process.pid_ns`, Linux's task_active_pid_ns).
   mnt: the sandbox's one mount table (mount(2) changes it for every mount namespace);
   net: nothing but a loopback (the sandbox has no network); cgroup: the root;
   time: offsets for CLOCK_MONOTONIC and CLOCK_BOOTTIME (/proc/PID/timens_offsets),
-  settable until a process enters it.
+  settable until a process enters it, over the sandbox's own clock (sentry/clock.py:
+  the host's shifted to start near zero, never the host's uptime).
 """
 import errno as E
 import itertools
@@ -283,20 +284,19 @@ class CgroupNamespace(Namespace):
 class TimeNamespace(Namespace):
     kind = "time"
 
-    def __init__(self, owner, monotonic=(0, 0), boottime=(0, 0), initial: bool = False):
+    def __init__(self, owner, monotonic=(0, 0), boottime=(0, 0), initial: bool = False, clock=None):
         super().__init__(owner, initial)
         self.monotonic, self.boottime = monotonic, boottime  # (seconds, nanoseconds)
         self.entered = initial  # offsets are fixed once a process is in it
-
-    @property
-    def shifted(self) -> bool:
-        """Does any of its clocks differ from the sandbox's?"""
-        return self.monotonic != (0, 0) or self.boottime != (0, 0)
+        # the sandbox's clock (sentry/clock.py): its shift from the host's lies under the
+        # offsets, which are relative to it, as Linux's are to its initial namespace
+        self.clock = clock
 
     def offset_ns(self, clock: int) -> int:
+        """What to add to the host's reading of clock for this namespace's."""
         sec, nsec = self.monotonic if clock in MONOTONIC_CLOCKS else self.boottime \
             if clock in BOOTTIME_CLOCKS else (0, 0)
-        return sec * 1_000_000_000 + nsec
+        return sec * 1_000_000_000 + nsec + (self.clock.shift_ns(clock) if self.clock is not None else 0)
 
 
 CLOCK_MONOTONIC, CLOCK_MONOTONIC_RAW, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 1, 4, 6, 7
@@ -342,7 +342,8 @@ def initial(kernel):
     if init is None:
         user = UserNamespace(None, 0, 0)
         ipc = _new_ipc(user, initial_ipc=True, kernel=kernel)
-        time_ns = TimeNamespace(user, initial=True)
+        from sentry.clock import SandboxClock
+        time_ns = TimeNamespace(user, initial=True, clock=SandboxClock(kernel))
         proxy = NsProxy(uts=KernelUts(user, kernel), ipc=ipc, mnt=MountNamespace(user, kernel.vfs, initial=True),
                         pid_for_children=PidNamespace(user, None), net=NetNamespace(user),
                         cgroup=CgroupNamespace(user, initial=True), time=time_ns, time_for_children=time_ns)
@@ -583,7 +584,7 @@ def new_namespaces(t, flags: int, user_ns, for_child: bool):
         changes["cgroup"] = CgroupNamespace(user_ns)
     if flags & CLONE_NEWTIME:
         base = old.time_for_children
-        changes["time_for_children"] = TimeNamespace(user_ns, base.monotonic, base.boottime)
+        changes["time_for_children"] = TimeNamespace(user_ns, base.monotonic, base.boottime, clock=base.clock)
     proxy = old.copy(**changes)
     if for_child:
         proxy.time = proxy.time_for_children

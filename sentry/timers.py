@@ -39,10 +39,11 @@ def process_cpu_ns(proc) -> int:
 class _Timer:
     """What the itimers and POSIX timers share: an expiry on a clock, an interval,
     and the loop timer that fires it."""
-    __slots__ = ("kernel", "proc", "clock", "thread", "expiry", "interval", "handle")
+    __slots__ = ("kernel", "proc", "clock", "thread", "expiry", "interval", "handle", "offset")
 
-    def __init__(self, kernel, proc, clock: int, thread=None):
+    def __init__(self, kernel, proc, clock: int, thread=None, offset: int = 0):
         self.kernel, self.proc, self.clock, self.thread = kernel, proc, clock, thread
+        self.offset = offset  # ns its clock is ahead of the host's (sentry/clock.py, a time namespace)
         self.expiry = 0      # ns on `clock`; 0: disarmed
         self.interval = 0
         self.handle = None
@@ -50,7 +51,7 @@ class _Timer:
     def now(self) -> int:
         host = _WALL.get(self.clock)
         if host is not None:
-            return _time.clock_gettime_ns(host)
+            return _time.clock_gettime_ns(host) + self.offset
         if self.clock == CLOCK_THREAD_CPUTIME_ID and self.thread is not None:
             return self.thread.cpu.cpu_time_ns()
         return process_cpu_ns(self.proc)
@@ -175,7 +176,7 @@ def create(task, clock: int, notify: int, signo: int, value: int, thread) -> Pos
     while tid in shared.timers:
         tid = (tid + 1) & 0x7FFFFFFF
     shared.next_timer = (tid + 1) & 0x7FFFFFFF
-    t = PosixTimer(task.kernel, task.proc, clock, thread)
+    t = PosixTimer(task.kernel, task.proc, clock, thread, task.nsproxy.time.offset_ns(clock))
     t.id, t.notify, t.signo, t.value = tid, notify, signo, value
     t.overrun = t.overrun_last = 0
     t.pending, t.info, t.shared = False, None, shared

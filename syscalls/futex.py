@@ -41,9 +41,9 @@ def _wait(t, uaddr, op, val, timeout, bitset, absolute: bool):
     deadline = None
     if timeout:
         ns = read_timespec(t.mm, timeout)
-        if absolute:  # FUTEX_WAIT_BITSET: an absolute time on CLOCK_REALTIME or CLOCK_MONOTONIC
-            clock = host_time.CLOCK_REALTIME if op & FUTEX_CLOCK_REALTIME else host_time.CLOCK_MONOTONIC
-            ns = max(0, ns - host_time.clock_gettime_ns(clock))
+        if absolute:  # FUTEX_WAIT_BITSET: an absolute time on CLOCK_REALTIME or the sandbox's CLOCK_MONOTONIC
+            from syscalls.time import CLOCK_MONOTONIC, CLOCK_REALTIME, now_ns
+            ns = max(0, ns - now_ns(t, CLOCK_REALTIME if op & FUTEX_CLOCK_REALTIME else CLOCK_MONOTONIC))
         deadline = (host_time.monotonic_ns() + ns) / 1e9
     if _word(t, uaddr) != val & 0xFFFFFFFF:
         raise Errno(E.EAGAIN)

@@ -3,7 +3,6 @@ personality(2), syslog(2), getrandom(2), sysinfo(2)."""
 import errno as E
 import re
 import struct
-import time as host_time
 
 from sentry.errors import Errno
 from sentry.sched import Wait
@@ -131,8 +130,10 @@ VIRTUAL_RAM = 4 << 30
 @syscall("sysinfo", status=PARTIAL, note="the sandbox's own figures: uptime since it started, 4 GiB of RAM less what its mappings use, no swap, load 0")
 def sysinfo(t, info):
     used = sum(v.end - v.start for v in t.mm.vmas)
-    # seconds since the sandbox started, rounded up as Linux's, with a time namespace's boottime offset
-    up_ns = int((host_time.monotonic() - t.kernel.boot_time) * 1e9) + t.nsproxy.time.offset_ns(7)
+    # the sandbox's boottime (sentry/clock.py) in seconds, rounded up as Linux's, with a time
+    # namespace's offset
+    from sentry import clock
+    up_ns = clock.uptime_ns(t.kernel, t)
     uptime = -(-up_ns // 1_000_000_000)
     t.mm.write(info, _SYSINFO.pack(uptime, 0, 0, 0, VIRTUAL_RAM, max(0, VIRTUAL_RAM - used), 0, 0, 0, 0,
                                    len(t.kernel.tasks), 0, 0, 1))

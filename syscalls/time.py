@@ -4,8 +4,10 @@ clock_adjtime(2), nanosleep(2), clock_nanosleep(2), alarm(2), setitimer(2),
 getitimer(2), timer_create(2), timer_settime(2), timer_gettime(2),
 timer_getoverrun(2), timer_delete(2).
 
-The sandbox's clocks are the host's: they are read, never set (no task of the
-sandbox has CAP_SYS_TIME over them). Every sleep and timer is the kernel loop's
+CLOCK_REALTIME and TAI are the host's; the monotonic and boottime clocks are the
+sandbox's own (sentry/clock.py: the host's shifted to start near zero when the
+sandbox starts, then a time namespace's offsets). They are read, never set (no task
+of the sandbox has CAP_SYS_TIME over them). Every sleep and timer is the kernel loop's
 (sentry/timers.py): no sleeping threads."""
 import ctypes
 import errno as E
@@ -36,10 +38,8 @@ _HOST_CLOCKS = {
 def now_ns(t, clock: int) -> int:
     host = _HOST_CLOCKS.get(clock)
     if host is not None:
-        spaces = getattr(t, "nsproxy", None)
-        if spaces is not None and spaces.time.shifted:  # a time namespace's offsets (sentry/namespaces.py)
-            return host_time.clock_gettime_ns(host) + spaces.time.offset_ns(clock)
-        return host_time.clock_gettime_ns(host)
+        # the sandbox's shift and the time namespace's offsets (sentry/clock.py, sentry/namespaces.py)
+        return host_time.clock_gettime_ns(host) + t.nsproxy.time.offset_ns(clock)
     if clock == CLOCK_THREAD_CPUTIME_ID:
         return t.cpu.cpu_time_ns()
     if clock == CLOCK_PROCESS_CPUTIME_ID:
@@ -60,7 +60,8 @@ def now_ns(t, clock: int) -> int:
     raise Errno(E.EINVAL)
 
 
-@syscall("clock_gettime", status=PARTIAL, note="the host's clocks; CPU clocks of the caller, its threads and the sandbox's processes")
+@syscall("clock_gettime", status=PARTIAL, note="the host's realtime and TAI clocks, the sandbox's monotonic and "
+         "boottime ones (started near zero with the sandbox); CPU clocks of the caller, its threads and the sandbox's processes")
 def clock_gettime(t, clock, tp):
     write_timespec(t.mm, tp, now_ns(t, s32(clock)))
     return 0

@@ -249,7 +249,6 @@ def write_offsets(writer, task, data: bytes) -> int:
     """proc_timens_set_offset: lines "clock seconds nanoseconds" (clock: 1 or monotonic, 7
     or boottime), CAP_SYS_TIME in the namespace's owner, EACCES once a process is in it,
     ERANGE for a clock that would go negative."""
-    import time as host_time
     ns = task.nsproxy.time_for_children
     offsets = []
     for line in data.decode("ascii", "replace").split("\n"):
@@ -275,8 +274,7 @@ def write_offsets(writer, task, data: bytes) -> int:
     if writer is None or not nsm.ns_capable(writer, ns.owner, CAP_SYS_TIME):
         raise Errno(E.EPERM)
     for clock, sec, nsec in offsets:
-        now = host_time.clock_gettime_ns(host_time.CLOCK_MONOTONIC if clock == nsm.CLOCK_MONOTONIC
-                                         else host_time.CLOCK_BOOTTIME)
+        now = ns.clock.now_ns(clock)  # the sandbox's clock, which the offsets are over (sentry/clock.py)
         total = now + sec * 1_000_000_000 + nsec
         if total < 0 or abs(sec) > KTIME_SEC_MAX // 2:
             raise Errno(E.ERANGE)

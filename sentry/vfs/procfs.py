@@ -792,7 +792,9 @@ def _start_ticks(task) -> int:
     if kernel is None:
         return 0
     start = getattr(getattr(task, "proc", None), "start_time", kernel.boot_time)
-    return max(0, int((start - kernel.boot_time) * CLK_TCK))
+    from sentry import clock
+    # on the sandbox's boottime clock (sentry/clock.py), in clock ticks
+    return max(0, clock.of(kernel).monotonic_to_sandbox(start) * CLK_TCK // 1_000_000_000)
 
 
 def _exe_span(task, writable: bool):
@@ -976,15 +978,17 @@ def gen_mountinfo(vfs) -> bytes:
 # --- generators: the whole system ---------------------------------------------------------------
 
 def _uptime(kernel) -> float:
-    boot = kernel.boot_time if kernel is not None else time.monotonic()
-    return max(0.0, time.monotonic() - boot)
+    """The sandbox's CLOCK_BOOTTIME in seconds (sentry/clock.py), never the host's."""
+    if kernel is None:
+        return 0.0
+    from sentry import clock
+    return clock.uptime_ns(kernel) / 1e9
 
 
 def gen_uptime(kernel) -> bytes:
-    up = _uptime(kernel)
-    reader = getattr(kernel, "current", None)  # in a time namespace, its boottime offset (sentry/namespaces.py)
-    if reader is not None and getattr(reader, "nsproxy", None) is not None:
-        up += reader.nsproxy.time.offset_ns(7) / 1e9
+    from sentry import clock
+    # the reader's boottime, with its time namespace's offset (sentry/namespaces.py)
+    up = clock.uptime_ns(kernel, getattr(kernel, "current", None)) / 1e9 if kernel is not None else 0.0
     # seconds and hundredths as Linux prints a timespec: a negative uptime (a boottime offset
     # below the sandbox's age) has whole seconds rounded down and positive hundredths
     sec, hundredths = divmod(int(up * 100), 100)

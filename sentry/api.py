@@ -384,6 +384,16 @@ class Sandbox:
         from sentry.lifecycle import run_in_thread
         return await run_in_thread(lambda cancel: self.run(argv, cancel=cancel, **kwargs))
 
+    def prepare(self, argv, until=None, env=None, workdir=None, timeout=None) -> "Prepared":
+        """Load argv once for warm starts and return a sentry.warm.Prepared whose run(stdin=,
+        timeout=) starts each call from the same state: until=None just loaded, "stdin" at
+        its first read of stdin, "marker" at its warm-start marker (SENTRY_WARM_MARKER() of
+        examples/warm/sentry_warm.h). A call sees nothing of earlier calls. env, workdir:
+        as run()'s, fixed for every call; timeout: how long the program may take to reach
+        the point (Limits.timeout, else 60 s). docs/warm.md says what a call may observe."""
+        from sentry.warm import Prepared
+        return Prepared(self, argv, until=until, env=env, workdir=workdir, timeout=timeout)
+
 
 def _in_own_thread(fn, *args, **kw):
     """Run fn in a thread of its own and return what it returns (or raise what it

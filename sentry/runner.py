@@ -113,14 +113,15 @@ def _lookup_error(program: str, e) -> SentryError:
 def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None, strace=None,
             workdir=None, host_cwd=None, mounts=(), rootfs=None, arch=None, timeout=None, memory=None,
             cpu_time=None, max_procs=None, tmpfs_size=None, max_open_files=None, console=None, note=None,
-            net="none", publish=(), cancel=None) -> Outcome:
+            net="none", publish=(), cancel=None, started=None) -> Outcome:
     """Run one program in a fresh sandbox. host_cwd: a host directory to lend (view.lend_cwd)
     as the working directory, unless workdir names one; env: NAME=VALUE items over the
     defaults (environment()); arch: the architecture PROGRAM must be; console: `sentry run`'s
     sentry/console.py Console (the host terminal and signals); note: where the sentry's
     diagnostics go (unsupported syscalls, crash reports), log by default; tmpfs_size: what
     the sandbox's memory files may hold together (sentry/vfs/budget.py), --memory at most;
-    cancel: a sentry/lifecycle.py Cancel that ends the run from another thread."""
+    cancel: a sentry/lifecycle.py Cancel that ends the run from another thread; started:
+    fn(kernel, task) called just before the loop runs the program (a warm start, sentry/warmserver.py)."""
     from sentry import platform as platforms
     from sentry.kernel import Kernel
     from sentry.view import add_mounts, default_view, lend_cwd, rootfs_view
@@ -176,6 +177,8 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     budget.enter(files)  # from here on, what the program's files hold is charged to this run
     thread_ns = time.thread_time_ns()
     try:
+        if started is not None:
+            started(kernel, task)
         code, signo = kernel.run()
     finally:
         budget.enter(None)

@@ -76,6 +76,9 @@ class Kernel:
         self.rlimit_ceilings = {}  # resource -> the most a hard limit may be raised to (runner.show_limits)
         self.ended_user_ns = 0     # CPU time of the tasks released so far (runner.cpu_used)
         self.ended_system_ns = 0
+        self.rlimit_ceilings = {}  # resource -> the most a hard limit may be raised to (runner.show_limits)
+        self.ended_user_ns = 0     # CPU time of the tasks released so far (runner.cpu_used)
+        self.ended_system_ns = 0
         from sentry.futex import Futexes
         self.futexes = Futexes()
         from sentry.ipc.namespace import IpcNamespace
@@ -369,9 +372,18 @@ class Kernel:
                 hit = "cpu_time"
             if hit:
                 self.limit_hit = hit
-                for task in list(self.tasks.values()):
+                tasks = list(self.tasks.values())
+                for task in tasks:
                     task.cpu.interrupt()
+                for task in tasks:  # what each used, while its host thread (killed, not reaped) can tell
+                    task.cpu.cpu_time_ns()
                 return
+
+    def _cpu_used_ns(self) -> int:
+        """CPU time of every task of the run together, ended ones too: what --cpu-time bounds
+        (a fork bomb of spinners is bounded as one spinner is)."""
+        return (self.ended_user_ns + self.ended_system_ns
+                + sum(t.cpu.cpu_time_ns() + getattr(t, "sys_ns", 0) for t in list(self.tasks.values())))
 
     def _cpu_used_ns(self) -> int:
         """CPU time of every task of the run together, ended ones too: what --cpu-time bounds
@@ -794,10 +806,11 @@ class Kernel:
         threads.release_futexes(task, mm.users > 1)  # the robust list, clear_child_tid
         cpu_ns = task.cpu.cpu_time_ns()  # while the host thread can still tell
         proc.cpu_ns += cpu_ns
-        from sentry.sched import host_stime_ns, task_system_ns
-        system_ns = task_system_ns(task)
+        from sentry.sched import host_stime_ns
+        stime = host_stime_ns(task.cpu)
+        system_ns = getattr(task, "sys_ns", 0) + stime  # (sched.task_system_ns)
         proc.sys_ns = getattr(proc, "sys_ns", 0) + system_ns
-        self.ended_user_ns += max(0, cpu_ns - host_stime_ns(task.cpu))  # (schedstat's time holds the host's stime)
+        self.ended_user_ns += max(0, cpu_ns - stime)  # (schedstat's time holds the host's stime)
         self.ended_system_ns += system_ns
         task.fds.release()
         mm.users -= 1

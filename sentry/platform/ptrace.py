@@ -761,6 +761,8 @@ class HostProcess:
 class PtraceCpu:
     """One traced host thread: run it to its next stop; read and set its registers."""
 
+    last_cpu_ns = 0  # its CPU time when last read: what it used once the thread is gone
+
     def __init__(self, proc: HostProcess, tid: int):
         self.proc = proc
         self.platform = proc.platform
@@ -1047,12 +1049,14 @@ class PtraceCpu:
         _check(_ptrace(self._SETFPREGS, self.tid, 0, ctypes.addressof(buf)))
 
     def cpu_time_ns(self) -> int:
-        """CPU time the host thread has used (schedstat's first field, in ns)."""
+        """CPU time the host thread has used (schedstat's first field, in ns); once it is
+        gone, what it had when last read (a kill reads it first: the run's accounting)."""
         try:
             with open(f"/proc/{self.tid}/schedstat", "rb") as f:
-                return int(f.read().split()[0])
+                self.last_cpu_ns = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
-            return 0
+            pass
+        return self.last_cpu_ns
 
     def interrupt(self) -> None:
         """End the host thread from any thread (the tracer's waitpid then sees it go)."""

@@ -202,6 +202,7 @@ def commit(task, prepared: Prepared) -> None:
                        if int.from_bytes(raw[:8], "little") == SIG_IGN}
     if hasattr(task, "altstack"):
         task.altstack = None
+    task.cpuid_faulting = False  # as Linux's arch_setup_new_exec (the TSC mode stays)
     from sentry import signals
     signals.on_exec(task)  # and the POSIX timers go, the restart block too
     task.clear_child_tid = 0

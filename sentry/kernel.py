@@ -857,6 +857,9 @@ def _inherit_sched(parent: Task, child: Task) -> None:
             child.sched_nice = 0
     if hasattr(parent, "timer_slack_ns"):
         child.timer_slack_ns = child.timer_slack_default = parent.timer_slack_ns
+    for name in ("tsc_sigsegv", "cpuid_faulting"):  # the thread's CPU controls (syscalls/cpuctl.py)
+        if hasattr(parent, name):
+            setattr(child, name, getattr(parent, name))
 
 
 class Timer:

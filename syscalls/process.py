@@ -6,7 +6,7 @@ import struct
 from sentry import namespaces as nsm
 from sentry.errors import Errno
 from sentry.sched import TaskExit
-from syscalls import creds, seccomp
+from syscalls import cpuctl, creds, seccomp
 from syscalls.abi import s32
 from syscalls.registry import PARTIAL, refuse, syscall
 
@@ -108,8 +108,11 @@ def get_robust_list(t, pid, head_ptr, len_ptr):
     return 0
 
 
-@syscall("arch_prctl", status=PARTIAL, note="FS and GS bases; CPUID faulting, CET and AMX controls answer EINVAL")
+@syscall("arch_prctl", status=PARTIAL, note="FS and GS bases; CPUID faulting of the sandbox's virtual CPU "
+         "(syscalls/cpuctl.py); CET and AMX controls answer EINVAL")
 def arch_prctl(t, code, addr):
+    if code in (cpuctl.ARCH_GET_CPUID, cpuctl.ARCH_SET_CPUID):
+        return cpuctl.cpuid_arch_prctl(t, code, addr)
     if code in (ARCH_SET_FS, ARCH_SET_GS):
         if addr >= 1 << 47:
             raise Errno(E.EPERM)
@@ -183,11 +186,13 @@ DEFAULT_TIMER_SLACK_NS = 50_000
 
 
 @syscall("prctl", status=PARTIAL, note="names, dumpable, no_new_privs, pdeathsig, child subreaper, timer slack "
-         "(kept, not applied), the tid address; the bounding set, the ambient set, keepcaps and securebits "
+         "(kept, not applied), the tid address, the TSC mode (syscalls/cpuctl.py); the bounding set, the ambient set, keepcaps and securebits "
          "(syscalls/creds.py: kept and checked as Linux; of the securebits only NO_CAP_AMBIENT_RAISE acts); "
          "PR_GET_SECCOMP 0 and PR_SET_SECCOMP EINVAL (syscalls/seccomp.py); other options EINVAL")
 def prctl(t, option, arg2, arg3, arg4, arg5):
     option = s32(option)
+    if option in (cpuctl.PR_GET_TSC, cpuctl.PR_SET_TSC):
+        return cpuctl.tsc_prctl(t, option, arg2)
     if option in creds.CAP_OPTIONS:
         return creds.cap_prctl(t, option, arg2, arg3, arg4, arg5)
     if option == PR_GET_SECCOMP:

@@ -18,6 +18,7 @@ import weakref
 
 import _socket  # the C module: the socket package's import costs start-up time
 
+from sentry import vcpu
 from sentry.errors import Errno, SentryError
 from sentry.platform import ExitStop, FaultStop, PreemptStop, SyscallStop
 from sentry.platform import hostcalls as hc
@@ -26,7 +27,8 @@ from sentry.platform.stub import (SCRATCH, SECCOMP_SET_MODE_FILTER, STUB_BASE, S
                                   stub_elf)
 
 NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_EXIT_GROUP, NR_SECCOMP = 9, 10, 11, 25, 231, 317
-NR_RT_SIGACTION, NR_CLONE, NR_MADVISE = 13, 56, 28
+NR_RT_SIGACTION, NR_CLONE, NR_MADVISE, NR_PRCTL, NR_ARCH_PRCTL = 13, 56, 28, 157, 158
+PR_SET_TSC, PR_TSC_SIGSEGV, ARCH_SET_CPUID = 26, 2, 0x1012
 MADV_POPULATE_READ, MADV_POPULATE_WRITE = 22, 23
 NR_READ, NR_CLOSE, NR_PREAD64, NR_PWRITE64, NR_RECVMSG, NR_EXIT, NR_DUP3 = 0, 3, 17, 18, 47, 60, 292
 INJECTED = (NR_MMAP, NR_MPROTECT, NR_MUNMAP, NR_MREMAP, NR_MADVISE, NR_EXIT_GROUP, NR_CLONE, NR_EXIT,
@@ -70,6 +72,7 @@ class PtracePlatform:
     name = "ptrace"
     arch = "x86_64"
     _stub_fd = None
+    cpuid_trapped = None  # does the host CPU fault cpuid for the sandbox (CPUID faulting)?
 
     def __init__(self):
         self.cpu_set = None
@@ -347,6 +350,7 @@ class HostProcess:
         self._clear_host_mappings()
         self._ignore_children()
         self._hide_stub()
+        self._trap_cpu_identity()
         self._install_seccomp()
         self.ready = True
 
@@ -357,6 +361,15 @@ class HostProcess:
         ret = self.inject(NR_MPROTECT, STUB_BASE, SCRATCH - STUB_BASE, PROT_EXEC)
         if ret != 0:
             raise SentryError(f"cannot set up the sandbox process: mprotect: {os.strerror(-ret)}")
+
+    def _trap_cpu_identity(self):
+        """rdtsc/rdtscp and cpuid fault in the process (PR_TSC_SIGSEGV; CPUID faulting where
+        the CPU has it), inherited by its clones: the sentry answers them from the sandbox's
+        TSC and virtual CPU (sentry/vcpu.py, PtraceCpu._emulate) instead of the host's."""
+        if self.inject(NR_PRCTL, PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0:
+            raise SentryError("cannot set up the sandbox process: prctl(PR_SET_TSC) refused")
+        # ENODEV without CPUID faulting: cpuid then shows the host's (README: known to leak)
+        PtracePlatform.cpuid_trapped = self.inject(NR_ARCH_PRCTL, ARCH_SET_CPUID, 0) == 0
 
     def _ignore_children(self):
         """SIGCHLD ignored in the host process: a host child (a forked guest process) that
@@ -937,10 +950,35 @@ class PtraceCpu:
             info = (ctypes.c_uint64 * 16)()
             _ptrace(hc.PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
             code = info[1] & 0xFFFFFFFF  # si_code, the host kernel's
+            if code == SI_KERNEL and sig == signal.SIGSEGV and self._emulate():
+                return None  # rdtsc, rdtscp or cpuid: answered, the guest runs on
             return FaultStop(sig, info[2], self.regs.rip, "", code - (1 << 32) if code >> 31 else code)
         # Group stops, stale interrupts and stray host signals are not the guest's business.
         self.resume()
         return None
+
+    def _emulate(self) -> bool:
+        """A general protection fault at an rdtsc, rdtscp or cpuid (trapped for the whole
+        process: _trap_cpu_identity): set the registers as the sandbox's CPU answers
+        (sentry/vcpu.py) and resume past it. False for another fault, or when the guest's
+        own PR_TSC_SIGSEGV / ARCH_SET_CPUID asked for the fault: then it is the guest's."""
+        r = self.regs
+        try:
+            kind = vcpu.decode(os.pread(self.proc.mem, 3, r.rip))
+        except OSError:
+            return False
+        if kind is None or self.task is None:
+            return False
+        out = vcpu.execute(self.task, kind[0], r.rax & 0xFFFFFFFF, r.rcx & 0xFFFFFFFF)
+        if out is None:
+            return False
+        for name, value in zip(("rax", "rbx", "rcx", "rdx"), out):
+            if value is not None:
+                setattr(r, name, value)  # 32-bit results zero-extend, as the instruction's
+        r.rip += kind[1]
+        _check(_ptrace(hc.PTRACE_SETREGS, self.tid, 0, self._regs_addr))
+        self.resume()
+        return True
 
     def _no_compat_abi(self):
         """int 0x80 from 64-bit code: the sandbox has no 32-bit syscall table, so it is

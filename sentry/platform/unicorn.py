@@ -52,6 +52,7 @@ for _p in range(8):
 # --- hook prototypes (as in unicorn.h) --------------------------------------------------
 _HOOK_SYSCALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 _HOOK_INTR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+_HOOK_CPUID = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _HOOK_MEM_INVALID = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64,
                                      ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
 
@@ -192,6 +193,20 @@ class UnicornPlatform:
         self.ready = deque()  # CPUs resumed and waiting for their turn
         self.running_cpu = None  # the CPU in emu_start now, for wake()
         self.wakeable = False    # wake() may come (from another thread): every run can be stopped exactly
+
+    def raw_cpuid(self, leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
+        """What the emulated CPU model's own cpuid answers (sentry/vcpu.py starts from it),
+        run once per leaf on a scratch engine of the same model."""
+        from unicorn import Uc
+        uc = Uc(UC.UC_ARCH_X86, UC.UC_MODE_64)
+        uc.ctl_set_cpu_model(_ARCHS["x86_64"][2])
+        uc.mem_map(0x1000, 0x1000)
+        uc.mem_write(0x1000, b"\x0f\xa2")  # cpuid
+        uc.reg_write(X86.UC_X86_REG_RAX, leaf)
+        uc.reg_write(X86.UC_X86_REG_RCX, subleaf)
+        uc.emu_start(0x1000, 0x1002)
+        return tuple(uc.reg_read(r) & 0xFFFFFFFF for r in (X86.UC_X86_REG_RAX, X86.UC_X86_REG_RBX,
+                                                           X86.UC_X86_REG_RCX, X86.UC_X86_REG_RDX))
 
     def new_process(self):
         """A fresh empty address space (one Uc) and its one CPU."""
@@ -1095,6 +1110,7 @@ class UnicornCpu:
         if arch == "x86_64":
             self._add_hook(UC.UC_HOOK_INSN, _HOOK_SYSCALL(self._on_syscall), ctypes.c_int(X86.UC_X86_INS_SYSCALL))
             self._add_hook(UC.UC_HOOK_INTR, _HOOK_INTR(self._on_intr))
+            self._add_hook(UC.UC_HOOK_INSN, _HOOK_CPUID(self._on_cpuid), ctypes.c_int(X86.UC_X86_INS_CPUID))
             # SSE on, as Linux leaves it: CR0.EM clear, CR0.MP set; CR4.OSFXSR and CR4.OSXMMEXCPT set
             self._reg_write(X86.UC_X86_REG_CR0, (self._reg_read(X86.UC_X86_REG_CR0) & ~0x4) | 0x2)
             self._reg_write(X86.UC_X86_REG_CR4, self._reg_read(X86.UC_X86_REG_CR4) | 0x600)
@@ -1163,6 +1179,28 @@ class UnicornCpu:
     def _on_syscall(self, uch, _):
         self._why = _SYSCALL
         self._stop(uch)
+
+    def _on_cpuid(self, uch, _):
+        """cpuid answers from the sandbox's virtual CPU (sentry/vcpu.py), not the model's
+        own (its hypervisor bit, QEMU's brand); with the thread's own ARCH_SET_CPUID it is
+        a general protection fault at the instruction. The registers are the running
+        thread's (space.active), whichever CPU holds the hooks."""
+        from sentry import vcpu
+        regs = (X86.UC_X86_REG_RAX, X86.UC_X86_REG_RBX, X86.UC_X86_REG_RCX, X86.UC_X86_REG_RDX)
+        value = ctypes.c_uint64()
+        _lib.uc_reg_read(uch, regs[0], ctypes.byref(value))
+        leaf = value.value & 0xFFFFFFFF
+        _lib.uc_reg_read(uch, regs[2], ctypes.byref(value))
+        task = getattr(self.space.active, "task", None)
+        out = vcpu.execute(task, vcpu.CPUID, leaf, value.value & 0xFFFFFFFF) if task is not None else None
+        if out is None:
+            self._why, self._info = _INTR, 13
+            self._stop(uch)
+            return 1
+        for reg, v in zip(regs, out):
+            value.value = v
+            _lib.uc_reg_write(uch, reg, ctypes.byref(value))
+        return 1  # the instruction is done
 
     def _on_intr(self, uch, intno, _):
         self._why, self._info = _INTR, intno

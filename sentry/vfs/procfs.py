@@ -1081,47 +1081,6 @@ def gen_stat(kernel) -> bytes:
     return b"".join(out)
 
 
-_host_cpu = None
-
-
-def _host_cpu_entry() -> list[str]:
-    """The host's first cpuinfo entry (x86-64 hosts), read once by the sentry itself."""
-    global _host_cpu
-    if _host_cpu is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                _host_cpu = f.read().split("\n\n")[0].splitlines()
-        except OSError:
-            _host_cpu = []
-    return _host_cpu
-
-
-# What unicorn's x86-64 CPU model (Westmere: SSE4.2, AES, no AVX) reports.
-WESTMERE = """vendor_id\t: GenuineIntel
-cpu family\t: 6
-model\t\t: 44
-model name\t: Westmere E56xx/L56xx/X56xx (Nehalem-C)
-stepping\t: 1
-microcode\t: 0x1
-cpu MHz\t\t: 2000.000
-cache size\t: 4096 KB
-physical id\t: 0
-siblings\t: {n}
-core id\t\t: {i}
-cpu cores\t: {n}
-apicid\t\t: {i}
-initial apicid\t: {i}
-fpu\t\t: yes
-fpu_exception\t: yes
-cpuid level\t: 11
-wp\t\t: yes
-flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 syscall nx lm constant_tsc rep_good nopl cpuid pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 popcnt aes hypervisor lahf_lm
-bogomips\t: 4000.00
-clflush size\t: 64
-cache_alignment\t: 64
-address sizes\t: 40 bits physical, 48 bits virtual
-power management:"""
-
 AARCH64_CPU = """BogoMIPS\t: 50.00
 Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
 CPU implementer\t: 0x41
@@ -1132,27 +1091,11 @@ CPU revision\t: 1"""
 
 
 def gen_cpuinfo(kernel) -> bytes:
-    n = _ncpus()
-    arch = getattr(kernel, "arch", "x86_64")
-    platform = getattr(getattr(kernel, "platform", None), "name", "ptrace")
-    host = _host_cpu_entry() if arch == "x86_64" and platform == "ptrace" and os.uname().machine == "x86_64" else []
-    out = []
-    for i in range(n):
-        if arch == "aarch64":
-            body = AARCH64_CPU
-        elif host:
-            per_cpu = {"siblings": str(n), "core id": str(i), "cpu cores": str(n), "apicid": str(i),
-                       "initial apicid": str(i), "physical id": "0"}
-            lines = []
-            for line in host[1:]:
-                key, sep, _ = line.partition(":")
-                k = key.strip()
-                lines.append(f"{key}: {per_cpu[k]}" if sep and k in per_cpu else line)
-            body = "\n".join(lines)
-        else:
-            body = WESTMERE.format(n=n, i=i)
-        out.append(f"processor\t: {i}\n{body}\n\n")
-    return "".join(out).encode()
+    """x86-64: the sandbox's virtual CPU (sentry/vcpu.py), the one its cpuid describes."""
+    if getattr(kernel, "arch", "x86_64") == "x86_64":
+        from sentry import vcpu
+        return vcpu.of(kernel).cpuinfo().encode()
+    return "".join(f"processor\t: {i}\n{AARCH64_CPU}\n\n" for i in range(_ncpus())).encode()
 
 
 # --- /proc/sys ----------------------------------------------------------------------------------

@@ -118,4 +118,5 @@ def flock(t, fd, operation):
         t.hold_file(s32(fd), f)  # the lock is the open file's, whatever becomes of fd meanwhile
         raise
     f.lock_table = t.vfs.locks
+    f.flock_pid = t.tgid  # /proc/locks's pid of the lock (flock_make_lock: its latest taker's)
     return 0

@@ -678,10 +678,12 @@ def test_fixture_list_is_covered():
     from test_filesyscalls import FIXTURES as FILE_FIXTURES
     # spin, bigalloc, endless, hostile: test_limits; pidprobe: test_isolation; tty: test_terminal (on a pseudo-terminal);
     # mountcalls: test_mounts (natively in a mount namespace of its own); attack_*: test_attacks;
-    # fuzz_syscalls: test_fuzz (never natively); detect: test_detect (judged by rules, not equality)
+    # fuzz_syscalls: test_fuzz (never natively); detect: test_detect (judged by rules, not equality);
+    # inodes: test_inodes (in a lent directory on /dev/shm)
     missing = sorted(set(harness.fixture_names()) - covered
                      - {"tmpwrite", "escape", "procself", "spin", "bigalloc", "pidprobe", "tty", "endless",
-                        "hostile", "mountcalls", "attack_stub", "attack_misc", "fuzz_syscalls", "detect"} - FILE_FIXTURES)
+                        "hostile", "mountcalls", "attack_stub", "attack_misc", "fuzz_syscalls", "detect",
+                        "inodes"} - FILE_FIXTURES)
     assert not missing, f"fixtures without a differential case: {missing}"
 
 

@@ -292,6 +292,9 @@ class ProcRoot(StaticDir):
         for name, gen in glob.items():
             self.add(name, GenInode(fs, (lambda g: lambda: g(self.procfs.kernel))(gen), write_errno=E.EIO))
         self.add(b"sys", make_sys(procfs))
+        from sentry.vfs.proclocks import gen_locks
+        self.add(b"locks", GenInode(fs, lambda: gen_locks(getattr(self.procfs.vfs, "locks", None), self.procfs.kernel),
+                                    write_errno=E.EIO))
         from sentry.ipc.proc import sysvipc_dir
         self.add(b"sysvipc", sysvipc_dir(fs, lambda: self.procfs.kernel))
         # the sandbox's keys (sentry/keys.py): /proc/keys shows what the reader may view

@@ -692,6 +692,9 @@ class Kernel:
         if tls is not None:
             cpu.set_tls(tls)
         self.adopt(child, proc)
+        if child.rlimits.get(0, (-1, -1))[0] != (1 << 64) - 1:  # RLIMIT_CPU: the child's own CPU time counts
+            from sentry.timers import cpu_limit_changed
+            cpu_limit_changed(child)
         self.runq.append(child)
         return child
 

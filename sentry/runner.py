@@ -203,6 +203,9 @@ def show_limits(kernel, task, *, memory, cpu_time, max_procs, max_open_files) ->
     for resource, value in shown.items():
         if value is not None:
             task.rlimits[resource] = (value, value)
+    if cpu_time is not None:
+        from sentry.timers import cpu_limit_changed
+        cpu_limit_changed(task)
     if max_open_files is not None:
         kernel.rlimit_ceilings[RLIMIT_NOFILE] = max_open_files
         task.fds.limit = min(max_open_files, kernel.sysctl.nr_open)

@@ -117,6 +117,55 @@ class ITimer(_Timer):
         signals.send_process(self.proc, ITIMER_SIGNAL[self.which], signals.SigInfo(ITIMER_SIGNAL[self.which]))
 
 
+RLIMIT_CPU, RLIM_INFINITY = 0, (1 << 64) - 1
+SIGXCPU, SIGKILL = 24, 9
+
+
+class CpuLimit(_Timer):
+    """RLIMIT_CPU, as Linux's check_process_timers: at the hard limit SIGKILL; at the soft
+    limit SIGXCPU, then again each further second (the soft limit rises by one each time)."""
+    __slots__ = ("rlimits",)
+
+    def fire(self, missed: int) -> None:
+        from sentry import signals
+        soft, hard = self.rlimits.get(RLIMIT_CPU, (RLIM_INFINITY, RLIM_INFINITY))
+        if soft == RLIM_INFINITY:
+            return
+        now = self.now()
+        if hard != RLIM_INFINITY and now >= hard * 1_000_000_000:
+            ceiling = getattr(self.kernel, "cpu_time", None)
+            if ceiling is not None and hard >= ceiling:
+                # the run's own --cpu-time (runner.show_limits): its watchdog ends the whole
+                # sandbox and reports the limit; look again until it has
+                self.expiry = now + 10 * CPU_POLL_NS
+                return
+            signals.send_process(self.proc, SIGKILL, signals.SigInfo(SIGKILL))
+            return
+        signals.send_process(self.proc, SIGXCPU, signals.SigInfo(SIGXCPU))
+        self.rlimits[RLIMIT_CPU] = (soft + 1, hard)
+        self.expiry = _cpu_limit_expiry(soft + 1, hard)
+
+
+def _cpu_limit_expiry(soft: int, hard: int) -> int:
+    return max(1, min(soft, hard) * 1_000_000_000)
+
+
+def cpu_limit_changed(task) -> None:
+    """task's process has a new RLIMIT_CPU (setrlimit, prlimit, a fork's copy, the run's
+    --cpu-time): watch its CPU time against it."""
+    soft, hard = task.rlimits.get(RLIMIT_CPU, (RLIM_INFINITY, RLIM_INFINITY))
+    proc = task.proc
+    t = getattr(proc, "cpu_limit", None)
+    if soft == RLIM_INFINITY:
+        if t is not None:
+            t.arm(0, 0)
+        return
+    if t is None:
+        t = proc.cpu_limit = CpuLimit(task.kernel, proc, CLOCK_PROCESS_CPUTIME_ID)
+    t.rlimits = task.rlimits
+    t.arm(_cpu_limit_expiry(soft, hard), 0)
+
+
 def itimer(task, which: int) -> ITimer:
     shared = task.sigshared
     t = shared.itimers.get(which)

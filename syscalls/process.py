@@ -127,10 +127,11 @@ def arch_prctl(t, code, addr):
 _RLIMIT = struct.Struct("<QQ")
 
 
-RLIMIT_AS, RLIMIT_NOFILE = 9, 7
+RLIMIT_AS, RLIMIT_NOFILE, RLIMIT_CPU = 9, 7, 0
 _RLIMIT_NOTE = ("every limit is kept, per process, and a raised hard limit needs the effective uid 0; "
-                "enforced: FSIZE (SIGXFSZ, EFBIG), AS (ENOMEM), NOFILE, NPROC, SIGPENDING, NICE, CORE "
-                "(a core flag, no core file); kept but not enforced: CPU, DATA, STACK, RSS, MEMLOCK, "
+                "enforced: FSIZE (SIGXFSZ, EFBIG), AS (ENOMEM), NOFILE, NPROC, SIGPENDING, NICE, "
+                "CPU (SIGXCPU, SIGKILL; sampled, up to a millisecond late), CORE (a core flag, no core file); "
+                "kept but not enforced: DATA, STACK, RSS, MEMLOCK, "
                 "MSGQUEUE, RTPRIO, RTTIME, LOCKS")
 
 
@@ -161,6 +162,9 @@ def prlimit64(t, pid, resource, new, old):
             t.fds.limit = min(wanted[0], t.kernel.sysctl.nr_open)
         elif resource == RLIMIT_AS:
             t.mm.as_limit = t.as_limit()
+        elif resource == RLIMIT_CPU:
+            from sentry.timers import cpu_limit_changed
+            cpu_limit_changed(t)  # SIGXCPU at the soft limit, SIGKILL at the hard
     return 0
 
 

@@ -70,6 +70,8 @@ class Server:
         self.stdin = None
         self.conn = None     # in a call's sentry: the call's own socket
         self.stopped_ns = 0
+        self.host_files = []  # _host_files(): what each call's sentry must own
+        self.parked = None    # handover.park's record of the parked guest process
 
     # --- in the server, while the program starts ---------------------------------------
     def started(self, kernel, task) -> None:
@@ -113,7 +115,12 @@ class Server:
         except Refused as e:
             send(self.ctl, {"refused": str(e)})
             os._exit(0)
-        handover.park(kernel.platform, task.mm.space, task.cpu)
+        _preload(kernel.platform.name)
+        self.host_files = _host_files()
+        import gc
+        gc.collect()
+        gc.freeze()  # what is here stays out of every call's collections: their pages stay shared, not copied
+        self.parked = handover.park(kernel.platform, task.mm.space, task.cpu)
         send(self.ctl, {"ready": True, "stdout": self._taken(1), "stderr": self._taken(2), "log": list(self.log)})
         while True:
             try:
@@ -166,9 +173,9 @@ class Server:
         timeout = request["timeout"]
         if timeout is not None:
             signal.alarm(int(timeout) + 30)  # a backstop: the sentry itself stuck ends with its call
-        _own_host_files()
+        _own_host_files(self.host_files)
         _own_selector(kernel)
-        space, cpu = handover.copy(kernel.platform, task.mm.space, task.cpu)
+        space, cpu = handover.copy(kernel.platform, task.mm.space, task.cpu, self.parked)
         task.cpu, task.mm.space, cpu.task, space.cpu = cpu, space, task, cpu
         if self.until is not None:  # the interrupted syscall's time counts from now (the dispatcher adds since its start)
             task.sys_ns = getattr(task, "sys_ns", 0) - (time.perf_counter_ns() - self.stopped_ns)
@@ -203,10 +210,32 @@ class Server:
                          "capped": self.output.hit, "log": list(self.log)})
 
 
-def _own_host_files() -> None:
-    """This process's host fds get open files of their own: after a fork they share the
-    server's (and every other call's), with one offset; a memfd (a memory file's bytes)
-    gets a copy, so that the call's writes stay its own."""
+def _preload(platform: str) -> None:
+    """Import now what a run may import late (the kernel imports many modules where first
+    needed: a task's end, a signal, a socket): once here, rather than in every call's
+    sentry, which would compile them again (nothing caches bytecode under
+    PYTHONDONTWRITEBYTECODE)."""
+    import importlib
+    import pkgutil
+    import threading  # noqa: F401  (a call's watchdog)
+    import sentry
+    import syscalls
+    skip = ("sentry.cli", "sentry.console", "sentry.__main__", "sentry.testrunner", "sentry.warm",
+            "sentry.platform.unicorn" if platform != "unicorn" else "sentry.platform.ptrace")
+    for package in (sentry, syscalls):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if not info.name.startswith(skip):
+                try:
+                    importlib.import_module(info.name)
+                except Exception:
+                    pass  # (one a run never needs)
+
+
+def _host_files() -> list:
+    """(fd, kind, open flags) of this process's host fds that a call's sentry must own: each
+    has an open file (one offset) shared with every fork, and a memfd's bytes are shared
+    too. Looked at once, in the server, whose fds do not change while it serves."""
+    found = []
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         try:
@@ -221,13 +250,22 @@ def _own_host_files() -> None:
             continue  # (listdir's own fd, closed by now)
         if target.startswith("/proc/") or target.startswith("/memfd:sentry-stub"):
             continue
+        kind = "memfd" if target.startswith("/memfd:") else "dir" if S.S_ISDIR(st.st_mode) else "file"
+        found.append((fd, kind, flags, target[len("/memfd:"):].split(" (deleted)")[0]))
+    return found
+
+
+def _own_host_files(files) -> None:
+    """In a call's sentry: _host_files()'s fds get open files of their own (at the same
+    offsets), a memfd a copy of its bytes, so that the call's reads and writes are its own."""
+    for fd, kind, flags, name in files:
         inheritable = os.get_inheritable(fd)
-        if target.startswith("/memfd:"):
-            new = _memfd_copy(fd, target[len("/memfd:"):].split(" (deleted)")[0], st.st_size)
+        if kind == "memfd":
+            new = _memfd_copy(fd, name, os.fstat(fd).st_size)
         else:
             pos = os.lseek(fd, 0, os.SEEK_CUR)
             keep = flags & (os.O_ACCMODE | os.O_APPEND | os.O_NONBLOCK | os.O_NOATIME | os.O_DIRECT)
-            if S.S_ISDIR(st.st_mode):
+            if kind == "dir":
                 keep = os.O_RDONLY | os.O_DIRECTORY | (flags & os.O_NONBLOCK)
             new = os.open(f"/proc/self/fd/{fd}", keep | os.O_CLOEXEC)
             os.lseek(new, pos, os.SEEK_SET)

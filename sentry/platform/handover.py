@@ -33,12 +33,15 @@ SEIZE_OPTIONS = (hc.PTRACE_O_TRACESYSGOOD | hc.PTRACE_O_TRACEEXEC | hc.PTRACE_O_
 PARK_TIMEOUT = 5.0
 
 
-def park(platform, space, cpu) -> None:
+def park(platform, space, cpu):
     """In the warm server, once: leave the guest process (stopped at a syscall, or before
-    its first instruction) stopped and untraced, for the calls to copy."""
+    its first instruction) stopped and untraced, for the calls to copy. Returns what copy()
+    needs to know of it."""
     if platform.name != "ptrace":
-        return
+        return None
     tid = cpu.tid
+    # the host fds passed into it (never its socket's end): a copy closes its own
+    passed = [int(n) for n in os.listdir(f"/proc/{tid}/fd") if int(n) != space._guest_sock]
     hc.tgkill(space.pid, tid, signal.SIGSTOP)  # pending before it may run: it stops at once
     _ptrace(PTRACE_DETACH, tid, 0, 0)
     platform.cpus.pop(tid, None)
@@ -47,9 +50,10 @@ def park(platform, space, cpu) -> None:
         if time.monotonic() > deadline:
             raise SentryError("warm start: the prepared process did not stop")
         time.sleep(0.0002)
+    return passed
 
 
-def copy(platform, space, cpu):
+def copy(platform, space, cpu, parked):
     """In a call's sentry process (a fork of the warm server): (space, cpu) of a copy of
     the parked guest process that this process drives, with the registers it was parked
     with."""
@@ -76,9 +80,8 @@ def copy(platform, space, cpu):
     _ptrace(hc.PTRACE_SETOPTIONS, child.pid, 0, SEIZE_OPTIONS | hc.PTRACE_O_EXITKILL)
     # Host fds inherited from the parked process share their open files (and offsets)
     # with it: closed, the call's sentry passes its own on demand (HostProcess._guest_fd).
-    for name in os.listdir(f"/proc/{child.pid}/fd"):
-        if int(name) != child._guest_sock:
-            child.inject(NR_CLOSE, int(name))
+    for n in parked:
+        child.inject(NR_CLOSE, n)
     child._passed.clear()
     child._mirrors.clear()
     child._closing.clear()

@@ -160,6 +160,7 @@ class PtracePlatform:
         (a pid namespace's init ends after every process of its namespace is reaped, and only
         the tracer can reap a traced zombie): what the wait reports of those is taken too,
         the stops and ends of tracees still driven kept for next_stop, any other reaped."""
+        delay = 0.00005  # a killed stub is gone within ~0.1 ms: poll soon, then back off to 2 ms
         while cpu.gone is None:
             try:
                 pid, status = os.waitpid(-1, _WAIT_ANY | os.WNOHANG)
@@ -172,7 +173,8 @@ class PtracePlatform:
                 except ProcessLookupError:
                     cpu.gone = -1
                     return
-                time.sleep(0.002)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
                 continue
             if pid == cpu.tid:
                 if not os.WIFSTOPPED(status):

@@ -443,6 +443,8 @@ class HostProcess:
                     continue
                 if self.inject(NR_MUNMAP, lo, hi - lo) != 0:
                     self.reserved.append((lo, hi))  # [vvar] refuses: keep the guest off it
+                    # and unreadable: it holds the host's clock data (its uptime, TSC scale)
+                    self.inject(NR_MPROTECT, lo, hi - lo, 0)
 
     def _install_seccomp(self):
         prog = seccomp_filter(INJECTED, STUB_SYSCALL + 2, anywhere=PASSED_THROUGH,

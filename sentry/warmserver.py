@@ -78,6 +78,7 @@ class Server:
         """runner.execute's hook, just before the kernel's loop runs the program."""
         self.kernel, self.task = kernel, task
         self.stdin = task.fds.get(0)
+        kernel.watch_fd(self.ctl.fileno(), 1, self._caller_gone)  # (EVENT_READ: only its EOF comes now)
         if self.limits.cpu_time is not None:  # shown from the start, enforced per call
             n = -int(-self.limits.cpu_time // 1)
             task.rlimits[0] = (n, n)  # RLIMIT_CPU
@@ -110,6 +111,7 @@ class Server:
         from sentry.platform import handover
         self.stopped_ns = time.perf_counter_ns()
         kernel, task = self.kernel, self.task
+        kernel.watch_fd(self.ctl.fileno(), 0, None)
         try:
             self._check()
         except Refused as e:
@@ -140,6 +142,18 @@ class Server:
                     break
                 except InterruptedError:
                     continue
+
+    def _caller_gone(self, _events) -> None:
+        """The control socket is readable while the program starts: its owner closed it or
+        ended (a prepare timeout, a killed embedding process). Nothing is left running."""
+        try:
+            if self.ctl.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.kernel.end_everything("warm start: its owner is gone")
 
     def _check(self) -> None:
         kernel, task = self.kernel, self.task
@@ -191,10 +205,11 @@ class Server:
         if timeout is not None:
             kernel.timeout = timeout
             kernel.deadline = time.monotonic() + timeout
+        import threading
         if timeout is not None or kernel.cpu_time is not None:
-            import threading
             threading.Thread(target=kernel._watch, args=(threading.Event(),), daemon=True,
                              name="sentry-watchdog").start()
+        threading.Thread(target=_watch_caller, args=(kernel, conn), daemon=True, name="sentry-caller").start()
 
     def finish(self, outcome) -> None:
         """In a call's sentry, its run over: the outcome to the caller, and exit."""
@@ -208,6 +223,16 @@ class Server:
                                           if hasattr(outcome, "user_ns") else outcome),
                          "stdout": bytes(streams[0].data), "stderr": bytes(streams[1].data),
                          "capped": self.output.hit, "log": list(self.log)})
+
+
+def _watch_caller(kernel, conn) -> None:
+    """A call's sentry ends the call when its caller closes the call's socket or ends: the
+    caller sends nothing after the request, so recv returns only then."""
+    try:
+        conn.recv(1)
+    except OSError:
+        pass
+    kernel.post(lambda: kernel.end_everything("warm call: the caller is gone"))
 
 
 def _preload(platform: str) -> None:
@@ -334,12 +359,15 @@ def main(fd: int) -> None:
         import traceback
         traceback.print_exc()
         os._exit(1)
-    if server.conn is None:  # the program ended before the point calls start from
-        streams = server.output.streams
-        send(ctl, {"ended": tuple(outcome), "stdout": bytes(streams[0].data), "stderr": bytes(streams[1].data),
-                   "log": list(server.log)})
-    else:
-        server.finish(outcome)
+    try:
+        if server.conn is None:  # the program ended before the point calls start from
+            streams = server.output.streams
+            send(ctl, {"ended": tuple(outcome), "stdout": bytes(streams[0].data),
+                       "stderr": bytes(streams[1].data), "log": list(server.log)})
+        else:
+            server.finish(outcome)
+    except OSError:
+        pass  # the caller is gone
     os._exit(0)
 
 

@@ -8,6 +8,7 @@ host once a Prepared is closed."""
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -173,3 +174,38 @@ def test_prepare_timeout_and_closed():
     with pytest.raises(ValueError, match="closed"):
         fn.run(stdin=b"echo x\n")
     assert stubs_of_this_process() == {}
+
+
+EMBEDDER = """
+import sys
+sys.path.insert(0, {root!r})
+from sentry import Sandbox
+fn = Sandbox(platform={platform!r}).prepare([{prog!r}, "marker"], until="marker")
+print(fn._server.pid, flush=True)
+fn.run(stdin=b"spin\\n")  # no timeout: only its caller's end ends it
+"""
+
+
+def _alive(pids) -> list:
+    return [p for p in pids if os.path.exists(f"/proc/{p}") and stubwatch._exe(p) is not None]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_nothing_outlives_a_killed_caller(platform):
+    """The embedding process SIGKILLed during a call that would spin for ever: the call's
+    sentry, the server and every guest process end with it."""
+    code = EMBEDDER.format(root=str(harness.REPO), platform=platform, prog=warmfn())
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        server = int(caller.stdout.readline())
+        time.sleep(1.5)  # the call spins
+        ours = set(stubwatch.session_members(server)) | set(stubwatch.stub_descendants(server))
+        assert len(ours) >= (4 if platform == "ptrace" else 2), ours  # the server, its call's sentry (ptrace: a keeper, stubs)
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 10
+    while _alive(ours) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(ours) == []

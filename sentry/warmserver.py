@@ -309,7 +309,7 @@ def _memfd_copy(fd: int, name: str, size: int) -> int:
             break  # ENXIO: only a hole is left
         end = os.lseek(fd, start, SEEK_HOLE)
         while start < end:
-            n = os.copy_file_range(fd, end - start, new, start, start)
+            n = os.copy_file_range(fd, new, end - start, start, start)
             if n <= 0:
                 break
             start += n

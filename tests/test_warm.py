@@ -145,6 +145,39 @@ def test_a_dynamic_interpreter_warm(platform):
             assert (r.exit_code, r.stdout) == (0, b'{"sum": %d, "seen": false}\n' % sum(numbers)), r
 
 
+FILES_BEFORE_THE_POINT = r"""
+import hashlib, os, sys
+f = open("/usr/bin/python3", "rb", buffering=0)
+f.read(100)
+with open("/tmp/big", "wb") as g:  # a hole past 1 MiB: its bytes move into a memfd
+    g.truncate(4 << 20)
+    g.write(b"A")
+names = os.listdir(os.open("/usr", os.O_RDONLY | os.O_DIRECTORY))
+request = sys.stdin.read()
+data = f.read(1 << 20)
+with open("/tmp/big", "r+b") as g:
+    first = g.read(1)
+    g.write(b"B")
+    g.seek(3 << 20)
+    g.write(b"C" * 10)
+print(request, f.tell(), hashlib.sha256(data).hexdigest()[:16], first, os.path.getsize("/tmp/big"), len(names))
+"""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_files_open_at_the_point_are_each_call_s_own(platform):
+    """A host file open at the point is at its offset in every call (a large read goes
+    straight to the host fd); a memory file held in a memfd is the point's in every call,
+    whatever the one before wrote into it."""
+    box = Sandbox(platform=platform, limits=Limits(timeout=120))
+    with box.prepare(["/usr/bin/python3", "-c", FILES_BEFORE_THE_POINT], until="stdin", timeout=120) as fn:
+        answers = [fn.run(stdin=b"same") for _ in range(3)]
+    assert [(r.exit_code, r.stderr) for r in answers] == [(0, b"")] * 3, answers
+    assert answers[0].stdout.startswith(b"same 1048676 ") and b" b'A' 4194304 " in answers[0].stdout, answers[0]
+    assert answers[1].stdout == answers[0].stdout == answers[2].stdout, answers
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_refused_states(platform):

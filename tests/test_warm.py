@@ -63,6 +63,19 @@ def test_each_call_answers_its_stdin(platform, until):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_calls_from_threads(platform):
+    """run() from 4 threads at once: the calls queue, each gets its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+    stdins = [b"echo thread call %d\n" % i for i in range(12)]
+    wants = [native("marker", s).stdout for s in stdins]
+    with Sandbox(platform=platform, limits=Limits(timeout=30)).prepare([warmfn(), "marker"], until="marker") as fn:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda s: fn.run(stdin=s).stdout, stdins))
+    assert got == wants
+
+
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("variant", ["musl-static", "glibc-dynamic"])
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_just_loaded(platform, variant):

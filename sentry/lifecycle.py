@@ -6,7 +6,6 @@ A sandbox's kernel runs in a thread of its own (api._in_own_thread); cancelling
 posts an end to that kernel's loop, which kills every task as SIGKILL would,
 releases their memory and closes the run's host sockets (Kernel.run's finally),
 then returns. Nothing of the sandbox outlives the thread."""
-import asyncio
 import gc
 import threading
 
@@ -59,6 +58,7 @@ async def run_in_thread(call):
     If the awaiting task is cancelled, the run is cancelled too and its end awaited
     (at most END_GRACE seconds), so that when CancelledError reaches the caller no
     process, memory file or host socket of the sandbox is left."""
+    import asyncio  # (here: its import costs every embedding program ~15 ms, most never await)
     loop = asyncio.get_running_loop()
     cancel = Cancel()
     done = loop.create_future()

@@ -317,7 +317,6 @@ class Sandbox:
 
     def _network(self):
         """(net, the parsed publish records), or ValueError naming the argument."""
-        from sentry.net.publish import parse
         if self.net not in ("none", "host"):
             raise ValueError(f"net: {self.net!r}: expected 'none' or 'host'")
         if isinstance(self.publish, str) or not isinstance(self.publish, (list, tuple)):

@@ -133,7 +133,11 @@ class Server:
                 os._exit(0)  # the owner closed or ended: the parked process dies with its keeper
             pid = os.fork()
             if pid == 0:
-                self._become_call(fds[0])
+                try:
+                    self._become_call(fds[0])
+                except BaseException as e:  # never on into the kernel's loop with a guest not ours
+                    _report(self.conn, e)
+                    os._exit(1)
                 return
             os.close(fds[0])
             while True:
@@ -223,6 +227,17 @@ class Server:
                                           if hasattr(outcome, "user_ns") else outcome),
                          "stdout": bytes(streams[0].data), "stderr": bytes(streams[1].data),
                          "capped": self.output.hit, "log": list(self.log)})
+
+
+def _report(conn, e: BaseException) -> None:
+    """A call's sentry could not start the call: one line for its caller."""
+    import traceback
+    traceback.print_exc()  # (to the server's stderr, which warm.Prepared shows with its errors)
+    if conn is not None:
+        try:
+            send(conn, {"error": f"warm call: {type(e).__name__}: {e}", "exit_code": 125})
+        except OSError:
+            pass
 
 
 def _watch_caller(kernel, conn) -> None:

@@ -209,11 +209,12 @@ class Server:
         if timeout is not None:
             kernel.timeout = timeout
             kernel.deadline = time.monotonic() + timeout
+        # (_thread: threading's start() waits until the thread runs, a scheduler's round on a busy host)
+        import _thread
         import threading
         if timeout is not None or kernel.cpu_time is not None:
-            threading.Thread(target=kernel._watch, args=(threading.Event(),), daemon=True,
-                             name="sentry-watchdog").start()
-        threading.Thread(target=_watch_caller, args=(kernel, conn), daemon=True, name="sentry-caller").start()
+            _thread.start_new_thread(kernel._watch, (threading.Event(),))
+        _thread.start_new_thread(_watch_caller, (kernel, conn))
 
     def finish(self, outcome) -> None:
         """In a call's sentry, its run over: the outcome to the caller, and exit."""

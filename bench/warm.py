@@ -8,10 +8,12 @@ FaaS platform would see it, from the call to its Result:
 
 - warm: Sandbox.prepare([prog, "marker"], until="marker") once, then prepared.run(stdin);
 - cold: Sandbox.run([prog, "marker"], stdin) (a fresh sandbox each time);
-- native: subprocess.run([prog, "marker"], input=stdin) (fork+exec on the host).
+- native: subprocess.run([prog, "marker"], input=stdin) (fork+exec on the host);
+- warm-row: warm calls back to back (each also waits for the previous call's sentry to
+  be gone: the server serves one call at a time).
 
 Runs are interleaved (warm, cold, native, warm, ...) so that drift and other load hit
-each alike. Medians and 10th/90th percentiles in ms; the goal is a warm call of at most
+each alike; warm-row comes after. Medians and 10th/90th percentiles in ms; the goal is a warm call of at most
 5 ms on ptrace (issue 16). Exit 0 when everything ran (a missed goal is reported, not an
 error), 1 when a call's answer was wrong.
 """
@@ -49,7 +51,7 @@ def bench(platform: str, prog: str, calls: int) -> tuple[dict, bool]:
     from sentry import Limits, Sandbox
     want = subprocess.run([prog, "marker"], input=STDIN, capture_output=True, timeout=60).stdout
     box = Sandbox(platform=platform, limits=Limits(timeout=60))
-    times = {"warm": [], "cold": [], "native": []}
+    times = {"warm": [], "cold": [], "native": [], "warm-row": []}
     ok = True
     t0 = time.perf_counter()
     fn = box.prepare([prog, "marker"], until="marker")
@@ -70,6 +72,10 @@ def bench(platform: str, prog: str, calls: int) -> tuple[dict, bool]:
             r = subprocess.run([prog, "marker"], input=STDIN, capture_output=True, timeout=60)
             times["native"].append(time.perf_counter() - t)
             ok &= r.stdout == want
+        for _ in range(calls):  # back to back: each call also waits for the one before to be gone
+            t = time.perf_counter()
+            ok &= fn.run(stdin=STDIN).stdout == want
+            times["warm-row"].append(time.perf_counter() - t)
     finally:
         fn.close()
     times["prepare"] = [prepare_s]
@@ -86,7 +92,7 @@ def main() -> int:
     print(f"{'platform':9} {'what':8} {'median ms (p10-p90)':>26}")
     for platform in args.platform or ["ptrace", "unicorn"]:
         times, ok = bench(platform, prog, args.calls if platform == "ptrace" else max(5, args.calls // 5))
-        for what in ("warm", "cold", "native", "prepare"):
+        for what in ("warm", "warm-row", "cold", "native", "prepare"):
             print(f"{platform:9} {what:8} {figures(times[what]):>26}")
         warm = statistics.median(times["warm"]) * 1e3
         goal = GOAL_MS.get(platform)

@@ -72,6 +72,7 @@ class Server:
         self.stopped_ns = 0
         self.host_files = []  # _host_files(): what each call's sentry must own
         self.parked = None    # handover.park's record of the parked guest process
+        self.done = None      # in a call's sentry: closed when its guest is gone (the next call may start)
 
     # --- in the server, while the program starts ---------------------------------------
     def started(self, kernel, task) -> None:
@@ -131,8 +132,11 @@ class Server:
                 fds = []
             if not fds:
                 os._exit(0)  # the owner closed or ended: the parked process dies with its keeper
+            done_r, done_w = os.pipe()
             pid = os.fork()
             if pid == 0:
+                os.close(done_r)
+                self.done = done_w
                 try:
                     self._become_call(fds[0])
                 except BaseException as e:  # never on into the kernel's loop with a guest not ours
@@ -140,12 +144,13 @@ class Server:
                     os._exit(1)
                 return
             os.close(fds[0])
-            while True:
-                try:
-                    os.waitpid(pid, 0)
-                    break
-                except InterruptedError:
-                    continue
+            os.close(done_w)
+            # One call at a time: the calls share the parked process and its fd-passing
+            # socket. The call's sentry closes its end once its guest is gone (finish), or
+            # dies; its own exit (its memory let go) overlaps the next call.
+            os.read(done_r, 1)
+            os.close(done_r)
+            _reap_calls()
 
     def _caller_gone(self, _events) -> None:
         """The control socket is readable while the program starts: its owner closed it or
@@ -224,10 +229,22 @@ class Server:
         if hasattr(runner, "cpu_used"):  # this process's own CPU time is the call's (its clock began at the fork)
             user_ns, system_ns = runner.cpu_used(kernel, time.thread_time_ns())
         streams = self.output.streams
+        os.close(self.done)  # its guest is gone: the next call may start
         send(self.conn, {"outcome": tuple(outcome._replace(user_ns=user_ns, system_ns=system_ns)
                                           if hasattr(outcome, "user_ns") else outcome),
                          "stdout": bytes(streams[0].data), "stderr": bytes(streams[1].data),
                          "capped": self.output.hit, "log": list(self.log)})
+
+
+def _reap_calls() -> None:
+    """Collect the calls' sentries that have exited (and the keeper, should it end)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _report(conn, e: BaseException) -> None:
@@ -248,7 +265,12 @@ def _watch_caller(kernel, conn) -> None:
         conn.recv(1)
     except OSError:
         pass
-    kernel.post(lambda: kernel.end_everything("warm call: the caller is gone"))
+    # as the watchdog ends a run: flagged, every task stopped from here (a running emulation
+    # too, which a post would not stop), the loop woken
+    kernel.end_everything("warm call: the caller is gone")
+    for task in list(kernel.tasks.values()):
+        task.cpu.interrupt()
+    kernel.post(lambda: None)
 
 
 def _preload(platform: str) -> None:

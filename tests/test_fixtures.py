@@ -157,6 +157,9 @@ CASES = [
                          b"AT_BASE matches PT_INTERP: yes\n")),
     Case("readstdin", id="data", stdin=STDIN_TEXT, expect=(b"bytes=%d lines=5000 " % len(STDIN_TEXT),)),
     Case("readstdin", id="devnull", expect=(b"bytes=0 lines=0 ",)),
+    # the warm-start marker outside a warm start: EINVAL, as Linux (tests/test_warm.py: warm)
+    Case("warmfn", id="marker", args=("marker",), stdin=b"echo plain run\n",
+         expect=(b"marker=EINVAL\necho: plain run\n",)),
     # --- issue 5: processes, exec, pipes, poll, process groups ---
     Case("forks", id="tree", args=("tree",),
          expect=(b"records: 15, then end of file: yes\n", b"  grandchild 2.1: parent is child 2: yes\n",

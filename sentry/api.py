@@ -407,6 +407,9 @@ def _in_own_thread(fn, *args, **kw):
     sandbox first: nothing of it outlives the exception."""
     import threading
     box = {}
+    # An Event, not Thread.join: a join interrupted by KeyboardInterrupt marks the thread
+    # stopped while it runs (CPython 3.11), and the second join would not wait.
+    done = threading.Event()
 
     def body():
         try:
@@ -415,14 +418,15 @@ def _in_own_thread(fn, *args, **kw):
             box["error"] = e
         else:
             collect_after(box["value"])  # (fn's frame is gone: what it made is garbage now)
-    t = threading.Thread(target=body, name="sentry-kernel")
-    t.start()
+        finally:
+            done.set()
+    threading.Thread(target=body, name="sentry-kernel").start()
     try:
-        t.join()
+        done.wait()
     except BaseException:
         if kw.get("cancel") is not None:
             kw["cancel"].cancel("interrupted")
-            t.join()
+            done.wait()
         raise
     if "error" in box:
         raise box["error"]

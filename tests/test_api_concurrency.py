@@ -7,8 +7,9 @@ saw as one JSON line; the test judges it.
 - 200 runs of Sandbox.run from 8 threads, each with its own output and status.
 - run_async: 8 at once in one event loop, which keeps ticking meanwhile.
 - A hostile program (two sleeping children, a listener on a published port, a
-  busy loop) ended three ways: its asyncio task cancelled, its Cancel fired
-  from another thread, its wall-clock limit. Afterwards the driver has no
+  busy loop) ended four ways: its asyncio task cancelled, its Cancel fired
+  from another thread, its wall-clock limit, a Ctrl-C (SIGINT) in the thread
+  waiting in Sandbox.run. Afterwards the driver has no
   descendant process left, the published port is closed, and its open file
   descriptors (memory files, sockets, host directories) and threads are as
   before the run.
@@ -184,6 +185,24 @@ elif scenario in ("thread-cancel", "timeout"):
     report(during=during, port_during=port_during, took=time.monotonic() - t0, port_after=port_open(),
            signal=r and r.signal, limit_hit=r and r.limit_hit, base=base, after=settled(base))
 
+elif scenario == "sigint":
+    import signal
+    seen = {}
+
+    def interrupt():
+        wait_canary()
+        seen["during"], seen["port"] = len(descendants()), port_open()
+        seen["t0"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=interrupt, daemon=True).start()
+    try:
+        hostile_box().run(HOSTILE)
+        raised = False
+    except KeyboardInterrupt:
+        raised = True
+    report(during=seen.get("during"), port_during=seen.get("port"), raised=raised,
+           took=time.monotonic() - seen.get("t0", 0), port_after=port_open(), base=base, after=settled(base))
+
 elif scenario == "hang":
     hostile_box().run(HOSTILE)  # until the test kills this process
 '''
@@ -269,6 +288,18 @@ def test_timeout_leaves_nothing(platform):
     r = drive("timeout", platform)
     host_processes_of_sandbox(platform == "ptrace", r["during"])
     assert r["limit_hit"] == "timeout" and r["signal"] == 9, r
+    assert r["port_during"] and not r["port_after"], r
+    assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
+
+
+@pytest.mark.parametrize("platform", harness.PLATFORMS)
+def test_ctrl_c_in_run_leaves_nothing(platform):
+    """A KeyboardInterrupt in the thread waiting in Sandbox.run ends the sandbox before
+    it reaches the caller (a Thread.join it interrupted would not have waited)."""
+    r = drive("sigint", platform)
+    host_processes_of_sandbox(platform == "ptrace", r["during"])
+    assert r["raised"], "run() returned instead of raising KeyboardInterrupt"
+    assert r["took"] < 2.0, f"KeyboardInterrupt came {r['took']:.2f} s after SIGINT"
     assert r["port_during"] and not r["port_after"], r
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 

@@ -159,18 +159,23 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
         console.attach(kernel)
     if cancel is not None:
         cancel.attach(kernel)
-    view.lay(kernel.vfs)
-    if envp[b"HOSTNAME"] is None:
-        envp[b"HOSTNAME"] = kernel.hostname
-    argv = [os.fsencode(program)] + list(args)
-    task = kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio],
-                        cwd=workdir)
-    show_limits(kernel, task, memory=memory, cpu_time=cpu_time, max_procs=max_procs, max_open_files=max_open_files)
-    if net == "host" or publish:
-        from sentry.net.hostnet import attach
-        attach(kernel, net == "host", publish)  # closed when the kernel's run ends
-    if console is not None:
-        console.started(task)
+    try:
+        view.lay(kernel.vfs)
+        if envp[b"HOSTNAME"] is None:
+            envp[b"HOSTNAME"] = kernel.hostname
+        argv = [os.fsencode(program)] + list(args)
+        task = kernel.spawn(path, argv, [k + b"=" + v for k, v in envp.items()], [f(kernel) for f in stdio],
+                            cwd=workdir)
+        show_limits(kernel, task, memory=memory, cpu_time=cpu_time, max_procs=max_procs,
+                    max_open_files=max_open_files)
+        if net == "host" or publish:
+            from sentry.net.hostnet import attach
+            attach(kernel, net == "host", publish)  # closed when the kernel's run ends
+        if console is not None:
+            console.started(task)
+    except BaseException:
+        abandon(kernel, cancel)
+        raise
     from sentry.vfs import budget
     files = budget.MemoryBudget(min(budget.DEFAULT_TMPFS_SIZE if tmpfs_size is None else tmpfs_size,
                                     memory if memory is not None else 1 << 62))
@@ -187,6 +192,20 @@ def execute(program: str, args, *, env=(), platform=None, stdio, log, seed=None,
     user_ns, system_ns = cpu_used(kernel, time.thread_time_ns() - thread_ns)
     return Outcome(code, signo, kernel.limit_hit or kernel.limit_reached or ("tmpfs" if files.refused else None),
                    kernel.peak_memory + files.peak, kernel.ended_by, user_ns, system_ns)
+
+
+def abandon(kernel, cancel=None) -> None:
+    """The program could not be started (not an ELF, a published port taken, ...): the
+    kernel's run, told to end at once, kills what was made and closes what it holds (its
+    bell's fds, host sockets), so that a failed start leaves nothing either."""
+    kernel.end_everything("the program could not be started")
+    try:
+        kernel.run()
+    except Exception as e:  # the start's own error is the one to report
+        kernel.note(f"ending a sandbox whose program could not start: {e}")
+    finally:
+        if cancel is not None:
+            cancel.detach()
 
 
 def show_limits(kernel, task, *, memory, cpu_time, max_procs, max_open_files) -> None:

@@ -13,6 +13,8 @@ saw as one JSON line; the test judges it.
   descendant process left, the published port is closed, and its open file
   descriptors (memory files, sockets, host directories) and threads are as
   before the run.
+- Programs that cannot start, and a published port already taken: nothing of
+  the half-made sandbox left.
 - The embedding process SIGKILLed in the middle of a run: within seconds no live
   process is left in the sandbox's sessions or pid namespace, the port is
   closed, and nothing was written to its TMPDIR.
@@ -203,6 +205,31 @@ elif scenario == "sigint":
     report(during=seen.get("during"), port_during=seen.get("port"), raised=raised,
            took=time.monotonic() - seen.get("t0", 0), port_after=port_open(), base=base, after=settled(base))
 
+elif scenario == "failed-starts":
+    busybox = open("/bin/busybox", "rb").read()
+    programs = {"not-elf": b"just text", "bad-header": b"\x7fELF\x02\x01\x01" + b"garbage" * 4,
+                "truncated": busybox[:3000]}
+    for name, data in programs.items():
+        with open(os.path.join(canary, name), "wb") as f:
+            f.write(data)
+        os.chmod(os.path.join(canary, name), 0o755)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    errors = []
+    for _ in range(5):
+        for name in programs:
+            try:
+                Sandbox(platform=platform).run([os.path.join(canary, name)])
+            except Exception as e:
+                errors.append(type(e).__name__)
+        try:
+            Sandbox(platform=platform, publish=[f"127.0.0.1:{taken.getsockname()[1]}:80"]).run(["busybox", "sleep", "5"])
+        except Exception as e:
+            errors.append(type(e).__name__)
+    taken.close()
+    report(errors=errors, base=base, after=settled(base))
+
 elif scenario == "hang":
     hostile_box().run(HOSTILE)  # until the test kills this process
 '''
@@ -301,6 +328,16 @@ def test_ctrl_c_in_run_leaves_nothing(platform):
     assert r["raised"], "run() returned instead of raising KeyboardInterrupt"
     assert r["took"] < 2.0, f"KeyboardInterrupt came {r['took']:.2f} s after SIGINT"
     assert r["port_during"] and not r["port_after"], r
+    assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
+
+
+@pytest.mark.parametrize("platform", harness.PLATFORMS)
+def test_failed_starts_leave_nothing(platform):
+    """Programs the sandbox cannot start (not an ELF, a bad header, truncated) and a
+    published port already taken: each raises, and nothing of its half-made sandbox (a
+    stub process, the kernel's fds) is left."""
+    r = drive("failed-starts", platform)
+    assert r["errors"] == ["SentryError"] * 20, r["errors"]
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 
 

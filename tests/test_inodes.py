@@ -5,7 +5,7 @@ sandbox with --mount DIR:DIR:rw on both platforms.
 The sandbox numbers host files itself (sentry/vfs/hostids.py), so the numbers differ from
 the host's by design; what must hold in both is every relation between them: stat and
 getdents, hard links and st_nlink, renames, reopening, fstat and statx, /proc/self/fdinfo,
-/proc/self/maps, /proc/locks, st_dev per mount, and file handles. The fixture prints only
+/proc/self/maps, /proc/locks, st_dev and mountinfo per mount, and file handles. The fixture prints only
 those relations (yes/no) and /proc/locks's lines with their numbers left out."""
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ EXPECT = (b"six files, six numbers: yes\n", b"entries of t agreeing (d_ino = st_
           b"fcntl lock in /proc/locks: yes, inode is st_ino: yes, device is st_dev: yes\n",
           b"OFD lock in /proc/locks: yes, inode is st_ino: yes\n",
           b"st_dev differs from /proc's: yes, from /tmp's: yes\n",
+          b"mountinfo names the mount: yes, its device is st_dev: yes, fdinfo's mnt_id is its id: yes\n",
+          b"the handle's mount id is mountinfo's: yes\n",
           b"the handle opens the same file: yes\n", b"done\n")
 
 

@@ -230,6 +230,17 @@ elif scenario == "failed-starts":
     taken.close()
     report(errors=errors, base=base, after=settled(base))
 
+elif scenario == "memory-files":
+    def rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) << 10 for line in f if line.startswith("VmRSS"))
+    before = rss()
+    grown = []
+    for _ in range(2):  # each run's /tmp holds 64 MiB; what is left of it after its run?
+        r = Sandbox(platform=platform).run(["busybox", "sh", "-c", "head -c 67108864 /dev/zero > /tmp/big && echo ok"])
+        grown.append(rss() - before)
+    report(ok=r.stdout == b"ok\n", grown=grown, base=base, after=settled(base))
+
 elif scenario == "hang":
     hostile_box().run(HOSTILE)  # until the test kills this process
 '''
@@ -338,6 +349,17 @@ def test_failed_starts_leave_nothing(platform):
     stub process, the kernel's fds) is left."""
     r = drive("failed-starts", platform)
     assert r["errors"] == ["SentryError"] * 20, r["errors"]
+    assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
+
+
+@pytest.mark.parametrize("platform", harness.PLATFORMS)
+def test_memory_files_given_back_after_each_run(platform):
+    """A run's /tmp (64 MiB here) is the embedding process's memory until the run's objects
+    are collected: right after each run it is back, with no collection by the caller (a
+    module-level cache once kept the last 17 sandboxes' files)."""
+    r = drive("memory-files", platform)
+    assert r["ok"], r
+    assert max(r["grown"]) < 32 << 20, f"the process grew by {[g >> 20 for g in r['grown']]} MiB after runs"
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 
 

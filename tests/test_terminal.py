@@ -154,7 +154,9 @@ INTERACTIVE = {
                                                 Step(b"name? ", b"bob\n"), Step(b">>> ", b"\x04")]),
     "less": (["/usr/bin/less", "/etc/hostname"], [Step(b"(END)", b"q")]),
     "vim": (["/usr/bin/vim", "-u", "NONE", "-i", "NONE", "typed.txt"],
-            [_pause(1), Step(None, b"ihello\x1b:wq\n")]),
+            # typed once its first screen is drawn (the terminal is raw by then), not after a fixed
+            # pause: a slow start would have the line discipline echo the keys first
+            [Step(b"[New File]", None), _pause(0.3), Step(None, b"ihello\x1b:wq\n")]),
     "perl-prompt": (["/usr/bin/perl", "-e", "print 'name? '; $a = <STDIN>; print 'got ', $a"],
                     [Step(b"name? ", b"alice\n")]),
 }

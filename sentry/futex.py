@@ -4,6 +4,10 @@ A futex is named as Linux names it: a private one by (address space, address);
 a shared one in a shared mapping by (the backing's pages, offset), so processes
 mapping the same file or shared memory meet on the same queue; a shared one in
 private memory falls back to the private name."""
+import errno as E
+import os
+
+from sentry.errors import Errno
 from sentry.sched import WaitQueue
 
 
@@ -16,6 +20,21 @@ class FutexQueue(WaitQueue):
         super().__init__()
         self.key = key
         self.bitsets = {}
+
+
+def _file_size(backing) -> int:
+    """The size of the file a shared mapping shows: a memory file's own (its memfd keeps
+    a larger host size), else the host file's."""
+    if backing.file_size is not None:
+        return backing.file_size
+    try:
+        return os.fstat(backing.fd).st_size
+    except OSError:
+        return 0
+
+
+def _page_up(n: int) -> int:
+    return (n + 4095) & ~4095
 
 
 class Futexes:
@@ -32,7 +51,10 @@ class Futexes:
                 v = mm.vmas[i]
                 backing = getattr(v, "backing", None)
                 if v.shared and backing is not None:
-                    return ("shared", id(backing), v.offset + (addr - v.start))
+                    offset = v.offset + (addr - v.start)
+                    if offset >= _page_up(_file_size(backing)):
+                        raise Errno(E.EFAULT)  # past the file's end: the fault get_futex_key meets
+                    return ("shared", id(backing), offset)
         return ("private", id(task.mm), addr)
 
     def queue(self, key) -> FutexQueue:

@@ -247,7 +247,7 @@ CASES = [
     Case("futexes", expect=(b"wait with the wrong value: -1 EAGAIN\n", b"wait that times out: -1 ETIMEDOUT\n",
                             b"wake with nobody waiting: 0\n", b"shared wait woken across processes: yes\n",
                             b"semaphore ping-pong: 500 round trips\n", b"cmp_requeue woke or moved: 2\n",
-                            b"wake on the second word: 1\n", b"done\n")),
+                            b"wake on the second word: 1\n", b"wake past the file's end: -1 EFAULT\n", b"done\n")),
     Case("epolls", expect=(b"add again: -1 EEXIST\n", b"add a regular file: -1 EPERM\n",
                            b"level again (not read): 1\n", b"edge again, nothing new: 0\n",
                            b"one-shot: 1, then 0\n", b"nested, woken by the child's write: 1 (data 7)\n",

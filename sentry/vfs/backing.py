@@ -30,7 +30,7 @@ from sentry.errors import Errno
 
 
 class Backing:
-    __slots__ = ("fd", "writable", "memory", "host_size", "key", "_holders", "__weakref__")
+    __slots__ = ("fd", "writable", "memory", "host_size", "key", "_holders", "file_size", "__weakref__")
 
     def __init__(self, fd: int, writable: bool, memory: bool):
         self.fd = fd
@@ -40,6 +40,7 @@ class Backing:
         self.host_size = st.st_size
         self.key = (st.st_dev, st.st_ino)
         self._holders = weakref.WeakSet()
+        self.file_size = None  # a memory file's own size (its host size may be larger), kept by the file
 
     def hold(self, holder) -> None:
         """holder.forget(self) will be called when the descriptor closes."""

@@ -322,7 +322,7 @@ class RegularInode(Inode):
     What the file holds is charged to the budget of the sandbox that made it
     (sentry/vfs/budget.py): its bytes in whole pages while a bytearray, the memfd's
     allocated blocks once there; given back when the inode goes."""
-    __slots__ = ("data", "seals", "linkable", "backing", "_size", "budget", "_charged")
+    __slots__ = ("data", "seals", "linkable", "backing", "_host_sized", "budget", "_charged")
 
     def __init__(self, mode=0o644, data=b"", fs=None, **kw):
         super().__init__(S.S_IFREG | mode, fs, **kw)
@@ -382,6 +382,17 @@ class RegularInode(Inode):
             self.memfd()
 
     # --- where the bytes are ------------------------------------------------------------
+    @property
+    def _size(self) -> int:
+        """The file's size once its bytes are in a memfd, whose host size may be larger."""
+        return self._host_sized
+
+    @_size.setter
+    def _size(self, n: int) -> None:
+        self._host_sized = n
+        if self.backing is not None:
+            self.backing.file_size = n  # what a shared mapping of it may reach (sentry/futex.py)
+
     def memfd(self):
         """The file's memfd Backing, the bytes moved there first if they are not yet."""
         if self.backing is None:
@@ -395,9 +406,9 @@ class RegularInode(Inode):
                 raise Errno(e.errno) from None
             finally:
                 view.release()
+            self.backing = b
             self._size = len(self.data)
             self.data = None
-            self.backing = b
             self._recharge()
         return self.backing
 

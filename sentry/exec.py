@@ -140,10 +140,40 @@ def _parse(kernel, inode, data: bytes, errno: int):
     info = kernel.elf_infos.get(key)
     if info is None:
         try:
-            info = loader.parse_elf(data)
+            info = parse_elf(inode, data)
         except loader.LoadError:
             raise Errno(errno) from None
         kernel.elf_infos[key] = info
+    return info
+
+
+# A host file's version -> its ElfInfo, for every sandbox of this process: a program the
+# host lends (python3, ld.so, busybox) is hashed once per process, not once per run (the
+# sha256 of python3's 7 MB cost each FaaS call ~4 ms). The version is the host's own
+# identity of the file (never the sandbox's numbering) with its size and ctime, which any
+# change to it moves.
+_HOST_ELF_INFOS: dict = {}
+_HOST_ELF_INFOS_MAX = 256
+
+
+def parse_elf(inode, data: bytes):
+    """loader.parse_elf(data) (LoadError if it cannot run), remembered per host file."""
+    import loader
+    from sentry.vfs.hostfs import HostInode
+    if not isinstance(inode, HostInode):
+        return loader.parse_elf(data)  # the sandbox's own files are its own
+    try:
+        st = os.fstat(inode.fd)
+    except OSError:
+        return loader.parse_elf(data)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    info = _HOST_ELF_INFOS.get(key)
+    if info is None or st.st_size != len(data):
+        info = loader.parse_elf(data)
+        if st.st_size == len(data):  # (read while it changed: not remembered)
+            if len(_HOST_ELF_INFOS) >= _HOST_ELF_INFOS_MAX:
+                _HOST_ELF_INFOS.clear()
+            _HOST_ELF_INFOS[key] = info
     return info
 
 

@@ -267,8 +267,9 @@ class Kernel:
         if not S.S_ISREG(inode.mode):
             raise SentryError(f"{label}: {os.strerror(21 if inode.is_dir() else 13)}", 126)
         data = self.read_whole(inode, path)
+        from sentry.exec import parse_elf
         try:
-            return loader.parse_elf(data), data
+            return parse_elf(inode, data), data
         except loader.LoadError as e:
             raise SentryError(f"{label}: {e}", 126) from None
 

@@ -63,10 +63,9 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
     set up: a bare name through the sandbox's PATH, a path relative to the working
     directory or absolute. A path the sandbox does not see but the host has (absolute,
     or relative to host_cwd when that is the working directory) gets its directory lent
-    first. (the path to execute, its bytes), or a one-line SentryError: 127 not found,
-    126 cannot execute."""
+    first. (the path to execute, its first bytes: enough for its ELF header), or a one-line
+    SentryError: 127 not found, 126 cannot execute."""
     from sentry.errors import Errno
-    from sentry.kernel import Kernel
     if not program:
         raise SentryError("'': command not found", 127)
     if "/" not in program:
@@ -80,7 +79,7 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
             if not S.S_ISREG(inode.mode):
                 continue  # a directory of that name: on, as a shell goes
             if inode.mode & 0o111:
-                return candidate, Kernel.read_whole(inode, candidate)
+                return candidate, _head(inode, candidate)
             refused = refused or candidate
         if refused:
             raise SentryError(f"{refused}: Permission denied", 126)
@@ -103,7 +102,16 @@ def find_program(view, program: str, search_path: bytes, workdir: str, host_cwd=
         raise SentryError(f"{program}: not a regular file", 126)
     if not inode.mode & 0o111:
         raise SentryError(f"{program}: Permission denied", 126)
-    return program, Kernel.read_whole(inode, program)
+    return program, _head(inode, program)
+
+
+def _head(inode, path: str) -> bytes:
+    """A program's first bytes (its whole is read once, when the kernel loads it)."""
+    f = inode.open(0, path)
+    try:
+        return bytes(f.pread(64, 0))
+    finally:
+        f.close()
 
 
 def _lookup_error(program: str, e) -> SentryError:

@@ -359,7 +359,9 @@ def test_memory_files_given_back_after_each_run(platform):
     module-level cache once kept the last 17 sandboxes' files)."""
     r = drive("memory-files", platform)
     assert r["ok"], r
-    assert max(r["grown"]) < 32 << 20, f"the process grew by {[g >> 20 for g in r['grown']]} MiB after runs"
+    # Less than the file itself stays: what malloc keeps for reuse (a thread's arena, tens of
+    # MiB at most) is not the file (a run's 64 MiB kept until a collection was 83 MiB).
+    assert max(r["grown"]) < 64 << 20, f"the process grew by {[g >> 20 for g in r['grown']]} MiB after runs"
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 
 

@@ -434,3 +434,21 @@ def test_embedding_process_killed_leaves_nothing(platform):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
         assert os.listdir(tmpdir) == [], f"left in TMPDIR: {os.listdir(tmpdir)}"
         assert os.listdir(canary) == ["ready"], f"the canary directory holds {os.listdir(canary)}"
+
+
+@pytest.mark.parametrize("platform", harness.PLATFORMS)
+def test_a_host_program_changed_between_runs_is_loaded_anew(platform):
+    """What one process remembers of a host program (its ELF facts, sentry/exec.parse_elf)
+    is for that version of the file: rewritten in place (the same inode), it is read again."""
+    sys.path.insert(0, str(harness.REPO))
+    from sentry import Limits, Sandbox
+    hello, readstdin = harness.build("hello", "glibc-static"), harness.build("readstdin", "glibc-static")
+    with tempfile.TemporaryDirectory(prefix="sentry-api-") as d:
+        prog = os.path.join(d, "prog")
+        for source, want in ((hello, b"hello, world\n"), (readstdin, b"bytes=0 lines=0"), (hello, b"hello, world\n")):
+            with open(prog, "wb") as f:  # (the same inode each time: truncated and rewritten)
+                f.write(source.read_bytes())
+            os.chmod(prog, 0o755)
+            r = Sandbox(platform=platform, limits=Limits(timeout=30)).run([prog])
+            assert r.exit_code == 0 and r.stdout.startswith(want), (source.name, r)
+

@@ -41,6 +41,8 @@ MADV_KNOWN = set(range(0, 5)) | set(range(8, 12)) | set(range(14, 26)) | {100, 1
 # Linux's vm_flags bits that the record keeps per area (what /proc/PID/smaps' VmFlags shows).
 VM_LOCKED, VM_SEQ_READ, VM_RAND_READ, VM_DONTCOPY = 0x2000, 0x8000, 0x10000, 0x20000
 VM_LOCKONFAULT, VM_WIPEONFORK, VM_DONTDUMP = 0x80000, 0x2000000, 0x4000000
+VM_GROWSDOWN = 0x100
+STACK_GUARD_GAP = 256 * 4096  # Linux's stack_guard_gap: a stack grows no nearer another area
 VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 MAX_MAP_COUNT = 65530  # vm.max_map_count's default (DEFAULT_MAX_MAP_COUNT)
 COREDUMP_FILTER = 0x33  # MMF_DUMP_FILTER_DEFAULT: anonymous private and shared, ELF headers, huge pages
@@ -393,7 +395,33 @@ class MemoryManager:
         flags = self.def_flags
         if map_flags & MAP_LOCKED:
             flags |= VM_LOCKED
+        if map_flags & MAP_GROWSDOWN:
+            flags |= VM_GROWSDOWN
         return flags
+
+    def expand_stack(self, addr: int, stack_limit: int) -> bool:
+        """A fault at addr, below a MAP_GROWSDOWN area with nothing between: the area grows
+        down to addr's page, as Linux's expand_downwards (unless that would come nearer than
+        stack_guard_gap to the area below, or make it larger than RLIMIT_STACK); False when
+        it does not grow (the fault stands)."""
+        i = bisect.bisect_right(self.starts, addr)
+        if i >= len(self.vmas) or self._find(addr) >= 0:
+            return False
+        v = self.vmas[i]
+        if not v.flags & VM_GROWSDOWN or v.backing is not None:
+            return False
+        start = addr & ~(PAGE - 1)
+        if start < MMAP_MIN_ADDR or v.end - start > stack_limit or self._meets_reserved(start, v.start):
+            return False
+        if i > 0:
+            prev = self.vmas[i - 1]
+            if not prev.flags & VM_GROWSDOWN and prev.prot and start - prev.end < STACK_GUARD_GAP:
+                return False
+        try:
+            self.map_fixed(start, v.start - start, v.prot, v.name, flags=v.flags)
+        except Errno:
+            return False
+        return True
 
     def _populate_new(self, addr: int, length: int, map_flags: int) -> None:
         """A new area's pages are faulted in for MAP_POPULATE or a lock (not on fault)."""

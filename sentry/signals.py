@@ -702,6 +702,8 @@ def fault(task, stop) -> None:
     """A hardware fault (FaultStop): queue the forced signal with Linux's siginfo;
     deliver then runs the handler or ends the process with the crash report."""
     sig, addr, pc = stop.signo, stop.addr, stop.pc
+    if sig == SIGSEGV and addr and not _mapped(task, addr) and _grow_stack(task, addr):
+        return  # a MAP_GROWSDOWN area grew down to addr: the instruction runs again
     info = SigInfo(sig, SI_KERNEL)
     info.pc = pc
     arch = task.kernel.arch
@@ -736,6 +738,14 @@ def fault(task, stop) -> None:
     task.fault_report = (sig, f"{task.comm}[{task.tid}] killed by {NAMES.get(sig, sig)} at pc {pc:#x}"
                               f"{': ' + reason if reason else ''}")
     force(task, info)
+
+
+def _grow_stack(task, addr: int) -> bool:
+    from sentry.mm import VM_GROWSDOWN
+    mm = task.mm
+    if not any(v.flags & VM_GROWSDOWN for v in mm.vmas):
+        return False
+    return mm.expand_stack(addr, task.rlimits.get(3, (8 << 20, 0))[0])  # RLIMIT_STACK
 
 
 def _mapped(task, addr: int) -> bool:

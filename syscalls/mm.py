@@ -23,7 +23,8 @@ def brk(t, addr):
          "file's memfd): coherent between mappers and with read()/write(). Gaps: MAP_PRIVATE file mappings are "
          "copies made at mmap time (later writes to the file are not seen: POSIX leaves it open); under "
          "unicorn pages wholly past the end of a shared mapping's file read as zero where Linux raises SIGBUS; "
-         "MAP_GROWSDOWN areas do not grow; MAP_HUGETLB answers ENOMEM (no huge pages)")
+         "MAP_HUGETLB answers ENOMEM (no huge pages). MAP_GROWSDOWN areas grow down on a fault below them, "
+         "not within stack_guard_gap of the area below nor past RLIMIT_STACK")
 def mmap(t, addr, length, prot, flags, fd, offset):
     flags &= 0xFFFFFFFF
     file = None

@@ -79,6 +79,7 @@ CASES = [
     # ~9000 mmap/munmap calls with musl's allocator: slow on a Python kernel
     Case("malloc", expect=(b"realloc_corrupt=0 ", b"done\n"), timeout=180),
     Case("mmap", id="anon", args=("anon",), expect=(b"page 3 after munmap: EFAULT\n", b"done\n")),
+    Case("mmap", id="growsdown", args=("growsdown",), expect=(b"store below it: 7\n", b"done\n")),
     Case("mmap", id="file", args=("file", TMP), expect=(b"private write reaches file: no\n", b"done\n")),
     Case("mmap", id="file-shared", args=("file-shared", TMP), expect=(b"shared write reaches file: [SHARED]\n", b"done\n")),
     # MAP_SHARED: two mappings of a file, write()/read() against them, mremap, madvise,

@@ -97,6 +97,7 @@ def collect_after(outcome) -> None:
     (kernel, tasks, files). Its memory files (/tmp, /dev/shm, memfds) are freed only
     when those are collected; a run that held much has them collected now (a full
     collection costs ~3 ms), so that a host running call after call gets the memory
-    back at once instead of at Python's next full collection."""
-    if getattr(outcome, "peak_memory", 0) > COLLECT_ABOVE:
+    back at once instead of at Python's next full collection; so has a run ended from
+    outside (a Cancel): whoever cancels wants what it held back now."""
+    if getattr(outcome, "peak_memory", 0) > COLLECT_ABOVE or getattr(outcome, "ended_by", None):
         gc.collect()

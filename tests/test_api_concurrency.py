@@ -47,8 +47,10 @@ from stubwatch import _stat_fields
 from sentry.api import Limits, Sandbox
 from sentry.lifecycle import Cancel
 
-HOSTILE = ["busybox", "sh", "-c",
-           "sleep 1000 & sleep 1000 & nc -l -p 8080 & touch /canary/ready; while :; do :; done"]
+# Two sleeping children, a listener on the published port, a 1 GiB sparse memory file
+# (held in a memfd of the sentry's), then a busy loop.
+HOSTILE = ["busybox", "sh", "-c", "sleep 1000 & sleep 1000 & nc -l -p 8080 & truncate -s 1G /tmp/sparse; "
+           "touch /canary/ready; while :; do :; done"]
 
 
 def descendants():
@@ -154,6 +156,7 @@ elif scenario == "async":
 
 elif scenario == "cancel":
     async def main():
+        before = len(os.listdir("/proc/self/fd"))  # (the event loop's own fds are there now)
         task = asyncio.create_task(hostile_box().run_async(HOSTILE))
         while not os.path.exists(os.path.join(canary, "ready")):
             assert not task.done(), task
@@ -166,10 +169,10 @@ elif scenario == "cancel":
             raised = False
         except asyncio.CancelledError:
             raised = True
-        return during, port_during, raised, time.monotonic() - t0
-    during, port_during, raised, took = asyncio.run(main())
+        return during, port_during, raised, time.monotonic() - t0, len(os.listdir("/proc/self/fd")) - before
+    during, port_during, raised, took, fds_at_once = asyncio.run(main())
     report(during=during, port_during=port_during, raised=raised, took=took, port_after=port_open(),
-           base=base, after=settled(base))
+           fds_at_once=fds_at_once, base=base, after=settled(base))
 
 elif scenario in ("thread-cancel", "timeout"):
     box = {}
@@ -185,7 +188,8 @@ elif scenario in ("thread-cancel", "timeout"):
     t.join(60)
     r = box.get("r")
     report(during=during, port_during=port_during, took=time.monotonic() - t0, port_after=port_open(),
-           signal=r and r.signal, limit_hit=r and r.limit_hit, base=base, after=settled(base))
+           signal=r and r.signal, limit_hit=r and r.limit_hit, fds_at_once=len(os.listdir("/proc/self/fd")),
+           base=base, after=settled(base))
 
 elif scenario == "sigint":
     import signal
@@ -308,6 +312,8 @@ def test_cancelled_run_async_leaves_nothing(platform):
     assert r["raised"], "the cancelled await returned instead of raising CancelledError"
     assert r["took"] < 2.0, f"CancelledError came {r['took']:.2f} s after the cancel"
     assert not r["port_after"], "the published port is still open"
+    assert r["fds_at_once"] == 0, \
+        f"{r['fds_at_once']} fds (memory files, host directories) still open when the await raised"
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 
 
@@ -317,6 +323,7 @@ def test_cancel_from_another_thread_leaves_nothing(platform):
     host_processes_of_sandbox(platform == "ptrace", r["during"])
     assert r["signal"] == 9 and r["limit_hit"] is None, r
     assert r["took"] < 2.0, f"run() returned {r['took']:.2f} s after the cancel"
+    assert r["fds_at_once"] == r["base"]["fds"], f"fds still open when run() returned: {r}"
     assert r["port_during"] and not r["port_after"], r
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 

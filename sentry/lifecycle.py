@@ -98,6 +98,8 @@ def collect_after(outcome) -> None:
     when those are collected; a run that held much has them collected now (a full
     collection costs ~3 ms), so that a host running call after call gets the memory
     back at once instead of at Python's next full collection; so has a run ended from
-    outside (a Cancel): whoever cancels wants what it held back now."""
-    if getattr(outcome, "peak_memory", 0) > COLLECT_ABOVE or getattr(outcome, "ended_by", None):
+    outside (a Cancel: whoever cancels wants what it held back now) or killed by its time
+    limit (it ran for long: the collection is a small part of it)."""
+    if (getattr(outcome, "peak_memory", 0) > COLLECT_ABOVE or getattr(outcome, "ended_by", None)
+            or getattr(outcome, "limit_hit", None) in ("timeout", "cpu_time")):
         gc.collect()

@@ -333,6 +333,7 @@ def test_timeout_leaves_nothing(platform):
     r = drive("timeout", platform)
     host_processes_of_sandbox(platform == "ptrace", r["during"])
     assert r["limit_hit"] == "timeout" and r["signal"] == 9, r
+    assert r["fds_at_once"] == r["base"]["fds"], f"fds still open when run() returned: {r}"
     assert r["port_during"] and not r["port_after"], r
     assert r["after"] == r["base"], f"left: {r['after']} (before: {r['base']})"
 

@@ -68,6 +68,19 @@ _WAIT_ANY = hc.WALL | hc.WNOTHREAD  # any tracee of this thread, never another t
 BULK = 64 << 10  # from this size on, guest writes go by process_vm_writev
 
 
+def virtual_cpuid() -> bool:
+    """Does cpuid fault, to be answered from the sandbox's virtual CPU? SENTRY_CPUID=virtual
+    or host (sentry run --cpuid) says; by default (auto) only where the host is not itself
+    a virtual machine: there the hypervisor traps the CPUID-faulting MSR the host kernel
+    writes at every switch to and from a sandboxed thread, +5 us on each syscall (+65% on
+    bench/run.py's getppid loop, measured on a KVM guest)."""
+    mode = os.environ.get("SENTRY_CPUID", "auto")
+    if mode in ("virtual", "host"):
+        return mode == "virtual"
+    from sentry import hostcpu
+    return not hostcpu.cpuid(1)[2] >> 31 & 1  # the hypervisor bit
+
+
 class PtracePlatform:
     name = "ptrace"
     arch = "x86_64"
@@ -370,6 +383,9 @@ class HostProcess:
         TSC and virtual CPU (sentry/vcpu.py, PtraceCpu._emulate) instead of the host's."""
         if self.inject(NR_PRCTL, PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0:
             raise SentryError("cannot set up the sandbox process: prctl(PR_SET_TSC) refused")
+        if not virtual_cpuid():
+            PtracePlatform.cpuid_trapped = False  # the host's cpuid shows (README: known to leak)
+            return
         # ENODEV without CPUID faulting: cpuid then shows the host's (README: known to leak)
         PtracePlatform.cpuid_trapped = self.inject(NR_ARCH_PRCTL, ARCH_SET_CPUID, 0) == 0
 

@@ -75,7 +75,8 @@ GIT = ("git init -q repo && cd repo && for i in 1 2 3; do echo $i > f$i && git a
 
 # Programs whose output is the same natively and in the sandbox: (id, argv, env).
 COMPARED = [
-    ("ls", ["/bin/ls", "-l", "/usr/share/doc/bash"], {}),
+    # (-g -o: no owner or group, which the sandbox shows as a user namespace would, 65534)
+    ("ls", ["/bin/ls", "-l", "-g", "-o", "/usr/share/doc/bash"], {}),
     ("python3-imports", [PY, "-c", PY_IMPORTS], {}),
     ("python3-system", [PY, "-c", PY_SYSTEM], {}),
     ("bash", [SH, "-c", "x=$(echo sub); echo $x; for i in 1 2; do echo $i; done | cat; (exit 3); echo $?"], {}),
@@ -98,7 +99,7 @@ COMPARED = [
                  "select sum(a) from t;"], {}),
     ("less", ["/usr/bin/less", "/etc/os-release"], {}),
     ("more", ["/usr/bin/more", "/etc/os-release"], {}),
-    ("stat", ["/usr/bin/stat", "-c", "%n %s %F %a %U %G %Y", "/etc/os-release"], {}),
+    ("stat", ["/usr/bin/stat", "-c", "%n %s %F %a %Y", "/etc/os-release"], {}),
     ("id", ["/usr/bin/id"], {}),
     ("env", ["/usr/bin/env", "-i", "A=1", "/usr/bin/env"], {}),
     ("date", ["/usr/bin/date", "-u", "-d", "@86400"], {}),
@@ -300,7 +301,8 @@ PTY_PROGRAMS = [
     ("node", [NODE, "-e", "console.log('tty ' + process.stdout.isTTY)"], b"tty true"),
     ("ps", ["/bin/ps", "aux"], b"ps aux"),
     ("top", ["/usr/bin/top", "-bn1"], b"Tasks:"),
-    ("less", ["/usr/bin/less", "-FX", "/etc/hostname"], open("/etc/hostname", "rb").read().strip()),
+    # (a lent file: /etc/hostname is the sandbox's own)
+    ("less", ["/usr/bin/less", "-FX", "/etc/debian_version"], open("/etc/debian_version", "rb").read().strip()),
 ]
 
 

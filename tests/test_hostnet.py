@@ -520,9 +520,10 @@ def test_api_net_and_publish(platform):
     harness.require_program(PYTHON)
     sys.path.insert(0, str(REPO))
     from sentry.api import Limits, Sandbox
-    for bad, name in (({"net": "bridge"}, "net="), ({"publish": "8080:80"}, "publish="),
-                      ({"publish": ["8080"]}, "publish '8080'")):
-        with pytest.raises(ValueError) as e:
+    # (a message names the argument first; a wrong type is a TypeError: sentry/api.py)
+    for bad, error, name in (({"net": "bridge"}, ValueError, "net:"), ({"publish": "8080:80"}, TypeError, "publish:"),
+                             ({"publish": ["8080"]}, ValueError, "publish '8080'")):
+        with pytest.raises(error) as e:
             Sandbox(**bad)
         assert str(e.value).startswith(name), e.value
     servers = HostServers()

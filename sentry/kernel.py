@@ -76,9 +76,6 @@ class Kernel:
         self.rlimit_ceilings = {}  # resource -> the most a hard limit may be raised to (runner.show_limits)
         self.ended_user_ns = 0     # CPU time of the tasks released so far (runner.cpu_used)
         self.ended_system_ns = 0
-        self.rlimit_ceilings = {}  # resource -> the most a hard limit may be raised to (runner.show_limits)
-        self.ended_user_ns = 0     # CPU time of the tasks released so far (runner.cpu_used)
-        self.ended_system_ns = 0
         from sentry.futex import Futexes
         self.futexes = Futexes()
         from sentry.ipc.namespace import IpcNamespace
@@ -379,12 +376,6 @@ class Kernel:
                 for task in tasks:  # what each used, while its host thread (killed, not reaped) can tell
                     task.cpu.cpu_time_ns()
                 return
-
-    def _cpu_used_ns(self) -> int:
-        """CPU time of every task of the run together, ended ones too: what --cpu-time bounds
-        (a fork bomb of spinners is bounded as one spinner is)."""
-        return (self.ended_user_ns + self.ended_system_ns
-                + sum(t.cpu.cpu_time_ns() + getattr(t, "sys_ns", 0) for t in list(self.tasks.values())))
 
     def _cpu_used_ns(self) -> int:
         """CPU time of every task of the run together, ended ones too: what --cpu-time bounds

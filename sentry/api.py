@@ -13,6 +13,7 @@ docs/api.md is the full reference.
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import MISSING, dataclass, field, fields
 
@@ -397,6 +398,10 @@ class Sandbox:
         return Prepared(self, argv, until=until, env=env, workdir=workdir, timeout=timeout)
 
 
+CALLER_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                  signal.SIGALRM, signal.SIGWINCH}
+
+
 def _in_own_thread(fn, *args, **kw):
     """Run fn in a thread of its own and return what it returns (or raise what it
     raises). The sandbox's kernel then never touches the caller's thread: the
@@ -412,6 +417,10 @@ def _in_own_thread(fn, *args, **kw):
     done = threading.Event()
 
     def body():
+        # The caller's signals (Ctrl-C, a TERM) go to the caller's threads: a signal the OS
+        # gave this thread would only set Python's flag, and the main thread's wait would
+        # never wake to raise it
+        signal.pthread_sigmask(signal.SIG_BLOCK, CALLER_SIGNALS)
         try:
             box["value"] = fn(*args, **kw)
         except BaseException as e:  # handed to the caller's thread
@@ -422,11 +431,16 @@ def _in_own_thread(fn, *args, **kw):
             done.set()
     threading.Thread(target=body, name="sentry-kernel").start()
     try:
-        done.wait()
+        # In slices: a signal that another of the caller's threads took (Linux may give a
+        # process's signal to any thread not blocking it) only sets Python's flag, which
+        # the main thread looks at when its wait returns, not while it blocks
+        while not done.wait(0.1):
+            pass
     except BaseException:
         if kw.get("cancel") is not None:
             kw["cancel"].cancel("interrupted")
-            done.wait()
+            while not done.wait(1.0):  # (again while it runs on: a post can meet a loop not yet waiting)
+                kw["cancel"].cancel("interrupted")
         raise
     if "error" in box:
         raise box["error"]

@@ -6,12 +6,12 @@ from sentry import acct as accounting
 from sentry.errors import Errno
 from sentry.namespaces import initial, ns_capable
 from sentry.vfs.file import O_APPEND, O_LARGEFILE, O_WRONLY
-from syscalls.registry import syscall
+from syscalls.registry import PARTIAL, syscall
 
 CAP_SYS_PACCT = 20
 
 
-@syscall("acct", note="struct acct_v3 records (CONFIG_BSD_PROCESS_ACCT_V3) per pid namespace, into a file of "
+@syscall("acct", status=PARTIAL, note="struct acct_v3 records (CONFIG_BSD_PROCESS_ACCT_V3) per pid namespace, into a file of "
          "the sandbox; the record's I/O, fault and swap counts are zero; no suspension on a nearly full "
          "filesystem (a record that cannot be written is dropped)")
 def acct(t, path):

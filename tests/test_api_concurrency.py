@@ -193,6 +193,9 @@ elif scenario in ("thread-cancel", "timeout"):
 
 elif scenario == "sigint":
     import signal
+    # Python's own Ctrl-C handler, whatever this process inherited: under pytest-xdist
+    # SIGINT comes ignored, and an ignored SIGINT would never interrupt the run
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     seen = {}
 
     def interrupt():

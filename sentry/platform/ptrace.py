@@ -160,6 +160,22 @@ class PtracePlatform:
                 self.woken = False
                 return None
 
+    def wait_for(self, tid: int) -> int:
+        """The next wait status of tracee tid. What other tracees report first is kept for
+        next_stop: a wait on tid alone can wait for ever, as a killed thread group's leader
+        (or a pid namespace's init) is reported only once the others are reaped, and only
+        this thread's waits reap them (a --timeout during a thread bomb hung so)."""
+        pending = self.pending
+        for i, (pid, status) in enumerate(pending):
+            if pid == tid:
+                del pending[i]
+                return status
+        while True:
+            pid, status = os.waitpid(-1, _WAIT_ANY)
+            if pid == tid:
+                return status
+            pending.append((pid, status))
+
     def kill_all(self, cpus) -> None:
         """SIGKILL these host threads at once (a limit ends the sandbox): each is then
         found dead when reaped, where killing and reaping one at a time waited a poll for
@@ -419,7 +435,7 @@ class HostProcess:
         if ret < 0 or child is None:
             raise Errno(-ret if ret < 0 else errno.EAGAIN)
         while True:
-            _, status = os.waitpid(child, hc.WALL)
+            status = self.platform.wait_for(child)
             if not os.WIFSTOPPED(status):
                 raise Errno(errno.EAGAIN)
             if status >> 16 == hc.PTRACE_EVENT_STOP:
@@ -564,7 +580,7 @@ class HostProcess:
         hc.ptrace(hc.PTRACE_SETREGS, cpu.tid, 0, ctypes.addressof(regs))
         hc.ptrace(hc.PTRACE_CONT, cpu.tid, 0, 0)
         while True:
-            _, status = os.waitpid(cpu.tid, hc.WALL)
+            status = self.platform.wait_for(cpu.tid)
             if not os.WIFSTOPPED(status):
                 raise self._gone(cpu, status)
             hc.ptrace(hc.PTRACE_GETREGS, cpu.tid, 0, ctypes.addressof(regs))
@@ -755,7 +771,7 @@ class HostProcess:
         _check(_ptrace(hc.PTRACE_SETREGS, tid, 0, regs_addr))
         _ptrace(hc.PTRACE_CONT, tid, 0, 0)
         while True:
-            _, status = os.waitpid(tid, hc.WALL)
+            status = self.platform.wait_for(tid)
             if not os.WIFSTOPPED(status):
                 raise self._gone(cpu, status)
             _ptrace(hc.PTRACE_GETREGS, tid, 0, regs_addr)
@@ -892,7 +908,7 @@ class PtraceCpu:
             self.stop_requested = True
             _ptrace(hc.PTRACE_INTERRUPT, tid, 0, 0)
             while self.gone is None:
-                _, status = os.waitpid(tid, hc.WALL)
+                status = self.platform.wait_for(tid)
                 if not os.WIFSTOPPED(status):
                     self.gone = status
                 break
@@ -914,7 +930,7 @@ class PtraceCpu:
         except TaskGone:
             pass  # killed meanwhile (its process, by a limit): its end is on its way
         while self.gone is None:
-            _, status = os.waitpid(tid, hc.WALL)
+            status = self.platform.wait_for(tid)
             if os.WIFSTOPPED(status):
                 _ptrace(hc.PTRACE_CONT, tid, 0, 0)  # a stray stop on its way out
             else:

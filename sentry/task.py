@@ -82,6 +82,7 @@ class Task:
         self.held_files = None    # [(fd, file)] a waiting call holds open, as Linux's fdget
         self.using = None         # (fd, socket, the call's args) a socket call looked up
         self.syscall_args = ()
+        self.sys_ns = 0           # the sentry's time answering its calls (syscalls/dispatch.py)
         self.vfork_parent = None  # the Process held until this vfork child execs or exits
         self.ptrace = None        # its Tracee while a task of the sandbox traces it (sentry/ptrace_guest.py)
         self.traces = False       # it has traced a task (its end detaches them)

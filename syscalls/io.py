@@ -80,7 +80,8 @@ def _deliver(t, f, data: bytes, iov) -> int:
         if want == 0:
             continue  # an empty buffer is never touched, whatever its address
         ok = t.mm.writable_prefix(base, want)
-        t.mm.write(base, data[done:done + ok])
+        if ok:  # (checked: straight to the platform)
+            t.mm.space.write(base, data if ok == len(data) else data[done:done + ok])
         done += ok
         if ok < want:
             break
@@ -280,15 +281,22 @@ def _user_bytes(t, addr: int, size: int) -> bytes:
     Linux's copy_from_user stops there (a write then writes what it got); EFAULT when
     the first byte cannot be read."""
     ok = t.mm.readable_prefix(addr, size)
-    if ok == 0 and size:
-        raise Errno(E.EFAULT)
-    return t.mm.read(addr, ok)
+    if ok == 0:
+        if size:
+            raise Errno(E.EFAULT)
+        return b""
+    return t.mm.space.read(addr, ok)  # (checked: straight to the platform)
 
 
 @syscall("read")
 def read(t, fd, buf, count):
     f = _readable(t, fd)
-    return _accessed(t, f, _holding(t, fd, f, _read_pieces, t, f, buf, count))
+    try:  # (_holding, inline: every read passes here)
+        n = _read_pieces(t, f, buf, count)
+    except Wait:
+        t.hold_file(s32(fd), f)
+        raise
+    return _accessed(t, f, n)
 
 
 def _accessed(t, f, n: int) -> int:
@@ -321,10 +329,15 @@ def _stream_write(t, f, data) -> int:
 @syscall("write")
 def write(t, fd, buf, count):
     f = _writable(t, fd)
-    if f.__class__ is PipeFile or f.waits_for_room:
-        data = _user_bytes(t, buf, min(count, PIECE, MAX_RW_COUNT))
-        return _modified(f, _holding(t, fd, f, pipe_write, t, f, data))
-    return _modified(f, _holding(t, fd, f, _write_pieces, t, f, buf, count))
+    try:  # (_holding, inline: every write passes here)
+        if f.__class__ is PipeFile or f.waits_for_room:
+            n = pipe_write(t, f, _user_bytes(t, buf, min(count, PIECE, MAX_RW_COUNT)))
+        else:
+            n = _write_pieces(t, f, buf, count)
+    except Wait:
+        t.hold_file(s32(fd), f)
+        raise
+    return _modified(f, n)
 
 
 @syscall("pread64")

@@ -118,6 +118,27 @@ def stream_piece(left: int, sndbuf: int) -> tuple[int, int]:
 _PIECE_TRUESIZE: dict[int, int] = {}  # a piece's truesize by its size (every write reckons it)
 
 
+def stream_plan(left: int, sndbuf: int):
+    """The pieces a stream write of `left` bytes makes when the send buffer has room for
+    them all: ((end offset, truesize) each, their truesize together, the truesize before
+    the last), reckoned once per (left, sndbuf): a 64 KiB write loop asks it every time."""
+    plan = _STREAM_PLANS.get((left, sndbuf))
+    if plan is None:
+        pieces, sent, charged, before_last = [], 0, 0, 0
+        while sent < left:
+            size, truesize = stream_piece(left - sent, sndbuf)
+            sent += size
+            before_last, charged = charged, charged + truesize
+            pieces.append((sent, truesize))
+        plan = (tuple(pieces), charged, before_last)
+        if len(_STREAM_PLANS) < 4096:
+            _STREAM_PLANS[(left, sndbuf)] = plan
+    return plan
+
+
+_STREAM_PLANS: dict[tuple[int, int], tuple] = {}
+
+
 def dgram_truesize(n: int) -> int:
     data_len = 0
     if n > SKB_MAX_ALLOC:
@@ -532,16 +553,21 @@ class UnixSocket(File):
         sndbuf, room = self.sndbuf, self.sndbuf - self.wmem
         if room <= 0 or start >= length:
             return 0
-        size, truesize = stream_piece(length - start, sndbuf)
-        if start + size == length:  # one piece holds it all (small writes: the usual case)
-            other.enqueue(Skb(get(start, size), self, truesize, fds, cred, self.addr))
-            return size
-        sent, charged, pieces = start, 0, []
-        while sent < length and charged < room:
-            size, truesize = stream_piece(length - sent, sndbuf)
-            sent += size
-            charged += truesize
-            pieces.append((sent - start, truesize))
+        pieces, charged, before_last = stream_plan(length - start, sndbuf)
+        if len(pieces) == 1:  # one piece holds it all (small writes: the usual case)
+            other.enqueue(Skb(get(start, length - start), self, charged, fds, cred, self.addr))
+            return length - start
+        if before_last < room:  # every piece goes (the send buffer has room before each)
+            sent = length
+        else:
+            sent, charged, fit = start, 0, []
+            for end, truesize in pieces:
+                if charged >= room:
+                    break
+                sent = start + end
+                charged += truesize
+                fit.append((end, truesize))
+            pieces = fit
         try:
             data = get(start, sent - start)
         except Errno:

@@ -64,6 +64,7 @@ KEEPER_BLOCKS = {signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, 
 FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 
 _ptrace = hc.raw_ptrace
+_new_tuple = tuple.__new__  # SyscallStop(nr, args) without the named tuple's __new__ (every call makes one)
 _WAIT_ANY = hc.WALL | hc.WNOTHREAD  # any tracee of this thread, never another thread's children
 BULK = 64 << 10  # from this size on, guest writes go by process_vm_writev
 
@@ -372,6 +373,7 @@ class HostProcess:
         platform.cpus[pid] = self.cpu
         self.mem = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
         self._pagemap = None  # /proc/PID/pagemap, opened when residency is first asked
+        self._vm = hc.VmCopier()  # bulk copies into and out of its memory
         self.forked_pid = None   # the host pid of the last child an injected clone made
         self.ready = reserved is not None  # set up (a fork inherits it all): a death is the guest's
         if reserved is not None:  # a fork: the stub, its filter and its dispositions are inherited
@@ -537,7 +539,7 @@ class HostProcess:
 
     def read_into(self, addr: int, buf) -> None:
         """Fill a writable buffer (a memoryview) with guest memory from addr."""
-        if len(buf) >= BULK and hc.process_vm_read_into(self.pid, addr, buf):
+        if len(buf) >= BULK and self._vm.read_into(self.pid, addr, buf):
             return
         try:
             n = os.preadv(self.mem, [buf], addr)
@@ -550,7 +552,7 @@ class HostProcess:
         # Large guest writes (read(2) results) go by process_vm_writev, straight from
         # the sentry's buffer; it honours page protections, so the loader's writes to
         # pages that are already read-only take /proc/PID/mem, which does not.
-        if len(data) >= BULK and hc.process_vm_write(self.pid, addr, data):
+        if len(data) >= BULK and self._vm.write(self.pid, addr, data):
             return
         try:
             n = os.pwrite(self.mem, data, addr)
@@ -964,7 +966,7 @@ class PtraceCpu:
             # The syscall instruction leaves rip in rcx; int 0x80 (or sysenter) does not
             if r.rcx != r.rip and hc.syscall_arch(tid) == hc.AUDIT_ARCH_I386:
                 return self._no_compat_abi()
-            return SyscallStop(r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9))
+            return _new_tuple(SyscallStop, (r.orig_rax, (r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9)))
         if status == SECCOMP_STOP:
             return self._vsyscall()
         if not os.WIFSTOPPED(status):

@@ -781,12 +781,16 @@ class MemoryManager:
     def writable_prefix(self, addr: int, size: int, prot: int = PROT_WRITE) -> int:
         """How many bytes from addr (up to size) the program could write, as a
         copy to user memory that stops at the first fault."""
-        done = 0
+        done, vmas, starts = 0, self.vmas, self.starts
         while done < size:
-            i = self._find(addr + done)
-            if i < 0 or not self.vmas[i].prot & prot:
+            at = addr + done
+            i = bisect.bisect_right(starts, at) - 1  # (_find, inline: every read and write asks)
+            if i < 0:
                 break
-            done = min(size, self.vmas[i].end - addr)
+            v = vmas[i]
+            if at >= v.end or not v.prot & prot:
+                break
+            done = min(size, v.end - addr)
         return done
 
     def readable_prefix(self, addr: int, size: int) -> int:

@@ -95,15 +95,14 @@ class Server:
             stdin.read = read
         else:
             dispatch = kernel.dispatch
-            invoke = dispatch.invoke
 
             def marker(t, nr, entry, args):
                 if entry is not None and entry.name == "prctl" and args[0] & 0xFFFFFFFF == WARM_OPTION:
-                    del dispatch.invoke
+                    dispatch.watch = None
                     self.freeze()
                     return -E.EINVAL & MASK64  # as Linux: the same program runs anywhere
-                return invoke(t, nr, entry, args)
-            dispatch.invoke = marker
+                return None
+            dispatch.watch = marker
 
     def freeze(self) -> None:
         """The point calls start from. In the server this never returns: it serves calls

@@ -33,7 +33,7 @@ def _file(t, fd):
 
 def _readable(t, fd):
     fd = s32(fd)
-    f = _file(t, fd)
+    f = _file(t, fd) if t.held_files is not None else t.fds.get(fd)
     if not f.readable:
         raise Errno(E.EBADF)
     return f
@@ -41,7 +41,7 @@ def _readable(t, fd):
 
 def _writable(t, fd):
     fd = s32(fd)
-    f = _file(t, fd)
+    f = _file(t, fd) if t.held_files is not None else t.fds.get(fd)
     if not f.writable:
         raise Errno(E.EBADF)
     return f
@@ -119,6 +119,9 @@ def _read_pieces(t, f, buf, count, offset=None) -> int:
         if n is not None:
             return n
     count = min(count, MAX_RW_COUNT)
+    if offset is None and not isinstance(f, RegularFile):  # a stream: one piece, a short read
+        data = f.read(min(count, PIECE))
+        return _deliver(t, f, data, ((buf, len(data)),))
     done = 0
     while True:
         want = min(count - done, PIECE)
@@ -302,7 +305,8 @@ def read(t, fd, buf, count):
 def _accessed(t, f, n: int) -> int:
     """n bytes were read from f: its access time (file_accessed), and IN_ACCESS for whoever
     watches it (fsnotify_access)."""
-    file_accessed(t.vfs, f)
+    if f.atime_on_read:
+        file_accessed(t.vfs, f)
     if n and notify.marks:
         notify.accessed(f)
     return n

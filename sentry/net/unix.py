@@ -257,6 +257,7 @@ class UnixSocket(File):
     waits_for_room = False  # set per instance for streams: write(2) then goes through pipe_write
     inet = False  # an AF_INET/AF_INET6 socket (sentry/net/inet.py), where the data path differs
     announces_changes = True  # rq/wq are notified whenever its readiness may have risen (sentry/epoll.py)
+    atime_on_read = False  # sock_read_iter, unlike pipe_read, never calls file_accessed
 
     def __init__(self, kernel, type_: int, flags: int = 0, task=None):
         uid, gid = (task.euid, task.egid) if task is not None else (0, 0)

@@ -133,28 +133,33 @@ def buffer_address(data) -> int:
 
 class VmCopier:
     """process_vm_writev/readv of one buffer, one copy with no bounce page, through a
-    (local, remote) iovec pair allocated once: a 64 KiB socket read's copy into the guest
-    was a third Python work. One per user thread (the iovecs are read after the GIL is let go)."""
+    (local, remote) iovec pair allocated once, as four words set by index (a 64 KiB
+    socket read's copy into the guest was a third Python work). One per user thread:
+    the iovecs are read after the GIL is let go."""
     __slots__ = ("iov", "local", "remote")
 
     def __init__(self):
-        self.iov = (IoVec * 2)()
+        self.iov = (ctypes.c_uint64 * 4)()  # local base, len; remote base, len
         self.local = ctypes.addressof(self.iov)
-        self.remote = self.local + ctypes.sizeof(IoVec)
+        self.remote = self.local + 16
 
     def write(self, pid: int, addr: int, data) -> bool:
         """data into another process's memory at addr, straight from where it lies; False
         unless all of it went."""
         size = len(data)
-        local, remote = self.iov
-        local.base, local.len, remote.base, remote.len = buffer_address(data), size, addr, size
+        iov = self.iov
+        iov[0] = _address_of(ctypes.c_char_p(data)).value if data.__class__ is bytes else buffer_address(data)
+        iov[1] = iov[3] = size
+        iov[2] = addr
         return _process_vm_writev(pid, self.local, 1, self.remote, 1, 0) == size
 
     def read_into(self, pid: int, addr: int, buf) -> bool:
         """Fill a writable buffer from another process's memory; False unless all of it came."""
         size = len(buf)
-        local, remote = self.iov
-        local.base, local.len, remote.base, remote.len = buffer_address(buf), size, addr, size
+        iov = self.iov
+        iov[0] = buffer_address(buf)
+        iov[1] = iov[3] = size
+        iov[2] = addr
         return _process_vm_readv(pid, self.local, 1, self.remote, 1, 0) == size
 
 

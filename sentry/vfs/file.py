@@ -23,6 +23,7 @@ class File:
     """Base open file. `flags` are the open flags that stay with the description."""
     lock_table = None  # the sentry.vfs.locks.LockTable holding an OFD or flock lock of this file
     waits_for_room = False  # a stream whose full buffer parks a writer (pipes, host pipes)
+    atime_on_read = True  # a read moves its inode's atime (file_accessed); a socket's never does
     notify_parent = None  # (dev, ino) of the directory it was opened in, for its watchers (vfs/notify.py)
 
     def __init__(self, inode: Inode, flags: int, path: str = ""):

@@ -75,6 +75,11 @@ def ptrace(request: int, pid: int, addr=0, data=0) -> int:
 
 # The hot path binds these once and skips the error check wrapper's extra call.
 raw_ptrace = _ptrace
+# ptrace without argtypes: half the call's cost (0.3 against 0.6 us), for the loop's own
+# requests, whose arguments are pids and small ints (passed as C ints, sign-extended by
+# libffi) or ctypes objects (a value: c_ulong; an address: a c_void_p made once).
+quick_ptrace = ctypes.CDLL(None, use_errno=True).ptrace
+quick_ptrace.restype = ctypes.c_long
 
 
 def syscall_arch(tid: int) -> int | None:

@@ -64,6 +64,8 @@ KEEPER_BLOCKS = {signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, 
 FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP}
 
 _ptrace = hc.raw_ptrace
+_qptrace = hc.quick_ptrace  # the loop's requests: small ints and ctypes objects only (hostcalls.py)
+_ulong = ctypes.c_ulong
 _new_tuple = tuple.__new__  # SyscallStop(nr, args) without the named tuple's __new__ (every call makes one)
 _WAIT_ANY = hc.WALL | hc.WNOTHREAD  # any tracee of this thread, never another thread's children
 BULK = 64 << 10  # from this size on, guest writes go by process_vm_writev
@@ -823,6 +825,7 @@ class PtraceCpu:
         self.stop_requested = False
         self.regs = hc.Regs()
         self._regs_addr = ctypes.addressof(self.regs)
+        self._regs_ptr = ctypes.c_void_p(self._regs_addr)  # (for _qptrace)
         self.gone = None  # wait status once the host thread has ended
         self.parked = False  # a first host thread whose guest thread ended: never resumed
         self.preset = None   # the result register's value, set by the last injection (answer's check)
@@ -855,7 +858,7 @@ class PtraceCpu:
             _ptrace(PTRACE_SYSCALL, tid, 0, 0)
         else:
             self.traced = self.trace_next = False
-            _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
+            _qptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
         if not self.running:
             self.running = True
             self.platform.running += 1
@@ -867,9 +870,9 @@ class PtraceCpu:
         if self.live:
             self.live = False
             _ptrace(hc.PTRACE_POKEUSER, tid, ORIG_RAX_OFFSET, MASK64)  # skip the call
-            _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value)
+            _qptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, _ulong(value))
         elif value != self.preset:
-            _ptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, value)
+            _qptrace(hc.PTRACE_POKEUSER, tid, hc.RAX_OFFSET, _ulong(value))
         self.preset = None
         if self.trace_next:
             # (never from a live stop: its call's exit would stop too; the injection that
@@ -879,7 +882,7 @@ class PtraceCpu:
             _ptrace(PTRACE_SYSCALL, tid, 0, 0)
         else:
             self.traced = False
-            _ptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
+            _qptrace(hc.PTRACE_SYSEMU, tid, 0, 0)
         if not self.running:
             self.running = True
             self.platform.running += 1
@@ -960,7 +963,7 @@ class PtraceCpu:
                 self.running = True
                 self.platform.running += 1
                 return None
-            _ptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_addr)
+            _qptrace(hc.PTRACE_GETREGS, tid, 0, self._regs_ptr)
             self.live = self.traced
             r = self.regs
             # The syscall instruction leaves rip in rcx; int 0x80 (or sysenter) does not

@@ -385,7 +385,7 @@ class InetSocket(UnixSocket):
             self.shutdown = SHUTDOWN_MASK
             self._changed()
             return length - start
-        return super().stream_push(other, get, start, length, None, None)
+        return UnixSocket.stream_push(self, other, get, start, length, None, None)  # (not super(): the hot path)
 
     # --- UDP ---------------------------------------------------------------------------------
     # udp_sendmsg with its destination sockaddr, the ABI side's (syscalls/inet.py registers it):

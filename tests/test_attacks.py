@@ -172,6 +172,22 @@ def test_clone_noncanonical_tls(platform):
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
+def test_noncanonical_entry_is_a_segfault(platform, tmp_path):
+    """An ELF whose entry is outside user space (found by the ELF fuzzer, seed 7): SIGSEGV
+    as natively (the ptrace platform once took the fault for a trapped rdtsc and read the
+    instruction at a pc past 2^63: an internal error)."""
+    import struct
+    data = bytearray(harness.build("hello", "glibc-static").read_bytes())
+    struct.pack_into("<Q", data, 24, 0xF76D73829EEFE343)  # e_entry
+    program = tmp_path / "noncanonical-entry"
+    program.write_bytes(bytes(data))
+    program.chmod(0o755)
+    native = harness.run_native(program, timeout=TIMEOUT)
+    assert native.status == 128 + 11, native.headline()
+    _sane(harness.run_sandbox(platform, program, timeout=TIMEOUT), native.status)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_timeout_during_thread_bomb(platform):
     """--timeout while threads multiply and call mprotect (injected on ptrace): the thread
     killed under an injection is an ordinary event. Several runs: the race is timing's."""

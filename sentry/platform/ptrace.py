@@ -1004,6 +1004,8 @@ class PtraceCpu:
         (sentry/vcpu.py) and resume past it. False for another fault, or when the guest's
         own PR_TSC_SIGSEGV / ARCH_SET_CPUID asked for the fault: then it is the guest's."""
         r = self.regs
+        if r.rip >= 1 << 63:
+            return False  # a non-canonical pc (an ELF's entry): no instruction there, the guest's fault
         try:
             kind = vcpu.decode(os.pread(self.proc.mem, 3, r.rip))
         except OSError:

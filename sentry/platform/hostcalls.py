@@ -138,6 +138,8 @@ def _bytes_offset() -> int | None:
 
 
 _BYTES_OFFSET = _bytes_offset()
+_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+_new_bytes.restype, _new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
 
 
 def buffer_address(data) -> int:
@@ -170,6 +172,18 @@ class VmCopier:
         iov[1] = iov[3] = size
         iov[2] = addr
         return _quick_vm_writev(pid, self.local, 1, self.remote, 1, 0) == size
+
+    def read(self, pid: int, addr: int, size: int) -> bytes | None:
+        """size bytes of another process's memory, read straight into a new bytes object
+        (uninitialised until filled, as the C API allows); None unless all of it came."""
+        if _BYTES_OFFSET is None:
+            return None
+        data = _new_bytes(None, size)
+        iov = self.iov
+        iov[0] = id(data) + _BYTES_OFFSET
+        iov[1] = iov[3] = size
+        iov[2] = addr
+        return data if _quick_vm_readv(pid, self.local, 1, self.remote, 1, 0) == size else None
 
     def read_into(self, pid: int, addr: int, buf) -> bool:
         """Fill a writable buffer from another process's memory; False unless all of it came."""

@@ -531,6 +531,10 @@ class HostProcess:
 
     # --- guest memory: the MemoryManager checks protections before calling these -----
     def read(self, addr: int, size: int) -> bytes:
+        if size >= BULK:  # (one copy, where /proc/PID/mem copies twice through a bounce page)
+            data = self._vm.read(self.pid, addr, size)
+            if data is not None:
+                return data
         try:
             data = os.pread(self.mem, size, addr)
         except OSError:

@@ -460,7 +460,8 @@ class Kernel:
             return  # it ended during its own call (a signal it sent its group), or runs on
         if task.ptrace is not None and ptrace_guest.syscall_exit(task, stop.nr, ret):
             return  # parked at its syscall-exit stop
-        if task.sigpending():
+        # (Task.sigpending, inline: every call ends here)
+        if (task.pending_signals | task.sigshared.pending) & ~task.sigmask or task.saved_sigmask is not None:
             task.cpu.set_result(ret)
             self._to_user(task, stop.nr, ret)
         else:

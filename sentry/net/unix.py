@@ -651,10 +651,10 @@ class UnixSocket(File):
 
     # --- the read/write/ioctl of an ordinary file descriptor ----------------------------------
     def read(self, size: int) -> bytes:
-        return transfer.read(self.kernel.current, self, size)
+        return _transfer_read(self.kernel.current, self, size)
 
     def write(self, data) -> int:
-        return transfer.write(self.kernel.current, self, data)
+        return _transfer_write(self.kernel.current, self, data)
 
     def unread(self, data: bytes) -> None:
         """A read's buffer faulted part-way: a stream keeps the rest at its head (a
@@ -690,3 +690,4 @@ class UnixSocket(File):
 
 
 from sentry.net import transfer  # noqa: E402 (the data path builds on this module: imported once it is whole)
+_transfer_read, _transfer_write = transfer.read, transfer.write  # (bound once: every socket read and write)

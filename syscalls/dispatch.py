@@ -45,15 +45,7 @@ class Dispatcher:
                     return ret
             if self.strace is not None:
                 return self.strace.call(self, task, nr, entry, args)
-            if entry is None:
-                return self.missing(nr)
-            try:  # (invoke, inline: the hot path)
-                return entry.fn(task, *args[:entry.nargs]) & MASK64
-            except Errno as e:
-                return -e.errno & MASK64
-            except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError,
-                    AssertionError, OSError) as e:
-                return self.internal_error(entry.name, e)
+            return self.invoke(task, nr, entry, args)
         finally:
             task.sys_ns += time.perf_counter_ns() - started
 

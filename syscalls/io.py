@@ -33,7 +33,7 @@ def _file(t, fd):
 
 def _readable(t, fd):
     fd = s32(fd)
-    f = _file(t, fd) if t.held_files is not None else t.fds.get(fd)
+    f = _file(t, fd)
     if not f.readable:
         raise Errno(E.EBADF)
     return f
@@ -41,7 +41,7 @@ def _readable(t, fd):
 
 def _writable(t, fd):
     fd = s32(fd)
-    f = _file(t, fd) if t.held_files is not None else t.fds.get(fd)
+    f = _file(t, fd)
     if not f.writable:
         raise Errno(E.EBADF)
     return f

@@ -554,8 +554,7 @@ class UnixSocket(File):
         sndbuf, room = self.sndbuf, self.sndbuf - self.wmem
         if room <= 0 or start >= length:
             return 0
-        plan = _STREAM_PLANS.get((length - start, sndbuf))
-        pieces, charged, before_last = plan if plan is not None else stream_plan(length - start, sndbuf)
+        pieces, charged, before_last = stream_plan(length - start, sndbuf)
         if len(pieces) == 1:  # one piece holds it all (small writes: the usual case)
             other.enqueue(Skb(get(start, length - start), self, charged, fds, cred, self.addr))
             return length - start

@@ -166,12 +166,7 @@ class VmCopier:
     def write(self, pid: int, addr: int, data) -> bool:
         """data into another process's memory at addr, straight from where it lies; False
         unless all of it went."""
-        size = len(data)
-        iov = self.iov
-        iov[0] = buffer_address(data)
-        iov[1] = iov[3] = size
-        iov[2] = addr
-        return _quick_vm_writev(pid, self.local, 1, self.remote, 1, 0) == size
+        return self._move(_quick_vm_writev, pid, buffer_address(data), len(data), addr)
 
     def read(self, pid: int, addr: int, size: int) -> bytes | None:
         """size bytes of another process's memory, read straight into a new bytes object
@@ -179,20 +174,16 @@ class VmCopier:
         if _BYTES_OFFSET is None:
             return None
         data = _new_bytes(None, size)
-        iov = self.iov
-        iov[0] = id(data) + _BYTES_OFFSET
-        iov[1] = iov[3] = size
-        iov[2] = addr
-        return data if _quick_vm_readv(pid, self.local, 1, self.remote, 1, 0) == size else None
+        return data if self._move(_quick_vm_readv, pid, id(data) + _BYTES_OFFSET, size, addr) else None
 
     def read_into(self, pid: int, addr: int, buf) -> bool:
         """Fill a writable buffer from another process's memory; False unless all of it came."""
-        size = len(buf)
+        return self._move(_quick_vm_readv, pid, buffer_address(buf), len(buf), addr)
+
+    def _move(self, call, pid: int, local: int, size: int, remote: int) -> bool:
         iov = self.iov
-        iov[0] = buffer_address(buf)
-        iov[1] = iov[3] = size
-        iov[2] = addr
-        return _quick_vm_readv(pid, self.local, 1, self.remote, 1, 0) == size
+        iov[0], iov[1], iov[2], iov[3] = local, size, remote, size
+        return call(pid, self.local, 1, self.remote, 1, 0) == size
 
 
 def signalfd_of(signo: int) -> int:

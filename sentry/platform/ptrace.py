@@ -573,6 +573,8 @@ class HostProcess:
         The thread must come back to the stub's trap: anything else (a fault, a trap
         elsewhere) means the stub is not ours any more, and the process is killed."""
         cpu = self.cpu
+        if cpu.running:  # never one that runs, or whose stop is not yet waited for (it would be lost)
+            cpu = next((c for c in self.threads if not c.running and c.gone is None), cpu)
         try:
             return self._inject(cpu, nr, args)
         except ProcessLookupError:  # the thread was killed under us (a limit, --timeout)

@@ -408,7 +408,6 @@ class Kernel:
         if task.exit_status is not None:
             return  # it ended while it ran (killed by another task)
         cls = stop.__class__
-        task.mm.space.cpu = task.cpu  # (as in _syscall: a fault's stack growth injects through it)
         if cls is SyscallStop:
             self._syscall(task, stop)
         elif cls is PreemptStop:
